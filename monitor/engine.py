@@ -1,0 +1,871 @@
+"""The core: per-asset revaluation and per-loan risk, as plain objects (no Kafka).
+
+:class:`AssetMonitor` holds one asset's windows, de-duplication horizon and
+valuation models; :class:`LoanMonitor` holds one loan's contract, balances,
+latest asset values, rule lifecycle and margin calls. ``streams/`` keeps them
+in faust tables keyed by asset and loan; :class:`Monitor` wires them in-process
+for ``pledgewatch backtest`` with the same routing, so a backtest is the
+production code path.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from monitor.errors import InputRejected
+from monitor.holidays import cure_deadline
+from monitor.profiles import get_profile
+from monitor.schemas import (
+    DIMENSIONS,
+    Alert,
+    AssetValue,
+    BalanceChanged,
+    CollateralPledged,
+    CollateralReleased,
+    CollateralValuation,
+    DeadLetter,
+    InterestAccrued,
+    LinesChanged,
+    LoanClosed,
+    LoanEventAdapter,
+    LoanOpened,
+    LoanRiskSnapshot,
+    MarginCall,
+    Repayment,
+    TelemetryEvent,
+)
+from monitor.sensors import NullSensor, Sensor
+from monitor.valuation import MODEL_VERSIONS, AssetValuer, ValuationParams
+from monitor.windows import WindowStats, check_record, window_start
+from rules.lifecycle import RuleState, Transition, alert_id, evaluate_subject
+from rules.rulebook import Rulebook, render_summary
+
+__all__ = [
+    "AssetMonitor",
+    "CoreParams",
+    "LoanMonitor",
+    "Monitor",
+    "Output",
+    "decode_loan_event",
+    "decode_telemetry",
+    "dead_letter",
+    "required_top_up",
+]
+
+log = logging.getLogger(__name__)
+
+UTC = dt.UTC
+EARLIEST = dt.datetime(2015, 1, 1, tzinfo=UTC).timestamp()
+
+_PYDANTIC_REASONS = {
+    "extra_forbidden": "extra_field",
+    "finite_number": "non_finite",
+    "timezone_aware": "naive_time",
+    "json_invalid": "undecodable",
+    "model_type": "not_an_object",
+    "model_attributes_type": "not_an_object",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CoreParams:
+    """Stream parameters of the core (``docs/valuation.md``); times in seconds.
+
+    Attributes
+    ----------
+    window_s
+        Tumbling window length (900 s in the demo; 3600 s in production).
+    allowed_lateness_s
+        How far behind an asset's newest event time a record may be and still land in its window.
+    silence_grace_s
+        How long past a window's end the stream clock must be before a silent asset's window
+        closes empty (defaults to one window plus the lateness).
+    dedup_horizon_s
+        How long an event id is remembered for de-duplication (event time).
+    max_clock_skew_s
+        Records timed further than this in the future (against the injected wall clock) are rejected.
+    max_gap_windows
+        At most this many empty windows are produced for one silence (one week of 15-min windows).
+    hold_unknown
+        Telemetry records held for an asset whose pledge has not arrived yet.
+    """
+
+    window_s: float = 900.0
+    allowed_lateness_s: float = 600.0
+    silence_grace_s: float | None = None
+    dedup_horizon_s: float = 6 * 3600.0
+    max_clock_skew_s: float = 300.0
+    max_gap_windows: int = 672
+    hold_unknown: int = 10_000
+    valuation: ValuationParams = field(default_factory=ValuationParams)
+
+    @property
+    def grace_s(self) -> float:
+        """Silence grace in seconds."""
+        return self.silence_grace_s if self.silence_grace_s is not None else self.window_s + self.allowed_lateness_s
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One message the core wants published: logical topic, key and message."""
+
+    topic: str
+    key: str
+    message: BaseModel
+
+
+def _ts(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, UTC)
+
+
+# --- decoding -----------------------------------------------------------------------------
+def _peek_asset(raw: bytes | None) -> str | None:
+    try:
+        obj = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+    val = obj.get("asset_id") if isinstance(obj, dict) else None
+    return val if isinstance(val, str) else None
+
+
+def _rejection(exc: ValidationError, raw: bytes | None) -> InputRejected:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "<record>"
+    reason = _PYDANTIC_REASONS.get(err["type"], "schema_violation")
+    got = err.get("input")
+    got_s = repr(got)[:80] if not isinstance(got, dict) else "an object"
+    return InputRejected(reason, f"{loc}: got {got_s}, expected {err['msg'].lower()}", _peek_asset(raw))
+
+
+def decode_telemetry(raw: bytes | None, now: float, max_skew_s: float = 300.0) -> TelemetryEvent:
+    """Decode one telemetry record strictly.
+
+    Parameters
+    ----------
+    raw
+        The record value (UTF-8 JSON) or ``None`` for a tombstone.
+    now
+        Wall-clock time, POSIX seconds (injected; the core never reads the clock).
+    max_skew_s
+        Allowed clock skew into the future, seconds.
+
+    Returns
+    -------
+    TelemetryEvent
+
+    Raises
+    ------
+    InputRejected
+        With a reason code of :data:`monitor.schemas.REASON_CODES` (tombstone, undecodable,
+        extra_field, non_finite, naive_time, implausible_time, schema_violation...).
+    """
+    if raw is None:
+        raise InputRejected("tombstone", "record value is null (tombstone), expected a TelemetryEvent")
+    try:
+        ev = TelemetryEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _rejection(exc, raw) from None
+    ts = ev.observed_at.timestamp()
+    if ts < EARLIEST or ts > now + max_skew_s:
+        msg = (
+            f"observed_at: got {ev.observed_at.isoformat()}, expected after 2015-01-01 and at most "
+            f"{max_skew_s:.0f} s ahead of the clock ({_ts(now).isoformat()})"
+        )
+        raise InputRejected("implausible_time", msg, ev.asset_id)
+    return ev
+
+
+def decode_loan_event(raw: bytes | None) -> Any:
+    """Decode one loan event (tagged union on ``type``).
+
+    Raises
+    ------
+    InputRejected
+        Reason ``tombstone``, ``undecodable``, ``extra_field``, ``schema_violation``...
+    """
+    if raw is None:
+        raise InputRejected("tombstone", "record value is null (tombstone), expected a LoanEvent")
+    try:
+        return LoanEventAdapter.validate_json(raw)
+    except ValidationError as exc:
+        raise _rejection(exc, None) from None
+
+
+def dead_letter(
+    raw: bytes | None,
+    exc: InputRejected,
+    *,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    key: str | None,
+    now: float,
+) -> DeadLetter:
+    """Build the dead-letter record of a rejected input (original bytes kept, base64)."""
+    return DeadLetter(
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key,
+        reason=exc.reason,
+        message=exc.message[:500],
+        asset_id=exc.asset_id,
+        original_b64=base64.b64encode(raw or b"").decode(),
+        received_at=_ts(now),
+    )
+
+
+def required_top_up(warning: float, outstanding: float, collateral_value: float) -> tuple[float, float]:
+    """Top-up that restores the warning line (DESIGN, "Loan level").
+
+    Returns
+    -------
+    tuple
+        ``(extra_collateral, repayment)`` in yuan: ``max(0, warning × outstanding − collateral)``
+        of extra collateral, or ``max(0, outstanding − collateral / warning)`` of repayment.
+
+    Examples
+    --------
+    >>> required_top_up(1.3, 7_000_000, 8_400_000)
+    (700000.0, 538461.5384615385)
+    """
+    return max(0.0, warning * outstanding - collateral_value), max(0.0, outstanding - collateral_value / warning)
+
+
+# --- assets -------------------------------------------------------------------------------
+class AssetMonitor:
+    """One pledged asset: windows, de-duplication, data-quality checks and valuation models.
+
+    Parameters
+    ----------
+    pledge
+        The :class:`CollateralPledged` event that registered the asset.
+    params
+        :class:`CoreParams`.
+    """
+
+    def __init__(self, pledge: CollateralPledged, params: CoreParams) -> None:
+        self.asset_id = pledge.asset_id
+        self.profile_name = pledge.asset_profile
+        self.profile = get_profile(pledge.asset_profile)
+        self.params = params
+        self.loan_ids: list[str] = [pledge.loan_id]
+        self.appraisal_value = pledge.appraisal.value
+        self.valuer = AssetValuer(
+            self.profile,
+            pledge.appraisal.value,
+            pledge.appraisal.baseline_activity,
+            pledge.appraisal.quality_baseline,
+            pledge.asset_timezone,
+            params.valuation,
+        )
+        self.windows: dict[float, WindowStats] = {}
+        self.closed_until: float | None = None
+        self.max_ts: float | None = None
+        self.last_event_at: float | None = None
+        self.seen: dict[str, tuple[float, int]] = {}
+        self.trips: dict[str, tuple[float, float]] = {}
+        self.pending_rejects = 0
+        self.late_carry = 0
+        self.dup_carry = 0
+
+    def add_loan(self, loan_id: str) -> None:
+        """Record one more loan this asset is pledged to."""
+        if loan_id not in self.loan_ids:
+            self.loan_ids.append(loan_id)
+
+    def remove_loan(self, loan_id: str) -> None:
+        """Forget a loan the asset was released from."""
+        if loan_id in self.loan_ids:
+            self.loan_ids.remove(loan_id)
+
+    def _window(self, start: float) -> WindowStats:
+        w = self.windows.get(start)
+        if w is None:
+            w = self.windows[start] = WindowStats(start=start, length_s=self.params.window_s)
+        return w
+
+    def note_rejected(self) -> None:
+        """Count a rejected record of this asset against the normativity of the open window."""
+        if self.windows:
+            self.windows[max(self.windows)].rejected += 1
+        else:
+            self.pending_rejects += 1
+
+    def on_event(self, ev: TelemetryEvent, sensor: Sensor, topic: str = "pledge.telemetry") -> list[Output]:
+        """Apply one decoded record; return the valuations of any windows it closed.
+
+        Raises
+        ------
+        InputRejected
+            ``unknown_metric`` / ``undefined_ratio`` from the profile checks.
+        """
+        ts = ev.observed_at.timestamp()
+        digest = hash((ev.kind, ts, ev.entity_id, tuple(sorted(ev.metrics.items())), tuple(sorted(ev.attributes.items()))))
+        prev = self.seen.get(ev.event_id)
+        if prev is not None:
+            target = self.windows.get(window_start(ts, self.params.window_s))
+            if prev[1] != digest and target is not None:
+                target.contradictions += 1
+            if target is not None:
+                target.duplicates += 1
+            else:
+                self.dup_carry += 1
+            sensor.on_event(topic, "duplicate")
+            return []
+        try:
+            check = check_record(self.profile, ev)
+        except InputRejected:
+            self.note_rejected()
+            raise
+        start = window_start(ts, self.params.window_s)
+        if self.closed_until is not None and start < self.closed_until:
+            self.late_carry += 1
+            sensor.on_event(topic, "late")
+            return []
+        self.seen[ev.event_id] = (ts, digest)
+        w = self._window(start)
+        if self.pending_rejects:
+            w.rejected += self.pending_rejects
+            self.pending_rejects = 0
+        w.add(self.profile, ev, check, ts)
+        trip = ev.attributes.get("trip_id")
+        if trip is not None and ev.kind == "trip_update":
+            seq = ev.metrics.get("stop_sequence", 0.0)
+            last = self.trips.get(trip)
+            if last is not None and (ts < last[0] or seq < last[1]):
+                w.contradictions += 1
+            self.trips[trip] = (max(ts, last[0]) if last else ts, max(seq, last[1]) if last else seq)
+        if self.closed_until is None:
+            self.closed_until = start
+        if self.last_event_at is None or ts > self.last_event_at:
+            self.last_event_at = ts
+        self.max_ts = ts if self.max_ts is None else max(self.max_ts, ts)
+        sensor.on_event(topic, "ok")
+        return self._close_until(self.max_ts - self.params.allowed_lateness_s, sensor)
+
+    def on_clock(self, stream_time: float, sensor: Sensor) -> list[Output]:
+        """Close windows the stream clock shows silent (``stream_time`` in POSIX seconds)."""
+        horizon = stream_time - self.params.grace_s
+        if self.closed_until is None:
+            # silence is counted from the first clock tick after registration, not before it
+            self.closed_until = window_start(stream_time, self.params.window_s)
+            return []
+        return self._close_until(horizon, sensor)
+
+    def _close_until(self, horizon: float, sensor: Sensor) -> list[Output]:
+        out: list[Output] = []
+        length = self.params.window_s
+        assert self.closed_until is not None
+        if horizon - self.closed_until > self.params.max_gap_windows * length:
+            skipped = int((horizon - self.closed_until) // length) - self.params.max_gap_windows
+            log.warning("asset %s silent for %d windows; skipping the oldest %d", self.asset_id, skipped + self.params.max_gap_windows, skipped)
+            self.closed_until += skipped * length
+            for s in [s for s in self.windows if s < self.closed_until]:
+                del self.windows[s]
+        while self.closed_until + length <= horizon:
+            start = self.closed_until
+            w = self.windows.pop(start, None) or WindowStats(start=start, length_s=length)
+            out.append(self._valuate(w, sensor))
+            self.closed_until = start + length
+        if out:
+            self._prune()
+        return out
+
+    def _prune(self) -> None:
+        assert self.closed_until is not None
+        cutoff = self.closed_until - self.params.dedup_horizon_s
+        if len(self.seen) > 1024:
+            self.seen = {k: v for k, v in self.seen.items() if v[0] >= cutoff}
+        trip_cut = self.closed_until - 4 * self.params.window_s
+        if len(self.trips) > 256:
+            self.trips = {k: v for k, v in self.trips.items() if v[0] >= trip_cut}
+
+    def _valuate(self, w: WindowStats, sensor: Sensor) -> Output:
+        w.late += self.late_carry
+        w.duplicates += self.dup_carry
+        self.late_carry = self.dup_carry = 0
+        dims = w.dimensions(self.profile)
+        expected = self.valuer.expected_activity(w.start)
+        r = self.valuer.update(w.start, w.activity, dims, w.features(expected), silent=w.records == 0)
+        end = w.end
+        age = end - self.last_event_at if self.last_event_at is not None else end - w.start
+        val = CollateralValuation(
+            asset_id=self.asset_id,
+            asset_profile=self.profile_name,
+            loan_ids=list(self.loan_ids),
+            window_start=_ts(w.start),
+            window_end=_ts(end),
+            status=r.status,  # type: ignore[arg-type]
+            value=r.value,
+            value_lower=r.value_lower,
+            value_upper=r.value_upper,
+            appraisal_value=self.appraisal_value,
+            activity=w.activity,
+            activity_expected=r.expected_activity,
+            activity_index=r.activity_index,
+            activity_index_lower=r.activity_index_lower,
+            activity_index_upper=r.activity_index_upper,
+            quality_score=r.quality_score,
+            quality_baseline=r.quality_baseline,
+            quality=r.quality,
+            window_quality=r.window_quality,
+            anomaly_score=r.anomaly_score,
+            anomalous=r.anomalous,
+            learned=r.learned,
+            drift=r.drift,  # type: ignore[arg-type]
+            windows_seen=r.windows_seen,
+            events_in_window=w.records,
+            late_events=w.late,
+            duplicates=w.duplicates,
+            last_event_at=_ts(self.last_event_at) if self.last_event_at is not None else None,
+            last_event_age_seconds=max(0.0, age),
+            model_versions=MODEL_VERSIONS,
+        )
+        sensor.on_valuation(val)
+        return Output("valuations", self.asset_id, val)
+
+
+# --- loans --------------------------------------------------------------------------------
+@dataclass(slots=True)
+class _AssetSlot:
+    asset_id: str
+    appraisal_value: float
+    valuation: CollateralValuation | None = None
+
+
+class LoanMonitor:
+    """One loan: contract, balances, latest asset valuations, rule lifecycle and margin calls.
+
+    Parameters
+    ----------
+    opened
+        The :class:`LoanOpened` event.
+    """
+
+    def __init__(self, opened: LoanOpened) -> None:
+        self.loan_id = opened.loan_id
+        self.opened = opened
+        self.thresholds = opened.thresholds
+        self.principal_outstanding = opened.outstanding
+        self.accrued_interest = 0.0
+        self.assets: dict[str, _AssetSlot] = {}
+        self.rule_states: dict[str, RuleState] = {}
+        self.margin_calls: dict[str, MarginCall] = {}
+        self.closed = False
+        self.as_of = opened.effective_at.timestamp()
+        self.seen_events: set[str] = {opened.event_id}
+
+    @property
+    def outstanding(self) -> float:
+        """Principal outstanding plus accrued interest, yuan."""
+        return self.principal_outstanding + self.accrued_interest
+
+    def collateral(self) -> tuple[float, float]:
+        """``(value, lower bound)`` of the pledged collateral in yuan (appraisal until first valuation)."""
+        v = lo = 0.0
+        for slot in self.assets.values():
+            if slot.valuation is None:
+                v += slot.appraisal_value
+                lo += slot.appraisal_value
+            else:
+                v += slot.valuation.value
+                lo += slot.valuation.value_lower
+        return v, lo
+
+    def calibrating(self) -> bool:
+        """True while any pledged asset has no active valuation yet."""
+        return any(s.valuation is None or s.valuation.status == "calibrating" for s in self.assets.values())
+
+    def snapshot(self) -> LoanRiskSnapshot:
+        """The loan's risk position now (coverage, LTV, required top-up)."""
+        value, lower = self.collateral()
+        out = self.outstanding
+        cov = value / out if out > 0 else None
+        t = self.thresholds
+        if self.closed:
+            status = "closed"
+        elif self.calibrating():
+            status = "calibrating"
+        elif cov is None or cov >= t.warning:
+            status = "ok"
+        elif cov >= t.margin_call:
+            status = "warning"
+        elif cov >= t.close_out:
+            status = "margin_call"
+        else:
+            status = "close_out"
+        top_c, top_r = required_top_up(t.warning, out, value)
+        return LoanRiskSnapshot(
+            loan_id=self.loan_id,
+            as_of=_ts(self.as_of),
+            status=status,  # type: ignore[arg-type]
+            outstanding=out,
+            collateral_value=value,
+            collateral_value_lower=lower,
+            coverage_ratio=cov,
+            ltv=(1.0 / cov) if cov else None,
+            thresholds=t,
+            required_top_up_collateral=top_c,
+            required_repayment=top_r,
+            assets=[
+                AssetValue(
+                    asset_id=s.asset_id,
+                    value=s.valuation.value if s.valuation else s.appraisal_value,
+                    value_lower=s.valuation.value_lower if s.valuation else s.appraisal_value,
+                    status=s.valuation.status if s.valuation else "pending",
+                )
+                for s in self.assets.values()
+            ],
+        )
+
+    def _loan_facts(self, snap: LoanRiskSnapshot) -> dict[str, Any]:
+        t = snap.thresholds
+        cov = snap.coverage_ratio if snap.coverage_ratio is not None else float("inf")
+        out = snap.outstanding
+        return {
+            "id": self.loan_id,
+            "outstanding": out,
+            "currency": "CNY",
+            "thresholds": {"warning": t.warning, "margin_call": t.margin_call, "close_out": t.close_out},
+            "collateral_value": snap.collateral_value,
+            "collateral_value_lower": snap.collateral_value_lower,
+            "coverage_ratio": cov,
+            "coverage_ratio_lower": snap.collateral_value_lower / out if out > 0 else float("inf"),
+            "ltv": snap.ltv if snap.ltv is not None else 0.0,
+            "days_past_due": 0.0,
+            "required_top_up_collateral": snap.required_top_up_collateral,
+            "required_repayment": snap.required_repayment,
+            "calibrating": snap.status == "calibrating",
+        }
+
+    @staticmethod
+    def _asset_facts(v: CollateralValuation) -> dict[str, Any]:
+        return {
+            "id": v.asset_id,
+            "profile": v.asset_profile,
+            "status": v.status,
+            "value": v.value,
+            "value_lower": v.value_lower,
+            "value_upper": v.value_upper,
+            "appraisal_value": v.appraisal_value,
+            "activity": v.activity,
+            "activity_expected": v.activity_expected,
+            "activity_index": v.activity_index,
+            "quality_score": v.quality_score,
+            "quality": {k: (v.quality.get(k) if v.quality.get(k) is not None else 1.0) for k in DIMENSIONS},
+            "anomaly_score": v.anomaly_score,
+            "anomalous": v.anomalous,
+            "drift": v.drift,
+            "last_event_age_seconds": v.last_event_age_seconds,
+            "events_in_window": float(v.events_in_window),
+            "windows_seen": float(v.windows_seen),
+        }
+
+    def why(self) -> str:
+        """One line naming the asset that moved the collateral most and why (index vs quality)."""
+        worst: tuple[float, str] | None = None
+        for s in self.assets.values():
+            v = s.valuation
+            if v is None:
+                continue
+            change = v.value / v.appraisal_value - 1.0
+            qf = min(v.quality_score / v.quality_baseline, 1.0) if v.quality_baseline > 0 else 1.0
+            text = (
+                f"{v.asset_id} {change:+.0%} vs appraisal: activity index {v.activity_index:.2f}, "
+                f"quality {v.quality_score:.2f}/{v.quality_baseline:.2f} (×{qf:.2f})"
+            )
+            acc = v.quality.get("accessibility")
+            if acc is not None and acc < 0.8:
+                text += f", feed reachable {acc:.0%}"
+            if worst is None or change < worst[0]:
+                worst = (change, text)
+        return worst[1] if worst else "no valuation yet"
+
+    # --- inputs ---------------------------------------------------------------------------
+    def on_loan_event(self, ev: Any, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
+        """Apply one loan event (idempotent by event id) and re-evaluate the loan's rules."""
+        if ev.event_id in self.seen_events:
+            sensor.on_event("pledge.loan-book", "duplicate")
+            return []
+        self.seen_events.add(ev.event_id)
+        sensor.on_event("pledge.loan-book", "ok")
+        self.as_of = max(self.as_of, ev.effective_at.timestamp())
+        out: list[Output] = []
+        if isinstance(ev, CollateralPledged):
+            self.assets.setdefault(ev.asset_id, _AssetSlot(ev.asset_id, ev.appraisal.value))
+            out.append(Output("asset-pledges", ev.asset_id, ev))
+        elif isinstance(ev, CollateralReleased):
+            self.assets.pop(ev.asset_id, None)
+            out.append(Output("asset-pledges", ev.asset_id, ev))
+        elif isinstance(ev, BalanceChanged):
+            self.principal_outstanding = ev.outstanding
+        elif isinstance(ev, Repayment):
+            paid_interest = min(self.accrued_interest, ev.amount)
+            self.accrued_interest -= paid_interest
+            self.principal_outstanding = max(0.0, self.principal_outstanding - (ev.amount - paid_interest))
+        elif isinstance(ev, InterestAccrued):
+            self.accrued_interest += ev.amount
+        elif isinstance(ev, LinesChanged):
+            self.thresholds = ev.thresholds
+        elif isinstance(ev, LoanClosed):
+            self.closed = True
+            for mc in list(self.margin_calls.values()):
+                if mc.status == "issued":
+                    self.margin_calls[mc.margin_call_id] = upd = mc.model_copy(
+                        update={"status": "withdrawn", "updated_at": ev.effective_at}
+                    )
+                    out.append(Output("margin-calls", self.loan_id, upd))
+        out.extend(self._evaluate(rulebook, None, sensor))
+        return out
+
+    def on_valuation(self, val: CollateralValuation, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
+        """Take an asset's new valuation and re-evaluate the loan's rules at its window end."""
+        slot = self.assets.get(val.asset_id)
+        if slot is None or self.closed:
+            return []
+        slot.valuation = val
+        self.as_of = max(self.as_of, val.window_end.timestamp())
+        return self._evaluate(rulebook, val, sensor)
+
+    # --- rules ------------------------------------------------------------------------------
+    def _evaluate(self, rulebook: Rulebook | None, val: CollateralValuation | None, sensor: Sensor) -> list[Output]:
+        snap = self.snapshot()
+        sensor.on_loan_risk(snap)
+        out: list[Output] = [Output("loan-risk", self.loan_id, snap)]
+        if rulebook is None or self.closed or snap.status == "calibrating":
+            return out  # lines are judged only once every pledged asset has an active valuation
+        now = self.as_of
+        now_dt = _ts(now)
+        loan = self._loan_facts(snap)
+        window = {"start": val.window_start, "end": val.window_end} if val else {"start": now_dt, "end": now_dt}
+        facts: dict[str, Any] = {"loan": loan, "window": window, "now": now_dt}
+        transitions = evaluate_subject(rulebook, "loan", self.loan_id, facts, self.rule_states, now, sensor)
+        asset_facts: dict[str, dict[str, Any]] = {}
+        if val is not None:
+            af = self._asset_facts(val)
+            asset_facts[val.asset_id] = af
+            transitions += evaluate_subject(
+                rulebook, "asset", val.asset_id, {**facts, "asset": af}, self.rule_states, now, sensor
+            )
+        why = self.why()
+        for tr in transitions:
+            out.extend(self._emit(tr, rulebook, snap, {**facts, "asset": asset_facts.get(tr.subject)}, why, sensor))
+        for mc in list(self.margin_calls.values()):
+            if mc.status == "issued" and now >= mc.cure_deadline.timestamp():
+                self.margin_calls[mc.margin_call_id] = upd = mc.model_copy(update={"status": "expired", "updated_at": now_dt})
+                out.append(Output("margin-calls", self.loan_id, upd))
+        return out
+
+    def _emit(
+        self, tr: Transition, rulebook: Rulebook, snap: LoanRiskSnapshot, facts: dict[str, Any], why: str, sensor: Sensor
+    ) -> Iterable[Output]:
+        rule = tr.rule
+        aid = alert_id(self.loan_id, rule.id, tr.subject, tr.episode_start)
+        loan = facts["loan"]
+        key_facts: dict[str, float | str | None] = {
+            "coverage_ratio": snap.coverage_ratio,
+            "collateral_value": snap.collateral_value,
+            "outstanding": snap.outstanding,
+            "warning_line": snap.thresholds.warning,
+            "margin_call_line": snap.thresholds.margin_call,
+            "close_out_line": snap.thresholds.close_out,
+            "required_top_up_collateral": snap.required_top_up_collateral,
+            "required_repayment": snap.required_repayment,
+            "why": why,
+        }
+        asset = facts.get("asset")
+        if asset is not None:
+            key_facts.update(
+                asset_value=asset["value"],
+                activity_index=asset["activity_index"],
+                quality_score=asset["quality_score"],
+                accessibility=asset["quality"]["accessibility"],
+                anomaly_score=asset["anomaly_score"],
+            )
+        render_facts = {k: v for k, v in facts.items() if v is not None}
+        try:
+            zh = render_summary(rule.summary["zh"], render_facts)
+            en = render_summary(rule.summary["en"], render_facts)
+        except KeyError:
+            zh = en = f"{rule.id} {tr.status} on {tr.subject}"
+        del loan
+        alert = Alert(
+            alert_id=aid,
+            status=tr.status,  # type: ignore[arg-type]
+            rule_id=rule.id,
+            severity=rule.severity,  # type: ignore[arg-type]
+            scope=rule.scope,  # type: ignore[arg-type]
+            subject=tr.subject,
+            loan_id=self.loan_id,
+            asset_id=tr.subject if rule.scope == "asset" else None,
+            episode_start=_ts(tr.episode_start),
+            at=_ts(tr.at),
+            summary=zh,
+            summary_en=en,
+            facts=key_facts,
+            rulebook=rulebook.name,
+            rulebook_version=rulebook.version,
+            model_versions=MODEL_VERSIONS,
+            shadow=rule.shadow,
+        )
+        sensor.on_alert(rule.id, rule.severity, tr.status, rule.shadow)
+        yield Output("alerts", self.loan_id, alert)
+        if rule.action != "margin_call" or rule.shadow:
+            return
+        mc_id = "mc-" + aid[3:]
+        if tr.status == "firing" and mc_id not in self.margin_calls and snap.coverage_ratio is not None:
+            mc = MarginCall(
+                margin_call_id=mc_id,
+                loan_id=self.loan_id,
+                status="issued",
+                issued_at=_ts(tr.at),
+                updated_at=_ts(tr.at),
+                coverage_ratio=snap.coverage_ratio,
+                collateral_value=snap.collateral_value,
+                outstanding=snap.outstanding,
+                warning_line=snap.thresholds.warning,
+                required_top_up_collateral=snap.required_top_up_collateral,
+                required_repayment=snap.required_repayment,
+                cure_deadline=cure_deadline(_ts(tr.at), self.opened.cure_period),
+                alert_id=aid,
+                rulebook=rulebook.name,
+                rulebook_version=rulebook.version,
+            )
+            self.margin_calls[mc_id] = mc
+            yield Output("margin-calls", self.loan_id, mc)
+        elif tr.status == "resolved" and (mc := self.margin_calls.get(mc_id)) is not None and mc.status == "issued":
+            self.margin_calls[mc_id] = upd = mc.model_copy(update={"status": "cured", "updated_at": _ts(tr.at)})
+            yield Output("margin-calls", self.loan_id, upd)
+
+
+# --- in-process wiring ----------------------------------------------------------------------
+def _digest(raw: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+
+
+class Monitor:
+    """The whole core in one process: the routing ``streams/`` does through topics, done in memory.
+
+    Parameters
+    ----------
+    rulebook
+        The active rulebook.
+    params
+        :class:`CoreParams`.
+    sensor
+        Receives metrics hooks.
+    """
+
+    def __init__(self, rulebook: Rulebook, params: CoreParams | None = None, sensor: Sensor | None = None) -> None:
+        self.rulebook = rulebook
+        self.params = params or CoreParams()
+        self.sensor: Sensor = sensor or NullSensor()
+        self.assets: dict[str, AssetMonitor] = {}
+        self.loans: dict[str, LoanMonitor] = {}
+        self.held: dict[str, list[TelemetryEvent]] = {}
+        self.clock: float | None = None
+        self._next_tick: float | None = None
+
+    # loan book
+    def on_loan_event(self, ev: Any) -> list[Output]:
+        """Apply one decoded loan event; returns outputs (snapshots, alerts, margin calls)."""
+        loan = self.loans.get(ev.loan_id)
+        if isinstance(ev, LoanOpened):
+            if loan is None:
+                self.loans[ev.loan_id] = LoanMonitor(ev)
+                self.sensor.on_event("pledge.loan-book", "ok")
+                return [Output("loan-risk", ev.loan_id, self.loans[ev.loan_id].snapshot())]
+            self.sensor.on_event("pledge.loan-book", "duplicate")
+            return []
+        if loan is None:
+            raise InputRejected("unknown_loan", f"loan_id: got {ev.loan_id!r}, expected a loan opened by a loan_opened event")
+        out = loan.on_loan_event(ev, self.rulebook, self.sensor)
+        return self._route(out)
+
+    def register_pledge(self, ev: CollateralPledged | CollateralReleased) -> list[Output]:
+        """Register (or release) an asset for a loan; releases held telemetry of a new asset."""
+        asset = self.assets.get(ev.asset_id)
+        if isinstance(ev, CollateralReleased):
+            if asset is not None:
+                asset.remove_loan(ev.loan_id)
+            return []
+        if asset is not None:
+            asset.add_loan(ev.loan_id)
+            return []
+        self.assets[ev.asset_id] = AssetMonitor(ev, self.params)
+        out: list[Output] = []
+        for held in self.held.pop(ev.asset_id, []):
+            out.extend(self.on_telemetry(held))
+        return out
+
+    def _route(self, outputs: list[Output]) -> list[Output]:
+        result: list[Output] = []
+        for o in outputs:
+            if o.topic == "asset-pledges":
+                result.extend(self.register_pledge(o.message))  # type: ignore[arg-type]
+                continue
+            result.append(o)
+            if o.topic == "valuations":
+                val: CollateralValuation = o.message  # type: ignore[assignment]
+                for loan_id in val.loan_ids:
+                    loan = self.loans.get(loan_id)
+                    if loan is not None:
+                        result.extend(loan.on_valuation(val, self.rulebook, self.sensor))
+        return result
+
+    # telemetry
+    def on_telemetry(self, ev: TelemetryEvent) -> list[Output]:
+        """Apply one decoded telemetry event; advances the stream clock.
+
+        Raises
+        ------
+        InputRejected
+            ``unknown_asset`` when the hold buffer of an unpledged asset is full, or a profile
+            rejection (``unknown_metric``, ``undefined_ratio``).
+        """
+        asset = self.assets.get(ev.asset_id)
+        if asset is None:
+            held = self.held.setdefault(ev.asset_id, [])
+            if len(held) >= self.params.hold_unknown:
+                raise InputRejected("unknown_asset", f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event", ev.asset_id)
+            held.append(ev)
+            return []
+        out = self._route(asset.on_event(ev, self.sensor))
+        ts = ev.observed_at.timestamp()
+        if self.clock is None or ts > self.clock:
+            self.clock = ts
+            out.extend(self.tick(ts))
+        return out
+
+    def tick(self, stream_time: float) -> list[Output]:
+        """Advance the stream clock; silent assets' windows close once per window boundary."""
+        if self._next_tick is not None and stream_time < self._next_tick:
+            return []
+        self._next_tick = window_start(stream_time, self.params.window_s) + self.params.window_s
+        out: list[Output] = []
+        for asset in self.assets.values():
+            out.extend(self._route(asset.on_clock(stream_time, self.sensor)))
+        return out
+
+    def on_reject(self, exc: InputRejected) -> None:
+        """Account a rejected telemetry record against its asset's normativity."""
+        self.sensor.on_dead_letter(exc.reason)
+        self.sensor.on_event("pledge.telemetry", "invalid")
+        if exc.asset_id and (asset := self.assets.get(exc.asset_id)) is not None and exc.reason != "unknown_metric" and exc.reason != "undefined_ratio":
+            asset.note_rejected()
+
+    def flush(self, until: float) -> list[Output]:
+        """Close every window that ends by ``until`` (end of a backtest), as if the clock reached it."""
+        self._next_tick = None
+        out = self.tick(until + self.params.grace_s)
+        return out

@@ -1,0 +1,474 @@
+"""Message schemas of every pledgewatch topic (the contract of ``docs/topics.md``).
+
+All models are strict: unknown fields are rejected (``extra="forbid"``), floats
+must be finite, numbers are never read from strings, and every time must carry
+a UTC offset. Amounts are yuan (CNY), ratios are plain floats (1.25 = 125 %),
+durations are seconds unless a field name says otherwise.
+
+Examples
+--------
+>>> ev = TelemetryEvent.model_validate_json(
+...     '{"event_id": "e1", "asset_id": "A1", "observed_at": "2016-05-19T08:00:00+12:00",'
+...     ' "kind": "trip_completed", "metrics": {"trips": 1}}')
+>>> ev.observed_at.isoformat()
+'2016-05-19T08:00:00+12:00'
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "DIMENSIONS",
+    "REASON_CODES",
+    "Alert",
+    "Appraisal",
+    "BalanceChanged",
+    "CollateralPledged",
+    "CollateralReleased",
+    "CollateralValuation",
+    "DeadLetter",
+    "InterestAccrued",
+    "LinesChanged",
+    "LoanClosed",
+    "LoanEvent",
+    "LoanEventAdapter",
+    "LoanOpened",
+    "LoanRiskSnapshot",
+    "MarginCall",
+    "Repayment",
+    "RulebookUpdate",
+    "TelemetryEvent",
+    "Thresholds",
+    "parse_cure_period",
+]
+
+SCHEMA_VERSION = 1
+
+#: The six quality dimensions, named as GB/T 36344-2018 names them.
+DIMENSIONS: tuple[str, ...] = (
+    "normativity",
+    "completeness",
+    "accuracy",
+    "consistency",
+    "timeliness",
+    "accessibility",
+)
+
+#: Reason codes carried by :class:`DeadLetter` records (``docs/topics.md``).
+REASON_CODES: dict[str, str] = {
+    "undecodable": "bytes are not UTF-8 JSON",
+    "tombstone": "record value is null",
+    "not_an_object": "JSON value is not an object",
+    "schema_violation": "a field has the wrong type or is missing",
+    "extra_field": "a field the schema does not know (misspelling?)",
+    "non_finite": "a number is NaN or infinite",
+    "naive_time": "a time without a UTC offset",
+    "implausible_time": "a time before 2015 or beyond the allowed clock skew",
+    "unknown_metric": "a metric or kind the asset profile does not know",
+    "undefined_ratio": "a derived ratio has a zero denominator",
+    "unknown_asset": "no loan has pledged this asset",
+    "unknown_loan": "a loan event for a loan that was never opened",
+    "out_of_order": "a loan event before the loan was opened",
+}
+
+_ID = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@/\-]+$")]
+_YUAN = Annotated[float, Field(ge=0.0)]
+
+
+class _Strict(BaseModel):
+    """Base of every topic message: strict, closed, finite."""
+
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, strict=True, frozen=True, ser_json_inf_nan="null"
+    )
+
+
+class TelemetryEvent(_Strict):
+    """One operational record behind a pledged data asset (topic ``pledge.telemetry``).
+
+    Attributes
+    ----------
+    event_id
+        Unique per source; a repeated id is a duplicate and counted once.
+    asset_id
+        The pledged data asset (Kafka key).
+    observed_at
+        Event time, RFC 3339 with offset. Naive times are rejected.
+    received_at
+        When the collector received it (optional); drives the timeliness dimension.
+    entity_id
+        The entity reporting (e.g. a vehicle).
+    kind
+        Record kind known to the asset profile (``trip_update``, ``trip_completed``, ``feed_poll``...).
+    metrics
+        Metric name -> finite float, units as the asset profile gives them.
+    attributes
+        Name -> string (route, trip id...).
+    """
+
+    schema_version: Literal[1] = 1
+    event_id: _ID
+    asset_id: _ID
+    observed_at: AwareDatetime
+    received_at: AwareDatetime | None = None
+    entity_id: str | None = Field(default=None, max_length=200)
+    kind: Annotated[str, Field(min_length=1, max_length=64)]
+    metrics: dict[str, float] = Field(default_factory=dict)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class Thresholds(_Strict):
+    """Coverage-ratio lines of one loan contract (ratios, e.g. 1.30 = 130 %).
+
+    Raises
+    ------
+    pydantic.ValidationError
+        Unless ``warning > margin_call > close_out > 0``.
+    """
+
+    warning: Annotated[float, Field(gt=0)]
+    margin_call: Annotated[float, Field(gt=0)]
+    close_out: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Thresholds:
+        if not self.warning > self.margin_call > self.close_out:
+            msg = (
+                f"thresholds must satisfy warning > margin_call > close_out, got "
+                f"warning={self.warning}, margin_call={self.margin_call}, close_out={self.close_out}"
+            )
+            raise ValueError(msg)
+        return self
+
+
+_CURE = re.compile(r"^(\d{1,4})(h|d|bd)$")
+
+
+def parse_cure_period(text: str) -> tuple[int, str]:
+    """Parse a cure period such as ``"10d"`` (calendar days), ``"48h"`` or ``"5bd"`` (business days).
+
+    Returns
+    -------
+    tuple
+        ``(count, unit)`` with unit ``"h"``, ``"d"`` or ``"bd"``.
+
+    Raises
+    ------
+    ValueError
+        When the text is not ``<count><h|d|bd>``.
+
+    Examples
+    --------
+    >>> parse_cure_period("10d")
+    (10, 'd')
+    """
+    m = _CURE.match(text)
+    if not m:
+        msg = f"cure_period: got {text!r}, expected <count><h|d|bd> such as '10d', '48h' or '5bd'"
+        raise ValueError(msg)
+    return int(m.group(1)), m.group(2)
+
+
+class Appraisal(_Strict):
+    """The appraisal of a data asset at pledge (income approach, China Appraisal Society 2023 guidance).
+
+    Attributes
+    ----------
+    value
+        Appraised value V_0 in yuan.
+    baseline_activity
+        Optional: the activity the appraisal assumed, per hour of day (24 values, activity units
+        per hour, local time of the asset profile). Without it the baseline comes from the
+        calibration period after pledge.
+    quality_baseline
+        Optional Q_0 (0..1) assessed by the appraiser; without it Q_0 is measured in calibration.
+    """
+
+    value: Annotated[float, Field(gt=0)]
+    method: str = "income"
+    appraised_on: dt.date
+    appraiser: str
+    baseline_activity: list[Annotated[float, Field(ge=0)]] | None = None
+    quality_baseline: Annotated[float, Field(gt=0, le=1)] | None = None
+
+    @field_validator("baseline_activity")
+    @classmethod
+    def _hours(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (len(v) != 24 or sum(v) <= 0):
+            msg = f"baseline_activity: got {len(v)} values summing to {sum(v)}, expected 24 hourly values with a positive sum"
+            raise ValueError(msg)
+        return v
+
+
+class _LoanEventBase(_Strict):
+    schema_version: Literal[1] = 1
+    event_id: _ID
+    loan_id: _ID
+    effective_at: AwareDatetime
+
+
+class LoanOpened(_LoanEventBase):
+    """A loan is booked; its contract fixes the lines and the cure period."""
+
+    type: Literal["loan_opened"] = "loan_opened"
+    borrower_id: _ID
+    principal: Annotated[float, Field(gt=0)]
+    outstanding: _YUAN
+    currency: Literal["CNY"] = "CNY"
+    start: dt.date
+    maturity: dt.date
+    thresholds: Thresholds
+    cure_period: str = "10d"
+
+    @field_validator("cure_period")
+    @classmethod
+    def _cure(cls, v: str) -> str:
+        parse_cure_period(v)
+        return v
+
+
+class CollateralPledged(_LoanEventBase):
+    """A data asset is pledged to the loan (registered with its pledge registration number)."""
+
+    type: Literal["collateral_pledged"] = "collateral_pledged"
+    asset_id: _ID
+    asset_profile: str = "bus_dispatch"
+    asset_timezone: str = "Asia/Shanghai"
+    appraisal: Appraisal
+    pledge_registration_no: Annotated[str, Field(min_length=1, max_length=100)]
+
+    @field_validator("asset_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            msg = f"asset_timezone: got {v!r}, expected an IANA time zone such as 'Asia/Shanghai'"
+            raise ValueError(msg) from None
+        return v
+
+
+class BalanceChanged(_LoanEventBase):
+    """Outstanding principal set to a new value (yuan), e.g. after a drawdown."""
+
+    type: Literal["balance_changed"] = "balance_changed"
+    outstanding: _YUAN
+
+
+class Repayment(_LoanEventBase):
+    """A repayment of ``amount`` yuan, reducing the outstanding."""
+
+    type: Literal["repayment"] = "repayment"
+    amount: Annotated[float, Field(gt=0)]
+
+
+class InterestAccrued(_LoanEventBase):
+    """Interest of ``amount`` yuan accrued; outstanding includes accrued interest."""
+
+    type: Literal["interest_accrued"] = "interest_accrued"
+    amount: Annotated[float, Field(gt=0)]
+
+
+class CollateralReleased(_LoanEventBase):
+    """A pledged asset is released from the loan."""
+
+    type: Literal["collateral_released"] = "collateral_released"
+    asset_id: _ID
+
+
+class LinesChanged(_LoanEventBase):
+    """The contract's coverage lines are amended."""
+
+    type: Literal["lines_changed"] = "lines_changed"
+    thresholds: Thresholds
+
+
+class LoanClosed(_LoanEventBase):
+    """The loan is closed; open margin calls are withdrawn."""
+
+    type: Literal["loan_closed"] = "loan_closed"
+
+
+LoanEvent = Annotated[
+    LoanOpened
+    | CollateralPledged
+    | BalanceChanged
+    | Repayment
+    | InterestAccrued
+    | CollateralReleased
+    | LinesChanged
+    | LoanClosed,
+    Field(discriminator="type"),
+]
+#: Validates any loan event (tagged union on ``type``).
+LoanEventAdapter: TypeAdapter[Any] = TypeAdapter(LoanEvent)
+
+
+class RulebookUpdate(_Strict):
+    """A rulebook published to ``pledge.rules-control`` (hot reload)."""
+
+    schema_version: Literal[1] = 1
+    rulebook: _ID
+    version: int
+    source: str
+    published_at: AwareDatetime
+
+
+class CollateralValuation(_Strict):
+    """The revalued collateral of one asset at the close of one window (``pledge.valuations``).
+
+    ``value = appraisal_value × min(activity_index, cap) × min(quality_score / quality_baseline, 1)``
+    (``docs/valuation.md``). Values are yuan; indices and quality are ratios.
+    """
+
+    schema_version: Literal[1] = 1
+    asset_id: str
+    asset_profile: str
+    loan_ids: list[str]
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    status: Literal["calibrating", "active"]
+    value: _YUAN
+    value_lower: _YUAN
+    value_upper: _YUAN
+    appraisal_value: _YUAN
+    activity: float
+    activity_expected: float
+    activity_index: float
+    activity_index_lower: float
+    activity_index_upper: float
+    quality_score: float
+    quality_baseline: float
+    quality: dict[str, float | None]
+    window_quality: dict[str, float | None]
+    anomaly_score: float
+    anomalous: bool
+    learned: bool
+    drift: Literal["none", "decline", "increase"]
+    windows_seen: int
+    events_in_window: int
+    late_events: int
+    duplicates: int
+    last_event_at: AwareDatetime | None
+    last_event_age_seconds: float
+    model_versions: dict[str, str]
+
+
+class AssetValue(_Strict):
+    """One asset's contribution to a loan's collateral value (yuan)."""
+
+    asset_id: str
+    value: _YUAN
+    value_lower: _YUAN
+    status: Literal["calibrating", "active", "pending"]
+
+
+class LoanRiskSnapshot(_Strict):
+    """Risk position of one loan (``pledge.loan-risk``, compacted by loan id).
+
+    ``coverage_ratio = collateral_value / outstanding``; ``ltv = 1 / coverage_ratio``; both are
+    ``None`` while nothing is outstanding.
+    """
+
+    schema_version: Literal[1] = 1
+    loan_id: str
+    as_of: AwareDatetime
+    status: Literal["ok", "warning", "margin_call", "close_out", "calibrating", "closed"]
+    currency: Literal["CNY"] = "CNY"
+    outstanding: _YUAN
+    collateral_value: _YUAN
+    collateral_value_lower: _YUAN
+    coverage_ratio: float | None
+    ltv: float | None
+    thresholds: Thresholds
+    required_top_up_collateral: _YUAN
+    required_repayment: _YUAN
+    assets: list[AssetValue]
+
+
+class Alert(_Strict):
+    """One alert transition (``pledge.alerts``): firing or resolved, never one per event.
+
+    ``alert_id`` is deterministic: a hash of (rulebook, rule, subject, episode start).
+    """
+
+    schema_version: Literal[1] = 1
+    alert_id: str
+    status: Literal["firing", "resolved"]
+    rule_id: str
+    severity: Literal["info", "warning", "critical"]
+    scope: Literal["loan", "asset"]
+    subject: str
+    loan_id: str
+    asset_id: str | None = None
+    episode_start: AwareDatetime
+    at: AwareDatetime
+    summary: str
+    summary_en: str
+    facts: dict[str, float | str | None]
+    rulebook: str
+    rulebook_version: int
+    model_versions: dict[str, str]
+    shadow: bool = False
+
+
+class MarginCall(_Strict):
+    """A margin call (``pledge.margin-calls``): the amount to restore the warning line and the deadline.
+
+    ``required_top_up_collateral = max(0, warning × outstanding − collateral_value)`` yuan of extra
+    collateral, or ``required_repayment = max(0, outstanding − collateral_value / warning)`` yuan.
+    """
+
+    schema_version: Literal[1] = 1
+    margin_call_id: str
+    loan_id: str
+    status: Literal["issued", "cured", "expired", "withdrawn"]
+    issued_at: AwareDatetime
+    updated_at: AwareDatetime
+    coverage_ratio: float
+    collateral_value: _YUAN
+    outstanding: _YUAN
+    warning_line: float
+    required_top_up_collateral: _YUAN
+    required_repayment: _YUAN
+    cure_deadline: AwareDatetime
+    alert_id: str
+    rulebook: str
+    rulebook_version: int
+
+
+class DeadLetter(_Strict):
+    """A record that could not be used, with why (``pledge.dead-letter``)."""
+
+    schema_version: Literal[1] = 1
+    source_topic: str
+    partition: int | None
+    offset: int | None
+    key: str | None
+    reason: str
+    message: str
+    asset_id: str | None = None
+    original_b64: str
+    received_at: AwareDatetime
+
+    @field_validator("reason")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in REASON_CODES:
+            msg = f"reason: got {v!r}, expected one of {sorted(REASON_CODES)}"
+            raise ValueError(msg)
+        return v

@@ -1,0 +1,92 @@
+"""The sensor interface through which the core reports metrics (after faust's sensor hooks).
+
+The core never imports ``prometheus_client``; ``streams.prometheus`` implements
+:class:`Sensor` for Prometheus, and :class:`NullSensor` / :class:`CountingSensor`
+serve backtests and unit tests. Label values come only from bounded sets:
+topic names, outcome and reason codes, rule ids, loan and asset ids.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Protocol
+
+from monitor.schemas import CollateralValuation, LoanRiskSnapshot
+
+__all__ = ["CountingSensor", "NullSensor", "Sensor"]
+
+
+class Sensor(Protocol):
+    """Hooks the core calls; every method must be cheap and must not raise."""
+
+    def on_event(self, topic: str, outcome: str) -> None:
+        """One input record with outcome ``ok``, ``invalid``, ``duplicate`` or ``late``."""
+
+    def on_dead_letter(self, reason: str) -> None:
+        """One record sent to the dead-letter topic with a reason code."""
+
+    def on_valuation(self, valuation: CollateralValuation) -> None:
+        """An asset was revalued."""
+
+    def on_loan_risk(self, snapshot: LoanRiskSnapshot) -> None:
+        """A loan's risk position changed."""
+
+    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool) -> None:
+        """An alert transition (``firing`` / ``resolved``)."""
+
+    def on_rule_error(self, rule_id: str) -> None:
+        """A rule's condition raised at run time."""
+
+
+class NullSensor:
+    """A sensor that records nothing."""
+
+    def on_event(self, topic: str, outcome: str) -> None:
+        """Ignore."""
+
+    def on_dead_letter(self, reason: str) -> None:
+        """Ignore."""
+
+    def on_valuation(self, valuation: CollateralValuation) -> None:
+        """Ignore."""
+
+    def on_loan_risk(self, snapshot: LoanRiskSnapshot) -> None:
+        """Ignore."""
+
+    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool) -> None:
+        """Ignore."""
+
+    def on_rule_error(self, rule_id: str) -> None:
+        """Ignore."""
+
+
+class CountingSensor(NullSensor):
+    """A sensor that counts calls, for tests and the backtest summary.
+
+    Examples
+    --------
+    >>> s = CountingSensor(); s.on_event("pledge.telemetry", "ok"); s.events[("pledge.telemetry", "ok")]
+    1
+    """
+
+    def __init__(self) -> None:
+        self.events: Counter[tuple[str, str]] = Counter()
+        self.dead_letters: Counter[str] = Counter()
+        self.rule_errors: Counter[str] = Counter()
+        self.alerts: Counter[tuple[str, str]] = Counter()
+
+    def on_event(self, topic: str, outcome: str) -> None:
+        """Count by (topic, outcome)."""
+        self.events[(topic, outcome)] += 1
+
+    def on_dead_letter(self, reason: str) -> None:
+        """Count by reason."""
+        self.dead_letters[reason] += 1
+
+    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool) -> None:
+        """Count by (rule, status)."""
+        self.alerts[(rule_id, status)] += 1
+
+    def on_rule_error(self, rule_id: str) -> None:
+        """Count by rule."""
+        self.rule_errors[rule_id] += 1

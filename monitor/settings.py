@@ -1,0 +1,90 @@
+"""Configuration: one frozen pydantic-settings object, read once at start-up (after Quix Streams).
+
+Every field reads the environment variable ``PLEDGEWATCH_<FIELD>`` (upper case);
+``KAFKA_BOOTSTRAP_SERVERS`` is honoured as well for the broker address. Nothing
+is read at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "TOPICS"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Logical topic name -> suffix after the prefix (``docs/topics.md``).
+TOPICS: dict[str, str] = {
+    "telemetry": "telemetry",
+    "loan-book": "loan-book",
+    "rules-control": "rules-control",
+    "valuations": "valuations",
+    "loan-risk": "loan-risk",
+    "alerts": "alerts",
+    "margin-calls": "margin-calls",
+    "dead-letter": "dead-letter",
+    "asset-pledges": "internal.asset-pledges",
+    "loan-valuations": "internal.loan-valuations",
+}
+#: Topics kept compacted (latest value per key).
+COMPACTED = {"valuations", "loan-risk", "rules-control", "asset-pledges"}
+
+
+class Settings(BaseSettings):
+    """pledgewatch settings (env prefix ``PLEDGEWATCH_``).
+
+    Attributes
+    ----------
+    bootstrap_servers
+        Kafka bootstrap servers, ``host:port[,host:port]`` (env ``KAFKA_BOOTSTRAP_SERVERS`` or
+        ``PLEDGEWATCH_BOOTSTRAP_SERVERS``); default the local broker of ``deploy/kafka``.
+    topic_prefix
+        Prefix of every topic name (``pledge.`` gives ``pledge.telemetry``...).
+    app_id
+        Kafka consumer group of the workers and prefix of faust's internal topics.
+    partitions
+        Partitions of the topics pledgewatch creates.
+    window_s, allowed_lateness_s
+        Tumbling window length and allowed lateness, seconds.
+    rulebook
+        Rulebook file used until one arrives on the rules-control topic.
+    store
+        faust table store: ``rocksdb`` (rocksdict) or ``memory``; ``auto`` picks rocksdb when available.
+    data_dir
+        Where the worker keeps its local table state.
+    metrics_port
+        Port of the Prometheus ``/metrics`` endpoint (loopback).
+    web_port
+        Port of faust's web server (loopback).
+    display_timezone
+        Zone in which times are shown to people (stored times are UTC).
+    max_clock_skew_s
+        Records timed further in the future than this are dead-lettered, seconds.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PLEDGEWATCH_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "PLEDGEWATCH_BOOTSTRAP_SERVERS"),
+    )
+    topic_prefix: str = Field(default="pledge.", pattern=r"^[A-Za-z0-9._\-]*$")
+    app_id: str = Field(default="pledgewatch", pattern=r"^[A-Za-z0-9._\-]+$")
+    partitions: int = Field(default=4, ge=1, le=1024)
+    window_s: float = Field(default=900.0, gt=0)
+    allowed_lateness_s: float = Field(default=600.0, ge=0)
+    rulebook: Path = ROOT / "rules" / "rulebooks" / "default.yaml"
+    store: Literal["auto", "rocksdb", "memory"] = "auto"
+    data_dir: Path = ROOT / ".pledgewatch"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    display_timezone: str = "Asia/Shanghai"
+    max_clock_skew_s: float = Field(default=300.0, ge=0)
+
+    def topic(self, logical: str) -> str:
+        """Full topic name of a logical topic (``"alerts"`` -> ``"pledge.alerts"``)."""
+        return self.topic_prefix + TOPICS[logical]

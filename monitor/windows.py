@@ -1,0 +1,187 @@
+"""Event-time tumbling windows per asset, with the per-record checks behind the quality dimensions.
+
+A window ``[start, start + length)`` collects the accepted records of one asset.
+It closes when the asset's watermark (its latest event time minus the allowed
+lateness) passes its end, or when the stream clock shows the asset silent (see
+:meth:`monitor.engine.AssetMonitor.on_clock`). A record for a closed window is
+*late*: counted, never applied (state is not rolled back).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from monitor.errors import InputRejected
+from monitor.profiles import AssetProfile
+from monitor.schemas import DIMENSIONS, TelemetryEvent
+
+__all__ = ["RecordCheck", "WindowStats", "check_record", "window_start"]
+
+
+def window_start(ts: float, length_s: float) -> float:
+    """Start (POSIX seconds) of the tumbling window of ``length_s`` seconds holding ``ts``.
+
+    Examples
+    --------
+    >>> window_start(1_000.0, 300.0)
+    900.0
+    """
+    return math.floor(ts / length_s) * length_s
+
+
+@dataclass(slots=True)
+class RecordCheck:
+    """What the profile says of one accepted record (booleans feed the quality dimensions)."""
+
+    complete: bool
+    plausible: bool
+
+
+def check_record(profile: AssetProfile, ev: TelemetryEvent) -> RecordCheck:
+    """Check one record against its asset profile.
+
+    Parameters
+    ----------
+    profile
+        The asset's profile.
+    ev
+        A schema-valid telemetry event.
+
+    Returns
+    -------
+    RecordCheck
+        ``complete``: required metrics and attributes present; ``plausible``: every metric in
+        its plausible range and no (0, 0) position (GTFS-realtime validator E026).
+
+    Raises
+    ------
+    InputRejected
+        ``unknown_metric`` for a kind or metric the profile does not know; ``undefined_ratio``
+        when a derived ratio has a zero denominator (e.g. 0 on-time trips of 0 trips).
+    """
+    spec = profile.kinds.get(ev.kind)
+    if spec is None:
+        msg = f"kind: got {ev.kind!r}, expected one of {sorted(profile.kinds)} for profile {profile.name}"
+        raise InputRejected("unknown_metric", msg, ev.asset_id)
+    metrics = ev.metrics
+    for name in metrics:
+        if name not in spec.metrics:
+            msg = f"metrics.{name}: unknown metric for kind {ev.kind!r}, expected one of {sorted(spec.metrics)}"
+            raise InputRejected("unknown_metric", msg, ev.asset_id)
+    for ratio, (num, den) in spec.ratios.items():
+        if num in metrics and metrics.get(den, 0.0) == 0.0:
+            msg = f"metrics.{den}: got {metrics.get(den)!r}, expected > 0 to derive {ratio} = {num} / {den}"
+            raise InputRejected("undefined_ratio", msg, ev.asset_id)
+    complete = all(m in metrics for m in spec.required_metrics) and all(
+        a in ev.attributes for a in spec.required_attributes
+    )
+    plausible = True
+    for name, value in metrics.items():
+        lo, hi = spec.metrics[name].plausible
+        if not lo <= value <= hi:
+            plausible = False
+            break
+    if plausible and "lat" in metrics and metrics.get("lat") == 0.0 and metrics.get("lon") == 0.0:
+        plausible = False
+    return RecordCheck(complete=complete, plausible=plausible)
+
+
+@dataclass(slots=True)
+class WindowStats:
+    """Accumulated counts of one asset's window; cheap to update per record.
+
+    Attributes are counts unless named otherwise; ``delay_sum_s`` is seconds.
+    """
+
+    start: float
+    length_s: float
+    records: int = 0
+    rejected: int = 0
+    complete: int = 0
+    plausible: int = 0
+    contradictions: int = 0
+    timed: int = 0
+    timely: int = 0
+    duplicates: int = 0
+    late: int = 0
+    polls: int = 0
+    activity: float = 0.0
+    delay_sum_s: float = 0.0
+    delay_n: int = 0
+    late_trips: int = 0
+    poll_slots: set[int] = field(default_factory=set)
+    extra_features: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def end(self) -> float:
+        """End of the window (POSIX seconds, exclusive)."""
+        return self.start + self.length_s
+
+    def add(
+        self, profile: AssetProfile, ev: TelemetryEvent, check: RecordCheck, ts: float
+    ) -> None:
+        """Account one accepted record (``ts`` is its event time in POSIX seconds)."""
+        self.records += 1
+        self.complete += check.complete
+        self.poll_slots.add(int((ts - self.start) // profile.poll_interval_s))
+        if ev.received_at is not None:
+            self.timed += 1
+            if ev.received_at.timestamp() - ts <= profile.latency_sla_s:
+                self.timely += 1
+        if not check.plausible:
+            return
+        self.plausible += 1
+        kind = ev.kind
+        metrics = ev.metrics
+        if kind == profile.poll_kind:
+            self.polls += 1
+        akind, ametric = profile.activity
+        if kind == akind:
+            self.activity += metrics.get(ametric, 0.0)
+        delay = metrics.get("delay_s")
+        if delay is not None:
+            self.delay_sum_s += delay
+            self.delay_n += 1
+            if delay > profile.late_delay_s:
+                self.late_trips += 1
+
+    def dimensions(self, profile: AssetProfile) -> dict[str, float | None]:
+        """The six quality dimensions of this window (ratios 0..1; ``None`` = not measurable).
+
+        Definitions (``docs/valuation.md``): normativity = conforming ÷ (conforming + rejected);
+        completeness = complete records ÷ records × min(1, polls ÷ expected polls); accuracy =
+        plausible ÷ records; consistency = 1 − contradictions ÷ records; timeliness = timely ÷
+        records with a receive time; accessibility = poll slots with data ÷ slots. An empty
+        window has completeness and accessibility 0 and the others ``None``.
+        """
+        slots = max(1, int(self.length_s // profile.poll_interval_s))
+        access = min(1.0, len(self.poll_slots) / slots)
+        n = self.records
+        if n == 0:
+            dims: dict[str, float | None] = dict.fromkeys(DIMENSIONS)
+            dims["completeness"] = 0.0
+            dims["accessibility"] = 0.0
+            if self.rejected:
+                dims["normativity"] = 0.0
+            return dims
+        polls_ratio = min(1.0, self.polls / slots) if profile.poll_kind in profile.kinds else 1.0
+        return {
+            "normativity": n / (n + self.rejected),
+            "completeness": (self.complete / n) * polls_ratio,
+            "accuracy": self.plausible / n,
+            "consistency": max(0.0, 1.0 - self.contradictions / n),
+            "timeliness": (self.timely / self.timed) if self.timed else None,
+            "accessibility": access,
+        }
+
+    def features(self, expected_activity: float) -> dict[str, float]:
+        """Window features for the anomaly detector (raw units; scaled later with profile limits)."""
+        feats = {
+            "activity_ratio": self.activity / expected_activity if expected_activity > 0 else 1.0,
+            "mean_delay_s": self.delay_sum_s / self.delay_n if self.delay_n else 0.0,
+            "late_share": self.late_trips / self.delay_n if self.delay_n else 0.0,
+            "updates_per_poll": self.plausible / self.polls if self.polls else 0.0,
+        }
+        feats.update(self.extra_features)
+        return feats
