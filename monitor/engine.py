@@ -50,7 +50,9 @@ from rules.lifecycle import RuleState, Transition, alert_id, evaluate_subject
 from rules.rulebook import Rulebook, render_summary
 
 __all__ = [
+    "AssetBook",
     "AssetMonitor",
+    "LoanBook",
     "CoreParams",
     "LoanMonitor",
     "Monitor",
@@ -748,9 +750,143 @@ class LoanMonitor:
             yield Output("margin-calls", self.loan_id, upd)
 
 
-# --- in-process wiring ----------------------------------------------------------------------
-def _digest(raw: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big")
+# --- the two sides and their in-process wiring ------------------------------------------------
+class AssetBook:
+    """The asset side of one worker: pledged assets, their stream clock, held early telemetry.
+
+    In the stream it serves the telemetry agent (records keyed by asset); in a backtest it is one
+    half of :class:`Monitor`.
+
+    Parameters
+    ----------
+    params
+        :class:`CoreParams`.
+    sensor
+        Receives metrics hooks.
+    """
+
+    def __init__(self, params: CoreParams, sensor: Sensor) -> None:
+        self.params = params
+        self.sensor = sensor
+        self.assets: dict[str, AssetMonitor] = {}
+        self.held: dict[str, list[TelemetryEvent]] = {}
+        self.clock: float | None = None
+        self._next_tick: float | None = None
+
+    def register(self, ev: CollateralPledged | CollateralReleased) -> list[Output]:
+        """Register (or release) an asset for a loan; replays telemetry held for a new asset."""
+        asset = self.assets.get(ev.asset_id)
+        if isinstance(ev, CollateralReleased):
+            if asset is not None:
+                asset.remove_loan(ev.loan_id)
+            return []
+        if asset is not None:
+            asset.add_loan(ev.loan_id)
+            return []
+        self.assets[ev.asset_id] = AssetMonitor(ev, self.params)
+        out: list[Output] = []
+        for held in self.held.pop(ev.asset_id, []):
+            out.extend(self.on_telemetry(held))
+        return out
+
+    def on_telemetry(self, ev: TelemetryEvent, tick: bool = True) -> list[Output]:
+        """Apply one decoded telemetry event; advances the stream clock.
+
+        Parameters
+        ----------
+        ev
+            The decoded event.
+        tick
+            Close silent assets' windows against the new clock here (in-process). The stream
+            passes False and ticks with its own watermark across partitions.
+
+        Raises
+        ------
+        InputRejected
+            ``unknown_asset`` when the hold buffer of an unpledged asset is full, or a profile
+            rejection (``unknown_metric``, ``undefined_ratio``).
+        """
+        asset = self.assets.get(ev.asset_id)
+        if asset is None:
+            held = self.held.setdefault(ev.asset_id, [])
+            if len(held) >= self.params.hold_unknown:
+                msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
+                raise InputRejected("unknown_asset", msg, ev.asset_id)
+            held.append(ev)
+            return []
+        out = asset.on_event(ev, self.sensor)
+        ts = ev.observed_at.timestamp()
+        if self.clock is None or ts > self.clock:
+            self.clock = ts
+            if tick:
+                out.extend(self.tick(ts))
+        return out
+
+    def tick(self, stream_time: float) -> list[Output]:
+        """Advance the stream clock; silent assets' windows close, checked once per window boundary."""
+        if self._next_tick is not None and stream_time < self._next_tick:
+            return []
+        self._next_tick = window_start(stream_time, self.params.window_s) + self.params.window_s
+        out: list[Output] = []
+        for asset in self.assets.values():
+            out.extend(asset.on_clock(stream_time, self.sensor))
+        return out
+
+    def on_reject(self, exc: InputRejected) -> None:
+        """Count a rejected telemetry record and charge it to its asset's normativity."""
+        self.sensor.on_dead_letter(exc.reason)
+        self.sensor.on_event("pledge.telemetry", "invalid")
+        profile_reject = exc.reason in ("unknown_metric", "undefined_ratio")  # already charged by the asset
+        if exc.asset_id and not profile_reject and (asset := self.assets.get(exc.asset_id)) is not None:
+            asset.note_rejected()
+
+    def flush(self, until: float) -> list[Output]:
+        """Close every window that ends by ``until`` (end of a backtest), as if the clock reached it."""
+        self._next_tick = None
+        return self.tick(until + self.params.grace_s)
+
+
+class LoanBook:
+    """The loan side of one worker: loans, their rule lifecycle and margin calls.
+
+    Parameters
+    ----------
+    rulebook
+        The active rulebook (replaceable between events).
+    sensor
+        Receives metrics hooks.
+    """
+
+    def __init__(self, rulebook: Rulebook, sensor: Sensor) -> None:
+        self.rulebook = rulebook
+        self.sensor = sensor
+        self.loans: dict[str, LoanMonitor] = {}
+
+    def on_loan_event(self, ev: Any) -> list[Output]:
+        """Apply one decoded loan event; returns snapshots, alerts, margin calls and pledges.
+
+        Raises
+        ------
+        InputRejected
+            ``unknown_loan`` for an event of a loan never opened.
+        """
+        loan = self.loans.get(ev.loan_id)
+        if isinstance(ev, LoanOpened):
+            if loan is not None:
+                self.sensor.on_event("pledge.loan-book", "duplicate")
+                return []
+            self.loans[ev.loan_id] = loan = LoanMonitor(ev)
+            self.sensor.on_event("pledge.loan-book", "ok")
+            return [Output("loan-risk", ev.loan_id, loan.snapshot())]
+        if loan is None:
+            msg = f"loan_id: got {ev.loan_id!r}, expected a loan opened by a loan_opened event"
+            raise InputRejected("unknown_loan", msg)
+        return loan.on_loan_event(ev, self.rulebook, self.sensor)
+
+    def on_valuation(self, loan_id: str, val: CollateralValuation) -> list[Output]:
+        """Take an asset valuation routed to one loan."""
+        loan = self.loans.get(loan_id)
+        return [] if loan is None else loan.on_valuation(val, self.rulebook, self.sensor)
 
 
 class Monitor:
@@ -767,105 +903,46 @@ class Monitor:
     """
 
     def __init__(self, rulebook: Rulebook, params: CoreParams | None = None, sensor: Sensor | None = None) -> None:
-        self.rulebook = rulebook
         self.params = params or CoreParams()
         self.sensor: Sensor = sensor or NullSensor()
-        self.assets: dict[str, AssetMonitor] = {}
-        self.loans: dict[str, LoanMonitor] = {}
-        self.held: dict[str, list[TelemetryEvent]] = {}
-        self.clock: float | None = None
-        self._next_tick: float | None = None
+        self.asset_book = AssetBook(self.params, self.sensor)
+        self.loan_book = LoanBook(rulebook, self.sensor)
 
-    # loan book
-    def on_loan_event(self, ev: Any) -> list[Output]:
-        """Apply one decoded loan event; returns outputs (snapshots, alerts, margin calls)."""
-        loan = self.loans.get(ev.loan_id)
-        if isinstance(ev, LoanOpened):
-            if loan is None:
-                self.loans[ev.loan_id] = LoanMonitor(ev)
-                self.sensor.on_event("pledge.loan-book", "ok")
-                return [Output("loan-risk", ev.loan_id, self.loans[ev.loan_id].snapshot())]
-            self.sensor.on_event("pledge.loan-book", "duplicate")
-            return []
-        if loan is None:
-            raise InputRejected("unknown_loan", f"loan_id: got {ev.loan_id!r}, expected a loan opened by a loan_opened event")
-        out = loan.on_loan_event(ev, self.rulebook, self.sensor)
-        return self._route(out)
+    @property
+    def assets(self) -> dict[str, AssetMonitor]:
+        """Pledged assets by id."""
+        return self.asset_book.assets
 
-    def register_pledge(self, ev: CollateralPledged | CollateralReleased) -> list[Output]:
-        """Register (or release) an asset for a loan; releases held telemetry of a new asset."""
-        asset = self.assets.get(ev.asset_id)
-        if isinstance(ev, CollateralReleased):
-            if asset is not None:
-                asset.remove_loan(ev.loan_id)
-            return []
-        if asset is not None:
-            asset.add_loan(ev.loan_id)
-            return []
-        self.assets[ev.asset_id] = AssetMonitor(ev, self.params)
-        out: list[Output] = []
-        for held in self.held.pop(ev.asset_id, []):
-            out.extend(self.on_telemetry(held))
-        return out
+    @property
+    def loans(self) -> dict[str, LoanMonitor]:
+        """Loans by id."""
+        return self.loan_book.loans
 
     def _route(self, outputs: list[Output]) -> list[Output]:
         result: list[Output] = []
         for o in outputs:
             if o.topic == "asset-pledges":
-                result.extend(self.register_pledge(o.message))  # type: ignore[arg-type]
+                result.extend(self._route(self.asset_book.register(o.message)))  # type: ignore[arg-type]
                 continue
             result.append(o)
             if o.topic == "valuations":
                 val: CollateralValuation = o.message  # type: ignore[assignment]
                 for loan_id in val.loan_ids:
-                    loan = self.loans.get(loan_id)
-                    if loan is not None:
-                        result.extend(loan.on_valuation(val, self.rulebook, self.sensor))
+                    result.extend(self.loan_book.on_valuation(loan_id, val))
         return result
 
-    # telemetry
+    def on_loan_event(self, ev: Any) -> list[Output]:
+        """Apply one decoded loan event (see :meth:`LoanBook.on_loan_event`)."""
+        return self._route(self.loan_book.on_loan_event(ev))
+
     def on_telemetry(self, ev: TelemetryEvent) -> list[Output]:
-        """Apply one decoded telemetry event; advances the stream clock.
-
-        Raises
-        ------
-        InputRejected
-            ``unknown_asset`` when the hold buffer of an unpledged asset is full, or a profile
-            rejection (``unknown_metric``, ``undefined_ratio``).
-        """
-        asset = self.assets.get(ev.asset_id)
-        if asset is None:
-            held = self.held.setdefault(ev.asset_id, [])
-            if len(held) >= self.params.hold_unknown:
-                raise InputRejected("unknown_asset", f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event", ev.asset_id)
-            held.append(ev)
-            return []
-        out = self._route(asset.on_event(ev, self.sensor))
-        ts = ev.observed_at.timestamp()
-        if self.clock is None or ts > self.clock:
-            self.clock = ts
-            out.extend(self.tick(ts))
-        return out
-
-    def tick(self, stream_time: float) -> list[Output]:
-        """Advance the stream clock; silent assets' windows close once per window boundary."""
-        if self._next_tick is not None and stream_time < self._next_tick:
-            return []
-        self._next_tick = window_start(stream_time, self.params.window_s) + self.params.window_s
-        out: list[Output] = []
-        for asset in self.assets.values():
-            out.extend(self._route(asset.on_clock(stream_time, self.sensor)))
-        return out
+        """Apply one decoded telemetry event (see :meth:`AssetBook.on_telemetry`)."""
+        return self._route(self.asset_book.on_telemetry(ev))
 
     def on_reject(self, exc: InputRejected) -> None:
-        """Account a rejected telemetry record against its asset's normativity."""
-        self.sensor.on_dead_letter(exc.reason)
-        self.sensor.on_event("pledge.telemetry", "invalid")
-        if exc.asset_id and (asset := self.assets.get(exc.asset_id)) is not None and exc.reason != "unknown_metric" and exc.reason != "undefined_ratio":
-            asset.note_rejected()
+        """Account a rejected telemetry record."""
+        self.asset_book.on_reject(exc)
 
     def flush(self, until: float) -> list[Output]:
-        """Close every window that ends by ``until`` (end of a backtest), as if the clock reached it."""
-        self._next_tick = None
-        out = self.tick(until + self.params.grace_s)
-        return out
+        """Close every window that ends by ``until``."""
+        return self._route(self.asset_book.flush(until))

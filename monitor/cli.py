@@ -1,0 +1,230 @@
+"""The ``pledgewatch`` command line (typer; commands that need Kafka import ``streams`` lazily).
+
+Typer was chosen over click directly for typed options with generated help, and
+rich for tables and progress bars: both well kept, both outside what this
+project exists for.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from monitor.errors import ConfigError, PledgewatchError, RulebookError
+from monitor.settings import ROOT, Settings
+
+app = typer.Typer(help="pledgewatch: post-loan risk monitor for loans secured by pledged data assets.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+rules_app = typer.Typer(help="Rulebooks: validate and publish.", no_args_is_help=True)
+topics_app = typer.Typer(help="Kafka topics of pledgewatch.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(topics_app, name="topics")
+
+err = Console(stderr=True)
+SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+LOAN_BOOK = ROOT / "examples" / "loan_book.jsonl"
+
+RulesOpt = Annotated[Path | None, typer.Option("--rules", help="Rulebook YAML (default: settings.rulebook).")]
+InjectOpt = Annotated[list[str] | None, typer.Option("--inject", help="Incident, e.g. outage:akl-routes-7xx@3h.")]
+
+
+def _fail(exc: Exception) -> None:
+    if isinstance(exc, RulebookError):
+        for p in exc.problems:
+            err.print(f"[red]{p}")
+    else:
+        err.print(f"[red]error:[/] {exc}")
+    raise typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # noqa: BLE001 - pydantic-settings raises ValidationError with field names
+        err.print(f"[red]bad configuration:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _params(settings: Settings):  # type: ignore[no-untyped-def]
+    from monitor.engine import CoreParams
+    from monitor.valuation import ValuationParams
+
+    return CoreParams(window_s=settings.window_s, allowed_lateness_s=settings.allowed_lateness_s,
+                      max_clock_skew_s=settings.max_clock_skew_s,
+                      valuation=ValuationParams(window_s=settings.window_s))
+
+
+@rules_app.command("check")
+def rules_check(file: Path) -> None:
+    """Validate a rulebook; prints file:line: reason for each problem. Exit 0 when valid, 1 otherwise."""
+    from rules.rulebook import load_rulebook
+
+    try:
+        rb = load_rulebook(file)
+    except RulebookError as exc:
+        _fail(exc)
+        return
+    Console().print(f"{file}: rulebook {rb.name!r} version {rb.version}: {len(rb.rules)} rules OK")
+
+
+@app.command()
+def backtest(
+    telemetry: Annotated[Path, typer.Option(help="Auckland polls: folder of *.json.gz or a .jsonl.gz.")] = SAMPLE,
+    loan_book: Annotated[Path, typer.Option(help="Loan events, one JSON object a line.")] = LOAN_BOOK,
+    rules: RulesOpt = None,
+    inject: InjectOpt = None,
+    lang: Annotated[str, typer.Option(help="Summary language: zh or en.")] = "en",
+    tz: Annotated[str | None, typer.Option(help="Display time zone (default settings.display_timezone).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Write every output as JSON lines here.")] = None,
+) -> None:
+    """Run the loan book and telemetry through the core in-process (no broker); print the alert timeline."""
+    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+    from monitor.display import AlertPrinter
+    from monitor.incidents import parse_incident
+    from rules.rulebook import load_rulebook
+
+    settings = _settings()
+    try:
+        rb = load_rulebook(rules or settings.rulebook)
+        incidents = [parse_incident(i) for i in inject or []]
+        book = load_loan_book(loan_book)
+        res = run_backtest(book, read_telemetry(telemetry, pledged_assets(book)), rb, _params(settings), incidents)
+    except (PledgewatchError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    printer = AlertPrinter(timezone=tz or settings.display_timezone, lang=lang)
+    for o in res.outputs:
+        if o.topic == "alerts":
+            printer.alert(o.message)  # type: ignore[arg-type]
+        elif o.topic == "margin-calls":
+            printer.margin_call(o.message)  # type: ignore[arg-type]
+    if output is not None:
+        with output.open("w", encoding="utf-8") as fh:
+            for o in res.outputs:
+                fh.write(f'{{"topic": "{o.topic}", "key": "{o.key}", "value": {o.message.model_dump_json()}}}\n')
+    ok = sum(v for (t, k), v in res.sensor.events.items() if k == "ok" and t == "pledge.telemetry")
+    Console().print(
+        f"[bold]{res.events:,} telemetry records ({ok:,} ok) in {res.seconds:.1f} s; "
+        f"{len(res.valuations):,} valuations, {len(res.alerts)} alert transitions, "
+        f"{sum(1 for m in res.margin_calls if m.status == 'issued')} margin calls; "
+        f"dead letters: {dict(res.sensor.dead_letters) or 0}"
+    )
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create every pledgewatch topic that does not exist (compacted where DESIGN says)."""
+    from streams.topics import create_topics
+
+    s = _settings()
+    created = create_topics(s)
+    Console().print(f"created {len(created)} topics on {s.bootstrap_servers}: {', '.join(created) or 'none needed'}")
+
+
+@topics_app.command("delete")
+def topics_delete(prefix: Annotated[str, typer.Option(help="Delete topics starting with this.")]) -> None:
+    """Delete the topics whose names start with PREFIX (e.g. a finished demo's)."""
+    from streams.topics import delete_topics
+
+    s = _settings()
+    Console().print(f"deleted: {', '.join(delete_topics(s.bootstrap_servers, prefix)) or 'none'}")
+
+
+@app.command()
+def replay(
+    telemetry: Annotated[Path, typer.Option(help="Auckland polls: folder of *.json.gz or a .jsonl.gz.")] = SAMPLE,
+    loan_book: Annotated[Path, typer.Option(help="Loan events to produce first.")] = LOAN_BOOK,
+    rate: Annotated[float, typer.Option(help="Events per second (0 = as fast as possible).")] = 1000.0,
+    inject: InjectOpt = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Produce the loan book, then recorded telemetry, onto the topics (with rate control)."""
+    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
+    from monitor.incidents import apply_incidents, parse_incident
+    from streams.replay import make_producer, produce_loan_book, produce_telemetry
+    from streams.topics import create_topics
+
+    s = _settings()
+    try:
+        incidents = [parse_incident(i) for i in inject or []]
+        book = load_loan_book(loan_book)
+        events = list(apply_incidents(read_telemetry(telemetry, pledged_assets(book)), incidents))
+    except (PledgewatchError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    create_topics(s)
+    producer = make_producer(s)
+    try:
+        n_loans = produce_loan_book(producer, s, book)
+        n = produce_telemetry(producer, s, events, rate=rate, total=len(events), progress=progress)
+    finally:
+        producer.close()
+    Console().print(f"produced {n_loans} loan events and {n:,} telemetry records to {s.topic_prefix}*")
+
+
+@app.command()
+def watch(
+    lang: Annotated[str, typer.Option(help="Summary language: zh or en.")] = "en",
+    tz: Annotated[str | None, typer.Option(help="Display time zone.")] = None,
+) -> None:
+    """Print alerts, margin calls and loan coverage live from the output topics (Ctrl-C stops)."""
+    from streams.watch import watch as run_watch
+
+    try:
+        run_watch(_settings(), lang=lang, timezone=tz)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def worker(
+    rules: RulesOpt = None,
+    loglevel: Annotated[str, typer.Option(help="faust log level.")] = "warning",
+) -> None:
+    """Run the faust worker: consumes telemetry and loan events, publishes valuations, alerts, margin calls."""
+    import faust
+    from prometheus_client import REGISTRY, start_http_server
+
+    from rules.rulebook import load_rulebook
+    from streams.prometheus import Metrics, PrometheusSensor
+    from streams.topics import create_topics
+    from streams.worker import create_app
+
+    s = _settings()
+    try:
+        rb = load_rulebook(rules or s.rulebook)
+    except RulebookError as exc:
+        _fail(exc)
+        return
+    create_topics(s)
+    metrics = Metrics.create(REGISTRY)
+    if s.metrics_port:
+        try:
+            start_http_server(s.metrics_port, addr="127.0.0.1")
+        except OSError as exc:
+            err.print(f"[red]metrics_port: 127.0.0.1:{s.metrics_port} cannot be bound ({exc.strerror}); "
+                      "set PLEDGEWATCH_METRICS_PORT to a free port")
+            raise typer.Exit(2) from None
+    faust_app, _node = create_app(s, rb, _params(s), PrometheusSensor(metrics), metrics.publish_failures)
+    err.print(f"worker {s.app_id}: broker {s.bootstrap_servers}, topics {s.topic_prefix}*, "
+              f"metrics http://127.0.0.1:{s.metrics_port}/metrics, rulebook {rb.name} v{rb.version}")
+    faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def main() -> None:
+    """Entry point that turns configuration errors into one clear line."""
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    main()

@@ -1,0 +1,358 @@
+"""The faust-streaming worker: thin agents around the core's asset and loan books.
+
+Data flow (``docs/topics.md``)::
+
+    pledge.telemetry ─┐                       ┌─> pledge.valuations (key asset)
+    internal.asset-pledges ─> telemetry agent ─┤
+                       (AssetBook, by asset)   └─> internal.loan-valuations (key loan)
+    pledge.loan-book ─┐
+    internal.loan-valuations ─> loan agent ──> pledge.loan-risk, pledge.alerts,
+                       (LoanBook, by loan)     pledge.margin-calls, internal.asset-pledges
+    bad input ────────────────────────────────> pledge.dead-letter
+
+Per-asset and per-loan state live in faust tables (changelog topics; RocksDB via
+rocksdict when installed, memory otherwise), pickled. Every output is published
+with ``send_and_wait``: it counts as raised only after the broker acknowledged
+it, with retries (tenacity). A timer advances the stream clock by processing
+time while no telemetry arrives, so a feed that goes dark still closes windows; it
+does so through clock records sent to each assigned partition, so every state
+write happens while a record of the state's own partition is handled.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import time
+from typing import Any
+
+import faust
+from faust.types import TP
+from pydantic import BaseModel, ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from monitor.engine import (
+    AssetBook,
+    CoreParams,
+    LoanBook,
+    Output,
+    dead_letter,
+    decode_loan_event,
+    decode_telemetry,
+)
+from monitor.errors import InputRejected
+from monitor.schemas import CollateralPledged, CollateralReleased, CollateralValuation
+from monitor.sensors import Sensor
+from monitor.settings import Settings
+from rules.rulebook import Rulebook
+
+__all__ = ["Node", "create_app"]
+
+log = logging.getLogger(__name__)
+
+#: Wall-clock seconds without telemetry before processing time advances the stream clock.
+IDLE_ADVANCE_S = 10.0
+#: Key of the clock records the timer sends to each assigned partition of ``internal.asset-pledges``.
+CLOCK_KEY = b"__clock__"
+
+
+def _store_url(settings: Settings) -> str:
+    if settings.store == "memory":
+        return "memory://"
+    try:
+        import rocksdict  # noqa: F401
+    except ImportError:
+        if settings.store == "rocksdb":
+            raise
+        return "memory://"
+    return "rocksdb://"
+
+
+class Node:
+    """Glue between faust events and the core for one worker process.
+
+    Parameters
+    ----------
+    app
+        The faust app (for the producer).
+    settings
+        Resolved settings (topic names).
+    assets, loans
+        The core's books.
+    asset_table, loan_table
+        faust tables holding pickled per-asset / per-loan state.
+    sensor
+        Metrics sensor.
+    """
+
+    def __init__(self, app: faust.App, settings: Settings, assets: AssetBook, loans: LoanBook,
+                 asset_table: Any, loan_table: Any, sensor: Sensor, publish_failures: Any = None) -> None:
+        self.app = app
+        self.s = settings
+        self.assets = assets
+        self.loans = loans
+        self.asset_table = asset_table
+        self.loan_table = loan_table
+        self.sensor = sensor
+        self.publish_failures = publish_failures
+        self.asset_partition: dict[str, int] = {}
+        self.partition_max: dict[int, float] = {}
+        self.partition_offset: dict[int, int] = {}
+        self.dirty: dict[int, set[str]] = {}
+        self.last_telemetry_wall: float | None = None
+
+    # --- state -------------------------------------------------------------------------------
+    def load_asset(self, asset_id: str) -> None:
+        """Bring an asset's state from the table into the book (after a restart or rebalance)."""
+        if asset_id in self.assets.assets:
+            return
+        raw = self.asset_table.get(asset_id.encode())
+        if raw:
+            self.assets.assets[asset_id] = pickle.loads(raw)  # noqa: S301 - our own changelog
+
+    def save_asset(self, asset_id: str) -> None:
+        """Write an asset's state to its changelog (call only while handling a record of its partition)."""
+        obj = self.assets.assets.get(asset_id)
+        if obj is not None:
+            self.asset_table[asset_id.encode()] = pickle.dumps(obj, protocol=5)
+
+    def persist(self, partition: int, changed: set[str]) -> None:
+        """Save changed assets of ``partition`` now; defer the others to a record of their own partition.
+
+        faust's RocksDB store writes into the local database of the partition of the record
+        being handled, so an asset's state is written only in the context of its own partition;
+        the clock records the timer sends to every assigned partition flush what is deferred.
+        """
+        for aid in changed:
+            part = self.asset_partition.get(aid, partition)
+            if part == partition:
+                self.save_asset(aid)
+            else:
+                self.dirty.setdefault(part, set()).add(aid)
+        for aid in self.dirty.pop(partition, set()):
+            self.save_asset(aid)
+
+    def load_loan(self, loan_id: str) -> None:
+        """Bring a loan's state from the table into the book."""
+        if loan_id in self.loans.loans:
+            return
+        raw = self.loan_table.get(loan_id.encode())
+        if raw:
+            self.loans.loans[loan_id] = pickle.loads(raw)  # noqa: S301 - our own changelog
+
+    def save_loan(self, loan_id: str) -> None:
+        """Write a loan's state to its changelog."""
+        obj = self.loans.loans.get(loan_id)
+        if obj is not None:
+            self.loan_table[loan_id.encode()] = pickle.dumps(obj, protocol=5)
+
+    # --- publishing --------------------------------------------------------------------------
+    async def send(self, logical: str, key: str, message: BaseModel) -> None:
+        """Publish one message and wait for the broker's acknowledgement (retried with back-off)."""
+        topic = self.s.topic(logical)
+        value = message.model_dump_json().encode()
+        async for attempt in AsyncRetrying(
+            stop=stop_after_delay(300), wait=wait_exponential(multiplier=0.2, max=5.0),
+            retry=retry_if_exception_type(Exception), reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1 and self.publish_failures is not None:
+                    self.publish_failures.labels(topic).inc()
+                await self.app.producer.send_and_wait(topic, key.encode(), value, None, None, None)
+
+    async def publish(self, outputs: list[Output]) -> None:
+        """Publish the core's outputs to their topics."""
+        for o in outputs:
+            if o.topic == "valuations":
+                val: CollateralValuation = o.message  # type: ignore[assignment]
+                await self.send("valuations", o.key, val)
+                for loan_id in val.loan_ids:
+                    await self.send("loan-valuations", loan_id, val)
+            else:
+                await self.send(o.topic, o.key, o.message)
+
+    async def reject(self, event: faust.EventT, exc: InputRejected) -> None:
+        """Dead-letter one input record with its reason."""
+        msg = event.message
+        key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else None
+        dl = dead_letter(msg.value, exc, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key,
+                         now=time.time())
+        log.info("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
+        await self.send("dead-letter", key or "", dl)
+
+    # --- handlers ----------------------------------------------------------------------------
+    async def on_asset_record(self, event: faust.EventT) -> None:
+        """Handle one record of the telemetry agent: telemetry, a pledge registration or a clock record."""
+        msg = event.message
+        part = msg.partition
+        changed: set[str] = set()
+        outputs: list[Output] = []
+        if msg.topic == self.s.topic("asset-pledges"):
+            if msg.key == CLOCK_KEY:
+                outputs = self.idle_advance()
+            else:
+                try:
+                    ev = decode_loan_event(msg.value)
+                except InputRejected as exc:
+                    log.error("unreadable internal pledge registration at offset %s: %s", msg.offset, exc)
+                    return
+                if isinstance(ev, CollateralPledged | CollateralReleased):
+                    self.asset_partition[ev.asset_id] = part
+                    self.load_asset(ev.asset_id)
+                    outputs = self.assets.register(ev)
+                    changed.add(ev.asset_id)
+        else:
+            self.last_telemetry_wall = time.time()
+            try:
+                tev = decode_telemetry(msg.value, time.time(), self.s.max_clock_skew_s)
+                self.asset_partition[tev.asset_id] = part
+                self.load_asset(tev.asset_id)
+                outputs = self.assets.on_telemetry(tev, tick=False)
+                self.dirty.setdefault(part, set()).add(tev.asset_id)
+                ts = tev.observed_at.timestamp()
+                self.partition_max[part] = max(ts, self.partition_max.get(part, ts))
+                self.partition_offset[part] = msg.offset
+                wm = self.watermark()
+                if wm is not None:
+                    outputs += self.assets.tick(wm)
+            except InputRejected as exc:
+                if exc.asset_id:
+                    self.load_asset(exc.asset_id)
+                self.assets.on_reject(exc)
+                await self.reject(event, exc)
+        changed |= {o.key for o in outputs if o.topic == "valuations"}
+        if changed or msg.key == CLOCK_KEY:
+            self.persist(part, changed)
+        await self.publish(outputs)
+
+    def watermark(self) -> float | None:
+        """The stream clock: the lowest event time of partitions with records still to read.
+
+        A partition read to its end cannot hold back the clock; when every partition is read to
+        its end the clock is the newest event time, as in a backtest. A partition with records
+        this worker has not read yet holds the clock where it is (``None``), since its event
+        times are unknown. So a silent asset's window closes only once no partition can still
+        deliver its records (after Flink's per-partition watermarks with idleness).
+        """
+        topic = self.s.topic("telemetry")
+        consumer = self.app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        pending = []
+        for tp in consumer.assignment():
+            if tp.topic != topic:
+                continue
+            hw = consumer.highwater(tp)
+            done = self.partition_offset.get(tp.partition)
+            if done is None:
+                done = committed.get(tp)
+                if hw and (done is None or done + 1 < hw):
+                    return None
+                continue
+            if hw is not None and done + 1 < hw:
+                pending.append(self.partition_max[tp.partition])
+        if pending:
+            return min(pending)
+        return max(self.partition_max.values()) if self.partition_max else None
+
+    def idle_advance(self) -> list[Output]:
+        """Advance the stream clock by the processing time telemetry has been idle (dark feeds close windows)."""
+        if self.last_telemetry_wall is None or self.assets.clock is None:
+            return []
+        idle = time.time() - self.last_telemetry_wall
+        if idle < IDLE_ADVANCE_S:
+            return []
+        return self.assets.tick(self.assets.clock + idle)
+
+    async def on_loan_record(self, event: faust.EventT) -> None:
+        """Handle one record of the loan agent (a loan event or a valuation routed to a loan)."""
+        msg = event.message
+        loan_key = msg.key.decode() if isinstance(msg.key, bytes) else str(msg.key)
+        if msg.topic == self.s.topic("loan-valuations"):
+            try:
+                val = CollateralValuation.model_validate_json(msg.value)
+            except ValidationError as exc:
+                log.error("unreadable internal valuation at offset %s: %s", msg.offset, exc)
+                return
+            self.load_loan(loan_key)
+            outputs = self.loans.on_valuation(loan_key, val)
+        else:
+            try:
+                ev = decode_loan_event(msg.value)
+                self.load_loan(ev.loan_id)
+                outputs = self.loans.on_loan_event(ev)
+            except InputRejected as exc:
+                self.sensor.on_event("pledge.loan-book", "invalid")
+                self.sensor.on_dead_letter(exc.reason)
+                await self.reject(event, exc)
+                return
+            loan_key = ev.loan_id
+        self.save_loan(loan_key)
+        await self.publish(outputs)
+
+    async def on_timer(self) -> None:
+        """Send a clock record to every assigned partition of the telemetry agent's channel."""
+        topic = self.s.topic("asset-pledges")
+        for tp in self.app.consumer.assignment():
+            if tp.topic == topic:
+                await self.app.producer.send_and_wait(topic, CLOCK_KEY, b"{}", tp.partition, None, None)
+
+
+def create_app(settings: Settings, rulebook: Rulebook, params: CoreParams, sensor: Sensor,
+               publish_failures: Any = None) -> tuple[faust.App, Node]:
+    """Build the faust app and its agents; nothing connects until the worker starts.
+
+    Parameters
+    ----------
+    settings
+        Resolved settings.
+    rulebook
+        The rulebook to apply.
+    params
+        Core parameters.
+    sensor
+        Metrics sensor (Prometheus in production).
+    publish_failures
+        Optional Prometheus counter of retried publishes.
+    """
+    brokers = ";".join(f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(","))
+    app = faust.App(
+        settings.app_id,
+        broker=brokers,
+        store=_store_url(settings),
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        web_host="127.0.0.1",
+        web_bind="127.0.0.1",
+        web_port=settings.web_port,
+        autodiscover=False,
+        table_cleanup_interval=3600.0,
+    )
+    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    telemetry_in = app.topic(settings.topic("telemetry"), settings.topic("asset-pledges"), **raw)
+    loans_in = app.topic(settings.topic("loan-book"), settings.topic("loan-valuations"), **raw)
+    schema = faust.Schema(**raw)
+    asset_table = app.Table("asset-state", default=None, partitions=settings.partitions, use_partitioner=True,
+                            schema=schema)
+    loan_table = app.Table("loan-state", default=None, partitions=settings.partitions, use_partitioner=True,
+                           schema=schema)
+    node = Node(app, settings, AssetBook(params, sensor), LoanBook(rulebook, sensor), asset_table, loan_table,
+                sensor, publish_failures)
+
+    @app.agent(telemetry_in, name="telemetry")
+    async def telemetry_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await node.on_asset_record(event)
+
+    @app.agent(loans_in, name="loans")
+    async def loan_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await node.on_loan_record(event)
+
+    @app.timer(interval=5.0)
+    async def clock() -> None:
+        await node.on_timer()
+
+    return app, node
