@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import gzip
+import io
 import json
 import sys
 import zoneinfo
@@ -86,7 +87,8 @@ def main() -> None:
     q0 = {a: mon.assets[a].valuer._q0 for a in ASSETS}
 
     SAMPLE.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(SAMPLE, "wt", encoding="utf-8", compresslevel=9) as fh:
+    with SAMPLE.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz, \
+            io.TextIOWrapper(gz, encoding="utf-8") as fh:
         for p in demo:
             ents = [e for e in p.entities if asset_of_route(e["trip_update"]["trip"]["route_id"]) in ASSETS]
             obj = {"status": "OK", "error": None, "response": {

@@ -187,33 +187,15 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="faust log level.")] = "warning",
 ) -> None:
     """Run the faust worker: consumes telemetry and loan events, publishes valuations, alerts, margin calls."""
-    import faust
-    from prometheus_client import REGISTRY, start_http_server
-
     from rules.rulebook import load_rulebook
-    from streams.prometheus import Metrics, PrometheusSensor
-    from streams.topics import create_topics
-    from streams.worker import create_app
+    from streams.worker import run_worker
 
     s = _settings()
     try:
         rb = load_rulebook(rules or s.rulebook)
-    except RulebookError as exc:
+        run_worker(s, rb, _params(s), loglevel)
+    except (RulebookError, ConfigError) as exc:
         _fail(exc)
-        return
-    create_topics(s)
-    metrics = Metrics.create(REGISTRY)
-    if s.metrics_port:
-        try:
-            start_http_server(s.metrics_port, addr="127.0.0.1")
-        except OSError as exc:
-            err.print(f"[red]metrics_port: 127.0.0.1:{s.metrics_port} cannot be bound ({exc.strerror}); "
-                      "set PLEDGEWATCH_METRICS_PORT to a free port")
-            raise typer.Exit(2) from None
-    faust_app, _node = create_app(s, rb, _params(s), PrometheusSensor(metrics), metrics.publish_failures)
-    err.print(f"worker {s.app_id}: broker {s.bootstrap_servers}, topics {s.topic_prefix}*, "
-              f"metrics http://127.0.0.1:{s.metrics_port}/metrics, rulebook {rb.name} v{rb.version}")
-    faust.Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 def main() -> None:

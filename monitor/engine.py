@@ -52,14 +52,14 @@ from rules.rulebook import Rulebook, render_summary
 __all__ = [
     "AssetBook",
     "AssetMonitor",
-    "LoanBook",
     "CoreParams",
+    "LoanBook",
     "LoanMonitor",
     "Monitor",
     "Output",
+    "dead_letter",
     "decode_loan_event",
     "decode_telemetry",
-    "dead_letter",
     "required_top_up",
 ]
 
@@ -123,6 +123,11 @@ class Output:
     topic: str
     key: str
     message: BaseModel
+
+
+def _digest(text: str) -> int:
+    """Stable 64-bit content digest (Python's ``hash`` is salted per process, so unusable after restore)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 def _ts(t: float) -> dt.datetime:
@@ -237,8 +242,9 @@ def required_top_up(warning: float, outstanding: float, collateral_value: float)
 
     Examples
     --------
-    >>> required_top_up(1.3, 7_000_000, 8_400_000)
-    (700000.0, 538461.5384615385)
+    >>> extra, repay = required_top_up(1.3, 7_000_000, 8_400_000)
+    >>> round(extra), round(repay)
+    (700000, 538462)
     """
     return max(0.0, warning * outstanding - collateral_value), max(0.0, outstanding - collateral_value / warning)
 
@@ -276,7 +282,6 @@ class AssetMonitor:
         self.last_event_at: float | None = None
         self.seen: dict[str, tuple[float, int]] = {}
         self.trips: dict[str, tuple[float, float]] = {}
-        self.pending_rejects = 0
         self.late_carry = 0
         self.dup_carry = 0
 
@@ -296,13 +301,6 @@ class AssetMonitor:
             w = self.windows[start] = WindowStats(start=start, length_s=self.params.window_s)
         return w
 
-    def note_rejected(self) -> None:
-        """Count a rejected record of this asset against the normativity of the open window."""
-        if self.windows:
-            self.windows[max(self.windows)].rejected += 1
-        else:
-            self.pending_rejects += 1
-
     def on_event(self, ev: TelemetryEvent, sensor: Sensor, topic: str = "pledge.telemetry") -> list[Output]:
         """Apply one decoded record; return the valuations of any windows it closed.
 
@@ -312,7 +310,7 @@ class AssetMonitor:
             ``unknown_metric`` / ``undefined_ratio`` from the profile checks.
         """
         ts = ev.observed_at.timestamp()
-        digest = hash((ev.kind, ts, ev.entity_id, tuple(sorted(ev.metrics.items())), tuple(sorted(ev.attributes.items()))))
+        digest = _digest(repr((ev.kind, ts, ev.entity_id, sorted(ev.metrics.items()), sorted(ev.attributes.items()))))
         prev = self.seen.get(ev.event_id)
         if prev is not None:
             target = self.windows.get(window_start(ts, self.params.window_s))
@@ -324,11 +322,7 @@ class AssetMonitor:
                 self.dup_carry += 1
             sensor.on_event(topic, "duplicate")
             return []
-        try:
-            check = check_record(self.profile, ev)
-        except InputRejected:
-            self.note_rejected()
-            raise
+        check = check_record(self.profile, ev)  # raises InputRejected: the record never touches state
         start = window_start(ts, self.params.window_s)
         if self.closed_until is not None and start < self.closed_until:
             self.late_carry += 1
@@ -336,9 +330,6 @@ class AssetMonitor:
             return []
         self.seen[ev.event_id] = (ts, digest)
         w = self._window(start)
-        if self.pending_rejects:
-            w.rejected += self.pending_rejects
-            self.pending_rejects = 0
         w.add(self.profile, ev, check, ts)
         trip = ev.attributes.get("trip_id")
         if trip is not None and ev.kind == "trip_update":
@@ -833,12 +824,9 @@ class AssetBook:
         return out
 
     def on_reject(self, exc: InputRejected) -> None:
-        """Count a rejected telemetry record and charge it to its asset's normativity."""
+        """Count a rejected telemetry record (dead-lettered; its content never reaches any state)."""
         self.sensor.on_dead_letter(exc.reason)
         self.sensor.on_event("pledge.telemetry", "invalid")
-        profile_reject = exc.reason in ("unknown_metric", "undefined_ratio")  # already charged by the asset
-        if exc.asset_id and not profile_reject and (asset := self.assets.get(exc.asset_id)) is not None:
-            asset.note_rejected()
 
     def flush(self, until: float) -> list[Output]:
         """Close every window that ends by ``until`` (end of a backtest), as if the clock reached it."""

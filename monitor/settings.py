@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "TOPICS"]
+__all__ = ["TOPICS", "Settings"]
 
 ROOT = Path(__file__).resolve().parents[1]
 

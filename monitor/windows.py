@@ -36,6 +36,7 @@ class RecordCheck:
 
     complete: bool
     plausible: bool
+    normative: bool
 
 
 def check_record(profile: AssetProfile, ev: TelemetryEvent) -> RecordCheck:
@@ -52,7 +53,8 @@ def check_record(profile: AssetProfile, ev: TelemetryEvent) -> RecordCheck:
     -------
     RecordCheck
         ``complete``: required metrics and attributes present; ``plausible``: every metric in
-        its plausible range and no (0, 0) position (GTFS-realtime validator E026).
+        its plausible range and no (0, 0) position (GTFS-realtime validator E026);
+        ``normative``: values in the profile's units (counts are whole numbers).
 
     Raises
     ------
@@ -77,14 +79,17 @@ def check_record(profile: AssetProfile, ev: TelemetryEvent) -> RecordCheck:
         a in ev.attributes for a in spec.required_attributes
     )
     plausible = True
+    normative = True
     for name, value in metrics.items():
-        lo, hi = spec.metrics[name].plausible
+        mspec = spec.metrics[name]
+        lo, hi = mspec.plausible
         if not lo <= value <= hi:
             plausible = False
-            break
+        if mspec.unit == "count" and not value.is_integer():
+            normative = False
     if plausible and "lat" in metrics and metrics.get("lat") == 0.0 and metrics.get("lon") == 0.0:
         plausible = False
-    return RecordCheck(complete=complete, plausible=plausible)
+    return RecordCheck(complete=complete, plausible=plausible, normative=normative)
 
 
 @dataclass(slots=True)
@@ -97,7 +102,7 @@ class WindowStats:
     start: float
     length_s: float
     records: int = 0
-    rejected: int = 0
+    normative: int = 0
     complete: int = 0
     plausible: int = 0
     contradictions: int = 0
@@ -123,6 +128,7 @@ class WindowStats:
     ) -> None:
         """Account one accepted record (``ts`` is its event time in POSIX seconds)."""
         self.records += 1
+        self.normative += check.normative
         self.complete += check.complete
         self.poll_slots.add(int((ts - self.start) // profile.poll_interval_s))
         if ev.received_at is not None:
@@ -149,7 +155,7 @@ class WindowStats:
     def dimensions(self, profile: AssetProfile) -> dict[str, float | None]:
         """The six quality dimensions of this window (ratios 0..1; ``None`` = not measurable).
 
-        Definitions (``docs/valuation.md``): normativity = conforming ÷ (conforming + rejected);
+        Definitions (``docs/valuation.md``): normativity = records in the profile's units ÷ records;
         completeness = complete records ÷ records × min(1, polls ÷ expected polls); accuracy =
         plausible ÷ records; consistency = 1 − contradictions ÷ records; timeliness = timely ÷
         records with a receive time; accessibility = poll slots with data ÷ slots. An empty
@@ -162,12 +168,10 @@ class WindowStats:
             dims: dict[str, float | None] = dict.fromkeys(DIMENSIONS)
             dims["completeness"] = 0.0
             dims["accessibility"] = 0.0
-            if self.rejected:
-                dims["normativity"] = 0.0
             return dims
         polls_ratio = min(1.0, self.polls / slots) if profile.poll_kind in profile.kinds else 1.0
         return {
-            "normativity": n / (n + self.rejected),
+            "normativity": self.normative / n,
             "completeness": (self.complete / n) * polls_ratio,
             "accuracy": self.plausible / n,
             "consistency": max(0.0, 1.0 - self.contradictions / n),

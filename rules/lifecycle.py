@@ -20,7 +20,7 @@ import cel
 
 from rules.rulebook import Rule, Rulebook
 
-__all__ = ["RuleState", "RuleSensor", "Transition", "alert_id", "evaluate_subject"]
+__all__ = ["RuleSensor", "RuleState", "Transition", "alert_id", "evaluate_subject"]
 
 log = logging.getLogger(__name__)
 

@@ -233,7 +233,12 @@ def _check_condition(
         problems.append(f"{where}: {what}: refers to fact {exc} that does not exist for scope {scope!r}")
         return None
     except (TypeError, RuntimeError, ValueError, ZeroDivisionError) as exc:
-        problems.append(f"{where}: {what}: type error on example facts: {str(exc).splitlines()[0]}")
+        first = str(exc).splitlines()[0]
+        if "Undefined variable" in first:
+            name = first.split("'")[1] if "'" in first else first
+            problems.append(f"{where}: {what}: refers to fact '{name}' that does not exist for scope {scope!r}")
+        else:
+            problems.append(f"{where}: {what}: type error on example facts: {first}")
         return None
     if not isinstance(result, bool):
         problems.append(f"{where}: {what}: evaluates to {type(result).__name__}, expected bool")

@@ -27,7 +27,6 @@ import time
 from typing import Any
 
 import faust
-from faust.types import TP
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -46,7 +45,7 @@ from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
 
-__all__ = ["Node", "create_app"]
+__all__ = ["Node", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ class Node:
             return
         raw = self.asset_table.get(asset_id.encode())
         if raw:
-            self.assets.assets[asset_id] = pickle.loads(raw)  # noqa: S301 - our own changelog
+            self.assets.assets[asset_id] = pickle.loads(raw)
 
     def save_asset(self, asset_id: str) -> None:
         """Write an asset's state to its changelog (call only while handling a record of its partition)."""
@@ -138,7 +137,7 @@ class Node:
             return
         raw = self.loan_table.get(loan_id.encode())
         if raw:
-            self.loans.loans[loan_id] = pickle.loads(raw)  # noqa: S301 - our own changelog
+            self.loans.loans[loan_id] = pickle.loads(raw)
 
     def save_loan(self, loan_id: str) -> None:
         """Write a loan's state to its changelog."""
@@ -216,8 +215,6 @@ class Node:
                 if wm is not None:
                     outputs += self.assets.tick(wm)
             except InputRejected as exc:
-                if exc.asset_id:
-                    self.load_asset(exc.asset_id)
                 self.assets.on_reject(exc)
                 await self.reject(event, exc)
         changed |= {o.key for o in outputs if o.topic == "valuations"}
@@ -356,3 +353,33 @@ def create_app(settings: Settings, rulebook: Rulebook, params: CoreParams, senso
         await node.on_timer()
 
     return app, node
+
+
+def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, loglevel: str = "warning") -> None:
+    """Create the topics, serve ``/metrics`` on loopback and run the faust worker until stopped.
+
+    Raises
+    ------
+    ConfigError
+        When the metrics port cannot be bound or no broker answers.
+    """
+    from prometheus_client import REGISTRY, start_http_server
+
+    from monitor.errors import ConfigError
+    from streams.prometheus import Metrics, PrometheusSensor
+    from streams.topics import create_topics
+
+    create_topics(settings)
+    metrics = Metrics.create(REGISTRY)
+    if settings.metrics_port:
+        try:
+            start_http_server(settings.metrics_port, addr="127.0.0.1")
+        except OSError as exc:
+            msg = (f"metrics_port: 127.0.0.1:{settings.metrics_port} cannot be bound ({exc.strerror}); "
+                   "set PLEDGEWATCH_METRICS_PORT to a free port")
+            raise ConfigError(msg) from None
+    app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics.publish_failures)
+    log.warning("worker %s: broker %s, topics %s*, metrics http://127.0.0.1:%s/metrics, rulebook %s v%s",
+                settings.app_id, settings.bootstrap_servers, settings.topic_prefix, settings.metrics_port,
+                rulebook.name, rulebook.version)
+    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -28,10 +28,13 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from monitor.schemas import TelemetryEvent
 
@@ -40,6 +43,7 @@ __all__ = ["ON_TIME_S", "Poll", "asset_of_route", "events_from_polls", "read_pol
 #: Final delay within this many seconds (either way) counts a trip as on time.
 ON_TIME_S = 300.0
 PREFIX = "akl-routes-"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,48 +128,33 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
     TelemetryEvent
     """
     active: dict[str, dict[str, Any]] = {}
+    skipped = 0
     for poll in polls:
         received = _iso(poll.header_ts)
         now_trips: dict[str, dict[str, Any]] = {}
         per_asset: dict[str, list[TelemetryEvent]] = {a: [] for a in (assets or ())}
         for ent in poll.entities:
-            tu = ent.get("trip_update") or {}
-            trip = tu.get("trip") or {}
+            tu = ent.get("trip_update") if isinstance(ent, dict) else None
+            trip = tu.get("trip") if isinstance(tu, dict) else None
+            if not isinstance(trip, dict):
+                skipped += 1
+                continue
             route_raw = trip.get("route_id")
             trip_raw = trip.get("trip_id")
-            if not route_raw or not trip_raw:
+            if not isinstance(route_raw, str) or not isinstance(trip_raw, str) or not route_raw or not trip_raw:
+                skipped += 1
                 continue
             asset = asset_of_route(route_raw)
             if assets is not None and asset not in assets:
                 continue
-            stu = tu.get("stop_time_update") or {}
-            if isinstance(stu, list):
-                stu = stu[-1] if stu else {}
-            event = stu.get("departure") or stu.get("arrival") or {}
-            report_ts = float(tu.get("timestamp") or event.get("time") or poll.header_ts)
-            trip_id = _strip(trip_raw)
-            metrics: dict[str, float] = {}
-            if "delay" in event:
-                metrics["delay_s"] = float(event["delay"])
-            if "stop_sequence" in stu:
-                metrics["stop_sequence"] = float(stu["stop_sequence"])
-            attrs = {"trip_id": trip_id, "route_id": _strip(route_raw)}
-            if "stop_id" in stu:
-                attrs["stop_id"] = str(stu["stop_id"])
-            attrs["stop_event"] = "departure" if "departure" in stu else "arrival"
-            vehicle = (tu.get("vehicle") or {}).get("id")
-            per_asset.setdefault(asset, []).append(
-                TelemetryEvent(
-                    event_id=f"akl:{trip_id}@{int(report_ts)}",
-                    asset_id=asset,
-                    observed_at=_iso(report_ts),
-                    received_at=received,
-                    entity_id=str(vehicle) if vehicle is not None else None,
-                    kind="trip_update",
-                    metrics=metrics,
-                    attributes=attrs,
-                )
-            )
+            try:
+                ev, report_ts, vehicle = _trip_update(tu, trip_raw, route_raw, asset, poll.header_ts, received)
+            except (ValidationError, TypeError, ValueError, AttributeError, OverflowError):
+                skipped += 1
+                continue
+            metrics = ev.metrics
+            trip_id = ev.attributes["trip_id"]
+            per_asset.setdefault(asset, []).append(ev)
             first = active.get(trip_id, {}).get("first", report_ts)
             now_trips[trip_id] = {
                 "asset": asset,
@@ -209,3 +198,37 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
                 metrics={"entities": float(n_trips)},
             )
             yield from per_asset[asset]
+    if skipped:
+        log.warning("auckland adapter: skipped %d malformed trip-update entities", skipped)
+
+
+def _trip_update(
+    tu: dict[str, Any], trip_raw: str, route_raw: str, asset: str, header_ts: float, received: dt.datetime
+) -> tuple[TelemetryEvent, float, Any]:
+    stu = tu.get("stop_time_update") or {}
+    if isinstance(stu, list):
+        stu = stu[-1] if stu else {}
+    event = stu.get("departure") or stu.get("arrival") or {}
+    report_ts = float(tu.get("timestamp") or event.get("time") or header_ts)
+    trip_id = _strip(trip_raw)
+    metrics: dict[str, float] = {}
+    if "delay" in event:
+        metrics["delay_s"] = float(event["delay"])
+    if "stop_sequence" in stu:
+        metrics["stop_sequence"] = float(stu["stop_sequence"])
+    attrs = {"trip_id": trip_id, "route_id": _strip(route_raw)}
+    if "stop_id" in stu:
+        attrs["stop_id"] = str(stu["stop_id"])
+    attrs["stop_event"] = "departure" if "departure" in stu else "arrival"
+    vehicle = (tu.get("vehicle") or {}).get("id")
+    ev = TelemetryEvent(
+        event_id=f"akl:{trip_id}@{int(report_ts)}",
+        asset_id=asset,
+        observed_at=_iso(report_ts),
+        received_at=received,
+        entity_id=str(vehicle) if vehicle is not None else None,
+        kind="trip_update",
+        metrics=metrics,
+        attributes=attrs,
+    )
+    return ev, report_ts, vehicle

@@ -1,0 +1,129 @@
+"""Field failure cases of ../shared/cases/CASES.md, in the core (broker versions in tests/integration)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import orjson
+import pytest
+
+from monitor.backtest import run_backtest
+from monitor.engine import CoreParams, Monitor, decode_telemetry
+from monitor.errors import InputRejected
+from monitor.schemas import CollateralValuation
+from monitor.sensors import CountingSensor
+from tests.conftest import T0, healthy_window_events, make_event, make_loan, make_pledge
+
+W = dt.timedelta(minutes=15)
+NOW = (T0 + dt.timedelta(days=1)).timestamp()
+
+
+def loan_book() -> list[bytes]:
+    return [make_loan().model_dump_json().encode(), make_pledge().model_dump_json().encode()]
+
+
+def windows(n: int, start: int = 0, prefix: str = "h") -> list[bytes]:
+    return [e.model_dump_json().encode() for i in range(start, start + n)
+            for e in healthy_window_events("A1", T0 + i * W, prefix=prefix)]
+
+
+def test_case_c02_duplicate_event_counts_once_and_is_learned_once(rulebook) -> None:  # type: ignore[no-untyped-def]
+    e9001 = make_event(event_id="e-9001", observed_at=T0 + 3 * W + dt.timedelta(minutes=5),
+                       received_at=T0 + 3 * W + dt.timedelta(minutes=5))
+    base = windows(8)
+    once = run_backtest(loan_book(), base[:40] + [e9001.model_dump_json().encode()] + base[40:], rulebook, now=NOW)
+    twice = run_backtest(loan_book(), base[:40] + [e9001.model_dump_json().encode()] * 2 + base[40:], rulebook,
+                         now=NOW)
+    w3 = [v for v in twice.valuations if v.window_start == T0 + 3 * W][0]
+    w3_once = [v for v in once.valuations if v.window_start == T0 + 3 * W][0]
+    assert w3.activity == w3_once.activity == 11.0  # 10 healthy trips + e-9001, once
+    assert w3.duplicates == 1
+    assert twice.sensor.events[("pledge.telemetry", "duplicate")] == 1
+    strip = lambda v: v.model_dump(exclude={"duplicates"})  # noqa: E731
+    assert [strip(v) for v in twice.valuations] == [strip(v) for v in once.valuations]
+    assert len(twice.margin_calls) == len(once.margin_calls)
+
+
+def test_case_c03_bad_records_are_dead_lettered_and_the_good_one_processed(rulebook) -> None:  # type: ignore[no-untyped-def]
+    good = make_event(event_id="good-1", observed_at=T0 + dt.timedelta(minutes=1))
+    bad = [
+        b"\xff\xfe not json",
+        orjson.dumps({**orjson.loads(good.model_dump_json()), "event_id": "b", "metrics": {"trips": "forty"}}),
+        None,
+        orjson.dumps({**orjson.loads(good.model_dump_json()), "event_id": "d",
+                      "metrics": {"trips": 0.0, "on_time_trips": 0.0}}),
+    ]
+    later = windows(3, start=1)  # later windows move the clock so window 0 closes
+    res = run_backtest(loan_book(), [*bad, good.model_dump_json().encode(), *later], rulebook, now=NOW)
+    assert dict(res.sensor.dead_letters) == {"undecodable": 1, "schema_violation": 1, "tombstone": 1,
+                                             "undefined_ratio": 1}
+    assert res.sensor.events[("pledge.telemetry", "invalid")] == 4
+    assert res.sensor.events[("pledge.telemetry", "ok")] == 1 + len(later)
+    assert res.valuations[0].window_start == T0 and res.valuations[0].activity == 1.0
+
+
+def test_case_c09_nan_and_inf_never_reach_a_model(rulebook) -> None:  # type: ignore[no-untyped-def]
+    poison = (b'{"event_id":"p1","asset_id":"A1","observed_at":"2024-03-04T00:20:00Z","kind":"vehicle_position",'
+              b'"metrics":{"on_time_ratio":"NaN","passengers":1e309}}')
+    with pytest.raises(InputRejected):
+        decode_telemetry(poison, NOW)
+    clean = run_backtest(loan_book(), windows(6), rulebook, now=NOW)
+    dirty = run_backtest(loan_book(), windows(1) + [poison] * 5 + windows(5, start=1), rulebook, now=NOW)
+    assert [v.model_dump() for v in dirty.valuations] == [v.model_dump() for v in clean.valuations]
+    probe = {"activity_ratio": 1.0, "mean_delay_s": 60.0, "late_share": 0.1, "updates_per_poll": 20.0}
+    mon_a, mon_b = Monitor(rulebook, CoreParams()), Monitor(rulebook, CoreParams())
+    for mon, data in ((mon_a, windows(6)), (mon_b, windows(1) + [poison] * 5 + windows(5, start=1))):
+        for raw in loan_book():
+            from monitor.engine import decode_loan_event
+
+            mon.on_loan_event(decode_loan_event(raw))
+        for raw in data:
+            try:
+                mon.on_telemetry(decode_telemetry(raw, NOW))
+            except InputRejected:
+                pass
+    score = lambda m: m.assets["A1"].valuer._hst.score_one(m.assets["A1"].valuer._scaler.transform_one(probe))  # noqa: E731
+    assert score(mon_a) == score(mon_b)
+    for v in dirty.valuations:
+        assert CollateralValuation.model_validate_json(v.model_dump_json()) == v
+
+
+@pytest.mark.parametrize("value", [1733900000, 1733900000000, 1733900000000000])
+def test_case_c15_integer_epochs_are_never_guessed(value: int) -> None:
+    raw = orjson.dumps({"event_id": "e", "asset_id": "A1", "observed_at": value, "kind": "trip_completed",
+                        "metrics": {"trips": 1}})
+    with pytest.raises(InputRejected) as info:
+        decode_telemetry(raw, NOW)
+    assert info.value.reason == "schema_violation"
+
+
+def test_case_c15_times_outside_the_plausible_window_and_aware_utc_storage() -> None:
+    for t, ok in [("2014-12-31T23:00:00Z", False), ("2024-03-05T00:10:00Z", False), ("2024-03-04T09:00:00+08:00", True)]:
+        raw = orjson.dumps({"event_id": "e", "asset_id": "A1", "observed_at": t, "kind": "trip_completed",
+                            "metrics": {"trips": 1}})
+        if ok:
+            ev = decode_telemetry(raw, NOW)
+            assert ev.observed_at.utcoffset() is not None
+            assert ev.observed_at.astimezone(dt.UTC) == dt.datetime(2024, 3, 4, 1, tzinfo=dt.UTC)
+        else:
+            with pytest.raises(InputRejected) as info:
+                decode_telemetry(raw, NOW)
+            assert info.value.reason == "implausible_time"
+
+
+def test_case_c16_misspelled_field_or_unknown_metric_is_rejected_and_changes_no_valuation(rulebook) -> None:  # type: ignore[no-untyped-def]
+    typo = orjson.dumps({**orjson.loads(make_event(event_id="t1").model_dump_json()), "passanger_count": 0})
+    unknown = make_event(event_id="t2", kind="boarding", metrics={"passanger_count": 0.0},
+                         observed_at=T0 + dt.timedelta(minutes=2)).model_dump_json().encode()
+    clean = run_backtest(loan_book(), windows(6), rulebook, now=NOW)
+    dirty = run_backtest(loan_book(), windows(1) + [typo, unknown] * 20 + windows(5, start=1), rulebook, now=NOW)
+    assert dirty.sensor.dead_letters == {"extra_field": 20, "unknown_metric": 20}
+    assert [v.model_dump() for v in dirty.valuations] == [v.model_dump() for v in clean.valuations]
+    assert not dirty.alerts and not dirty.margin_calls
+
+
+def test_sensor_counts_are_per_outcome() -> None:
+    s = CountingSensor()
+    s.on_event("t", "ok")
+    s.on_event("t", "ok")
+    assert s.events[("t", "ok")] == 2

@@ -1,0 +1,137 @@
+"""The core end to end in-process: windows, quality, valuation, loan coverage, rules, margin calls."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+
+import pytest
+
+from monitor.engine import CoreParams, Monitor, required_top_up
+from monitor.schemas import BalanceChanged, InterestAccrued, Repayment
+from monitor.sensors import CountingSensor
+from tests.conftest import T0, healthy_window_events, make_event, make_loan, make_pledge
+
+W = dt.timedelta(minutes=15)
+
+
+def book(rulebook, **params):  # type: ignore[no-untyped-def]
+    mon = Monitor(rulebook, CoreParams(**params), CountingSensor())
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+    return mon
+
+
+def feed(mon: Monitor, windows: range, asset: str = "A1", trips: int = 10, prefix: str = "h") -> list:  # type: ignore[type-arg]
+    out = []
+    for i in windows:
+        for ev in healthy_window_events(asset, T0 + i * W, trips=trips, prefix=prefix):
+            out += mon.on_telemetry(ev)
+    return out
+
+
+def test_required_top_up__restores_the_warning_line() -> None:
+    extra, repay = required_top_up(1.3, 7_000_000.0, 8_000_000.0)
+    assert (8_000_000.0 + extra) / 7_000_000.0 == pytest.approx(1.3)
+    assert 8_000_000.0 / (7_000_000.0 - repay) == pytest.approx(1.3)
+    assert required_top_up(1.3, 1.0, 10.0) == (0.0, 0.0)
+
+
+def test_monitor__healthy_asset_keeps_its_appraised_value_and_raises_nothing(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = book(rulebook)
+    out = feed(mon, range(12))
+    vals = [o.message for o in out if o.topic == "valuations"]
+    assert len(vals) >= 10
+    assert all(v.status == "active" for v in vals)
+    assert vals[-1].value == pytest.approx(10_000_000.0, rel=0.02)
+    assert vals[-1].quality["accessibility"] == pytest.approx(1.0)
+    assert not [o for o in out if o.topic == "alerts"]
+    snap = mon.loans["L1"].snapshot()
+    assert snap.coverage_ratio == pytest.approx(10 / 7, rel=0.02)
+    assert snap.ltv == pytest.approx(1 / snap.coverage_ratio)
+
+
+def test_monitor__dark_feed_escalates_warning_then_one_margin_call_then_close_out(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = book(rulebook)
+    out = feed(mon, range(8))
+    # A1 goes dark; a second, unpledged-to-L1 asset keeps the stream clock moving
+    mon.on_loan_event(make_loan(event_id="L2:opened", loan_id="L2"))
+    mon.on_loan_event(make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2"))
+    out += feed(mon, range(8, 30), asset="A2")
+    alerts = [(o.message.rule_id, o.message.status) for o in out if o.topic == "alerts" and o.message.loan_id == "L1"]
+    firing = [r for r, s in alerts if s == "firing"]
+    assert [r for r in firing if r.startswith("coverage")] == ["coverage-below-warning", "coverage-below-margin-call", "coverage-below-close-out"]
+    assert "feed-silent" in firing
+    calls = [o.message for o in out if o.topic == "margin-calls"]
+    assert len(calls) == 1 and calls[0].status == "issued" and calls[0].loan_id == "L1"
+    mc = calls[0]
+    assert mc.required_top_up_collateral == pytest.approx(1.3 * mc.outstanding - mc.collateral_value)
+    assert mc.cure_deadline == mc.issued_at + dt.timedelta(days=5)
+    assert not [o for o in out if o.topic == "alerts" and o.message.loan_id == "L2"]
+
+
+def test_monitor__repayment_cures_the_margin_call(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = book(rulebook)
+    feed(mon, range(8))
+    mon.on_loan_event(make_loan(event_id="L2:opened", loan_id="L2"))
+    mon.on_loan_event(make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2"))
+    out = feed(mon, range(8, 18), asset="A2")
+    assert [o.message.status for o in out if o.topic == "margin-calls"] == ["issued"]
+    snap = mon.loans["L1"].snapshot()
+    out = mon.on_loan_event(Repayment(event_id="r1", loan_id="L1", effective_at=T0 + 18 * W,
+                                      amount=snap.required_repayment + 1_000.0))
+    statuses = [o.message.status for o in out if o.topic == "margin-calls"]
+    assert statuses == ["cured"]
+    assert mon.loans["L1"].snapshot().coverage_ratio >= 1.3
+
+
+def test_loan__outstanding_includes_accrued_interest_and_repayment_pays_interest_first(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = book(rulebook)
+    loan = mon.loans["L1"]
+    mon.on_loan_event(InterestAccrued(event_id="i1", loan_id="L1", effective_at=T0, amount=100_000.0))
+    assert loan.outstanding == 7_100_000.0
+    mon.on_loan_event(Repayment(event_id="r1", loan_id="L1", effective_at=T0, amount=150_000.0))
+    assert (loan.accrued_interest, loan.principal_outstanding) == (0.0, 6_950_000.0)
+    mon.on_loan_event(BalanceChanged(event_id="b1", loan_id="L1", effective_at=T0, outstanding=5_000_000.0))
+    assert loan.outstanding == 5_000_000.0
+    before = loan.outstanding
+    mon.on_loan_event(Repayment(event_id="r1", loan_id="L1", effective_at=T0, amount=150_000.0))
+    assert loan.outstanding == before  # idempotent by event id
+
+
+def test_monitor__calibrating_asset_never_issues_a_margin_call(rulebook) -> None:  # type: ignore[no-untyped-def]
+    from monitor.schemas import Appraisal
+
+    mon = Monitor(rulebook, CoreParams(), CountingSensor())
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge(appraisal=Appraisal(value=10_000_000.0, appraised_on=dt.date(2024, 1, 1),
+                                                      appraiser="t")))
+    out = feed(mon, range(3))
+    mon.on_loan_event(make_loan(event_id="L2:opened", loan_id="L2"))
+    mon.on_loan_event(make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2"))
+    out += feed(mon, range(3, 20), asset="A2")
+    vals = [o.message for o in out if o.topic == "valuations" and o.message.asset_id == "A1"]
+    assert vals and all(v.status == "calibrating" for v in vals)
+    assert not [o for o in out if o.topic == "margin-calls"]
+    assert mon.loans["L1"].snapshot().status == "calibrating"
+
+
+def test_monitor__late_event_is_counted_and_never_rolls_state_back(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = book(rulebook, allowed_lateness_s=60.0)
+    feed(mon, range(4))
+    before = mon.assets["A1"].closed_until
+    late = make_event(event_id="late-1", observed_at=T0 + W, received_at=T0 + 4 * W)
+    assert mon.on_telemetry(late) == []
+    assert mon.assets["A1"].closed_until == before
+    assert mon.sensor.events[("pledge.telemetry", "late")] == 1  # type: ignore[attr-defined]
+
+
+def test_asset_state__pickle_round_trip_gives_identical_valuations(rulebook) -> None:  # type: ignore[no-untyped-def]
+    a = book(rulebook)
+    feed(a, range(40))
+    b = book(rulebook)
+    b.asset_book.assets["A1"] = pickle.loads(pickle.dumps(a.assets["A1"]))
+    b.asset_book.clock = a.asset_book.clock
+    out_a = [o.message for o in feed(a, range(40, 50), prefix="x") if o.topic == "valuations"]
+    out_b = [o.message for o in feed(b, range(40, 50), prefix="x") if o.topic == "valuations"]
+    assert out_a == out_b and out_a

@@ -1,0 +1,116 @@
+"""The shipped sample: real Auckland trip updates through the Auckland adapter and the whole core."""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+from monitor.incidents import parse_incident
+from monitor.sources.auckland import Poll, events_from_polls
+from tests.conftest import ROOT, shared_data
+
+SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+BOOK = ROOT / "examples" / "loan_book.jsonl"
+
+
+@pytest.fixture(scope="module")
+def book() -> list[bytes]:
+    return load_loan_book(BOOK)
+
+
+def test_sample__is_small_attributed_and_covers_a_few_hours() -> None:
+    assert SAMPLE.stat().st_size <= 5 * 1024 * 1024
+    assert "MIT" in (ROOT / "examples" / "data" / "SOURCE.md").read_text()
+    with gzip.open(SAMPLE, "rt") as fh:
+        stamps = [json.loads(line)["response"]["header"]["timestamp"] for line in fh]
+    assert (max(stamps) - min(stamps)) / 3600 > 9
+
+
+def test_loan_book__three_loans_start_near_the_data_asset_pledge_rate(book: list[bytes]) -> None:
+    res = run_backtest(book, [], __import__("rules.rulebook", fromlist=["x"]).load_rulebook(
+        ROOT / "rules" / "rulebooks" / "default.yaml"))
+    snaps = {s.loan_id: s for s in res.snapshots}
+    assert len(snaps) == 3 and len(pledged_assets(book)) == 4
+    for s in snaps.values():
+        assert s.coverage_ratio == pytest.approx(1 / 0.7, rel=1e-6)
+        assert s.thresholds.warning > s.thresholds.margin_call > s.thresholds.close_out > 1.0
+
+
+def test_backtest__normal_day_raises_no_alert(book: list[bytes], rulebook) -> None:  # type: ignore[no-untyped-def]
+    res = run_backtest(book, read_telemetry(SAMPLE, pledged_assets(book)), rulebook)
+    assert res.events > 40_000 and not res.sensor.dead_letters
+    assert res.alerts == [] and res.margin_calls == []
+    assert len(res.valuations) == 4 * 39
+    assert min(v.value / v.appraisal_value for v in res.valuations if v.status == "active") > 0.85
+
+
+def test_backtest__dark_feed_gives_a_warning_then_one_margin_call_on_its_loan_only(book, rulebook) -> None:  # type: ignore[no-untyped-def]
+    res = run_backtest(book, read_telemetry(SAMPLE, pledged_assets(book)), rulebook,
+                       incidents=[parse_incident("outage:akl-routes-7xx@3h")])
+    firing = [(a.loan_id, a.rule_id) for a in res.alerts if a.status == "firing"]
+    assert firing[:2] == [("L-AKL-002", "coverage-below-warning"), ("L-AKL-002", "coverage-below-margin-call")]
+    assert {loan for loan, _ in firing} == {"L-AKL-002"}
+    calls = res.margin_calls
+    assert len(calls) == 1 and calls[0].loan_id == "L-AKL-002"
+    assert calls[0].coverage_ratio < 1.2
+    # the outage began at 08:00 NZST; the warning comes within the first hour of darkness
+    warn = next(a for a in res.alerts if a.rule_id == "coverage-below-warning")
+    start = dt.datetime(2016, 5, 19, 20, 0, tzinfo=dt.UTC)
+    assert dt.timedelta(0) < warn.at - start <= dt.timedelta(hours=1)
+    assert "akl-routes-7xx" in str(warn.facts["why"])
+
+
+def test_auckland_adapter__trip_leaving_the_feed_is_one_completed_trip() -> None:
+    def ent(trip: str, ts: int, delay: int) -> dict:  # type: ignore[type-arg]
+        return {"trip_update": {"trip": {"trip_id": f"{trip}-v1", "route_id": "27401-v1"}, "vehicle": {"id": "9"},
+                                "timestamp": ts, "stop_time_update": {"stop_sequence": 3, "departure":
+                                                                      {"time": ts, "delay": delay}}}}
+
+    polls = [Poll(1000.0, [ent("T1", 990, 30)]), Poll(1120.0, [ent("T1", 990, 30)]), Poll(1240.0, [])]
+    evs = list(events_from_polls(polls, {"akl-routes-2xx"}))
+    kinds = [e.kind for e in evs]
+    assert kinds.count("feed_poll") == 3 and kinds.count("trip_completed") == 1
+    updates = [e for e in evs if e.kind == "trip_update"]
+    assert updates[0].event_id == updates[1].event_id  # an unchanged report re-sent is a duplicate
+    done = next(e for e in evs if e.kind == "trip_completed")
+    assert done.metrics["trips"] == 1.0 and done.metrics["on_time_trips"] == 1.0
+    assert done.observed_at.timestamp() == 1240.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["trip_update", "id", "x"]),
+                                st.one_of(st.none(), st.integers(), st.text(max_size=3),
+                                          st.fixed_dictionaries({"trip": st.fixed_dictionaries(
+                                              {"trip_id": st.text(min_size=1, max_size=5),
+                                               "route_id": st.text(min_size=1, max_size=5)})})),
+                                max_size=3), max_size=5))
+def test_property__adapter_never_crashes_on_odd_entities(entities: list) -> None:  # type: ignore[type-arg]
+    try:
+        list(events_from_polls([Poll(1_500_000_000.0, entities)]))
+    except (AttributeError, TypeError, ValueError) as exc:
+        pytest.fail(f"adapter crashed on {entities!r}: {exc}")
+
+
+def test_shared_archive__adapter_reads_both_days_as_documented() -> None:
+    snapshots = shared_data("auckland-bus-tripupdates", "snapshots")
+    assets = {"akl-routes-2xx"}
+    n_updates = sum(1 for e in read_telemetry(snapshots, assets) if e.kind == "trip_update")
+    assert n_updates == 56_213  # route group 2xx share of the 392,346 entities listed in SOURCE.md
+
+
+def test_core_imports_no_kafka_library() -> None:
+    for path in list((ROOT / "monitor").rglob("*.py")) + list((ROOT / "rules").rglob("*.py")):
+        tree = ast.parse(Path(path).read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name.split(".")[0] not in {"faust", "aiokafka", "kafka", "prometheus_client"}, (path, name)

@@ -1,0 +1,103 @@
+"""Valuation invariants (hypothesis) and the anomaly / learning contract of the valuer."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.profiles import get_profile
+from monitor.schemas import DIMENSIONS
+from monitor.valuation import AssetValuer, FixedScaler, ValuationParams
+
+PROFILE = get_profile("bus_dispatch")
+V0 = 10_000_000.0
+BASE = [40.0] * 24
+START = 1_709_510_400.0  # 2024-03-04T00:00Z
+
+
+def valuer(**kw: object) -> AssetValuer:
+    return AssetValuer(PROFILE, V0, BASE, 0.95, "UTC", ValuationParams(**kw))  # type: ignore[arg-type]
+
+
+def dims(q: float) -> dict[str, float | None]:
+    return dict.fromkeys(DIMENSIONS, q)
+
+
+def normal_features(trips: float) -> dict[str, float]:
+    return {"activity_ratio": trips / 10.0, "mean_delay_s": 120.0, "late_share": 0.1, "updates_per_poll": 20.0}
+
+
+window = st.tuples(st.floats(0, 60), st.floats(0, 1), st.booleans())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(window, min_size=1, max_size=40))
+def test_property__value_is_finite_nonnegative_bounded_by_cap_and_inside_its_interval(ws: list) -> None:  # type: ignore[type-arg]
+    v = valuer()
+    for i, (trips, q, silent) in enumerate(ws):
+        r = v.update(START + i * 900, 0.0 if silent else trips, dims(q) if not silent else
+                     {**dict.fromkeys(DIMENSIONS), "completeness": 0.0, "accessibility": 0.0},
+                     normal_features(trips), silent=silent)
+        assert all(math.isfinite(x) for x in (r.value, r.value_lower, r.value_upper, r.anomaly_score))
+        assert 0.0 <= r.value_lower <= r.value <= r.value_upper + 1e-6
+        assert r.value <= V0 * v.params.cap + 1e-6
+        assert 0.0 <= r.quality_score <= 1.0
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(0.0, 0.9))
+def test_property__lower_quality_never_raises_the_value(drop: float) -> None:
+    a, b = valuer(), valuer()
+    for i in range(20):
+        ra = a.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
+        rb = b.update(START + i * 900, 10.0, dims(0.95 * (1 - drop)), normal_features(10.0))
+    assert rb.value <= ra.value + 1e-6
+
+
+def test_valuer__silent_windows_teach_the_forecaster_nothing_but_lower_quality() -> None:
+    v = valuer()
+    for i in range(10):
+        v.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
+    level_n = v._level_n
+    r = v.update(START + 10 * 900, 0.0, {**dict.fromkeys(DIMENSIONS), "completeness": 0.0, "accessibility": 0.0},
+                 normal_features(0.0), silent=True)
+    assert v._level_n == level_n and not r.learned
+    assert r.quality["accessibility"] < 0.95
+
+
+def test_valuer__anomalous_windows_are_not_learned_unless_asked() -> None:
+    def run(learn: bool) -> tuple[int, list[bool]]:
+        v = valuer(hst_window=16, learn_anomalous=learn, anomaly_threshold=0.5)
+        flags = []
+        for i in range(80):
+            r = v.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
+        for i in range(80, 84):
+            r = v.update(START + i * 900, 60.0, dims(0.95),
+                         {"activity_ratio": 3.0, "mean_delay_s": 1800.0, "late_share": 1.0, "updates_per_poll": 500})
+            flags.append(r.anomalous)
+        return v._level_n, flags
+
+    n_protected, flags = run(False)
+    n_learning, _ = run(True)
+    assert all(flags)
+    assert n_learning - n_protected == 4
+
+
+def test_fixed_scaler__unknown_and_non_finite_features_are_dropped_never_nan() -> None:
+    s = FixedScaler({"a": (0.0, 10.0)})
+    assert s.transform_one({"a": float("nan"), "b": 1.0}) == {}
+    assert s.transform_one({"a": -5.0}) == {"a": 0.0}
+
+
+def test_valuer__deterministic_given_seed_and_survives_pickle() -> None:
+    a, b = valuer(), valuer()
+    for i in range(50):
+        ra = a.update(START + i * 900, 10.0 + i % 3, dims(0.95), normal_features(10.0 + i % 3))
+        rb = b.update(START + i * 900, 10.0 + i % 3, dims(0.95), normal_features(10.0 + i % 3))
+    assert ra == rb
+    c = pickle.loads(pickle.dumps(a))
+    assert c.update(START + 50 * 900, 11.0, dims(0.95), normal_features(11.0)) == a.update(
+        START + 50 * 900, 11.0, dims(0.95), normal_features(11.0))
