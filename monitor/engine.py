@@ -777,7 +777,14 @@ class AssetBook:
         self.assets[ev.asset_id] = AssetMonitor(ev, self.params)
         out: list[Output] = []
         for held in self.held.pop(ev.asset_id, []):
-            out.extend(self.on_telemetry(held))
+            try:
+                out.extend(self.on_telemetry(held))
+            except InputRejected as exc:
+                self.on_reject(exc)
+                raw = held.model_dump_json().encode()
+                dl = dead_letter(raw, exc, topic="pledge.telemetry", partition=None, offset=None,
+                                 key=held.asset_id, now=held.observed_at.timestamp())
+                out.append(Output("dead-letter", held.asset_id, dl))
         return out
 
     def on_telemetry(self, ev: TelemetryEvent, tick: bool = True) -> list[Output]:

@@ -83,6 +83,7 @@ REASON_CODES: dict[str, str] = {
     "unknown_asset": "no loan has pledged this asset",
     "unknown_loan": "a loan event for a loan that was never opened",
     "out_of_order": "a loan event before the loan was opened",
+    "processing_error": "the core raised on this record; the worker log has the traceback",
 }
 
 _ID = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@/\-]+$")]

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Wall-clock seconds without telemetry before processing time advances the stream clock.
 IDLE_ADVANCE_S = 10.0
+#: Processing-time seconds after which a telemetry partition that delivered nothing is idle.
+IDLE_PARTITION_S = 3.0
 #: Key of the clock records the timer sends to each assigned partition of ``internal.asset-pledges``.
 CLOCK_KEY = b"__clock__"
 
@@ -96,7 +98,8 @@ class Node:
         self.publish_failures = publish_failures
         self.asset_partition: dict[str, int] = {}
         self.partition_max: dict[int, float] = {}
-        self.partition_offset: dict[int, int] = {}
+        self.partition_wall: dict[int, float] = {}
+        self.started = time.monotonic()
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
 
@@ -180,6 +183,16 @@ class Node:
         await self.send("dead-letter", key or "", dl)
 
     # --- handlers ----------------------------------------------------------------------------
+    async def guarded(self, handler: Any, event: faust.EventT) -> None:
+        """Run a handler so that no record can end the agent: an unexpected error dead-letters it (C03)."""
+        try:
+            await handler(event)
+        except Exception as exc:  # noqa: BLE001 - the policy for unknown failures is dead-letter and count
+            log.exception("processing %s[%s]@%s failed", event.message.topic, event.message.partition,
+                          event.message.offset)
+            self.sensor.on_dead_letter("processing_error")
+            await self.reject(event, InputRejected("processing_error", f"{type(exc).__name__}: {exc}"))
+
     async def on_asset_record(self, event: faust.EventT) -> None:
         """Handle one record of the telemetry agent: telemetry, a pledge registration or a clock record."""
         msg = event.message
@@ -210,7 +223,7 @@ class Node:
                 self.dirty.setdefault(part, set()).add(tev.asset_id)
                 ts = tev.observed_at.timestamp()
                 self.partition_max[part] = max(ts, self.partition_max.get(part, ts))
-                self.partition_offset[part] = msg.offset
+                self.partition_wall[part] = time.monotonic()
                 wm = self.watermark()
                 if wm is not None:
                     outputs += self.assets.tick(wm)
@@ -223,33 +236,30 @@ class Node:
         await self.publish(outputs)
 
     def watermark(self) -> float | None:
-        """The stream clock: the lowest event time of partitions with records still to read.
+        """Return the stream clock: the lowest event time among partitions that are still delivering.
 
-        A partition read to its end cannot hold back the clock; when every partition is read to
-        its end the clock is the newest event time, as in a backtest. A partition with records
-        this worker has not read yet holds the clock where it is (``None``), since its event
-        times are unknown. So a silent asset's window closes only once no partition can still
-        deliver its records (after Flink's per-partition watermarks with idleness).
+        Each assigned telemetry partition contributes its newest event time; a partition that has
+        delivered nothing for ``IDLE_PARTITION_S`` of processing time is idle and does not hold the
+        clock back (Flink's per-partition watermarks with idleness). Right after start, a partition
+        with records not yet read holds the clock (``None``) for that long. So a silent asset's
+        window closes only once the partition that would carry its records has gone quiet, however
+        the consumer interleaves partitions, and window contents match an in-process backtest.
         """
         topic = self.s.topic("telemetry")
         consumer = self.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
-        pending = []
+        now = time.monotonic()
+        times = []
         for tp in consumer.assignment():
             if tp.topic != topic:
                 continue
-            hw = consumer.highwater(tp)
-            done = self.partition_offset.get(tp.partition)
-            if done is None:
-                done = committed.get(tp)
-                if hw and (done is None or done + 1 < hw):
+            last = self.partition_wall.get(tp.partition)
+            if last is None:
+                if now - self.started < IDLE_PARTITION_S and consumer.highwater(tp):
                     return None
                 continue
-            if hw is not None and done + 1 < hw:
-                pending.append(self.partition_max[tp.partition])
-        if pending:
-            return min(pending)
-        return max(self.partition_max.values()) if self.partition_max else None
+            if now - last < IDLE_PARTITION_S:
+                times.append(self.partition_max[tp.partition])
+        return min(times) if times else None
 
     def idle_advance(self) -> list[Output]:
         """Advance the stream clock by the processing time telemetry has been idle (dark feeds close windows)."""
@@ -330,23 +340,23 @@ def create_app(settings: Settings, rulebook: Rulebook, params: CoreParams, senso
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     telemetry_in = app.topic(settings.topic("telemetry"), settings.topic("asset-pledges"), **raw)
     loans_in = app.topic(settings.topic("loan-book"), settings.topic("loan-valuations"), **raw)
-    schema = faust.Schema(**raw)
-    asset_table = app.Table("asset-state", default=None, partitions=settings.partitions, use_partitioner=True,
-                            schema=schema)
-    loan_table = app.Table("loan-state", default=None, partitions=settings.partitions, use_partitioner=True,
-                           schema=schema)
+    # key_type / value_type bytes make faust use the raw codec for the store and the changelog
+    asset_table = app.Table("asset-state", default=None, key_type=bytes, value_type=bytes,
+                            partitions=settings.partitions, use_partitioner=True)
+    loan_table = app.Table("loan-state", default=None, key_type=bytes, value_type=bytes,
+                           partitions=settings.partitions, use_partitioner=True)
     node = Node(app, settings, AssetBook(params, sensor), LoanBook(rulebook, sensor), asset_table, loan_table,
                 sensor, publish_failures)
 
     @app.agent(telemetry_in, name="telemetry")
     async def telemetry_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await node.on_asset_record(event)
+            await node.guarded(node.on_asset_record, event)
 
     @app.agent(loans_in, name="loans")
     async def loan_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await node.on_loan_record(event)
+            await node.guarded(node.on_loan_record, event)
 
     @app.timer(interval=5.0)
     async def clock() -> None:

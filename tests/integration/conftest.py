@@ -1,0 +1,183 @@
+"""Integration fixtures: the real Kafka broker, one uuid-named topic prefix per test, a real worker process.
+
+Unlike faust's and Bytewax's suites these never skip: ``make test`` starts the broker, and an
+unreachable broker is a failure. Every topic a test creates is deleted by the test; every worker it
+starts is stopped by it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from monitor.errors import ConfigError
+from monitor.settings import Settings
+from streams.topics import admin_client, create_topics, delete_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> str:
+    addr = (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS_LOCAL")
+            or "127.0.0.1:9092")
+    try:
+        admin_client(addr, timeout_s=30).close()
+    except ConfigError as exc:
+        pytest.fail(f"the integration suite needs a Kafka broker (make test starts one): {exc}")
+    return addr
+
+
+class Env:
+    """Environment of one test: settings, env vars for child processes, log folder."""
+
+    def __init__(self, bootstrap: str, tmp: Path) -> None:
+        self.run = "it-" + uuid.uuid4().hex[:10]
+        self.tmp = tmp
+        self.vars = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "PLEDGEWATCH_TOPIC_PREFIX": self.run + ".",
+            "PLEDGEWATCH_APP_ID": self.run,
+            "PLEDGEWATCH_DATA_DIR": str(tmp / "state"),
+            "PLEDGEWATCH_METRICS_PORT": str(free_port()),
+            "PLEDGEWATCH_WEB_PORT": str(free_port()),
+        }
+        self.settings = Settings(bootstrap_servers=bootstrap, topic_prefix=self.run + ".", app_id=self.run,
+                                 data_dir=tmp / "state")
+        self.metrics_url = f"http://127.0.0.1:{self.vars['PLEDGEWATCH_METRICS_PORT']}/metrics"
+
+    def metric(self, name: str, **labels: str) -> float:
+        body = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+        total = 0.0
+        for line in body.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture
+def env(bootstrap: str, tmp_path: Path) -> Iterator[Env]:
+    e = Env(bootstrap, tmp_path)
+    create_topics(e.settings)
+    yield e
+    delete_topics(bootstrap, e.run)
+
+
+class Worker:
+    """A ``pledgewatch worker`` subprocess."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.log = env.tmp / f"worker-{time.monotonic_ns()}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> None:
+        fh = self.log.open("wb")
+        self.proc = subprocess.Popen([str(BIN / "pledgewatch"), "worker"], env=self.env.vars, stdout=fh,
+                                     stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        admin = admin_client(self.env.settings.bootstrap_servers)
+        try:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, f"worker exited early:\n{self.log.read_text()[-3000:]}"
+                try:
+                    urllib.request.urlopen(self.env.metrics_url, timeout=2)
+                    group = admin.describe_groups([self.env.run]).get(self.env.run, {})
+                    if group.get("group_state") == "Stable" and group.get("members"):
+                        return
+                except (OSError, KafkaError):
+                    pass
+                time.sleep(0.5)
+        finally:
+            admin.close()
+        raise AssertionError(f"worker not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def worker(env: Env) -> Iterator[Worker]:
+    w = Worker(env)
+    yield w
+    w.stop()
+
+
+def read_topic(settings: Settings, logical: str, until: Any = None, timeout: float = 120.0) -> list[Any]:
+    """Read a whole topic from the beginning with kafka-python until ``until(records)`` or the timeout."""
+    topic = settings.topic(logical)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
+                             enable_auto_commit=False, consumer_timeout_ms=1000)
+    try:
+        parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(parts)
+        consumer.seek_to_beginning()
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = consumer.poll(timeout_ms=500)
+            for recs in batch.values():
+                records.extend(recs)
+            if until is not None and until(records):
+                break
+            if until is None and not batch and records:
+                break
+        return records
+    finally:
+        consumer.close()
+
+
+def wait_caught_up(settings: Settings, group: str, logical: tuple[str, ...] = (
+        "telemetry", "loan-book", "asset-pledges", "loan-valuations"), timeout: float = 180.0) -> None:
+    """Wait until the worker group's committed offsets reach the end of its input topics (all processed)."""
+    from kafka import KafkaAdminClient
+
+    topics = [settings.topic(name) for name in logical]
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
+        deadline = time.monotonic() + timeout
+        behind: dict[Any, int] = {}
+        while time.monotonic() < deadline:
+            ends = consumer.end_offsets(parts)
+            committed = admin.list_group_offsets({group: None}).get(group, {})
+            behind = {tp: end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()}
+            if all(v <= 0 for v in behind.values()):
+                return
+            time.sleep(1.0)
+        raise AssertionError(f"worker still behind after {timeout} s: { {str(k): v for k, v in behind.items() if v} }")
+    finally:
+        consumer.close()
+        admin.close()

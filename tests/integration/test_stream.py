@@ -1,0 +1,161 @@
+"""The worker on the real broker: real bus data in, the same alerts and margin calls as the backtest out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+
+import orjson
+from kafka import KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+from monitor.incidents import apply_incidents, parse_incident
+from monitor.schemas import Alert, CollateralValuation, DeadLetter, MarginCall
+from rules.rulebook import load_rulebook
+from streams.replay import make_producer, produce_loan_book, produce_telemetry
+from tests.conftest import make_event, make_loan, make_pledge
+from tests.integration.conftest import BIN, ROOT, read_topic, wait_caught_up
+
+SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+BOOK = ROOT / "examples" / "loan_book.jsonl"
+SLICE_END = dt.datetime(2016, 5, 19, 22, 0, tzinfo=dt.UTC)  # 10:00 NZST: five hours of the demo day
+
+
+def test_stream__real_bus_data_gives_the_backtests_alerts_and_margin_call(env, worker) -> None:  # type: ignore[no-untyped-def]
+    book = load_loan_book(BOOK)
+    incidents = [parse_incident("outage:akl-routes-7xx@3h")]
+    events = [e for e in apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), incidents)
+              if e.received_at is not None and e.received_at < SLICE_END]
+    expected = run_backtest(book, events, load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"))
+    assert expected.margin_calls and expected.alerts
+
+    worker.start()
+    producer = make_producer(env.settings)
+    produce_loan_book(producer, env.settings, book)
+    produce_telemetry(producer, env.settings, events, rate=0, progress=False)
+    producer.close()
+
+    wait_caught_up(env.settings, env.run)
+    want_mc = {m.margin_call_id for m in expected.margin_calls}
+    calls = [MarginCall.model_validate_json(r.value) for r in read_topic(env.settings, "margin-calls")]
+    vals = [CollateralValuation.model_validate_json(r.value) for r in read_topic(env.settings, "valuations")]
+    alerts = [Alert.model_validate_json(r.value) for r in read_topic(env.settings, "alerts")]
+    assert worker.alive()
+
+    backtest_vals = {(v.asset_id, v.window_start): v for v in expected.valuations}
+    for v in vals:
+        b = backtest_vals[(v.asset_id, v.window_start)]
+        assert v == b, f"valuation of {v.asset_id} {v.window_start} differs from the backtest"
+    assert {m.margin_call_id for m in calls} == want_mc
+    assert [(m.loan_id, m.status, round(m.coverage_ratio, 9)) for m in calls] == [
+        (m.loan_id, m.status, round(m.coverage_ratio, 9)) for m in expected.margin_calls]
+    last_end: dict[str, dt.datetime] = {}
+    for v in vals:
+        last_end[v.asset_id] = max(v.window_end, last_end.get(v.asset_id, v.window_end))
+    horizon = min(last_end.values())  # every asset has been valued up to here in the stream
+    want_alerts = [(a.alert_id, a.status, a.rule_id) for a in expected.alerts if a.at <= horizon]
+    assert sorted((a.alert_id, a.status, a.rule_id) for a in alerts) == sorted(want_alerts)
+    assert any(a.rule_id == "coverage-below-warning" for a in alerts)
+    assert len(vals) >= 0.9 * len(backtest_vals)
+    assert env.metric("pledgewatch_events_total", outcome="ok", topic="pledge.telemetry") == expected.sensor.events[
+        ("pledge.telemetry", "ok")]
+
+
+def test_case_c03_bad_records_go_to_the_dead_letter_topic_and_the_partition_moves_on(env, worker) -> None:  # type: ignore[no-untyped-def]
+    worker.start()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=10)
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+    for ev in (make_loan(), make_pledge()):
+        producer.send(env.settings.topic("loan-book"), key=ev.loan_id.encode(), value=ev.model_dump_json().encode())
+    producer.flush()
+    good = make_event(event_id="good-1", observed_at=now, received_at=now)
+    body = orjson.loads(good.model_dump_json())
+    records = [
+        b"\xff\xfe not json",
+        orjson.dumps({**body, "event_id": "b", "metrics": {"trips": "forty"}}),
+        None,
+        orjson.dumps({**body, "event_id": "d", "metrics": {"trips": 0.0, "on_time_trips": 0.0}}),
+        good.model_dump_json().encode(),
+    ]
+    topic = env.settings.topic("telemetry")
+    metas = [producer.send(topic, key=b"A1", value=r).get(timeout=30) for r in records]
+    assert len({m.partition for m in metas}) == 1
+    producer.close()
+
+    dls = [DeadLetter.model_validate_json(r.value)
+           for r in read_topic(env.settings, "dead-letter", until=lambda rs: len(rs) >= 4, timeout=60)]
+    assert sorted(d.reason for d in dls) == ["schema_violation", "tombstone", "undecodable", "undefined_ratio"]
+    assert all(d.source_topic == topic for d in dls if d.offset is not None)
+    deadline = time.monotonic() + 60
+    admin = KafkaAdminClient(bootstrap_servers=env.settings.bootstrap_servers)
+    try:
+        while time.monotonic() < deadline:
+            ok = env.metric("pledgewatch_events_total", outcome="ok", topic="pledge.telemetry")
+            offsets = admin.list_group_offsets({env.run: None}).get(env.run, {})
+            committed = max((o.offset for tp, o in offsets.items() if tp.topic == topic), default=-1)
+            if ok == 1 and committed >= metas[-1].offset + 1:
+                break
+            time.sleep(1)
+    finally:
+        admin.close()
+    assert ok == 1, "the valid record after the bad ones was processed once"
+    assert committed >= metas[-1].offset + 1, f"committed offset {committed} did not move past all five records"
+    assert env.metric("pledgewatch_dead_letters_total") == 4
+    assert worker.alive()
+
+
+def test_case_c07_replay_cli_publishes_and_exits_leaving_every_record_on_the_topic(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    small = tmp_path / "five-polls.jsonl.gz"
+    with gzip.open(SAMPLE, "rt") as src, gzip.open(small, "wt") as dst:
+        for _, line in zip(range(60), src, strict=False):
+            dst.write(line)
+    book = load_loan_book(BOOK)
+    want = sum(1 for _ in read_telemetry(small, pledged_assets(book)))
+    out = subprocess.run([str(BIN / "pledgewatch"), "replay", "--telemetry", str(small), "--rate", "0",
+                          "--no-progress"], env=env.vars, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    got = read_topic(env.settings, "telemetry", until=lambda rs: len(rs) >= want, timeout=60)
+    assert len(got) == want > 0
+    assert len(read_topic(env.settings, "loan-book", until=lambda rs: len(rs) >= len(book), timeout=30)) == len(book)
+
+
+def test_case_c02_duplicate_across_a_worker_restart_counts_once(env, worker) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import healthy_window_events
+
+    base = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(hours=3)
+    start = base.replace(minute=0)
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+    send = lambda ev: producer.send(env.settings.topic("telemetry"), key=b"A1",  # noqa: E731
+                                    value=ev.model_dump_json().encode())
+    for ev in (make_loan(), make_pledge()):
+        producer.send(env.settings.topic("loan-book"), key=ev.loan_id.encode(), value=ev.model_dump_json().encode())
+    w = dt.timedelta(minutes=15)
+    e9001 = make_event(event_id="e-9001", observed_at=start + w + dt.timedelta(minutes=5),
+                       received_at=start + w + dt.timedelta(minutes=5))
+    for ev in healthy_window_events("A1", start) + [e9001]:
+        send(ev)
+    producer.flush()
+    worker.start()
+    time.sleep(12)  # clock records flush the asset's state to its changelog every 5 s
+    worker.stop()
+    worker.start()
+    send(e9001)
+    for i in range(1, 5):
+        for ev in healthy_window_events("A1", start + i * w, prefix=f"r{i}"):
+            send(ev)
+    producer.flush()
+    producer.close()
+
+    def window_1(rs: list) -> bool:  # type: ignore[type-arg]
+        return any(CollateralValuation.model_validate_json(r.value).window_start == start + w for r in rs)
+
+    vals = [CollateralValuation.model_validate_json(r.value)
+            for r in read_topic(env.settings, "valuations", until=window_1, timeout=90)]
+    v1 = [v for v in vals if v.window_start == start + w][0]
+    assert v1.activity == 11.0  # 10 healthy trips + e-9001 once
+    assert v1.duplicates == 1
+    assert env.metric("pledgewatch_events_total", outcome="duplicate", topic="pledge.telemetry") == 1
