@@ -87,13 +87,21 @@ def main() -> None:
     q0 = {a: mon.assets[a].valuer._q0 for a in ASSETS}
 
     SAMPLE.parent.mkdir(parents=True, exist_ok=True)
-    with SAMPLE.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz, \
-            io.TextIOWrapper(gz, encoding="utf-8") as fh:
+    with (
+        SAMPLE.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as gz,
+        io.TextIOWrapper(gz, encoding="utf-8") as fh,
+    ):
         for p in demo:
             ents = [e for e in p.entities if asset_of_route(e["trip_update"]["trip"]["route_id"]) in ASSETS]
-            obj = {"status": "OK", "error": None, "response": {
-                "header": {"incrementality": 0, "timestamp": p.header_ts, "gtfs_realtime_version": "1.0"},
-                "entity": ents}}
+            obj = {
+                "status": "OK",
+                "error": None,
+                "response": {
+                    "header": {"incrementality": 0, "timestamp": p.header_ts, "gtfs_realtime_version": "1.0"},
+                    "entity": ents,
+                },
+            }
             fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
 
     with LOAN_BOOK.open("w", encoding="utf-8") as fh:
@@ -109,19 +117,37 @@ def main() -> None:
 def _opened(loan_id: str, borrower: str, value: float, at: dt.datetime) -> LoanOpened:
     principal = round(value * PLEDGE_RATE, 2)
     return LoanOpened(
-        event_id=f"{loan_id}:opened", loan_id=loan_id, effective_at=at, borrower_id=borrower,
-        principal=principal, outstanding=principal, start=at.date(), maturity=dt.date(2019, 5, 1),
-        thresholds=LINES, cure_period="5bd",
+        event_id=f"{loan_id}:opened",
+        loan_id=loan_id,
+        effective_at=at,
+        borrower_id=borrower,
+        principal=principal,
+        outstanding=principal,
+        start=at.date(),
+        maturity=dt.date(2019, 5, 1),
+        thresholds=LINES,
+        cure_period="5bd",
     )
 
 
-def _pledged(loan_id: str, asset: str, at: dt.datetime, base: list[float] | None, q0: float | None) -> CollateralPledged:
+def _pledged(
+    loan_id: str, asset: str, at: dt.datetime, base: list[float] | None, q0: float | None
+) -> CollateralPledged:
     return CollateralPledged(
-        event_id=f"{loan_id}:pledged:{asset}", loan_id=loan_id, effective_at=at, asset_id=asset,
-        asset_profile="bus_dispatch", asset_timezone="Pacific/Auckland",
-        appraisal=Appraisal(value=APPRAISALS[asset], method="income", appraised_on=dt.date(2016, 4, 28),
-                            appraiser="Example Appraisal Co. (fictional)", baseline_activity=base,
-                            quality_baseline=q0),
+        event_id=f"{loan_id}:pledged:{asset}",
+        loan_id=loan_id,
+        effective_at=at,
+        asset_id=asset,
+        asset_profile="bus_dispatch",
+        asset_timezone="Pacific/Auckland",
+        appraisal=Appraisal(
+            value=APPRAISALS[asset],
+            method="income",
+            appraised_on=dt.date(2016, 4, 28),
+            appraiser="Example Appraisal Co. (fictional)",
+            baseline_activity=base,
+            quality_baseline=q0,
+        ),
         pledge_registration_no=f"DEMO-PLEDGE-{asset.upper()}",
     )
 

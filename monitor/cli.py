@@ -18,8 +18,11 @@ from rich.console import Console
 from monitor.errors import ConfigError, PledgewatchError, RulebookError
 from monitor.settings import ROOT, Settings
 
-app = typer.Typer(help="pledgewatch: post-loan risk monitor for loans secured by pledged data assets.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="pledgewatch: post-loan risk monitor for loans secured by pledged data assets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 rules_app = typer.Typer(help="Rulebooks: validate and publish.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics of pledgewatch.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
@@ -54,9 +57,12 @@ def _params(settings: Settings):  # type: ignore[no-untyped-def]
     from monitor.engine import CoreParams
     from monitor.valuation import ValuationParams
 
-    return CoreParams(window_s=settings.window_s, allowed_lateness_s=settings.allowed_lateness_s,
-                      max_clock_skew_s=settings.max_clock_skew_s,
-                      valuation=ValuationParams(window_s=settings.window_s))
+    return CoreParams(
+        window_s=settings.window_s,
+        allowed_lateness_s=settings.allowed_lateness_s,
+        max_clock_skew_s=settings.max_clock_skew_s,
+        valuation=ValuationParams(window_s=settings.window_s),
+    )
 
 
 @rules_app.command("check")

@@ -80,7 +80,8 @@ class AlertPrinter:
         if m.status == "issued":
             why = (
                 f"MARGIN CALL {m.margin_call_id}: pledge {format_yuan(m.required_top_up_collateral)} more collateral "
-                f"or repay {format_yuan(m.required_repayment)} by {m.cure_deadline.astimezone(self.tz):%Y-%m-%d %H:%M %Z}"
+                f"or repay {format_yuan(m.required_repayment)} "
+                f"by {m.cure_deadline.astimezone(self.tz):%Y-%m-%d %H:%M %Z}"
             )
         else:
             why = f"margin call {m.margin_call_id} {m.status}"

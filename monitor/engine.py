@@ -176,7 +176,8 @@ def decode_telemetry(raw: bytes | None, now: float, max_skew_s: float = 300.0) -
         extra_field, non_finite, naive_time, implausible_time, schema_violation...).
     """
     if raw is None:
-        raise InputRejected("tombstone", "record value is null (tombstone), expected a TelemetryEvent")
+        msg = "tombstone"
+        raise InputRejected(msg, "record value is null (tombstone), expected a TelemetryEvent")
     try:
         ev = TelemetryEvent.model_validate_json(raw)
     except ValidationError as exc:
@@ -187,7 +188,8 @@ def decode_telemetry(raw: bytes | None, now: float, max_skew_s: float = 300.0) -
             f"observed_at: got {ev.observed_at.isoformat()}, expected after 2015-01-01 and at most "
             f"{max_skew_s:.0f} s ahead of the clock ({_ts(now).isoformat()})"
         )
-        raise InputRejected("implausible_time", msg, ev.asset_id)
+        msg_0 = "implausible_time"
+        raise InputRejected(msg_0, msg, ev.asset_id)
     return ev
 
 
@@ -200,7 +202,8 @@ def decode_loan_event(raw: bytes | None) -> Any:
         Reason ``tombstone``, ``undecodable``, ``extra_field``, ``schema_violation``...
     """
     if raw is None:
-        raise InputRejected("tombstone", "record value is null (tombstone), expected a LoanEvent")
+        msg = "tombstone"
+        raise InputRejected(msg, "record value is null (tombstone), expected a LoanEvent")
     try:
         return LoanEventAdapter.validate_json(raw)
     except ValidationError as exc:
@@ -361,7 +364,12 @@ class AssetMonitor:
         assert self.closed_until is not None
         if horizon - self.closed_until > self.params.max_gap_windows * length:
             skipped = int((horizon - self.closed_until) // length) - self.params.max_gap_windows
-            log.warning("asset %s silent for %d windows; skipping the oldest %d", self.asset_id, skipped + self.params.max_gap_windows, skipped)
+            log.warning(
+                "asset %s silent for %d windows; skipping the oldest %d",
+                self.asset_id,
+                skipped + self.params.max_gap_windows,
+                skipped,
+            )
             self.closed_until += skipped * length
             for s in [s for s in self.windows if s < self.closed_until]:
                 del self.windows[s]
@@ -476,8 +484,10 @@ class LoanMonitor:
         return v, lo
 
     def calibrating(self) -> bool:
-        """True while any pledged asset has no active valuation yet."""
-        return any(s.valuation is None or s.valuation.status == "calibrating" for s in self.assets.values())
+        """True while no asset is pledged yet or any pledged asset has no active valuation yet."""
+        return not self.assets or any(
+            s.valuation is None or s.valuation.status == "calibrating" for s in self.assets.values()
+        )
 
     def snapshot(self) -> LoanRiskSnapshot:
         """The loan's risk position now (coverage, LTV, required top-up)."""
@@ -655,12 +665,20 @@ class LoanMonitor:
             out.extend(self._emit(tr, rulebook, snap, {**facts, "asset": asset_facts.get(tr.subject)}, why, sensor))
         for mc in list(self.margin_calls.values()):
             if mc.status == "issued" and now >= mc.cure_deadline.timestamp():
-                self.margin_calls[mc.margin_call_id] = upd = mc.model_copy(update={"status": "expired", "updated_at": now_dt})
+                self.margin_calls[mc.margin_call_id] = upd = mc.model_copy(
+                    update={"status": "expired", "updated_at": now_dt}
+                )
                 out.append(Output("margin-calls", self.loan_id, upd))
         return out
 
     def _emit(
-        self, tr: Transition, rulebook: Rulebook, snap: LoanRiskSnapshot, facts: dict[str, Any], why: str, sensor: Sensor
+        self,
+        tr: Transition,
+        rulebook: Rulebook,
+        snap: LoanRiskSnapshot,
+        facts: dict[str, Any],
+        why: str,
+        sensor: Sensor,
     ) -> Iterable[Output]:
         rule = tr.rule
         aid = alert_id(self.loan_id, rule.id, tr.subject, tr.episode_start)
@@ -736,8 +754,10 @@ class LoanMonitor:
             )
             self.margin_calls[mc_id] = mc
             yield Output("margin-calls", self.loan_id, mc)
-        elif tr.status == "resolved" and (mc := self.margin_calls.get(mc_id)) is not None and mc.status == "issued":
-            self.margin_calls[mc_id] = upd = mc.model_copy(update={"status": "cured", "updated_at": _ts(tr.at)})
+        elif tr.status == "resolved" and (open_mc := self.margin_calls.get(mc_id)) is not None:
+            if open_mc.status != "issued":
+                return
+            self.margin_calls[mc_id] = upd = open_mc.model_copy(update={"status": "cured", "updated_at": _ts(tr.at)})
             yield Output("margin-calls", self.loan_id, upd)
 
 
@@ -782,8 +802,15 @@ class AssetBook:
             except InputRejected as exc:
                 self.on_reject(exc)
                 raw = held.model_dump_json().encode()
-                dl = dead_letter(raw, exc, topic="pledge.telemetry", partition=None, offset=None,
-                                 key=held.asset_id, now=held.observed_at.timestamp())
+                dl = dead_letter(
+                    raw,
+                    exc,
+                    topic="pledge.telemetry",
+                    partition=None,
+                    offset=None,
+                    key=held.asset_id,
+                    now=held.observed_at.timestamp(),
+                )
                 out.append(Output("dead-letter", held.asset_id, dl))
         return out
 
@@ -809,7 +836,8 @@ class AssetBook:
             held = self.held.setdefault(ev.asset_id, [])
             if len(held) >= self.params.hold_unknown:
                 msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
-                raise InputRejected("unknown_asset", msg, ev.asset_id)
+                msg_0 = "unknown_asset"
+                raise InputRejected(msg_0, msg, ev.asset_id)
             held.append(ev)
             return []
         out = asset.on_event(ev, self.sensor)
@@ -875,7 +903,8 @@ class LoanBook:
             return [Output("loan-risk", ev.loan_id, loan.snapshot())]
         if loan is None:
             msg = f"loan_id: got {ev.loan_id!r}, expected a loan opened by a loan_opened event"
-            raise InputRejected("unknown_loan", msg)
+            msg_0 = "unknown_loan"
+            raise InputRejected(msg_0, msg)
         return loan.on_loan_event(ev, self.rulebook, self.sensor)
 
     def on_valuation(self, loan_id: str, val: CollateralValuation) -> list[Output]:

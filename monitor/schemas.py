@@ -93,9 +93,7 @@ _YUAN = Annotated[float, Field(ge=0.0)]
 class _Strict(BaseModel):
     """Base of every topic message: strict, closed, finite."""
 
-    model_config = ConfigDict(
-        extra="forbid", allow_inf_nan=False, strict=True, frozen=True, ser_json_inf_nan="null"
-    )
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, frozen=True, ser_json_inf_nan="null")
 
 
 class TelemetryEvent(_Strict):
@@ -210,7 +208,10 @@ class Appraisal(_Strict):
     @classmethod
     def _hours(cls, v: list[float] | None) -> list[float] | None:
         if v is not None and (len(v) != 24 or sum(v) <= 0):
-            msg = f"baseline_activity: got {len(v)} values summing to {sum(v)}, expected 24 hourly values with a positive sum"
+            msg = (
+                f"baseline_activity: got {len(v)} values summing to {sum(v)}, "
+                "expected 24 hourly values with a positive sum"
+            )
             raise ValueError(msg)
         return v
 

@@ -37,6 +37,9 @@ class Sensor(Protocol):
     def on_rule_error(self, rule_id: str) -> None:
         """A rule's condition raised at run time."""
 
+    def on_processed(self, topic: str, seconds: float) -> None:
+        """One input record of ``topic`` took ``seconds`` to process (outputs published)."""
+
 
 class NullSensor:
     """A sensor that records nothing."""
@@ -57,6 +60,9 @@ class NullSensor:
         """Ignore."""
 
     def on_rule_error(self, rule_id: str) -> None:
+        """Ignore."""
+
+    def on_processed(self, topic: str, seconds: float) -> None:
         """Ignore."""
 
 

@@ -36,7 +36,7 @@ from monitor.schemas import DIMENSIONS
 __all__ = ["AssetValuer", "FixedScaler", "ValuationParams", "WindowResult"]
 
 MODEL_VERSIONS = {
-    "river": river.__version__,
+    "river": str(getattr(river, "__version__", "unknown")),
     "forecaster": "holtwinters-level-x-baseline/1",
     "anomaly": "halfspacetrees/1",
     "drift": "pagehinkley/1",
@@ -183,9 +183,7 @@ class AssetValuer:
         self._q0 = quality_baseline
         self._forecaster = time_series.HoltWinters(alpha=params.alpha)
         self._level_n = 0
-        self._hst = anomaly.HalfSpaceTrees(
-            n_trees=10, height=6, window_size=params.hst_window, seed=params.seed
-        )
+        self._hst = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=params.hst_window, seed=params.seed)
         self._scaler = FixedScaler(profile.feature_limits)
         self._ph_down = drift.PageHinkley(mode="down", min_instances=12, threshold=3.0, delta=0.05)
         self._ph_up = drift.PageHinkley(mode="up", min_instances=12, threshold=3.0, delta=0.05)
@@ -351,8 +349,8 @@ class AssetValuer:
             half = 0.0
         else:
             index = self._activity_index(start + p.window_s)
-            half = self._resid.get() if self._level_n > p.prior_windows + 2 else 0.0
-            half = half if math.isfinite(half) else 0.0
+            q = self._resid.get() if self._level_n > p.prior_windows + 2 else 0.0
+            half = q if q is not None and math.isfinite(q) else 0.0
         lower = max(0.0, index - half)
         upper = index + half
         qf = min(self._q_ewm / q0, 1.0) if q0 > 0 else 1.0

@@ -36,8 +36,18 @@ SCOPES = ("loan", "asset")
 ACTIONS = ("none", "margin_call")
 MODES = ("active", "shadow")
 RULE_KEYS = {
-    "id", "scope", "severity", "when", "for", "keep_firing_for", "resolve_when", "action",
-    "inhibits", "summary", "mode", "description",
+    "id",
+    "scope",
+    "severity",
+    "when",
+    "for",
+    "keep_firing_for",
+    "resolve_when",
+    "action",
+    "inhibits",
+    "summary",
+    "mode",
+    "description",
 }
 BOOK_KEYS = {"rulebook", "version", "description", "rules"}
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -213,9 +223,7 @@ def _lines(node: yaml.Node) -> dict[str, int]:
     return out
 
 
-def _check_condition(
-    expr: Any, what: str, scope: str, where: str, problems: list[str]
-) -> Any:
+def _check_condition(expr: Any, what: str, scope: str, where: str, problems: list[str]) -> Any:
     if not isinstance(expr, str) or not expr.strip():
         problems.append(f"{where}: {what}: got {expr!r}, expected a CEL expression string")
         return None
@@ -302,7 +310,9 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
             continue
         for key in raw:
             if key not in RULE_KEYS:
-                problems.append(f"{filename}:{keys[key]}: unknown key {key!r} in rule, expected one of {sorted(RULE_KEYS)}")
+                problems.append(
+                    f"{filename}:{keys[key]}: unknown key {key!r} in rule, expected one of {sorted(RULE_KEYS)}"
+                )
         rid = raw.get("id")
         if not isinstance(rid, str) or not rid:
             problems.append(f"{where}: id: got {rid!r}, expected a rule id")
@@ -358,14 +368,26 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
             try:
                 render_summary(str(tmpl), example_facts(scope))
             except KeyError as exc:
-                problems.append(f"{at('summary')}: summary ({lang}): placeholder names fact {exc} that does not exist for scope {scope!r}")
+                problems.append(
+                    f"{at('summary')}: summary ({lang}): placeholder names fact {exc} "
+                    f"that does not exist for scope {scope!r}"
+                )
         rules.append(
             Rule(
-                id=rid, scope=scope, severity=severity, when=str(raw.get("when")),
-                for_s=durations["for"], keep_firing_for_s=durations["keep_firing_for"],
-                resolve_when=resolve, action=action, inhibits=tuple(inhibits),
-                summary={k: str(v) for k, v in summary.items()}, mode=mode, line=line,
-                program=program, resolve_program=resolve_program,
+                id=rid,
+                scope=scope,
+                severity=severity,
+                when=str(raw.get("when")),
+                for_s=durations["for"],
+                keep_firing_for_s=durations["keep_firing_for"],
+                resolve_when=resolve,
+                action=action,
+                inhibits=tuple(inhibits),
+                summary={k: str(v) for k, v in summary.items()},
+                mode=mode,
+                line=line,
+                program=program,
+                resolve_program=resolve_program,
             )
         )
     ids = {r.id for r in rules}

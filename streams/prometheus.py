@@ -46,40 +46,74 @@ class Metrics:
         """Register every metric on ``registry``."""
         p = "pledgewatch_"
         return cls(
-            events=Counter(p + "events", "Input records by topic and outcome (ok, invalid, duplicate, late)",
-                           ["topic", "outcome"], registry=registry),
-            dead_letters=Counter(p + "dead_letters", "Records sent to the dead-letter topic by reason code",
-                                 ["reason"], registry=registry),
-            alerts=Counter(p + "alerts", "Alert transitions by rule, severity and status",
-                           ["rule", "severity", "status", "shadow"], registry=registry),
-            rule_errors=Counter(p + "rule_errors", "Rule conditions that raised at run time", ["rule"],
-                                registry=registry),
-            publish_failures=Counter(p + "publish_failures", "Publish attempts that failed and were retried",
-                                     ["topic"], registry=registry),
-            processing=Histogram(p + "processing_seconds", "Processing time of one input record",
-                                 ["topic"], registry=registry,
-                                 buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0)),
-            asset_value=Gauge(p + "asset_value_yuan", "Indexed collateral value of an asset", ["asset"],
-                              registry=registry),
-            asset_value_lower=Gauge(p + "asset_value_lower_yuan", "Lower bound of the asset value", ["asset"],
-                                    registry=registry),
-            asset_activity_index=Gauge(p + "asset_activity_index_ratio", "Activity index I_t", ["asset"],
-                                       registry=registry),
+            events=Counter(
+                p + "events",
+                "Input records by topic and outcome (ok, invalid, duplicate, late)",
+                ["topic", "outcome"],
+                registry=registry,
+            ),
+            dead_letters=Counter(
+                p + "dead_letters",
+                "Records sent to the dead-letter topic by reason code",
+                ["reason"],
+                registry=registry,
+            ),
+            alerts=Counter(
+                p + "alerts",
+                "Alert transitions by rule, severity and status",
+                ["rule", "severity", "status", "shadow"],
+                registry=registry,
+            ),
+            rule_errors=Counter(
+                p + "rule_errors", "Rule conditions that raised at run time", ["rule"], registry=registry
+            ),
+            publish_failures=Counter(
+                p + "publish_failures", "Publish attempts that failed and were retried", ["topic"], registry=registry
+            ),
+            processing=Histogram(
+                p + "processing_seconds",
+                "Processing time of one input record",
+                ["topic"],
+                registry=registry,
+                buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+            ),
+            asset_value=Gauge(
+                p + "asset_value_yuan", "Indexed collateral value of an asset", ["asset"], registry=registry
+            ),
+            asset_value_lower=Gauge(
+                p + "asset_value_lower_yuan", "Lower bound of the asset value", ["asset"], registry=registry
+            ),
+            asset_activity_index=Gauge(
+                p + "asset_activity_index_ratio", "Activity index I_t", ["asset"], registry=registry
+            ),
             asset_quality=Gauge(p + "asset_quality_ratio", "Quality score Q_t (0..1)", ["asset"], registry=registry),
-            asset_quality_dimension=Gauge(p + "asset_quality_dimension_ratio", "Quality dimension level (0..1)",
-                                          ["asset", "dimension"], registry=registry),
-            asset_anomaly=Gauge(p + "asset_anomaly_score", "HalfSpaceTrees score of the last window", ["asset"],
-                                registry=registry),
-            asset_last_event=Gauge(p + "asset_last_event_timestamp_seconds", "Event time of the asset's last record",
-                                   ["asset"], registry=registry),
-            loan_collateral=Gauge(p + "loan_collateral_value_yuan", "Collateral value of a loan", ["loan"],
-                                  registry=registry),
-            loan_outstanding=Gauge(p + "loan_outstanding_yuan", "Outstanding incl. accrued interest", ["loan"],
-                                   registry=registry),
-            loan_coverage=Gauge(p + "loan_coverage_ratio", "Collateral value / outstanding", ["loan"],
-                                registry=registry),
-            loan_status=Gauge(p + "loan_status", "1 for the loan's current status", ["loan", "status"],
-                              registry=registry),
+            asset_quality_dimension=Gauge(
+                p + "asset_quality_dimension_ratio",
+                "Quality dimension level (0..1)",
+                ["asset", "dimension"],
+                registry=registry,
+            ),
+            asset_anomaly=Gauge(
+                p + "asset_anomaly_score", "HalfSpaceTrees score of the last window", ["asset"], registry=registry
+            ),
+            asset_last_event=Gauge(
+                p + "asset_last_event_timestamp_seconds",
+                "Event time of the asset's last record",
+                ["asset"],
+                registry=registry,
+            ),
+            loan_collateral=Gauge(
+                p + "loan_collateral_value_yuan", "Collateral value of a loan", ["loan"], registry=registry
+            ),
+            loan_outstanding=Gauge(
+                p + "loan_outstanding_yuan", "Outstanding incl. accrued interest", ["loan"], registry=registry
+            ),
+            loan_coverage=Gauge(
+                p + "loan_coverage_ratio", "Collateral value / outstanding", ["loan"], registry=registry
+            ),
+            loan_status=Gauge(
+                p + "loan_status", "1 for the loan's current status", ["loan", "status"], registry=registry
+            ),
         )
 
 
@@ -129,3 +163,7 @@ class PrometheusSensor:
     def on_rule_error(self, rule_id: str) -> None:
         """Count a rule fault."""
         self.m.rule_errors.labels(rule_id).inc()
+
+    def on_processed(self, topic: str, seconds: float) -> None:
+        """Observe processing time of one record."""
+        self.m.processing.labels(topic).observe(seconds)

@@ -21,8 +21,13 @@ __all__ = ["make_producer", "produce_loan_book", "produce_telemetry"]
 
 def make_producer(settings: Settings) -> KafkaProducer:
     """A producer that waits for all in-sync replicas."""
-    return KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
-                         retries=10, client_id="pledgewatch-replay")
+    return KafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        retries=10,
+        client_id="pledgewatch-replay",
+    )
 
 
 def produce_loan_book(producer: KafkaProducer, settings: Settings, lines: Iterable[bytes]) -> int:
@@ -59,8 +64,15 @@ def produce_telemetry(
     topic = settings.topic("telemetry")
     n = 0
     start = time.monotonic()
-    with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeRemainingColumn(), disable=not progress, transient=False) as bar:
+    with Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=False,
+    ) as bar:
         task = bar.add_task("replay", total=total, rate="")
         for ev in events:
             producer.send(topic, key=ev.asset_id.encode(), value=ev.model_dump_json().encode())

@@ -40,7 +40,8 @@ def admin_client(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
     except KafkaError as exc:
         msg = f"bootstrap_servers: no Kafka broker answered at {bootstrap!r} within {timeout_s:.0f} s ({exc})"
         raise ConfigError(msg) from None
-    raise AssertionError("unreachable")
+    msg_0 = "unreachable"
+    raise AssertionError(msg_0)
 
 
 def create_topics(settings: Settings, replication: int = 1) -> list[str]:

@@ -21,17 +21,29 @@ from monitor.settings import Settings
 __all__ = ["watch"]
 
 
-def watch(settings: Settings, lang: str = "en", timezone: str | None = None, from_beginning: bool = True,
-          stop: Callable[[], bool] | None = None) -> None:
+def watch(
+    settings: Settings,
+    lang: str = "en",
+    timezone: str | None = None,
+    from_beginning: bool = True,
+    stop: Callable[[], bool] | None = None,
+) -> None:
     """Print the output topics until interrupted (or ``stop()`` returns True)."""
     console = Console(width=max(160, Console().width))
     tz_name = timezone or settings.display_timezone
     printer = AlertPrinter(console, tz_name, lang)
     tz = zoneinfo.ZoneInfo(tz_name)
-    topics = {settings.topic("alerts"): "alert", settings.topic("margin-calls"): "mc",
-              settings.topic("loan-risk"): "risk"}
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, client_id="pledgewatch-watch")
+    topics = {
+        settings.topic("alerts"): "alert",
+        settings.topic("margin-calls"): "mc",
+        settings.topic("loan-risk"): "risk",
+    }
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id="pledgewatch-watch",
+    )
     parts = []
     for t in topics:
         for p in consumer.partitions_for_topic(t) or {0}:
@@ -54,8 +66,11 @@ def watch(settings: Settings, lang: str = "en", timezone: str | None = None, fro
                             printer.margin_call(MarginCall.model_validate_json(rec.value))
                         else:
                             s = LoanRiskSnapshot.model_validate_json(rec.value)
-                            last_cov[s.loan_id] = (s.as_of.astimezone(tz).strftime("%m-%d %H:%M"),
-                                                   s.coverage_ratio, s.status)
+                            last_cov[s.loan_id] = (
+                                s.as_of.astimezone(tz).strftime("%m-%d %H:%M"),
+                                s.coverage_ratio,
+                                s.status,
+                            )
                     except ValidationError as exc:
                         console.print(f"[red]unreadable record on {tp.topic}@{rec.offset}: {exc.errors()[0]['msg']}")
             if last_cov:

@@ -86,8 +86,17 @@ class Node:
         Metrics sensor.
     """
 
-    def __init__(self, app: faust.App, settings: Settings, assets: AssetBook, loans: LoanBook,
-                 asset_table: Any, loan_table: Any, sensor: Sensor, publish_failures: Any = None) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        assets: AssetBook,
+        loans: LoanBook,
+        asset_table: Any,
+        loan_table: Any,
+        sensor: Sensor,
+        publish_failures: Any = None,
+    ) -> None:
         self.app = app
         self.s = settings
         self.assets = assets
@@ -154,8 +163,10 @@ class Node:
         topic = self.s.topic(logical)
         value = message.model_dump_json().encode()
         async for attempt in AsyncRetrying(
-            stop=stop_after_delay(300), wait=wait_exponential(multiplier=0.2, max=5.0),
-            retry=retry_if_exception_type(Exception), reraise=True,
+            stop=stop_after_delay(300),
+            wait=wait_exponential(multiplier=0.2, max=5.0),
+            retry=retry_if_exception_type(Exception),
+            reraise=True,
         ):
             with attempt:
                 if attempt.retry_state.attempt_number > 1 and self.publish_failures is not None:
@@ -177,19 +188,23 @@ class Node:
         """Dead-letter one input record with its reason."""
         msg = event.message
         key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else None
-        dl = dead_letter(msg.value, exc, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key,
-                         now=time.time())
+        dl = dead_letter(
+            msg.value, exc, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, now=time.time()
+        )
         log.info("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
         await self.send("dead-letter", key or "", dl)
 
     # --- handlers ----------------------------------------------------------------------------
     async def guarded(self, handler: Any, event: faust.EventT) -> None:
         """Run a handler so that no record can end the agent: an unexpected error dead-letters it (C03)."""
+        started = time.perf_counter()
         try:
             await handler(event)
-        except Exception as exc:  # noqa: BLE001 - the policy for unknown failures is dead-letter and count
-            log.exception("processing %s[%s]@%s failed", event.message.topic, event.message.partition,
-                          event.message.offset)
+            self.sensor.on_processed(event.message.topic, time.perf_counter() - started)
+        except Exception as exc:
+            log.exception(
+                "processing %s[%s]@%s failed", event.message.topic, event.message.partition, event.message.offset
+            )
             self.sensor.on_dead_letter("processing_error")
             await self.reject(event, InputRejected("processing_error", f"{type(exc).__name__}: {exc}"))
 
@@ -276,7 +291,7 @@ class Node:
         loan_key = msg.key.decode() if isinstance(msg.key, bytes) else str(msg.key)
         if msg.topic == self.s.topic("loan-valuations"):
             try:
-                val = CollateralValuation.model_validate_json(msg.value)
+                val = CollateralValuation.model_validate_json(msg.value or b"")
             except ValidationError as exc:
                 log.error("unreadable internal valuation at offset %s: %s", msg.offset, exc)
                 return
@@ -304,8 +319,9 @@ class Node:
                 await self.app.producer.send_and_wait(topic, CLOCK_KEY, b"{}", tp.partition, None, None)
 
 
-def create_app(settings: Settings, rulebook: Rulebook, params: CoreParams, sensor: Sensor,
-               publish_failures: Any = None) -> tuple[faust.App, Node]:
+def create_app(
+    settings: Settings, rulebook: Rulebook, params: CoreParams, sensor: Sensor, publish_failures: Any = None
+) -> tuple[faust.App, Node]:
     """Build the faust app and its agents; nothing connects until the worker starts.
 
     Parameters
@@ -341,12 +357,32 @@ def create_app(settings: Settings, rulebook: Rulebook, params: CoreParams, senso
     telemetry_in = app.topic(settings.topic("telemetry"), settings.topic("asset-pledges"), **raw)
     loans_in = app.topic(settings.topic("loan-book"), settings.topic("loan-valuations"), **raw)
     # key_type / value_type bytes make faust use the raw codec for the store and the changelog
-    asset_table = app.Table("asset-state", default=None, key_type=bytes, value_type=bytes,
-                            partitions=settings.partitions, use_partitioner=True)
-    loan_table = app.Table("loan-state", default=None, key_type=bytes, value_type=bytes,
-                           partitions=settings.partitions, use_partitioner=True)
-    node = Node(app, settings, AssetBook(params, sensor), LoanBook(rulebook, sensor), asset_table, loan_table,
-                sensor, publish_failures)
+    asset_table = app.Table(
+        "asset-state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        use_partitioner=True,
+    )
+    loan_table = app.Table(
+        "loan-state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+        use_partitioner=True,
+    )
+    node = Node(
+        app,
+        settings,
+        AssetBook(params, sensor),
+        LoanBook(rulebook, sensor),
+        asset_table,
+        loan_table,
+        sensor,
+        publish_failures,
+    )
 
     @app.agent(telemetry_in, name="telemetry")
     async def telemetry_agent(stream: faust.StreamT) -> None:
@@ -385,11 +421,19 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
         try:
             start_http_server(settings.metrics_port, addr="127.0.0.1")
         except OSError as exc:
-            msg = (f"metrics_port: 127.0.0.1:{settings.metrics_port} cannot be bound ({exc.strerror}); "
-                   "set PLEDGEWATCH_METRICS_PORT to a free port")
+            msg = (
+                f"metrics_port: 127.0.0.1:{settings.metrics_port} cannot be bound ({exc.strerror}); "
+                "set PLEDGEWATCH_METRICS_PORT to a free port"
+            )
             raise ConfigError(msg) from None
     app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics.publish_failures)
-    log.warning("worker %s: broker %s, topics %s*, metrics http://127.0.0.1:%s/metrics, rulebook %s v%s",
-                settings.app_id, settings.bootstrap_servers, settings.topic_prefix, settings.metrics_port,
-                rulebook.name, rulebook.version)
+    log.warning(
+        "worker %s: broker %s, topics %s*, metrics http://127.0.0.1:%s/metrics, rulebook %s v%s",
+        settings.app_id,
+        settings.bootstrap_servers,
+        settings.topic_prefix,
+        settings.metrics_port,
+        rulebook.name,
+        rulebook.version,
+    )
     faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -35,9 +35,16 @@ def rulebook():  # type: ignore[no-untyped-def]
 
 def make_loan(**kw: Any) -> LoanOpened:
     base: dict[str, Any] = dict(
-        event_id="L1:opened", loan_id="L1", effective_at=T0 - dt.timedelta(days=30), borrower_id="B1",
-        principal=7_000_000.0, outstanding=7_000_000.0, start=dt.date(2024, 1, 1), maturity=dt.date(2026, 1, 1),
-        thresholds=Thresholds(warning=1.3, margin_call=1.2, close_out=1.1), cure_period="5d",
+        event_id="L1:opened",
+        loan_id="L1",
+        effective_at=T0 - dt.timedelta(days=30),
+        borrower_id="B1",
+        principal=7_000_000.0,
+        outstanding=7_000_000.0,
+        start=dt.date(2024, 1, 1),
+        maturity=dt.date(2026, 1, 1),
+        thresholds=Thresholds(warning=1.3, margin_call=1.2, close_out=1.1),
+        cure_period="5d",
     )
     base.update(kw)
     return LoanOpened(**base)
@@ -45,12 +52,21 @@ def make_loan(**kw: Any) -> LoanOpened:
 
 def make_pledge(**kw: Any) -> CollateralPledged:
     appraisal = kw.pop("appraisal", None) or Appraisal(
-        value=10_000_000.0, appraised_on=dt.date(2024, 1, 1), appraiser="test",
-        baseline_activity=[40.0] * 24, quality_baseline=1.0,
+        value=10_000_000.0,
+        appraised_on=dt.date(2024, 1, 1),
+        appraiser="test",
+        baseline_activity=[40.0] * 24,
+        quality_baseline=1.0,
     )
     base: dict[str, Any] = dict(
-        event_id="L1:pledged:A1", loan_id="L1", effective_at=T0 - dt.timedelta(days=30), asset_id="A1",
-        asset_profile="bus_dispatch", asset_timezone="UTC", appraisal=appraisal, pledge_registration_no="REG-1",
+        event_id="L1:pledged:A1",
+        loan_id="L1",
+        effective_at=T0 - dt.timedelta(days=30),
+        asset_id="A1",
+        asset_profile="bus_dispatch",
+        asset_timezone="UTC",
+        appraisal=appraisal,
+        pledge_registration_no="REG-1",
     )
     base.update(kw)
     return CollateralPledged(**base)
@@ -58,27 +74,50 @@ def make_pledge(**kw: Any) -> CollateralPledged:
 
 def make_event(**kw: Any) -> TelemetryEvent:
     base: dict[str, Any] = dict(
-        event_id="e1", asset_id="A1", observed_at=T0, received_at=T0, entity_id="v1",
-        kind="trip_completed", metrics={"trips": 1.0}, attributes={"trip_id": "t1"},
+        event_id="e1",
+        asset_id="A1",
+        observed_at=T0,
+        received_at=T0,
+        entity_id="v1",
+        kind="trip_completed",
+        metrics={"trips": 1.0},
+        attributes={"trip_id": "t1"},
     )
     base.update(kw)
     return TelemetryEvent(**base)
 
 
-def healthy_window_events(asset: str, start: dt.datetime, window_s: float = 900.0, trips: int = 10,
-                          prefix: str = "h") -> list[TelemetryEvent]:
+def healthy_window_events(
+    asset: str, start: dt.datetime, window_s: float = 900.0, trips: int = 10, prefix: str = "h"
+) -> list[TelemetryEvent]:
     """A healthy 15-min window: a poll every 120 s and ``trips`` completed trips (baseline 40/h = 10/window)."""
     out = []
     n_polls = int(window_s // 120)
     for i in range(n_polls):
         t = start + dt.timedelta(seconds=60 + 120 * i)
-        out.append(make_event(event_id=f"{prefix}-{asset}-poll-{t.timestamp():.0f}", asset_id=asset, observed_at=t,
-                              received_at=t, kind="feed_poll", metrics={"entities": 20.0}, attributes={},
-                              entity_id="collector"))
+        out.append(
+            make_event(
+                event_id=f"{prefix}-{asset}-poll-{t.timestamp():.0f}",
+                asset_id=asset,
+                observed_at=t,
+                received_at=t,
+                kind="feed_poll",
+                metrics={"entities": 20.0},
+                attributes={},
+                entity_id="collector",
+            )
+        )
     for j in range(trips):
         t = start + dt.timedelta(seconds=30 + j * (window_s - 60) / max(trips, 1))
-        out.append(make_event(event_id=f"{prefix}-{asset}-trip-{t.timestamp():.0f}-{j}", asset_id=asset,
-                              observed_at=t, received_at=t, metrics={"trips": 1.0, "on_time_trips": 1.0},
-                              attributes={"trip_id": f"t{j}"}))
+        out.append(
+            make_event(
+                event_id=f"{prefix}-{asset}-trip-{t.timestamp():.0f}-{j}",
+                asset_id=asset,
+                observed_at=t,
+                received_at=t,
+                metrics={"trips": 1.0, "on_time_trips": 1.0},
+                attributes={"trip_id": f"t{j}"},
+            )
+        )
     out.sort(key=lambda e: e.observed_at)
     return out

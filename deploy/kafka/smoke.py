@@ -8,6 +8,7 @@ Creates a plain and a compacted topic, then with each client library produces
 No api_version is pinned: the clients negotiate it with the broker.
 Exits non-zero on any failure.
 """
+
 import asyncio
 import os
 import sys
@@ -28,21 +29,24 @@ def create_topics(bootstrap, plain, compacted):
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pledgewatch-smoke")
     try:
         new = [NewTopic(t, num_partitions=4, replication_factor=1) for t in plain]
-        new += [NewTopic(t, num_partitions=1, replication_factor=1,
-                         topic_configs={"cleanup.policy": "compact"}) for t in compacted]
+        new += [
+            NewTopic(t, num_partitions=1, replication_factor=1, topic_configs={"cleanup.policy": "compact"})
+            for t in compacted
+        ]
         admin.create_topics(new)
         missing = set(plain + compacted) - set(admin.list_topics())
         if missing:
             raise SystemExit(f"admin: topics not listed after create: {sorted(missing)}")
         for topic in compacted:
-            res = admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, topic, configs=["cleanup.policy"])])
+            res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=["cleanup.policy"])])
             # kafka-python 3.x: {'topic': {name: {config: {'value': ...}}}}
             policy = res["topic"][topic]["cleanup.policy"]["value"]
             if policy != "compact":
                 raise SystemExit(f"admin: {topic} has cleanup.policy={policy}, expected compact")
-        log(f"admin: created {', '.join(plain + compacted)} "
-            f"(compacted: {', '.join(compacted)}, cleanup.policy=compact verified)")
+        log(
+            f"admin: created {', '.join(plain + compacted)} "
+            f"(compacted: {', '.join(compacted)}, cleanup.policy=compact verified)"
+        )
     finally:
         admin.close()
 
@@ -79,8 +83,9 @@ def kafka_python_roundtrip(bootstrap, topic):
         raise SystemExit(f"kafka-python: read {len(got)} of {N} records from {topic}")
     if total != N:
         raise SystemExit(f"kafka-python: committed offsets sum to {total}, expected {N}")
-    log(f"kafka-python: produced and read {len(got)} records from {topic} "
-        f"(group {group} committed offsets sum={total})")
+    log(
+        f"kafka-python: produced and read {len(got)} records from {topic} (group {group} committed offsets sum={total})"
+    )
 
 
 async def aiokafka_roundtrip(bootstrap, topic):
@@ -120,13 +125,11 @@ async def aiokafka_roundtrip(bootstrap, topic):
     total = sum(v or 0 for v in committed.values())
     if total != N:
         raise SystemExit(f"aiokafka: committed offsets sum to {total}, expected {N}")
-    log(f"aiokafka: produced and read {len(got)} records from {topic} "
-        f"(group {group} committed offsets sum={total})")
+    log(f"aiokafka: produced and read {len(got)} records from {topic} (group {group} committed offsets sum={total})")
 
 
 def main():
-    bootstrap = (sys.argv[1] if len(sys.argv) > 1
-                 else os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    bootstrap = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     s = uuid.uuid4().hex[:8]
     kp_plain, kp_compact = f"smoke-kp-{s}", f"smoke-kp-compact-{s}"
     aio_plain, aio_compact = f"smoke-aio-{s}", f"smoke-aio-compact-{s}"
@@ -138,6 +141,7 @@ def main():
     # Not created by the admin client: relies on auto.create.topics.enable.
     asyncio.run(aiokafka_roundtrip(bootstrap, f"smoke-auto-{s}"))
     log("smoke: OK")
+
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""Source adapters: turn operators' recorded feeds into ``TelemetryEvent`` records."""

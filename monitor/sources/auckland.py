@@ -136,7 +136,7 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
         for ent in poll.entities:
             tu = ent.get("trip_update") if isinstance(ent, dict) else None
             trip = tu.get("trip") if isinstance(tu, dict) else None
-            if not isinstance(trip, dict):
+            if not isinstance(tu, dict) or not isinstance(trip, dict):
                 skipped += 1
                 continue
             route_raw = trip.get("route_id")

@@ -38,8 +38,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def bootstrap() -> str:
-    addr = (os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS_LOCAL")
-            or "127.0.0.1:9092")
+    addr = (
+        os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or os.environ.get("KAFKA_BOOTSTRAP_SERVERS_LOCAL") or "127.0.0.1:9092"
+    )
     try:
         admin_client(addr, timeout_s=30).close()
     except ConfigError as exc:
@@ -62,8 +63,9 @@ class Env:
             "PLEDGEWATCH_METRICS_PORT": str(free_port()),
             "PLEDGEWATCH_WEB_PORT": str(free_port()),
         }
-        self.settings = Settings(bootstrap_servers=bootstrap, topic_prefix=self.run + ".", app_id=self.run,
-                                 data_dir=tmp / "state")
+        self.settings = Settings(
+            bootstrap_servers=bootstrap, topic_prefix=self.run + ".", app_id=self.run, data_dir=tmp / "state"
+        )
         self.metrics_url = f"http://127.0.0.1:{self.vars['PLEDGEWATCH_METRICS_PORT']}/metrics"
 
     def metric(self, name: str, **labels: str) -> float:
@@ -94,8 +96,14 @@ class Worker:
 
     def start(self, timeout: float = 90.0) -> None:
         fh = self.log.open("wb")
-        self.proc = subprocess.Popen([str(BIN / "pledgewatch"), "worker"], env=self.env.vars, stdout=fh,
-                                     stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(BIN / "pledgewatch"), "worker"],
+            env=self.env.vars,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         admin = admin_client(self.env.settings.bootstrap_servers)
         try:
@@ -137,8 +145,9 @@ def worker(env: Env) -> Iterator[Worker]:
 def read_topic(settings: Settings, logical: str, until: Any = None, timeout: float = 120.0) -> list[Any]:
     """Read a whole topic from the beginning with kafka-python until ``until(records)`` or the timeout."""
     topic = settings.topic(logical)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, consumer_timeout_ms=1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False, consumer_timeout_ms=1000
+    )
     try:
         parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
         consumer.assign(parts)
@@ -158,8 +167,12 @@ def read_topic(settings: Settings, logical: str, until: Any = None, timeout: flo
         consumer.close()
 
 
-def wait_caught_up(settings: Settings, group: str, logical: tuple[str, ...] = (
-        "telemetry", "loan-book", "asset-pledges", "loan-valuations"), timeout: float = 180.0) -> None:
+def wait_caught_up(
+    settings: Settings,
+    group: str,
+    logical: tuple[str, ...] = ("telemetry", "loan-book", "asset-pledges", "loan-valuations"),
+    timeout: float = 180.0,
+) -> None:
     """Wait until the worker group's committed offsets reach the end of its input topics (all processed)."""
     from kafka import KafkaAdminClient
 

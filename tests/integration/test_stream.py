@@ -12,7 +12,7 @@ from kafka.admin import KafkaAdminClient
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.incidents import apply_incidents, parse_incident
-from monitor.schemas import Alert, CollateralValuation, DeadLetter, MarginCall
+from monitor.schemas import Alert, CollateralValuation, DeadLetter, MarginCall, TelemetryEvent
 from rules.rulebook import load_rulebook
 from streams.replay import make_producer, produce_loan_book, produce_telemetry
 from tests.conftest import make_event, make_loan, make_pledge
@@ -26,8 +26,11 @@ SLICE_END = dt.datetime(2016, 5, 19, 22, 0, tzinfo=dt.UTC)  # 10:00 NZST: five h
 def test_stream__real_bus_data_gives_the_backtests_alerts_and_margin_call(env, worker) -> None:  # type: ignore[no-untyped-def]
     book = load_loan_book(BOOK)
     incidents = [parse_incident("outage:akl-routes-7xx@3h")]
-    events = [e for e in apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), incidents)
-              if e.received_at is not None and e.received_at < SLICE_END]
+    events = [
+        e
+        for e in apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), incidents)
+        if e.received_at is not None and e.received_at < SLICE_END
+    ]
     expected = run_backtest(book, events, load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"))
     assert expected.margin_calls and expected.alerts
 
@@ -50,7 +53,8 @@ def test_stream__real_bus_data_gives_the_backtests_alerts_and_margin_call(env, w
         assert v == b, f"valuation of {v.asset_id} {v.window_start} differs from the backtest"
     assert {m.margin_call_id for m in calls} == want_mc
     assert [(m.loan_id, m.status, round(m.coverage_ratio, 9)) for m in calls] == [
-        (m.loan_id, m.status, round(m.coverage_ratio, 9)) for m in expected.margin_calls]
+        (m.loan_id, m.status, round(m.coverage_ratio, 9)) for m in expected.margin_calls
+    ]
     last_end: dict[str, dt.datetime] = {}
     for v in vals:
         last_end[v.asset_id] = max(v.window_end, last_end.get(v.asset_id, v.window_end))
@@ -59,8 +63,10 @@ def test_stream__real_bus_data_gives_the_backtests_alerts_and_margin_call(env, w
     assert sorted((a.alert_id, a.status, a.rule_id) for a in alerts) == sorted(want_alerts)
     assert any(a.rule_id == "coverage-below-warning" for a in alerts)
     assert len(vals) >= 0.9 * len(backtest_vals)
-    assert env.metric("pledgewatch_events_total", outcome="ok", topic="pledge.telemetry") == expected.sensor.events[
-        ("pledge.telemetry", "ok")]
+    assert (
+        env.metric("pledgewatch_events_total", outcome="ok", topic="pledge.telemetry")
+        == expected.sensor.events[("pledge.telemetry", "ok")]
+    )
 
 
 def test_case_c03_bad_records_go_to_the_dead_letter_topic_and_the_partition_moves_on(env, worker) -> None:  # type: ignore[no-untyped-def]
@@ -84,8 +90,10 @@ def test_case_c03_bad_records_go_to_the_dead_letter_topic_and_the_partition_move
     assert len({m.partition for m in metas}) == 1
     producer.close()
 
-    dls = [DeadLetter.model_validate_json(r.value)
-           for r in read_topic(env.settings, "dead-letter", until=lambda rs: len(rs) >= 4, timeout=60)]
+    dls = [
+        DeadLetter.model_validate_json(r.value)
+        for r in read_topic(env.settings, "dead-letter", until=lambda rs: len(rs) >= 4, timeout=60)
+    ]
     assert sorted(d.reason for d in dls) == ["schema_violation", "tombstone", "undecodable", "undefined_ratio"]
     assert all(d.source_topic == topic for d in dls if d.offset is not None)
     deadline = time.monotonic() + 60
@@ -115,8 +123,14 @@ def test_case_c07_replay_cli_publishes_and_exits_leaving_every_record_on_the_top
             dst.write(line)
     book = load_loan_book(BOOK)
     want = sum(1 for _ in read_telemetry(small, pledged_assets(book)))
-    out = subprocess.run([str(BIN / "pledgewatch"), "replay", "--telemetry", str(small), "--rate", "0",
-                          "--no-progress"], env=env.vars, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(BIN / "pledgewatch"), "replay", "--telemetry", str(small), "--rate", "0", "--no-progress"],
+        env=env.vars,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     got = read_topic(env.settings, "telemetry", until=lambda rs: len(rs) >= want, timeout=60)
     assert len(got) == want > 0
@@ -129,14 +143,19 @@ def test_case_c02_duplicate_across_a_worker_restart_counts_once(env, worker) -> 
     base = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(hours=3)
     start = base.replace(minute=0)
     producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
-    send = lambda ev: producer.send(env.settings.topic("telemetry"), key=b"A1",  # noqa: E731
-                                    value=ev.model_dump_json().encode())
+
+    def send(ev: TelemetryEvent) -> None:
+        producer.send(env.settings.topic("telemetry"), key=b"A1", value=ev.model_dump_json().encode())
+
     for ev in (make_loan(), make_pledge()):
         producer.send(env.settings.topic("loan-book"), key=ev.loan_id.encode(), value=ev.model_dump_json().encode())
     w = dt.timedelta(minutes=15)
-    e9001 = make_event(event_id="e-9001", observed_at=start + w + dt.timedelta(minutes=5),
-                       received_at=start + w + dt.timedelta(minutes=5))
-    for ev in healthy_window_events("A1", start) + [e9001]:
+    e9001 = make_event(
+        event_id="e-9001",
+        observed_at=start + w + dt.timedelta(minutes=5),
+        received_at=start + w + dt.timedelta(minutes=5),
+    )
+    for ev in [*healthy_window_events("A1", start), e9001]:
         send(ev)
     producer.flush()
     worker.start()
@@ -153,9 +172,11 @@ def test_case_c02_duplicate_across_a_worker_restart_counts_once(env, worker) -> 
     def window_1(rs: list) -> bool:  # type: ignore[type-arg]
         return any(CollateralValuation.model_validate_json(r.value).window_start == start + w for r in rs)
 
-    vals = [CollateralValuation.model_validate_json(r.value)
-            for r in read_topic(env.settings, "valuations", until=window_1, timeout=90)]
-    v1 = [v for v in vals if v.window_start == start + w][0]
+    vals = [
+        CollateralValuation.model_validate_json(r.value)
+        for r in read_topic(env.settings, "valuations", until=window_1, timeout=90)
+    ]
+    v1 = next(v for v in vals if v.window_start == start + w)
     assert v1.activity == 11.0  # 10 healthy trips + e-9001 once
     assert v1.duplicates == 1
     assert env.metric("pledgewatch_events_total", outcome="duplicate", topic="pledge.telemetry") == 1

@@ -23,19 +23,24 @@ def loan_book() -> list[bytes]:
 
 
 def windows(n: int, start: int = 0, prefix: str = "h") -> list[bytes]:
-    return [e.model_dump_json().encode() for i in range(start, start + n)
-            for e in healthy_window_events("A1", T0 + i * W, prefix=prefix)]
+    return [
+        e.model_dump_json().encode()
+        for i in range(start, start + n)
+        for e in healthy_window_events("A1", T0 + i * W, prefix=prefix)
+    ]
 
 
 def test_case_c02_duplicate_event_counts_once_and_is_learned_once(rulebook) -> None:  # type: ignore[no-untyped-def]
-    e9001 = make_event(event_id="e-9001", observed_at=T0 + 3 * W + dt.timedelta(minutes=5),
-                       received_at=T0 + 3 * W + dt.timedelta(minutes=5))
+    e9001 = make_event(
+        event_id="e-9001",
+        observed_at=T0 + 3 * W + dt.timedelta(minutes=5),
+        received_at=T0 + 3 * W + dt.timedelta(minutes=5),
+    )
     base = windows(8)
-    once = run_backtest(loan_book(), base[:40] + [e9001.model_dump_json().encode()] + base[40:], rulebook, now=NOW)
-    twice = run_backtest(loan_book(), base[:40] + [e9001.model_dump_json().encode()] * 2 + base[40:], rulebook,
-                         now=NOW)
-    w3 = [v for v in twice.valuations if v.window_start == T0 + 3 * W][0]
-    w3_once = [v for v in once.valuations if v.window_start == T0 + 3 * W][0]
+    once = run_backtest(loan_book(), [*base[:40], e9001.model_dump_json().encode(), *base[40:]], rulebook, now=NOW)
+    twice = run_backtest(loan_book(), base[:40] + [e9001.model_dump_json().encode()] * 2 + base[40:], rulebook, now=NOW)
+    w3 = next(v for v in twice.valuations if v.window_start == T0 + 3 * W)
+    w3_once = next(v for v in once.valuations if v.window_start == T0 + 3 * W)
     assert w3.activity == w3_once.activity == 11.0  # 10 healthy trips + e-9001, once
     assert w3.duplicates == 1
     assert twice.sensor.events[("pledge.telemetry", "duplicate")] == 1
@@ -50,21 +55,28 @@ def test_case_c03_bad_records_are_dead_lettered_and_the_good_one_processed(ruleb
         b"\xff\xfe not json",
         orjson.dumps({**orjson.loads(good.model_dump_json()), "event_id": "b", "metrics": {"trips": "forty"}}),
         None,
-        orjson.dumps({**orjson.loads(good.model_dump_json()), "event_id": "d",
-                      "metrics": {"trips": 0.0, "on_time_trips": 0.0}}),
+        orjson.dumps(
+            {**orjson.loads(good.model_dump_json()), "event_id": "d", "metrics": {"trips": 0.0, "on_time_trips": 0.0}}
+        ),
     ]
     later = windows(3, start=1)  # later windows move the clock so window 0 closes
     res = run_backtest(loan_book(), [*bad, good.model_dump_json().encode(), *later], rulebook, now=NOW)
-    assert dict(res.sensor.dead_letters) == {"undecodable": 1, "schema_violation": 1, "tombstone": 1,
-                                             "undefined_ratio": 1}
+    assert dict(res.sensor.dead_letters) == {
+        "undecodable": 1,
+        "schema_violation": 1,
+        "tombstone": 1,
+        "undefined_ratio": 1,
+    }
     assert res.sensor.events[("pledge.telemetry", "invalid")] == 4
     assert res.sensor.events[("pledge.telemetry", "ok")] == 1 + len(later)
     assert res.valuations[0].window_start == T0 and res.valuations[0].activity == 1.0
 
 
 def test_case_c09_nan_and_inf_never_reach_a_model(rulebook) -> None:  # type: ignore[no-untyped-def]
-    poison = (b'{"event_id":"p1","asset_id":"A1","observed_at":"2024-03-04T00:20:00Z","kind":"vehicle_position",'
-              b'"metrics":{"on_time_ratio":"NaN","passengers":1e309}}')
+    poison = (
+        b'{"event_id":"p1","asset_id":"A1","observed_at":"2024-03-04T00:20:00Z","kind":"vehicle_position",'
+        b'"metrics":{"on_time_ratio":"NaN","passengers":1e309}}'
+    )
     with pytest.raises(InputRejected):
         decode_telemetry(poison, NOW)
     clean = run_backtest(loan_book(), windows(6), rulebook, now=NOW)
@@ -90,17 +102,23 @@ def test_case_c09_nan_and_inf_never_reach_a_model(rulebook) -> None:  # type: ig
 
 @pytest.mark.parametrize("value", [1733900000, 1733900000000, 1733900000000000])
 def test_case_c15_integer_epochs_are_never_guessed(value: int) -> None:
-    raw = orjson.dumps({"event_id": "e", "asset_id": "A1", "observed_at": value, "kind": "trip_completed",
-                        "metrics": {"trips": 1}})
+    raw = orjson.dumps(
+        {"event_id": "e", "asset_id": "A1", "observed_at": value, "kind": "trip_completed", "metrics": {"trips": 1}}
+    )
     with pytest.raises(InputRejected) as info:
         decode_telemetry(raw, NOW)
     assert info.value.reason == "schema_violation"
 
 
 def test_case_c15_times_outside_the_plausible_window_and_aware_utc_storage() -> None:
-    for t, ok in [("2014-12-31T23:00:00Z", False), ("2024-03-05T00:10:00Z", False), ("2024-03-04T09:00:00+08:00", True)]:
-        raw = orjson.dumps({"event_id": "e", "asset_id": "A1", "observed_at": t, "kind": "trip_completed",
-                            "metrics": {"trips": 1}})
+    for t, ok in [
+        ("2014-12-31T23:00:00Z", False),
+        ("2024-03-05T00:10:00Z", False),
+        ("2024-03-04T09:00:00+08:00", True),
+    ]:
+        raw = orjson.dumps(
+            {"event_id": "e", "asset_id": "A1", "observed_at": t, "kind": "trip_completed", "metrics": {"trips": 1}}
+        )
         if ok:
             ev = decode_telemetry(raw, NOW)
             assert ev.observed_at.utcoffset() is not None
@@ -113,8 +131,13 @@ def test_case_c15_times_outside_the_plausible_window_and_aware_utc_storage() -> 
 
 def test_case_c16_misspelled_field_or_unknown_metric_is_rejected_and_changes_no_valuation(rulebook) -> None:  # type: ignore[no-untyped-def]
     typo = orjson.dumps({**orjson.loads(make_event(event_id="t1").model_dump_json()), "passanger_count": 0})
-    unknown = make_event(event_id="t2", kind="boarding", metrics={"passanger_count": 0.0},
-                         observed_at=T0 + dt.timedelta(minutes=2)).model_dump_json().encode()
+    unknown = (
+        make_event(
+            event_id="t2", kind="boarding", metrics={"passanger_count": 0.0}, observed_at=T0 + dt.timedelta(minutes=2)
+        )
+        .model_dump_json()
+        .encode()
+    )
     clean = run_backtest(loan_book(), windows(6), rulebook, now=NOW)
     dirty = run_backtest(loan_book(), windows(1) + [typo, unknown] * 20 + windows(5, start=1), rulebook, now=NOW)
     assert dirty.sensor.dead_letters == {"extra_field": 20, "unknown_metric": 20}

@@ -60,7 +60,11 @@ def test_monitor__dark_feed_escalates_warning_then_one_margin_call_then_close_ou
     out += feed(mon, range(8, 30), asset="A2")
     alerts = [(o.message.rule_id, o.message.status) for o in out if o.topic == "alerts" and o.message.loan_id == "L1"]
     firing = [r for r, s in alerts if s == "firing"]
-    assert [r for r in firing if r.startswith("coverage")] == ["coverage-below-warning", "coverage-below-margin-call", "coverage-below-close-out"]
+    assert [r for r in firing if r.startswith("coverage")] == [
+        "coverage-below-warning",
+        "coverage-below-margin-call",
+        "coverage-below-close-out",
+    ]
     assert "feed-silent" in firing
     calls = [o.message for o in out if o.topic == "margin-calls"]
     assert len(calls) == 1 and calls[0].status == "issued" and calls[0].loan_id == "L1"
@@ -78,8 +82,9 @@ def test_monitor__repayment_cures_the_margin_call(rulebook) -> None:  # type: ig
     out = feed(mon, range(8, 18), asset="A2")
     assert [o.message.status for o in out if o.topic == "margin-calls"] == ["issued"]
     snap = mon.loans["L1"].snapshot()
-    out = mon.on_loan_event(Repayment(event_id="r1", loan_id="L1", effective_at=T0 + 18 * W,
-                                      amount=snap.required_repayment + 1_000.0))
+    out = mon.on_loan_event(
+        Repayment(event_id="r1", loan_id="L1", effective_at=T0 + 18 * W, amount=snap.required_repayment + 1_000.0)
+    )
     statuses = [o.message.status for o in out if o.topic == "margin-calls"]
     assert statuses == ["cured"]
     assert mon.loans["L1"].snapshot().coverage_ratio >= 1.3
@@ -104,8 +109,9 @@ def test_monitor__calibrating_asset_never_issues_a_margin_call(rulebook) -> None
 
     mon = Monitor(rulebook, CoreParams(), CountingSensor())
     mon.on_loan_event(make_loan())
-    mon.on_loan_event(make_pledge(appraisal=Appraisal(value=10_000_000.0, appraised_on=dt.date(2024, 1, 1),
-                                                      appraiser="t")))
+    mon.on_loan_event(
+        make_pledge(appraisal=Appraisal(value=10_000_000.0, appraised_on=dt.date(2024, 1, 1), appraiser="t"))
+    )
     out = feed(mon, range(3))
     mon.on_loan_event(make_loan(event_id="L2:opened", loan_id="L2"))
     mon.on_loan_event(make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2"))

@@ -31,8 +31,11 @@ rules:
 
 def facts(cov: float, now: float = 0.0) -> dict:  # type: ignore[type-arg]
     t = dt.datetime.fromtimestamp(now, dt.UTC)
-    return {"loan": {"coverage_ratio": cov, "thresholds": {"warning": 1.3, "margin_call": 1.2, "close_out": 1.1}},
-            "window": {"start": t, "end": t}, "now": t}
+    return {
+        "loan": {"coverage_ratio": cov, "thresholds": {"warning": 1.3, "margin_call": 1.2, "close_out": 1.1}},
+        "window": {"start": t, "end": t},
+        "now": t,
+    }
 
 
 def problems(text: str) -> list[str]:
@@ -42,9 +45,15 @@ def problems(text: str) -> list[str]:
 
 
 def test_rules_check__default_rulebook_is_valid(rulebook) -> None:  # type: ignore[no-untyped-def]
-    assert {r.id for r in rulebook.rules} >= {"coverage-below-warning", "coverage-below-margin-call",
-                                              "coverage-below-close-out", "feed-silent", "quality-below-floor",
-                                              "anomaly-persisting", "activity-drift-down"}
+    assert {r.id for r in rulebook.rules} >= {
+        "coverage-below-warning",
+        "coverage-below-margin-call",
+        "coverage-below-close-out",
+        "feed-silent",
+        "quality-below-floor",
+        "anomaly-persisting",
+        "activity-drift-down",
+    }
 
 
 @pytest.mark.parametrize(

@@ -35,8 +35,11 @@ def test_sample__is_small_attributed_and_covers_a_few_hours() -> None:
 
 
 def test_loan_book__three_loans_start_near_the_data_asset_pledge_rate(book: list[bytes]) -> None:
-    res = run_backtest(book, [], __import__("rules.rulebook", fromlist=["x"]).load_rulebook(
-        ROOT / "rules" / "rulebooks" / "default.yaml"))
+    res = run_backtest(
+        book,
+        [],
+        __import__("rules.rulebook", fromlist=["x"]).load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"),
+    )
     snaps = {s.loan_id: s for s in res.snapshots}
     assert len(snaps) == 3 and len(pledged_assets(book)) == 4
     for s in snaps.values():
@@ -53,8 +56,12 @@ def test_backtest__normal_day_raises_no_alert(book: list[bytes], rulebook) -> No
 
 
 def test_backtest__dark_feed_gives_a_warning_then_one_margin_call_on_its_loan_only(book, rulebook) -> None:  # type: ignore[no-untyped-def]
-    res = run_backtest(book, read_telemetry(SAMPLE, pledged_assets(book)), rulebook,
-                       incidents=[parse_incident("outage:akl-routes-7xx@3h")])
+    res = run_backtest(
+        book,
+        read_telemetry(SAMPLE, pledged_assets(book)),
+        rulebook,
+        incidents=[parse_incident("outage:akl-routes-7xx@3h")],
+    )
     firing = [(a.loan_id, a.rule_id) for a in res.alerts if a.status == "firing"]
     assert firing[:2] == [("L-AKL-002", "coverage-below-warning"), ("L-AKL-002", "coverage-below-margin-call")]
     assert {loan for loan, _ in firing} == {"L-AKL-002"}
@@ -70,9 +77,14 @@ def test_backtest__dark_feed_gives_a_warning_then_one_margin_call_on_its_loan_on
 
 def test_auckland_adapter__trip_leaving_the_feed_is_one_completed_trip() -> None:
     def ent(trip: str, ts: int, delay: int) -> dict:  # type: ignore[type-arg]
-        return {"trip_update": {"trip": {"trip_id": f"{trip}-v1", "route_id": "27401-v1"}, "vehicle": {"id": "9"},
-                                "timestamp": ts, "stop_time_update": {"stop_sequence": 3, "departure":
-                                                                      {"time": ts, "delay": delay}}}}
+        return {
+            "trip_update": {
+                "trip": {"trip_id": f"{trip}-v1", "route_id": "27401-v1"},
+                "vehicle": {"id": "9"},
+                "timestamp": ts,
+                "stop_time_update": {"stop_sequence": 3, "departure": {"time": ts, "delay": delay}},
+            }
+        }
 
     polls = [Poll(1000.0, [ent("T1", 990, 30)]), Poll(1120.0, [ent("T1", 990, 30)]), Poll(1240.0, [])]
     evs = list(events_from_polls(polls, {"akl-routes-2xx"}))
@@ -86,12 +98,27 @@ def test_auckland_adapter__trip_leaving_the_feed_is_one_completed_trip() -> None
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from(["trip_update", "id", "x"]),
-                                st.one_of(st.none(), st.integers(), st.text(max_size=3),
-                                          st.fixed_dictionaries({"trip": st.fixed_dictionaries(
-                                              {"trip_id": st.text(min_size=1, max_size=5),
-                                               "route_id": st.text(min_size=1, max_size=5)})})),
-                                max_size=3), max_size=5))
+@given(
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["trip_update", "id", "x"]),
+            st.one_of(
+                st.none(),
+                st.integers(),
+                st.text(max_size=3),
+                st.fixed_dictionaries(
+                    {
+                        "trip": st.fixed_dictionaries(
+                            {"trip_id": st.text(min_size=1, max_size=5), "route_id": st.text(min_size=1, max_size=5)}
+                        )
+                    }
+                ),
+            ),
+            max_size=3,
+        ),
+        max_size=5,
+    )
+)
 def test_property__adapter_never_crashes_on_odd_entities(entities: list) -> None:  # type: ignore[type-arg]
     try:
         list(events_from_polls([Poll(1_500_000_000.0, entities)]))
@@ -110,7 +137,10 @@ def test_core_imports_no_kafka_library() -> None:
     for path in list((ROOT / "monitor").rglob("*.py")) + list((ROOT / "rules").rglob("*.py")):
         tree = ast.parse(Path(path).read_text())
         for node in ast.walk(tree):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             for name in names:
                 assert name.split(".")[0] not in {"faust", "aiokafka", "kafka", "prometheus_client"}, (path, name)

@@ -28,8 +28,13 @@ NOW = dt.datetime(2024, 6, 1, tzinfo=dt.UTC).timestamp()
 
 
 def raw(**kw: object) -> bytes:
-    base = {"event_id": "e1", "asset_id": "A1", "observed_at": "2024-03-04T08:00:00+08:00", "kind": "trip_completed",
-            "metrics": {"trips": 1}}
+    base = {
+        "event_id": "e1",
+        "asset_id": "A1",
+        "observed_at": "2024-03-04T08:00:00+08:00",
+        "kind": "trip_completed",
+        "metrics": {"trips": 1},
+    }
     base.update(kw)
     return orjson.dumps(base)
 
@@ -55,8 +60,11 @@ def test_decode_telemetry__valid_record_is_aware_utc_comparable() -> None:
         (b"[1, 2]", "not_an_object"),
         (raw(passanger_count=3), "extra_field"),
         (raw(metrics={"trips": "forty"}), "schema_violation"),
-        (b'{"event_id":"e1","asset_id":"A1","observed_at":"2024-03-04T08:00:00+08:00","kind":"k",'
-         b'"metrics":{"passengers":1e309}}', "non_finite"),
+        (
+            b'{"event_id":"e1","asset_id":"A1","observed_at":"2024-03-04T08:00:00+08:00","kind":"k",'
+            b'"metrics":{"passengers":1e309}}',
+            "non_finite",
+        ),
         (raw(metrics={"on_time_ratio": "NaN"}), "schema_violation"),
         (raw(observed_at="2024-03-04T08:00:00"), "naive_time"),
         (raw(observed_at=1733900000), "schema_violation"),
@@ -106,8 +114,13 @@ def test_round_trip__every_input_message_survives_its_own_json(model: object) ->
         assert cls.model_validate_json(dumped) == model  # type: ignore[attr-defined]
 
 
-@given(st.datetimes(min_value=dt.datetime(2015, 1, 2), max_value=dt.datetime(2030, 1, 1),
-                    timezones=st.timezones()))
+@given(
+    st.datetimes(
+        min_value=dt.datetime(2015, 1, 2),  # noqa: DTZ001 - hypothesis bounds are naive; timezones= makes them aware
+        max_value=dt.datetime(2030, 1, 1),  # noqa: DTZ001
+        timezones=st.timezones(),
+    )
+)
 def test_property__any_aware_rfc3339_time_in_range_round_trips(t: dt.datetime) -> None:
     ev = make_event(observed_at=t, received_at=None)
     back = decode_telemetry(ev.model_dump_json().encode(), dt.datetime(2030, 1, 2, tzinfo=dt.UTC).timestamp())
@@ -123,8 +136,11 @@ def test_property__arbitrary_bytes_are_decoded_or_rejected_with_a_known_reason(d
         assert exc.reason in REASON_CODES
 
 
-@given(st.dictionaries(st.text(max_size=10), st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=5)),
-                       max_size=8))
+@given(
+    st.dictionaries(
+        st.text(max_size=10), st.one_of(st.none(), st.integers(), st.floats(), st.text(max_size=5)), max_size=8
+    )
+)
 def test_property__arbitrary_json_objects_are_decoded_or_rejected(obj: dict) -> None:  # type: ignore[type-arg]
     try:
         ev = decode_telemetry(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), NOW)

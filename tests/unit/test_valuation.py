@@ -38,9 +38,13 @@ window = st.tuples(st.floats(0, 60), st.floats(0, 1), st.booleans())
 def test_property__value_is_finite_nonnegative_bounded_by_cap_and_inside_its_interval(ws: list) -> None:  # type: ignore[type-arg]
     v = valuer()
     for i, (trips, q, silent) in enumerate(ws):
-        r = v.update(START + i * 900, 0.0 if silent else trips, dims(q) if not silent else
-                     {**dict.fromkeys(DIMENSIONS), "completeness": 0.0, "accessibility": 0.0},
-                     normal_features(trips), silent=silent)
+        r = v.update(
+            START + i * 900,
+            0.0 if silent else trips,
+            dims(q) if not silent else {**dict.fromkeys(DIMENSIONS), "completeness": 0.0, "accessibility": 0.0},
+            normal_features(trips),
+            silent=silent,
+        )
         assert all(math.isfinite(x) for x in (r.value, r.value_lower, r.value_upper, r.anomaly_score))
         assert 0.0 <= r.value_lower <= r.value <= r.value_upper + 1e-6
         assert r.value <= V0 * v.params.cap + 1e-6
@@ -62,8 +66,13 @@ def test_valuer__silent_windows_teach_the_forecaster_nothing_but_lower_quality()
     for i in range(10):
         v.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
     level_n = v._level_n
-    r = v.update(START + 10 * 900, 0.0, {**dict.fromkeys(DIMENSIONS), "completeness": 0.0, "accessibility": 0.0},
-                 normal_features(0.0), silent=True)
+    r = v.update(
+        START + 10 * 900,
+        0.0,
+        {**dict.fromkeys(DIMENSIONS), "completeness": 0.0, "accessibility": 0.0},
+        normal_features(0.0),
+        silent=True,
+    )
     assert v._level_n == level_n and not r.learned
     assert r.quality["accessibility"] < 0.95
 
@@ -75,8 +84,12 @@ def test_valuer__anomalous_windows_are_not_learned_unless_asked() -> None:
         for i in range(80):
             r = v.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
         for i in range(80, 84):
-            r = v.update(START + i * 900, 60.0, dims(0.95),
-                         {"activity_ratio": 3.0, "mean_delay_s": 1800.0, "late_share": 1.0, "updates_per_poll": 500})
+            r = v.update(
+                START + i * 900,
+                60.0,
+                dims(0.95),
+                {"activity_ratio": 3.0, "mean_delay_s": 1800.0, "late_share": 1.0, "updates_per_poll": 500},
+            )
             flags.append(r.anomalous)
         return v._level_n, flags
 
@@ -100,4 +113,5 @@ def test_valuer__deterministic_given_seed_and_survives_pickle() -> None:
     assert ra == rb
     c = pickle.loads(pickle.dumps(a))
     assert c.update(START + 50 * 900, 11.0, dims(0.95), normal_features(11.0)) == a.update(
-        START + 50 * 900, 11.0, dims(0.95), normal_features(11.0))
+        START + 50 * 900, 11.0, dims(0.95), normal_features(11.0)
+    )
