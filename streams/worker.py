@@ -45,7 +45,7 @@ from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
 
-__all__ = ["Node", "create_app", "run_worker"]
+__all__ = ["Node", "StateTable", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,36 @@ def _store_url(settings: Settings) -> str:
             raise
         return "memory://"
     return "rocksdb://"
+
+
+class StateTable:
+    """A faust table of pickled core objects (``AssetMonitor`` / ``LoanMonitor``) behind a dict of live ones.
+
+    Parameters
+    ----------
+    table
+        faust table with bytes keys and values (its changelog is the durable copy).
+    live
+        The book's dict of live objects, keyed by asset or loan id.
+    """
+
+    def __init__(self, table: Any, live: dict[str, Any]) -> None:
+        self.table = table
+        self.live = live
+
+    def load(self, key: str) -> None:
+        """Bring ``key``'s state from the table into the book (after a restart or rebalance)."""
+        if key in self.live:
+            return
+        raw = self.table.get(key.encode())
+        if raw:
+            self.live[key] = pickle.loads(raw)  # only our own changelog is read here
+
+    def save(self, key: str) -> None:
+        """Write ``key``'s state to the changelog (only while handling a record of its partition)."""
+        obj = self.live.get(key)
+        if obj is not None:
+            self.table[key.encode()] = pickle.dumps(obj, protocol=5)
 
 
 class Node:
@@ -101,8 +131,8 @@ class Node:
         self.s = settings
         self.assets = assets
         self.loans = loans
-        self.asset_table = asset_table
-        self.loan_table = loan_table
+        self.asset_state = StateTable(asset_table, assets.assets)
+        self.loan_state = StateTable(loan_table, loans.loans)
         self.sensor = sensor
         self.publish_failures = publish_failures
         self.asset_partition: dict[str, int] = {}
@@ -113,20 +143,6 @@ class Node:
         self.last_telemetry_wall: float | None = None
 
     # --- state -------------------------------------------------------------------------------
-    def load_asset(self, asset_id: str) -> None:
-        """Bring an asset's state from the table into the book (after a restart or rebalance)."""
-        if asset_id in self.assets.assets:
-            return
-        raw = self.asset_table.get(asset_id.encode())
-        if raw:
-            self.assets.assets[asset_id] = pickle.loads(raw)
-
-    def save_asset(self, asset_id: str) -> None:
-        """Write an asset's state to its changelog (call only while handling a record of its partition)."""
-        obj = self.assets.assets.get(asset_id)
-        if obj is not None:
-            self.asset_table[asset_id.encode()] = pickle.dumps(obj, protocol=5)
-
     def persist(self, partition: int, changed: set[str]) -> None:
         """Save changed assets of ``partition`` now; defer the others to a record of their own partition.
 
@@ -137,25 +153,11 @@ class Node:
         for aid in changed:
             part = self.asset_partition.get(aid, partition)
             if part == partition:
-                self.save_asset(aid)
+                self.asset_state.save(aid)
             else:
                 self.dirty.setdefault(part, set()).add(aid)
         for aid in self.dirty.pop(partition, set()):
-            self.save_asset(aid)
-
-    def load_loan(self, loan_id: str) -> None:
-        """Bring a loan's state from the table into the book."""
-        if loan_id in self.loans.loans:
-            return
-        raw = self.loan_table.get(loan_id.encode())
-        if raw:
-            self.loans.loans[loan_id] = pickle.loads(raw)
-
-    def save_loan(self, loan_id: str) -> None:
-        """Write a loan's state to its changelog."""
-        obj = self.loans.loans.get(loan_id)
-        if obj is not None:
-            self.loan_table[loan_id.encode()] = pickle.dumps(obj, protocol=5)
+            self.asset_state.save(aid)
 
     # --- publishing --------------------------------------------------------------------------
     async def send(self, logical: str, key: str, message: BaseModel) -> None:
@@ -225,7 +227,7 @@ class Node:
                     return
                 if isinstance(ev, CollateralPledged | CollateralReleased):
                     self.asset_partition[ev.asset_id] = part
-                    self.load_asset(ev.asset_id)
+                    self.asset_state.load(ev.asset_id)
                     outputs = self.assets.register(ev)
                     changed.add(ev.asset_id)
         else:
@@ -233,7 +235,7 @@ class Node:
             try:
                 tev = decode_telemetry(msg.value, time.time(), self.s.max_clock_skew_s)
                 self.asset_partition[tev.asset_id] = part
-                self.load_asset(tev.asset_id)
+                self.asset_state.load(tev.asset_id)
                 outputs = self.assets.on_telemetry(tev, tick=False)
                 self.dirty.setdefault(part, set()).add(tev.asset_id)
                 ts = tev.observed_at.timestamp()
@@ -295,12 +297,12 @@ class Node:
             except ValidationError as exc:
                 log.error("unreadable internal valuation at offset %s: %s", msg.offset, exc)
                 return
-            self.load_loan(loan_key)
+            self.loan_state.load(loan_key)
             outputs = self.loans.on_valuation(loan_key, val)
         else:
             try:
                 ev = decode_loan_event(msg.value)
-                self.load_loan(ev.loan_id)
+                self.loan_state.load(ev.loan_id)
                 outputs = self.loans.on_loan_event(ev)
             except InputRejected as exc:
                 self.sensor.on_event("pledge.loan-book", "invalid")
@@ -308,7 +310,7 @@ class Node:
                 await self.reject(event, exc)
                 return
             loan_key = ev.loan_id
-        self.save_loan(loan_key)
+        self.loan_state.save(loan_key)
         await self.publish(outputs)
 
     async def on_timer(self) -> None:
