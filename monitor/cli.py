@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.console import Console
 
@@ -112,13 +113,15 @@ def backtest(
     if output is not None:
         with output.open("w", encoding="utf-8") as fh:
             for o in res.outputs:
-                fh.write(f'{{"topic": "{o.topic}", "key": "{o.key}", "value": {o.message.model_dump_json()}}}\n')
+                record = {"topic": o.topic, "key": o.key, "value": o.message.model_dump(mode="json")}
+                fh.write(orjson.dumps(record).decode() + "\n")
     ok = sum(v for (t, k), v in res.sensor.events.items() if k == "ok" and t == "pledge.telemetry")
     Console().print(
         f"[bold]{res.events:,} telemetry records ({ok:,} ok) in {res.seconds:.1f} s; "
         f"{len(res.valuations):,} valuations, {len(res.alerts)} alert transitions, "
         f"{sum(1 for m in res.margin_calls if m.status == 'issued')} margin calls; "
-        f"dead letters: {dict(res.sensor.dead_letters) or 0}"
+        f"dead letters: {dict(res.sensor.dead_letters) or 0}",
+        soft_wrap=True,
     )
 
 

@@ -682,7 +682,6 @@ class LoanMonitor:
     ) -> Iterable[Output]:
         rule = tr.rule
         aid = alert_id(self.loan_id, rule.id, tr.subject, tr.episode_start)
-        loan = facts["loan"]
         key_facts: dict[str, float | str | None] = {
             "coverage_ratio": snap.coverage_ratio,
             "collateral_value": snap.collateral_value,
@@ -709,7 +708,6 @@ class LoanMonitor:
             en = render_summary(rule.summary["en"], render_facts)
         except KeyError:
             zh = en = f"{rule.id} {tr.status} on {tr.subject}"
-        del loan
         alert = Alert(
             alert_id=aid,
             status=tr.status,  # type: ignore[arg-type]

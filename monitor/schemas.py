@@ -82,7 +82,6 @@ REASON_CODES: dict[str, str] = {
     "undefined_ratio": "a derived ratio has a zero denominator",
     "unknown_asset": "no loan has pledged this asset",
     "unknown_loan": "a loan event for a loan that was never opened",
-    "out_of_order": "a loan event before the loan was opened",
     "processing_error": "the core raised on this record; the worker log has the traceback",
 }
 
