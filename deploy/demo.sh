@@ -22,7 +22,8 @@ pids=()
 
 cleanup() {
   trap - INT TERM EXIT
-  echo
+  trap '' INT PIPE HUP  # a second Ctrl-C or a closed terminal must not interrupt the clean-up
+  set +e
   echo "demo: stopping..."
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do

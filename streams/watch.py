@@ -52,7 +52,7 @@ def watch(
     if from_beginning:
         consumer.seek_to_beginning()
     last_cov: dict[str, tuple[str, float | None, str]] = {}
-    last_line = ""
+    last_at = ""
     try:
         while not (stop and stop()):
             batch = consumer.poll(timeout_ms=500)
@@ -79,9 +79,8 @@ def watch(
                     f"{loan} {cov:.1%} {status}" if cov is not None else f"{loan} n/a {status}"
                     for loan, (_, cov, status) in sorted(last_cov.items())
                 )
-                line = f"[dim]{at} coverage: {parts_s}[/]"
-                if line != last_line:
-                    console.print(line)
-                    last_line = line
+                if at != last_at:  # one line per window of event time
+                    console.print(f"[dim]{at} coverage: {parts_s}[/]")
+                    last_at = at
     finally:
         consumer.close()
