@@ -137,7 +137,7 @@ def run_backtest(
     t0 = time.perf_counter()
     for raw in loan_book:
         try:
-            ev = decode_loan_event(raw)
+            ev = decode_loan_event(raw, wall, cp.max_clock_skew_s)
             res.outputs.extend(mon.on_loan_event(ev))
         except InputRejected as exc:
             res.sensor.on_dead_letter(exc.reason)

@@ -68,13 +68,16 @@ log = logging.getLogger(__name__)
 UTC = dt.UTC
 EARLIEST = dt.datetime(2015, 1, 1, tzinfo=UTC).timestamp()
 
+#: pydantic error type -> reason code, in priority order: when one record has several errors, the
+#: first kind listed here names it (a misspelled required field is an ``extra_field``, not ``missing``).
 _PYDANTIC_REASONS = {
-    "extra_forbidden": "extra_field",
-    "finite_number": "non_finite",
-    "timezone_aware": "naive_time",
     "json_invalid": "undecodable",
     "model_type": "not_an_object",
     "model_attributes_type": "not_an_object",
+    "dict_type": "not_an_object",
+    "extra_forbidden": "extra_field",
+    "finite_number": "non_finite",
+    "timezone_aware": "naive_time",
 }
 
 
@@ -98,7 +101,8 @@ class CoreParams:
     max_gap_windows
         At most this many empty windows are produced for one silence (one week of 15-min windows).
     hold_unknown
-        Telemetry records held for an asset whose pledge has not arrived yet.
+        Telemetry records held, in total over all assets, for assets whose pledge has not arrived
+        yet; beyond that they are dead-lettered as ``unknown_asset``.
     """
 
     window_s: float = 900.0
@@ -130,6 +134,10 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+def _event_digest(ev: BaseModel) -> int:
+    return _digest(ev.model_dump_json())
+
+
 def _ts(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, UTC)
 
@@ -145,12 +153,28 @@ def _peek_asset(raw: bytes | None) -> str | None:
 
 
 def _rejection(exc: ValidationError, raw: bytes | None) -> InputRejected:
-    err = exc.errors()[0]
+    errors = exc.errors()
+    rank = {t: i for i, t in enumerate(_PYDANTIC_REASONS)}
+    err = min(errors, key=lambda e: rank.get(e["type"], len(rank)))
     loc = ".".join(str(p) for p in err.get("loc", ())) or "<record>"
     reason = _PYDANTIC_REASONS.get(err["type"], "schema_violation")
     got = err.get("input")
     got_s = repr(got)[:80] if not isinstance(got, dict) else "an object"
-    return InputRejected(reason, f"{loc}: got {got_s}, expected {err['msg'].lower()}", _peek_asset(raw))
+    expected = str(err["msg"]).removeprefix("Value error, ")
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return InputRejected(reason, f"{loc}: got {got_s}, expected {expected}{more}", _peek_asset(raw))
+
+
+def _check_time(field: str, t: dt.datetime | None, now: float, max_skew_s: float, asset_id: str | None) -> None:
+    if t is None:
+        return
+    ts = t.timestamp()
+    if ts < EARLIEST or ts > now + max_skew_s:
+        msg = (
+            f"{field}: got {t.isoformat()}, expected after 2015-01-01 and at most "
+            f"{max_skew_s:.0f} s ahead of the clock ({_ts(now).isoformat()})"
+        )
+        raise InputRejected("implausible_time", msg, asset_id)
 
 
 def decode_telemetry(raw: bytes | None, now: float, max_skew_s: float = 300.0) -> TelemetryEvent:
@@ -176,38 +200,44 @@ def decode_telemetry(raw: bytes | None, now: float, max_skew_s: float = 300.0) -
         extra_field, non_finite, naive_time, implausible_time, schema_violation...).
     """
     if raw is None:
-        msg = "tombstone"
-        raise InputRejected(msg, "record value is null (tombstone), expected a TelemetryEvent")
+        raise InputRejected("tombstone", "record value is null (tombstone), expected a TelemetryEvent")
     try:
         ev = TelemetryEvent.model_validate_json(raw)
     except ValidationError as exc:
         raise _rejection(exc, raw) from None
-    ts = ev.observed_at.timestamp()
-    if ts < EARLIEST or ts > now + max_skew_s:
-        msg = (
-            f"observed_at: got {ev.observed_at.isoformat()}, expected after 2015-01-01 and at most "
-            f"{max_skew_s:.0f} s ahead of the clock ({_ts(now).isoformat()})"
-        )
-        msg_0 = "implausible_time"
-        raise InputRejected(msg_0, msg, ev.asset_id)
+    _check_time("observed_at", ev.observed_at, now, max_skew_s, ev.asset_id)
+    _check_time("received_at", ev.received_at, now, max_skew_s, ev.asset_id)
     return ev
 
 
-def decode_loan_event(raw: bytes | None) -> Any:
+def decode_loan_event(raw: bytes | None, now: float | None = None, max_skew_s: float = 300.0) -> Any:
     """Decode one loan event (tagged union on ``type``).
+
+    Parameters
+    ----------
+    raw
+        The record value (UTF-8 JSON) or ``None`` for a tombstone.
+    now
+        Wall-clock time, POSIX seconds; when given, ``effective_at`` must lie after 2015-01-01 and at
+        most ``max_skew_s`` ahead of it (a loan event from the future would move the loan's clock).
+    max_skew_s
+        Allowed clock skew into the future, seconds.
 
     Raises
     ------
     InputRejected
-        Reason ``tombstone``, ``undecodable``, ``extra_field``, ``schema_violation``...
+        Reason ``tombstone``, ``undecodable``, ``not_an_object``, ``extra_field``, ``schema_violation``,
+        ``implausible_time``...
     """
     if raw is None:
-        msg = "tombstone"
-        raise InputRejected(msg, "record value is null (tombstone), expected a LoanEvent")
+        raise InputRejected("tombstone", "record value is null (tombstone), expected a LoanEvent")
     try:
-        return LoanEventAdapter.validate_json(raw)
+        ev = LoanEventAdapter.validate_json(raw)
     except ValidationError as exc:
         raise _rejection(exc, None) from None
+    if now is not None:
+        _check_time("effective_at", ev.effective_at, now, max_skew_s, None)
+    return ev
 
 
 def dead_letter(
@@ -287,6 +317,7 @@ class AssetMonitor:
         self.trips: dict[str, tuple[float, float]] = {}
         self.late_carry = 0
         self.dup_carry = 0
+        self.contradiction_carry = 0
 
     def add_loan(self, loan_id: str) -> None:
         """Record one more loan this asset is pledged to."""
@@ -316,13 +347,16 @@ class AssetMonitor:
         digest = _digest(repr((ev.kind, ts, ev.entity_id, sorted(ev.metrics.items()), sorted(ev.attributes.items()))))
         prev = self.seen.get(ev.event_id)
         if prev is not None:
+            # counted in the record's own window when open, else in the newest open one, else the next
             target = self.windows.get(window_start(ts, self.params.window_s))
-            if prev[1] != digest and target is not None:
-                target.contradictions += 1
+            if target is None and self.windows:
+                target = self.windows[max(self.windows)]
             if target is not None:
                 target.duplicates += 1
+                target.contradictions += prev[1] != digest
             else:
                 self.dup_carry += 1
+                self.contradiction_carry += prev[1] != digest
             sensor.on_event(topic, "duplicate")
             return []
         check = check_record(self.profile, ev)  # raises InputRejected: the record never touches state
@@ -394,7 +428,8 @@ class AssetMonitor:
     def _valuate(self, w: WindowStats, sensor: Sensor) -> Output:
         w.late += self.late_carry
         w.duplicates += self.dup_carry
-        self.late_carry = self.dup_carry = 0
+        w.contradictions += self.contradiction_carry
+        self.late_carry = self.dup_carry = self.contradiction_carry = 0
         dims = w.dimensions(self.profile)
         expected = self.valuer.expected_activity(w.start)
         r = self.valuer.update(w.start, w.activity, dims, w.features(expected), silent=w.records == 0)
@@ -464,7 +499,7 @@ class LoanMonitor:
         self.margin_calls: dict[str, MarginCall] = {}
         self.closed = False
         self.as_of = opened.effective_at.timestamp()
-        self.seen_events: set[str] = {opened.event_id}
+        self.seen_events: dict[str, int] = {opened.event_id: _event_digest(opened)}
 
     @property
     def outstanding(self) -> float:
@@ -596,11 +631,22 @@ class LoanMonitor:
 
     # --- inputs ---------------------------------------------------------------------------
     def on_loan_event(self, ev: Any, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
-        """Apply one loan event (idempotent by event id) and re-evaluate the loan's rules."""
-        if ev.event_id in self.seen_events:
+        """Apply one loan event (idempotent by event id) and re-evaluate the loan's rules.
+
+        Raises
+        ------
+        InputRejected
+            ``conflicting_duplicate`` when the event id was seen with different content.
+        """
+        digest = _event_digest(ev)
+        seen = self.seen_events.get(ev.event_id)
+        if seen is not None:
+            if seen != digest:
+                msg = f"event_id: {ev.event_id!r} was already applied with different content; expected a new id"
+                raise InputRejected("conflicting_duplicate", msg)
             sensor.on_event("pledge.loan-book", "duplicate")
             return []
-        self.seen_events.add(ev.event_id)
+        self.seen_events[ev.event_id] = digest
         sensor.on_event("pledge.loan-book", "ok")
         self.as_of = max(self.as_of, ev.effective_at.timestamp())
         out: list[Output] = []
@@ -831,12 +877,11 @@ class AssetBook:
         """
         asset = self.assets.get(ev.asset_id)
         if asset is None:
-            held = self.held.setdefault(ev.asset_id, [])
-            if len(held) >= self.params.hold_unknown:
+            if sum(len(h) for h in self.held.values()) >= self.params.hold_unknown:
                 msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
-                msg_0 = "unknown_asset"
-                raise InputRejected(msg_0, msg, ev.asset_id)
-            held.append(ev)
+                raise InputRejected("unknown_asset", msg, ev.asset_id)
+            self.held.setdefault(ev.asset_id, []).append(ev)
+            self.sensor.on_event("pledge.telemetry", "held")
             return []
         out = asset.on_event(ev, self.sensor)
         ts = ev.observed_at.timestamp()
@@ -894,6 +939,9 @@ class LoanBook:
         loan = self.loans.get(ev.loan_id)
         if isinstance(ev, LoanOpened):
             if loan is not None:
+                if _event_digest(ev) != loan.seen_events.get(ev.event_id):
+                    msg = f"loan_id: {ev.loan_id!r} is already open with other terms; expected a new loan id"
+                    raise InputRejected("conflicting_duplicate", msg)
                 self.sensor.on_event("pledge.loan-book", "duplicate")
                 return []
             self.loans[ev.loan_id] = loan = LoanMonitor(ev)
@@ -901,8 +949,7 @@ class LoanBook:
             return [Output("loan-risk", ev.loan_id, loan.snapshot())]
         if loan is None:
             msg = f"loan_id: got {ev.loan_id!r}, expected a loan opened by a loan_opened event"
-            msg_0 = "unknown_loan"
-            raise InputRejected(msg_0, msg)
+            raise InputRejected("unknown_loan", msg)
         return loan.on_loan_event(ev, self.rulebook, self.sensor)
 
     def on_valuation(self, loan_id: str, val: CollateralValuation) -> list[Output]:

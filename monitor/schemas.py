@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -82,11 +83,35 @@ REASON_CODES: dict[str, str] = {
     "undefined_ratio": "a derived ratio has a zero denominator",
     "unknown_asset": "no loan has pledged this asset",
     "unknown_loan": "a loan event for a loan that was never opened",
+    "conflicting_duplicate": "an event id already seen with different content",
     "processing_error": "the core raised on this record; the worker log has the traceback",
 }
 
 _ID = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._:@/\-]+$")]
-_YUAN = Annotated[float, Field(ge=0.0)]
+#: Amounts in yuan; bounded so that sums of them stay finite (1e15 yuan is far beyond any loan).
+MAX_YUAN = 1e15
+_YUAN = Annotated[float, Field(ge=0.0, le=MAX_YUAN)]
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _rfc3339_only(value: Any) -> Any:
+    """Accept datetimes and RFC 3339 strings only: never guess an epoch unit from a number or digit string."""
+    if not isinstance(value, str):
+        return value  # datetimes pass; numbers fail the strict datetime check after this
+    text = value[:-1] + "Z" if value.endswith("z") else value
+    try:
+        if not _RFC3339.match(text):
+            raise ValueError(text)
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        msg = (
+            f"an RFC 3339 time such as 2024-03-04T08:00:00+08:00 (epoch numbers are never guessed), got {value[:40]!r}"
+        )
+        raise ValueError(msg) from None
+
+
+#: An aware time given as an RFC 3339 string (or a datetime in Python); digit strings are refused (case C15).
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 
 
 class _Strict(BaseModel):
@@ -121,8 +146,8 @@ class TelemetryEvent(_Strict):
     schema_version: Literal[1] = 1
     event_id: _ID
     asset_id: _ID
-    observed_at: AwareDatetime
-    received_at: AwareDatetime | None = None
+    observed_at: Time
+    received_at: Time | None = None
     entity_id: str | None = Field(default=None, max_length=200)
     kind: Annotated[str, Field(min_length=1, max_length=64)]
     metrics: dict[str, float] = Field(default_factory=dict)
@@ -196,11 +221,11 @@ class Appraisal(_Strict):
         Optional Q_0 (0..1) assessed by the appraiser; without it Q_0 is measured in calibration.
     """
 
-    value: Annotated[float, Field(gt=0)]
+    value: Annotated[float, Field(gt=0, le=MAX_YUAN)]
     method: str = "income"
     appraised_on: dt.date
     appraiser: str
-    baseline_activity: list[Annotated[float, Field(ge=0)]] | None = None
+    baseline_activity: list[Annotated[float, Field(ge=0, le=1e9)]] | None = None
     quality_baseline: Annotated[float, Field(gt=0, le=1)] | None = None
 
     @field_validator("baseline_activity")
@@ -219,7 +244,7 @@ class _LoanEventBase(_Strict):
     schema_version: Literal[1] = 1
     event_id: _ID
     loan_id: _ID
-    effective_at: AwareDatetime
+    effective_at: Time
 
 
 class LoanOpened(_LoanEventBase):
@@ -227,7 +252,7 @@ class LoanOpened(_LoanEventBase):
 
     type: Literal["loan_opened"] = "loan_opened"
     borrower_id: _ID
-    principal: Annotated[float, Field(gt=0)]
+    principal: Annotated[float, Field(gt=0, le=MAX_YUAN)]
     outstanding: _YUAN
     currency: Literal["CNY"] = "CNY"
     start: dt.date
@@ -252,6 +277,16 @@ class CollateralPledged(_LoanEventBase):
     appraisal: Appraisal
     pledge_registration_no: Annotated[str, Field(min_length=1, max_length=100)]
 
+    @field_validator("asset_profile")
+    @classmethod
+    def _profile(cls, v: str) -> str:
+        from monitor.profiles import PROFILES
+
+        if v not in PROFILES:
+            msg = f"asset_profile: got {v!r}, expected one of {sorted(PROFILES)}"
+            raise ValueError(msg)
+        return v
+
     @field_validator("asset_timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
@@ -274,14 +309,14 @@ class Repayment(_LoanEventBase):
     """A repayment of ``amount`` yuan, reducing the outstanding."""
 
     type: Literal["repayment"] = "repayment"
-    amount: Annotated[float, Field(gt=0)]
+    amount: Annotated[float, Field(gt=0, le=MAX_YUAN)]
 
 
 class InterestAccrued(_LoanEventBase):
     """Interest of ``amount`` yuan accrued; outstanding includes accrued interest."""
 
     type: Literal["interest_accrued"] = "interest_accrued"
-    amount: Annotated[float, Field(gt=0)]
+    amount: Annotated[float, Field(gt=0, le=MAX_YUAN)]
 
 
 class CollateralReleased(_LoanEventBase):
@@ -326,7 +361,7 @@ class RulebookUpdate(_Strict):
     rulebook: _ID
     version: int
     source: str
-    published_at: AwareDatetime
+    published_at: Time
 
 
 class CollateralValuation(_Strict):

@@ -65,19 +65,16 @@ def check_record(profile: AssetProfile, ev: TelemetryEvent) -> RecordCheck:
     spec = profile.kinds.get(ev.kind)
     if spec is None:
         msg = f"kind: got {ev.kind!r}, expected one of {sorted(profile.kinds)} for profile {profile.name}"
-        msg_0 = "unknown_metric"
-        raise InputRejected(msg_0, msg, ev.asset_id)
+        raise InputRejected("unknown_metric", msg, ev.asset_id)
     metrics = ev.metrics
     for name in metrics:
         if name not in spec.metrics:
             msg = f"metrics.{name}: unknown metric for kind {ev.kind!r}, expected one of {sorted(spec.metrics)}"
-            msg_0 = "unknown_metric"
-            raise InputRejected(msg_0, msg, ev.asset_id)
+            raise InputRejected("unknown_metric", msg, ev.asset_id)
     for ratio, (num, den) in spec.ratios.items():
         if num in metrics and metrics.get(den, 0.0) == 0.0:
             msg = f"metrics.{den}: got {metrics.get(den)!r}, expected > 0 to derive {ratio} = {num} / {den}"
-            msg_0 = "undefined_ratio"
-            raise InputRejected(msg_0, msg, ev.asset_id)
+            raise InputRejected("undefined_ratio", msg, ev.asset_id)
     complete = all(m in metrics for m in spec.required_metrics) and all(
         a in ev.attributes for a in spec.required_attributes
     )

@@ -40,8 +40,7 @@ def admin_client(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
     except KafkaError as exc:
         msg = f"bootstrap_servers: no Kafka broker answered at {bootstrap!r} within {timeout_s:.0f} s ({exc})"
         raise ConfigError(msg) from None
-    msg_0 = "unreachable"
-    raise AssertionError(msg_0)
+    raise AssertionError("unreachable: Retrying either returns or re-raises")
 
 
 def create_topics(settings: Settings, replication: int = 1) -> list[str]:

@@ -80,21 +80,28 @@ class StateTable:
         The book's dict of live objects, keyed by asset or loan id.
     """
 
-    def __init__(self, table: Any, live: dict[str, Any]) -> None:
+    def __init__(self, table: Any, live: dict[str, Any], held: dict[str, list[Any]] | None = None) -> None:
         self.table = table
         self.live = live
+        self.held = held
 
     def load(self, key: str) -> None:
         """Bring ``key``'s state from the table into the book (after a restart or rebalance)."""
-        if key in self.live:
+        if key in self.live or (self.held is not None and key in self.held):
             return
         raw = self.table.get(key.encode())
         if raw:
-            self.live[key] = pickle.loads(raw)  # only our own changelog is read here
+            obj = pickle.loads(raw)  # only our own changelog is read here
+            if isinstance(obj, list) and self.held is not None:
+                self.held[key] = obj  # telemetry held for an asset whose pledge has not arrived
+            else:
+                self.live[key] = obj
 
     def save(self, key: str) -> None:
         """Write ``key``'s state to the changelog (only while handling a record of its partition)."""
         obj = self.live.get(key)
+        if obj is None and self.held is not None:
+            obj = self.held.get(key)
         if obj is not None:
             self.table[key.encode()] = pickle.dumps(obj, protocol=5)
 
@@ -131,7 +138,7 @@ class Node:
         self.s = settings
         self.assets = assets
         self.loans = loans
-        self.asset_state = StateTable(asset_table, assets.assets)
+        self.asset_state = StateTable(asset_table, assets.assets, assets.held)
         self.loan_state = StateTable(loan_table, loans.loans)
         self.sensor = sensor
         self.publish_failures = publish_failures
@@ -197,8 +204,11 @@ class Node:
         await self.send("dead-letter", key or "", dl)
 
     # --- handlers ----------------------------------------------------------------------------
-    async def guarded(self, handler: Any, event: faust.EventT) -> None:
-        """Run a handler so that no record can end the agent: an unexpected error dead-letters it (C03)."""
+    async def guarded(self, handler: Any, event: faust.EventT, source: str) -> None:
+        """Run a handler so that no record can end the agent: an unexpected error dead-letters it (C03).
+
+        ``source`` is the metric label of the agent's input (``pledge.telemetry`` / ``pledge.loan-book``).
+        """
         started = time.perf_counter()
         try:
             await handler(event)
@@ -208,6 +218,7 @@ class Node:
                 "processing %s[%s]@%s failed", event.message.topic, event.message.partition, event.message.offset
             )
             self.sensor.on_dead_letter("processing_error")
+            self.sensor.on_event(source, "invalid")
             await self.reject(event, InputRejected("processing_error", f"{type(exc).__name__}: {exc}"))
 
     async def on_asset_record(self, event: faust.EventT) -> None:
@@ -301,7 +312,7 @@ class Node:
             outputs = self.loans.on_valuation(loan_key, val)
         else:
             try:
-                ev = decode_loan_event(msg.value)
+                ev = decode_loan_event(msg.value, time.time(), self.s.max_clock_skew_s)
                 self.loan_state.load(ev.loan_id)
                 outputs = self.loans.on_loan_event(ev)
             except InputRejected as exc:
@@ -389,12 +400,12 @@ def create_app(
     @app.agent(telemetry_in, name="telemetry")
     async def telemetry_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await node.guarded(node.on_asset_record, event)
+            await node.guarded(node.on_asset_record, event, "pledge.telemetry")
 
     @app.agent(loans_in, name="loans")
     async def loan_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await node.guarded(node.on_loan_record, event)
+            await node.guarded(node.on_loan_record, event, "pledge.loan-book")
 
     @app.timer(interval=5.0)
     async def clock() -> None:

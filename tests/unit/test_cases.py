@@ -150,3 +150,89 @@ def test_sensor_counts_are_per_outcome() -> None:
     s.on_event("t", "ok")
     s.on_event("t", "ok")
     assert s.events[("t", "ok")] == 2
+
+
+@pytest.mark.parametrize("value", ["1733900000", "1733900000000", "1733900000.5", "2024-W10-1T08:00Z"])
+def test_case_c15_digit_strings_and_odd_formats_are_never_guessed(value: str) -> None:
+    raw = orjson.dumps({"event_id": "e", "asset_id": "A1", "observed_at": value, "kind": "trip_completed"})
+    with pytest.raises(InputRejected) as info:
+        decode_telemetry(raw, NOW)
+    assert info.value.reason == "schema_violation" and "RFC 3339" in info.value.message
+
+
+def test_case_c15_received_at_and_loan_effective_at_are_range_checked() -> None:
+    from monitor.engine import decode_loan_event
+
+    raw = orjson.dumps(
+        {
+            "event_id": "e",
+            "asset_id": "A1",
+            "observed_at": "2024-03-04T00:00:00Z",
+            "received_at": "2099-01-01T00:00:00Z",
+            "kind": "trip_completed",
+        }
+    )
+    with pytest.raises(InputRejected, match="received_at"):
+        decode_telemetry(raw, NOW)
+    future = make_loan(effective_at=dt.datetime(2099, 1, 1, tzinfo=dt.UTC)).model_dump_json().encode()
+    with pytest.raises(InputRejected) as info:
+        decode_loan_event(future, NOW)
+    assert info.value.reason == "implausible_time"
+
+
+def test_case_c16_misspelled_profile_or_required_field_is_rejected_at_the_door() -> None:
+    from monitor.engine import decode_loan_event
+
+    pledge = orjson.loads(make_pledge().model_dump_json())
+    with pytest.raises(InputRejected, match="asset_profile"):
+        decode_loan_event(orjson.dumps({**pledge, "asset_profile": "bus_dispatc"}))
+    body = orjson.loads(make_event().model_dump_json())
+    body["knd"] = body.pop("kind")
+    with pytest.raises(InputRejected) as info:
+        decode_telemetry(orjson.dumps(body), NOW)
+    assert info.value.reason == "extra_field"
+
+
+def test_case_c09_amounts_are_bounded_so_sums_stay_finite() -> None:
+    from monitor.engine import decode_loan_event
+
+    with pytest.raises(InputRejected):
+        decode_loan_event(
+            orjson.dumps(
+                {
+                    "event_id": "i",
+                    "loan_id": "L1",
+                    "effective_at": "2024-03-04T00:00:00Z",
+                    "type": "interest_accrued",
+                    "amount": 1.7e308,
+                }
+            )
+        )
+
+
+def test_case_c02_same_id_other_content_is_a_contradiction_even_after_its_window_closed(rulebook) -> None:  # type: ignore[no-untyped-def]
+    original = make_event(event_id="e-9001", observed_at=T0 + 3 * W + dt.timedelta(minutes=5))
+    forged = make_event(event_id="e-9001", observed_at=T0 + 3 * W + dt.timedelta(minutes=5), metrics={"trips": 3.0})
+    data = [*windows(4), original.model_dump_json().encode(), *windows(3, start=4)]
+    data += [forged.model_dump_json().encode(), *windows(3, start=7)]
+    res = run_backtest(loan_book(), data, rulebook, now=NOW)
+    assert min(v.window_quality["consistency"] or 1.0 for v in res.valuations) < 1.0
+    assert sum(v.duplicates for v in res.valuations) == 1
+
+
+def test_case_c02_loan_event_replayed_with_other_content_is_dead_lettered(rulebook) -> None:  # type: ignore[no-untyped-def]
+    other = make_loan(thresholds=make_loan().thresholds.model_copy(update={"warning": 1.5}))
+    res = run_backtest(
+        [*loan_book(), make_loan().model_dump_json().encode(), other.model_dump_json().encode()], [], rulebook, now=NOW
+    )
+    assert res.sensor.dead_letters == {"conflicting_duplicate": 1}
+    assert res.sensor.events[("pledge.loan-book", "duplicate")] == 1
+
+
+def test_case_c03_telemetry_before_its_pledge_is_held_and_bounded_in_total(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = Monitor(rulebook, CoreParams(hold_unknown=5))
+    for i in range(5):
+        assert mon.on_telemetry(make_event(event_id=f"x{i}", asset_id=f"NEW{i}")) == []
+    with pytest.raises(InputRejected) as info:
+        mon.on_telemetry(make_event(event_id="x9", asset_id="NEW9"))
+    assert info.value.reason == "unknown_asset"
