@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test test-unit test-integration lint typecheck broker-start broker-stop sample clean
+.PHONY: help venv demo test test-unit test-integration lint typecheck bench broker-start broker-stop sample clean
 
 help:
 	@echo "make demo   - venv, local Kafka, worker, replay of real bus data with an outage; Ctrl-C stops all"
@@ -36,9 +36,13 @@ test-integration: venv
 lint: venv
 	$(BIN)/ruff check monitor rules streams tests benchmarks examples
 	$(BIN)/ruff format --check monitor rules streams tests benchmarks examples
+	$(BIN)/mypy
 
 typecheck: venv
 	$(BIN)/mypy
+
+bench: venv
+	$(BIN)/python benchmarks/core_backtest.py
 
 broker-start:
 	bash deploy/kafka/broker.sh start && bash deploy/kafka/broker.sh wait 90

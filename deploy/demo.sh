@@ -44,6 +44,8 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     started_broker=1
   fi
   bash deploy/kafka/broker.sh wait 90
+  # the local broker listens on KAFKA_PORT (default 9092); every command below talks to it
+  export PLEDGEWATCH_BOOTSTRAP_SERVERS="$(bash deploy/kafka/broker.sh bootstrap)"
 fi
 
 echo "demo: topics ${run_id}.*, worker log $logs/$run_id-worker.log"

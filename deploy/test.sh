@@ -12,7 +12,8 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
     started_broker=1
   fi
   bash deploy/kafka/broker.sh wait 90 || exit 1
-  export KAFKA_BOOTSTRAP_SERVERS_LOCAL="$(bash deploy/kafka/broker.sh bootstrap)"
+  KAFKA_BOOTSTRAP_SERVERS_LOCAL="$(bash deploy/kafka/broker.sh bootstrap)"
+  export KAFKA_BOOTSTRAP_SERVERS_LOCAL PLEDGEWATCH_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS_LOCAL"
 fi
 if [ "$#" -eq 0 ]; then set -- tests monitor rules; fi
 .venv/bin/pytest "$@" -q -p no:cacheprovider

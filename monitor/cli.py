@@ -14,6 +14,7 @@ from typing import Annotated
 
 import orjson
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from monitor.errors import ConfigError, PledgewatchError, RulebookError
@@ -29,7 +30,7 @@ topics_app = typer.Typer(help="Kafka topics of pledgewatch.", no_args_is_help=Tr
 app.add_typer(rules_app, name="rules")
 app.add_typer(topics_app, name="topics")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one problem per line, even when piped
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 LOAN_BOOK = ROOT / "examples" / "loan_book.jsonl"
 
@@ -49,8 +50,15 @@ def _fail(exc: Exception) -> None:
 def _settings() -> Settings:
     try:
         return Settings()
-    except Exception as exc:  # noqa: BLE001 - pydantic-settings raises ValidationError with field names
-        err.print(f"[red]bad configuration:[/] {exc}")
+    except ValidationError as exc:
+        for e in exc.errors():
+            field = str(e["loc"][0]) if e["loc"] else "?"
+            var = (
+                "KAFKA_BOOTSTRAP_SERVERS"
+                if field in ("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS")
+                else ("PLEDGEWATCH_" + field.upper())
+            )
+            err.print(f"[red]bad configuration:[/] {var}: got {e.get('input')!r}, expected {e['msg']}")
         raise typer.Exit(2) from None
 
 
@@ -119,7 +127,7 @@ def backtest(
     Console().print(
         f"[bold]{res.events:,} telemetry records ({ok:,} ok) in {res.seconds:.1f} s; "
         f"{len(res.valuations):,} valuations, {len(res.alerts)} alert transitions, "
-        f"{sum(1 for m in res.margin_calls if m.status == 'issued')} margin calls; "
+        f"margin calls issued: {sum(1 for m in res.margin_calls if m.status == 'issued')}; "
         f"dead letters: {dict(res.sensor.dead_letters) or 0}",
         soft_wrap=True,
     )

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
         Records timed further in the future than this are dead-lettered, seconds.
     """
 
-    model_config = SettingsConfigDict(env_prefix="PLEDGEWATCH_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PLEDGEWATCH_", frozen=True, extra="ignore", populate_by_name=True)
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",

@@ -194,13 +194,16 @@ def _fmt(value: Any, flt: str | None) -> str:
         return f"¥{float(value):,.0f}"
     if flt == "num":
         return f"{float(value):,.2f}"
+    if flt == "dur":
+        minutes = int(float(value) // 60)
+        return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
 
 
 def render_summary(template: str, facts: dict[str, Any]) -> str:
-    """Fill ``{{ path | filter }}`` placeholders from the facts (filters: pct, yuan, num).
+    """Fill ``{{ path | filter }}`` placeholders from the facts (filters: pct, yuan, num, dur).
 
     Raises
     ------

@@ -73,10 +73,12 @@ def watch(
                             )
                     except ValidationError as exc:
                         console.print(f"[red]unreadable record on {tp.topic}@{rec.offset}: {exc.errors()[0]['msg']}")
-            if last_cov:
+            if last_cov and any(v[2] != "calibrating" for v in last_cov.values()):
                 at = max(v[0] for v in last_cov.values())
                 parts_s = " | ".join(
-                    f"{loan} {cov:.1%} {status}" if cov is not None else f"{loan} n/a {status}"
+                    f"{loan} awaiting valuation"
+                    if status == "calibrating" or cov is None
+                    else f"{loan} {cov:.1%} {status}"
                     for loan, (_, cov, status) in sorted(last_cov.items())
                 )
                 if at != last_at:  # one line per window of event time

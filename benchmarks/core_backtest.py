@@ -1,0 +1,74 @@
+"""Throughput of the core in-process (the ``pledgewatch backtest`` path) on the shipped real sample.
+
+Run: ``.venv/bin/python benchmarks/core_backtest.py [--repeat 3]``. Writes
+``benchmarks/results/core_backtest.json`` and the row of this benchmark in
+``docs/benchmarks.md``. Each record goes through JSON encode, strict decode,
+windowing, and (once per window) valuation and rules, as in the worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+from monitor.incidents import parse_incident
+from rules.rulebook import load_rulebook
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    book = load_loan_book(ROOT / "examples" / "loan_book.jsonl")
+    events = list(read_telemetry(SAMPLE, pledged_assets(book)))
+    raw = [e.model_dump_json().encode() for e in events]
+    rb = load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml")
+    incidents = [parse_incident("outage:akl-routes-7xx@3h")]
+    rates = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        res = run_backtest(book, raw, rb)
+        rates.append(len(raw) / (time.perf_counter() - t0))
+    with_incident = run_backtest(book, events, rb, incidents=incidents)
+    result = {
+        "benchmark": "core_backtest",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        "records": len(raw),
+        "repeat": args.repeat,
+        "events_per_s_median": round(statistics.median(rates)),
+        "events_per_s_all": [round(r) for r in rates],
+        "valuations": len(res.valuations),
+        "alerts_with_demo_incident": len(with_incident.alerts),
+    }
+    out = ROOT / "benchmarks" / "results" / "core_backtest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    row = (
+        f"| core_backtest | in-process core on the Auckland sample ({len(raw):,} records, 1 core) | "
+        f"{result['events_per_s_median']:,} records/s (median of {args.repeat}) | {result['when'][:10]} |"
+    )
+    doc = ROOT / "docs" / "benchmarks.md"
+    header = (
+        "# Benchmarks\n\nMeasured on the project's 2-core machine; re-run the scripts in `benchmarks/` "
+        "to refresh a row. Timings live here, never in tests.\n\n"
+        "| benchmark | what | result | date |\n| --- | --- | --- | --- |\n"
+    )
+    lines = doc.read_text().splitlines() if doc.exists() else header.rstrip("\n").splitlines()
+    lines = [ln for ln in lines if not ln.startswith("| core_backtest |")] + [row]
+    doc.write_text("\n".join(lines) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
