@@ -312,12 +312,12 @@ class AssetMonitor:
         self.windows: dict[float, WindowStats] = {}
         self.closed_until: float | None = None
         self.max_ts: float | None = None
-        self.last_event_at: float | None = None
         self.seen: dict[str, tuple[float, int]] = {}
         self.trips: dict[str, tuple[float, float]] = {}
         self.late_carry = 0
         self.dup_carry = 0
         self.contradiction_carry = 0
+        self.last_closed_event: float | None = None
 
     def add_loan(self, loan_id: str) -> None:
         """Record one more loan this asset is pledged to."""
@@ -377,8 +377,6 @@ class AssetMonitor:
             self.trips[trip] = (max(ts, last[0]) if last else ts, max(seq, last[1]) if last else seq)
         if self.closed_until is None:
             self.closed_until = start
-        if self.last_event_at is None or ts > self.last_event_at:
-            self.last_event_at = ts
         self.max_ts = ts if self.max_ts is None else max(self.max_ts, ts)
         sensor.on_event(topic, "ok")
         return self._close_until(self.max_ts - self.params.allowed_lateness_s, sensor)
@@ -434,7 +432,11 @@ class AssetMonitor:
         expected = self.valuer.expected_activity(w.start)
         r = self.valuer.update(w.start, w.activity, dims, w.features(expected), silent=w.records == 0)
         end = w.end
-        age = end - self.last_event_at if self.last_event_at is not None else end - w.start
+        if w.max_ts is not None and (self.last_closed_event is None or w.max_ts > self.last_closed_event):
+            self.last_closed_event = w.max_ts
+        # age at the window's end, from records up to it (later ones may already be buffered)
+        last = self.last_closed_event
+        age = end - last if last is not None else end - w.start
         val = CollateralValuation(
             asset_id=self.asset_id,
             asset_profile=self.profile_name,
@@ -463,7 +465,7 @@ class AssetMonitor:
             events_in_window=w.records,
             late_events=w.late,
             duplicates=w.duplicates,
-            last_event_at=_ts(self.last_event_at) if self.last_event_at is not None else None,
+            last_event_at=_ts(last) if last is not None else None,
             last_event_age_seconds=max(0.0, age),
             model_versions=MODEL_VERSIONS,
         )

@@ -1,4 +1,4 @@
-"""Incident injection for replays and backtests: ``outage:ASSET@OFFSET[+DURATION]``.
+"""Incident injection for replays and backtests: ``outage:`` and ``freeze:ASSET@OFFSET[+DURATION]``.
 
 An incident alters the recorded telemetry the same way in ``pledgewatch replay``
 and ``pledgewatch backtest``, so the streamed and in-process runs see the same input.
@@ -8,6 +8,9 @@ Kinds
 ``outage:ASSET@OFFSET[+DURATION]``
     Drop every record of ASSET (heartbeats included: the feed is dark) from OFFSET after the
     first event for DURATION (default: to the end).
+``freeze:ASSET@OFFSET[+DURATION]``
+    The feed keeps answering but re-sends its last poll before OFFSET unchanged (same event ids
+    and times) at every later poll, instead of its real records: a frozen feed (case C20).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from rules.rulebook import parse_duration
 
 __all__ = ["Incident", "apply_incidents", "parse_incident"]
 
-_SPEC = re.compile(r"^(outage):([A-Za-z0-9._:\-]+)@([0-9dhms]+)(?:\+([0-9dhms]+))?$")
+_SPEC = re.compile(r"^(outage|freeze):([A-Za-z0-9._:\-]+)@([0-9dhms]+)(?:\+([0-9dhms]+))?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,10 @@ def parse_incident(text: str) -> Incident:
     """
     m = _SPEC.match(text.strip())
     if not m:
-        msg = f"--inject: got {text!r}, expected KIND:ASSET@OFFSET[+DURATION] e.g. outage:akl-routes-7xx@2h"
+        msg = (
+            f"--inject: got {text!r}, "
+            "expected KIND:ASSET@OFFSET[+DURATION] with KIND outage or freeze, e.g. outage:akl-routes-7xx@2h"
+        )
         raise ConfigError(msg)
     try:
         offset = parse_duration(m.group(3))
@@ -60,22 +66,35 @@ def parse_incident(text: str) -> Incident:
     return Incident(m.group(1), m.group(2), offset, duration)
 
 
+def _active(inc: Incident, rel: float) -> bool:
+    return rel >= inc.offset_s and (inc.duration_s is None or rel < inc.offset_s + inc.duration_s)
+
+
 def apply_incidents(events: Iterable[TelemetryEvent], incidents: list[Incident]) -> Iterator[TelemetryEvent]:
-    """Yield ``events`` with the incidents applied (records dropped during an outage)."""
+    """Yield ``events`` with the incidents applied (times are offsets from the first record's poll time)."""
     if not incidents:
         yield from events
         return
     t0: float | None = None
+    last_poll: dict[str, tuple[float, list[TelemetryEvent]]] = {}
+    frozen: dict[str, list[TelemetryEvent]] = {}
+    poll_ts: float | None = None
     for ev in events:
         ts = ev.observed_at.timestamp() if ev.received_at is None else ev.received_at.timestamp()
         if t0 is None:
             t0 = ts
-        dropped = False
-        for inc in incidents:
-            if ev.asset_id != inc.asset_id:
-                continue
-            rel = ts - t0
-            if rel >= inc.offset_s and (inc.duration_s is None or rel < inc.offset_s + inc.duration_s):
-                dropped = True
-        if not dropped:
-            yield ev
+        rel = ts - t0
+        if ts != poll_ts:  # a new poll: frozen feeds answer it with their stale batch
+            poll_ts = ts
+            for inc in incidents:
+                if inc.kind == "freeze" and _active(inc, rel):
+                    batch = frozen.setdefault(inc.asset_id, last_poll.get(inc.asset_id, (0.0, []))[1])
+                    yield from batch
+        if any(inc.asset_id == ev.asset_id and _active(inc, rel) for inc in incidents):
+            continue
+        seen_ts, batch = last_poll.get(ev.asset_id, (None, []))
+        if seen_ts != ts:
+            last_poll[ev.asset_id] = (ts, [ev])
+        else:
+            batch.append(ev)
+        yield ev

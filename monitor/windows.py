@@ -112,6 +112,7 @@ class WindowStats:
     late: int = 0
     polls: int = 0
     activity: float = 0.0
+    max_ts: float | None = None
     delay_sum_s: float = 0.0
     delay_n: int = 0
     late_trips: int = 0
@@ -126,6 +127,8 @@ class WindowStats:
     def add(self, profile: AssetProfile, ev: TelemetryEvent, check: RecordCheck, ts: float) -> None:
         """Account one accepted record (``ts`` is its event time in POSIX seconds)."""
         self.records += 1
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
         self.normative += check.normative
         self.complete += check.complete
         self.poll_slots.add(int((ts - self.start) // profile.poll_interval_s))

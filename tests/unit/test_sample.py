@@ -144,3 +144,25 @@ def test_core_imports_no_kafka_library() -> None:
             )
             for name in names:
                 assert name.split(".")[0] not in {"faust", "aiokafka", "kafka", "prometheus_client"}, (path, name)
+
+
+def test_backtest__frozen_feed_counts_repeats_as_duplicates_not_activity(book, rulebook) -> None:  # type: ignore[no-untyped-def]
+    res = run_backtest(
+        book,
+        read_telemetry(SAMPLE, pledged_assets(book)),
+        rulebook,
+        incidents=[parse_incident("freeze:akl-routes-7xx@3h+1h")],
+    )
+    frozen = [
+        v
+        for v in res.valuations
+        if v.asset_id == "akl-routes-7xx"
+        and dt.datetime(2016, 5, 19, 20, 15, tzinfo=dt.UTC)
+        <= v.window_start
+        < dt.datetime(2016, 5, 19, 20, 45, tzinfo=dt.UTC)
+    ]
+    assert len(frozen) == 2 and all(v.activity == 0.0 and not v.learned for v in frozen)
+    around = [v for v in res.valuations if v.asset_id == "akl-routes-7xx" and v.window_start.hour == 20]
+    assert sum(v.duplicates for v in around) > 1000  # the re-sent polls, counted and dropped
+    assert any(a.rule_id == "feed-silent" and a.status == "firing" for a in res.alerts)
+    assert any(a.rule_id == "feed-silent" and a.status == "resolved" for a in res.alerts)
