@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zoneinfo
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,6 +32,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from monitor.profiles import PROFILES
 
 __all__ = [
     "DIMENSIONS",
@@ -112,6 +115,14 @@ def _rfc3339_only(value: Any) -> Any:
 
 #: An aware time given as an RFC 3339 string (or a datetime in Python); digit strings are refused (case C15).
 Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+
+
+def _member(field: str, value: str, allowed: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``allowed``, else raise naming the field and the choices."""
+    if value not in allowed:
+        msg = f"{field}: got {value!r}, expected one of {sorted(allowed)}"
+        raise ValueError(msg)
+    return value
 
 
 class _Strict(BaseModel):
@@ -280,12 +291,7 @@ class CollateralPledged(_LoanEventBase):
     @field_validator("asset_profile")
     @classmethod
     def _profile(cls, v: str) -> str:
-        from monitor.profiles import PROFILES
-
-        if v not in PROFILES:
-            msg = f"asset_profile: got {v!r}, expected one of {sorted(PROFILES)}"
-            raise ValueError(msg)
-        return v
+        return _member("asset_profile", v, PROFILES)
 
     @field_validator("asset_timezone")
     @classmethod
@@ -504,7 +510,4 @@ class DeadLetter(_Strict):
     @field_validator("reason")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in REASON_CODES:
-            msg = f"reason: got {v!r}, expected one of {sorted(REASON_CODES)}"
-            raise ValueError(msg)
-        return v
+        return _member("reason", v, REASON_CODES)

@@ -1,8 +1,10 @@
 """Configuration: one frozen pydantic-settings object, read once at start-up (after Quix Streams).
 
-Every field reads the environment variable ``PLEDGEWATCH_<FIELD>`` (upper case);
-``KAFKA_BOOTSTRAP_SERVERS`` is honoured as well for the broker address. Nothing
-is read at import time.
+Every field reads the environment variable ``PLEDGEWATCH_<FIELD>`` (upper case), or the
+same name in a ``.env`` file in the working directory (the environment wins);
+``KAFKA_BOOTSTRAP_SERVERS`` is honoured as well for the broker address. Nothing is read
+at import time. pydantic-settings was chosen over hand-written parsing for typed,
+validated fields whose errors name the variable and value.
 """
 
 from __future__ import annotations
@@ -66,7 +68,9 @@ class Settings(BaseSettings):
         Records timed further in the future than this are dead-lettered, seconds.
     """
 
-    model_config = SettingsConfigDict(env_prefix="PLEDGEWATCH_", frozen=True, extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="PLEDGEWATCH_", env_file=".env", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
