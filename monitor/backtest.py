@@ -19,7 +19,7 @@ from monitor.schemas import Alert, CollateralPledged, CollateralValuation, LoanR
 from monitor.sensors import CountingSensor
 from rules.rulebook import Rulebook
 
-__all__ = ["BacktestResult", "load_loan_book", "pledged_assets", "read_telemetry", "run_backtest"]
+__all__ = ["BacktestResult", "load_loan_book", "pledged_assets", "read_telemetry", "run_backtest", "run_backtests"]
 
 
 def pledged_assets(loan_book: Iterable[bytes]) -> set[str]:
@@ -130,31 +130,61 @@ def run_backtest(
     now
         Wall clock for the future-time check (POSIX s); defaults to the real clock once.
     """
+    return run_backtests(loan_book, telemetry, [rulebook], params, incidents, now)[0]
+
+
+def run_backtests(
+    loan_book: Iterable[bytes],
+    telemetry: Iterable[TelemetryEvent | bytes],
+    rulebooks: list[Rulebook],
+    params: CoreParams | None = None,
+    incidents: list[Incident] | None = None,
+    now: float | None = None,
+) -> list[BacktestResult]:
+    """Run several rulebooks over the same history in one pass (each record decoded once).
+
+    Returns
+    -------
+    list of BacktestResult
+        One per rulebook, in order; each from its own core (own models, own state).
+    """
     wall = time.time() if now is None else now
-    res = BacktestResult()
-    mon = Monitor(rulebook, params, res.sensor)
-    cp = mon.params
+    results = [BacktestResult() for _ in rulebooks]
+    monitors = [Monitor(rb, params, res.sensor) for rb, res in zip(rulebooks, results, strict=True)]
+    cp = monitors[0].params
     t0 = time.perf_counter()
-    for raw in loan_book:
-        try:
-            ev = decode_loan_event(raw, wall, cp.max_clock_skew_s)
-            res.outputs.extend(mon.on_loan_event(ev))
-        except InputRejected as exc:
-            res.sensor.on_dead_letter(exc.reason)
+    book = list(loan_book)
+    for mon, res in zip(monitors, results, strict=True):
+        for raw in book:
+            try:
+                res.outputs.extend(mon.on_loan_event(decode_loan_event(raw, wall, cp.max_clock_skew_s)))
+            except InputRejected as exc:
+                res.sensor.on_dead_letter(exc.reason)
     evs: Iterable[TelemetryEvent | bytes] = telemetry
     if incidents:
         evs = apply_incidents(_events_only(telemetry), incidents)
     last = None
+    n = 0
     for item in evs:
         raw = item.model_dump_json().encode() if isinstance(item, TelemetryEvent) else item
-        res.events += 1
+        n += 1
         try:
             ev = decode_telemetry(raw, wall, cp.max_clock_skew_s)
-            res.outputs.extend(mon.on_telemetry(ev))
-            last = ev.observed_at.timestamp() if last is None else max(last, ev.observed_at.timestamp())
         except InputRejected as exc:
-            mon.on_reject(exc)
-    if last is not None:
-        res.outputs.extend(mon.flush(last))
-    res.seconds = time.perf_counter() - t0
-    return res
+            for mon in monitors:
+                mon.on_reject(exc)
+            continue
+        for mon, res in zip(monitors, results, strict=True):
+            try:
+                res.outputs.extend(mon.on_telemetry(ev))
+            except InputRejected as exc:
+                mon.on_reject(exc)
+        ts = ev.observed_at.timestamp()
+        last = ts if last is None else max(last, ts)
+    seconds = time.perf_counter() - t0
+    for mon, res in zip(monitors, results, strict=True):
+        if last is not None:
+            res.outputs.extend(mon.flush(last))
+        res.events = n
+        res.seconds = seconds
+    return results

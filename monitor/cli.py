@@ -96,9 +96,13 @@ def backtest(
     lang: Annotated[str, typer.Option(help="Summary language: zh or en.")] = "en",
     tz: Annotated[str | None, typer.Option(help="Display time zone (default settings.display_timezone).")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="Write every output as JSON lines here.")] = None,
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="A second rulebook: print which alerts it adds, removes, moves.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --compare: print the diff as JSON.")] = False,
 ) -> None:
     """Run the loan book and telemetry through the core in-process (no broker); print the alert timeline."""
-    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtests
     from monitor.display import AlertPrinter
     from monitor.incidents import parse_incident
     from rules.rulebook import load_rulebook
@@ -106,12 +110,19 @@ def backtest(
     settings = _settings()
     try:
         rb = load_rulebook(rules or settings.rulebook)
+        rulebooks = [rb] if compare is None else [rb, load_rulebook(compare)]
         incidents = [parse_incident(i) for i in inject or []]
         book = load_loan_book(loan_book)
-        res = run_backtest(book, read_telemetry(telemetry, pledged_assets(book)), rb, _params(settings), incidents)
+        results = run_backtests(
+            book, read_telemetry(telemetry, pledged_assets(book)), rulebooks, _params(settings), incidents
+        )
     except (PledgewatchError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
+    if compare is not None:
+        _print_diff(results[0], results[1], rulebooks, as_json, tz or settings.display_timezone)
+        return
+    res = results[0]
     printer = AlertPrinter(timezone=tz or settings.display_timezone, lang=lang)
     for o in res.outputs:
         if o.topic == "alerts":
@@ -129,6 +140,49 @@ def backtest(
         f"{len(res.valuations):,} valuations, {len(res.alerts)} alert transitions, "
         f"margin calls issued: {sum(1 for m in res.margin_calls if m.status == 'issued')}; "
         f"dead letters: {dict(res.sensor.dead_letters) or 0}",
+        soft_wrap=True,
+    )
+
+
+def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignore[no-untyped-def]
+    import zoneinfo
+
+    from rich.table import Table
+
+    from monitor.diff import diff_alerts
+
+    d = diff_alerts(a.alerts, b.alerts, a.margin_calls, b.margin_calls)
+    if as_json:
+        print(orjson.dumps(d.to_json(), option=orjson.OPT_INDENT_2).decode())
+        return
+    zone = zoneinfo.ZoneInfo(tz)
+    name = [f"{rb.name} v{rb.version}" for rb in rulebooks]
+    table = Table(title=f"alerts of A ({name[0]}) vs B ({name[1]})", expand=False)
+    for col in ("change", "time", "loan", "rule", "subject", "coverage"):
+        table.add_column(col)
+
+    def row(change: str, al, note: str = "") -> None:  # type: ignore[no-untyped-def]
+        cov = al.facts.get("coverage_ratio")
+        table.add_row(
+            change + note,
+            al.at.astimezone(zone).strftime("%m-%d %H:%M %Z"),
+            al.loan_id,
+            al.rule_id,
+            al.subject,
+            f"{cov:.1%}" if isinstance(cov, float) else "n/a",
+        )
+
+    for al in d.only_b:
+        row("only in B (added)", al)
+    for al in d.only_a:
+        row("only in A (removed)", al)
+    for _a, y, s in d.shifted:
+        row("B earlier" if s < 0 else "B later", y, f" by {abs(s) / 60:.0f} min")
+    Console(width=max(140, Console().width)).print(table)
+    mc = d.to_json()["margin_calls"]
+    Console().print(
+        f"same: {len(d.same)}, added: {len(d.only_b)}, removed: {len(d.only_a)}, moved: {len(d.shifted)}; "
+        f"margin calls issued A {mc['a']} → B {mc['b']}",  # type: ignore[index]
         soft_wrap=True,
     )
 
