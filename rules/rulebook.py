@@ -116,14 +116,23 @@ class Rulebook:
     version: int
     rules: tuple[Rule, ...]
     source: str
+    _by_scope: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    _inhibitors: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # computed once: evaluation looks these up for every rule of every evaluation
+        by_scope = {s: tuple(r for r in self.rules if r.scope == s) for s in SCOPES}
+        inhibitors = {r.id: tuple(o.id for o in self.rules if r.id in o.inhibits) for r in self.rules}
+        object.__setattr__(self, "_by_scope", by_scope)
+        object.__setattr__(self, "_inhibitors", inhibitors)
 
     def for_scope(self, scope: str) -> tuple[Rule, ...]:
         """The rules of one scope (``loan`` or ``asset``) in evaluation order."""
-        return tuple(r for r in self.rules if r.scope == scope)
+        return self._by_scope.get(scope, ())
 
     def inhibitors_of(self, rule_id: str) -> tuple[str, ...]:
         """Ids of the rules that inhibit ``rule_id`` on the same subject."""
-        return tuple(r.id for r in self.rules if rule_id in r.inhibits)
+        return self._inhibitors.get(rule_id, ())
 
 
 def example_facts(scope: str) -> dict[str, Any]:
