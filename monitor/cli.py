@@ -87,6 +87,28 @@ def rules_check(file: Path) -> None:
     Console().print(f"{file}: rulebook {rb.name!r} version {rb.version}: {len(rb.rules)} rules OK")
 
 
+@rules_app.command("publish")
+def rules_publish(file: Path) -> None:
+    """Validate a rulebook, then publish it to the rules-control topic; every worker switches to it."""
+    from rules.rulebook import load_rulebook
+    from streams.rules_control import publish_rulebook
+    from streams.topics import create_topics
+
+    try:
+        rb = load_rulebook(file)
+    except RulebookError as exc:
+        _fail(exc)
+        return
+    s = _settings()
+    create_topics(s)
+    offset = publish_rulebook(s, rb)
+    Console().print(
+        f"published rulebook {rb.name!r} version {rb.version} to {s.topic('rules-control')} "
+        f"(offset {offset}); workers report on {s.topic('rules-status')}",
+        soft_wrap=True,
+    )
+
+
 @app.command()
 def backtest(
     telemetry: Annotated[Path, typer.Option(help="Auckland polls: folder of *.json.gz or a .jsonl.gz.")] = SAMPLE,

@@ -54,6 +54,7 @@ __all__ = [
     "LoanRiskSnapshot",
     "MarginCall",
     "Repayment",
+    "RulebookStatus",
     "RulebookUpdate",
     "TelemetryEvent",
     "Thresholds",
@@ -361,13 +362,26 @@ LoanEventAdapter: TypeAdapter[Any] = TypeAdapter(LoanEvent)
 
 
 class RulebookUpdate(_Strict):
-    """A rulebook published to ``pledge.rules-control`` (hot reload)."""
+    """A rulebook published to ``pledge.rules-control`` (hot reload); ``source`` is the YAML text."""
 
     schema_version: Literal[1] = 1
     rulebook: _ID
     version: int
     source: str
     published_at: Time
+
+
+class RulebookStatus(_Strict):
+    """What one worker did with a rulebook (``pledge.rules-status``): made it active, or rejected it."""
+
+    schema_version: Literal[1] = 1
+    worker: str
+    rulebook: str
+    version: int | None
+    status: Literal["active", "rejected"]
+    reason: str
+    origin: Literal["file", "topic"]
+    at: AwareDatetime
 
 
 class CollateralValuation(_Strict):

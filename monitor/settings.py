@@ -24,6 +24,7 @@ TOPICS: dict[str, str] = {
     "telemetry": "telemetry",
     "loan-book": "loan-book",
     "rules-control": "rules-control",
+    "rules-status": "rules-status",
     "valuations": "valuations",
     "loan-risk": "loan-risk",
     "alerts": "alerts",
@@ -33,7 +34,9 @@ TOPICS: dict[str, str] = {
     "loan-valuations": "internal.loan-valuations",
 }
 #: Topics kept compacted (latest value per key).
-COMPACTED = {"valuations", "loan-risk", "rules-control", "asset-pledges"}
+COMPACTED = {"valuations", "loan-risk", "asset-pledges"}
+#: Topics kept forever: every published rulebook stays readable (audit trail; restart recovery).
+RETAINED = {"rules-control", "rules-status"}
 
 
 class Settings(BaseSettings):

@@ -28,6 +28,8 @@ class Metrics:
     alerts: Counter
     rule_errors: Counter
     publish_failures: Counter
+    rulebook_info: Gauge
+    rulebook_rejected: Counter
     processing: Histogram
     asset_value: Gauge
     asset_value_lower: Gauge
@@ -66,6 +68,12 @@ class Metrics:
             ),
             rule_errors=Counter(
                 p + "rule_errors", "Rule conditions that raised at run time", ["rule"], registry=registry
+            ),
+            rulebook_info=Gauge(
+                p + "rulebook_info", "1 for the rulebook this worker runs", ["rulebook", "version"], registry=registry
+            ),
+            rulebook_rejected=Counter(
+                p + "rulebook_rejected", "Published rulebooks this worker rejected", ["rulebook"], registry=registry
             ),
             publish_failures=Counter(
                 p + "publish_failures", "Publish attempts that failed and were retried", ["topic"], registry=registry

@@ -13,7 +13,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from monitor.errors import ConfigError
-from monitor.settings import COMPACTED, TOPICS, Settings
+from monitor.settings import COMPACTED, RETAINED, TOPICS, Settings
 
 __all__ = ["admin_client", "create_topics", "delete_topics"]
 
@@ -54,7 +54,9 @@ def create_topics(settings: Settings, replication: int = 1) -> list[str]:
             if name in existing:
                 continue
             configs = {"cleanup.policy": "compact"} if logical in COMPACTED else {}
-            parts = 1 if logical == "rules-control" else settings.partitions
+            if logical in RETAINED:
+                configs = {"retention.ms": "-1"}
+            parts = 1 if logical in RETAINED else settings.partitions
             new.append(NewTopic(name, num_partitions=parts, replication_factor=replication, topic_configs=configs))
         if new:
             try:

@@ -44,6 +44,7 @@ from monitor.schemas import CollateralPledged, CollateralReleased, CollateralVal
 from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
+from streams.rules_control import Decision, follow, read_history, status, worker_id
 
 __all__ = ["Node", "StateTable", "create_app", "run_worker"]
 
@@ -132,7 +133,7 @@ class Node:
         asset_table: Any,
         loan_table: Any,
         sensor: Sensor,
-        publish_failures: Any = None,
+        metrics: Any = None,
     ) -> None:
         self.app = app
         self.s = settings
@@ -141,7 +142,8 @@ class Node:
         self.asset_state = StateTable(asset_table, assets.assets, assets.held)
         self.loan_state = StateTable(loan_table, loans.loans)
         self.sensor = sensor
-        self.publish_failures = publish_failures
+        self.metrics = metrics
+        self.worker = worker_id()
         self.asset_partition: dict[str, int] = {}
         self.partition_max: dict[int, float] = {}
         self.partition_wall: dict[int, float] = {}
@@ -178,8 +180,8 @@ class Node:
             reraise=True,
         ):
             with attempt:
-                if attempt.retry_state.attempt_number > 1 and self.publish_failures is not None:
-                    self.publish_failures.labels(topic).inc()
+                if attempt.retry_state.attempt_number > 1 and self.metrics is not None:
+                    self.metrics.publish_failures.labels(topic).inc()
                 await self.app.producer.send_and_wait(topic, key.encode(), value, None, None, None)
 
     async def publish(self, outputs: list[Output]) -> None:
@@ -324,6 +326,30 @@ class Node:
         self.loan_state.save(loan_key)
         await self.publish(outputs)
 
+    async def apply_rulebook(self, decision: Decision, origin: str = "topic") -> None:
+        """Swap in a valid rulebook between two events, or reject an invalid one; report either way."""
+        old = self.loans.rulebook
+        if decision.rulebook is not None:
+            self.loans.rulebook = decision.rulebook  # one assignment on the event loop: atomic between events
+            log.warning("rulebook %s v%s active (%s)", decision.name, decision.version, origin)
+            if self.metrics is not None:
+                self.metrics.rulebook_info.labels(old.name, str(old.version)).set(0)
+                self.metrics.rulebook_info.labels(decision.name, str(decision.version)).set(1)
+        else:
+            log.error(
+                "rulebook %s v%s rejected, %s v%s stays active: %s",
+                decision.name,
+                decision.version,
+                old.name,
+                old.version,
+                decision.reason,
+            )
+            if self.metrics is not None:
+                self.metrics.rulebook_rejected.labels(decision.name).inc()
+        await self.send(
+            "rules-status", self.worker, status(decision, decision.rulebook is not None, origin, self.worker)
+        )
+
     async def on_timer(self) -> None:
         """Send a clock record to every assigned partition of the telemetry agent's channel."""
         topic = self.s.topic("asset-pledges")
@@ -333,7 +359,13 @@ class Node:
 
 
 def create_app(
-    settings: Settings, rulebook: Rulebook, params: CoreParams, sensor: Sensor, publish_failures: Any = None
+    settings: Settings,
+    rulebook: Rulebook,
+    params: CoreParams,
+    sensor: Sensor,
+    metrics: Any = None,
+    rules_from: int | None = None,
+    origin: str = "file",
 ) -> tuple[faust.App, Node]:
     """Build the faust app and its agents; nothing connects until the worker starts.
 
@@ -347,8 +379,12 @@ def create_app(
         Core parameters.
     sensor
         Metrics sensor (Prometheus in production).
-    publish_failures
-        Optional Prometheus counter of retried publishes.
+    metrics
+        Optional ``streams.prometheus.Metrics`` (retried publishes, active rulebook).
+    rules_from
+        Offset of ``rules-control`` to follow new rulebooks from (``None``: no hot reload).
+    origin
+        Where the starting rulebook came from (``file`` or ``topic``), for the status record.
     """
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(","))
     app = faust.App(
@@ -394,7 +430,7 @@ def create_app(
         asset_table,
         loan_table,
         sensor,
-        publish_failures,
+        metrics,
     )
 
     @app.agent(telemetry_in, name="telemetry")
@@ -406,6 +442,12 @@ def create_app(
     async def loan_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await node.guarded(node.on_loan_record, event, "pledge.loan-book")
+
+    @app.task
+    async def rules() -> None:
+        await node.apply_rulebook(Decision(rulebook, rulebook.name, rulebook.version, "at start"), origin)
+        if rules_from is not None:
+            await follow(settings, rules_from, node.apply_rulebook)
 
     @app.timer(interval=5.0)
     async def clock() -> None:
@@ -439,7 +481,19 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
                 "set PLEDGEWATCH_METRICS_PORT to a free port"
             )
             raise ConfigError(msg) from None
-    app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics.publish_failures)
+    history, end = read_history(settings)
+    origin = "file"
+    for decision in history:
+        if decision.rulebook is not None:
+            rulebook, origin = decision.rulebook, "topic"
+        else:
+            log.warning(
+                "ignoring invalid rulebook %s v%s on the control topic: %s",
+                decision.name,
+                decision.version,
+                decision.reason,
+            )
+    app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics, end, origin)
     log.warning(
         "worker %s: broker %s, topics %s*, metrics http://127.0.0.1:%s/metrics, rulebook %s v%s",
         settings.app_id,

@@ -68,8 +68,8 @@ class Env:
         )
         self.metrics_url = f"http://127.0.0.1:{self.vars['PLEDGEWATCH_METRICS_PORT']}/metrics"
 
-    def metric(self, name: str, **labels: str) -> float:
-        body = urllib.request.urlopen(self.metrics_url, timeout=5).read().decode()
+    def metric(self, name: str, url: str | None = None, **labels: str) -> float:
+        body = urllib.request.urlopen(url or self.metrics_url, timeout=5).read().decode()
         total = 0.0
         for line in body.splitlines():
             if line.startswith(name + "{") or line.startswith(name + " "):
@@ -89,16 +89,27 @@ def env(bootstrap: str, tmp_path: Path) -> Iterator[Env]:
 class Worker:
     """A ``pledgewatch worker`` subprocess."""
 
-    def __init__(self, env: Env) -> None:
+    def __init__(self, env: Env, second: bool = False) -> None:
         self.env = env
         self.log = env.tmp / f"worker-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.vars = dict(env.vars)
+        if second:  # a second worker of the same group on this machine needs its own ports and state
+            self.vars.update(
+                PLEDGEWATCH_METRICS_PORT=str(free_port()),
+                PLEDGEWATCH_WEB_PORT=str(free_port()),
+                PLEDGEWATCH_DATA_DIR=str(env.tmp / f"state-{time.monotonic_ns()}"),
+            )
+        self.metrics_url = f"http://127.0.0.1:{self.vars['PLEDGEWATCH_METRICS_PORT']}/metrics"
 
-    def start(self, timeout: float = 90.0) -> None:
+    def metric(self, name: str, **labels: str) -> float:
+        return self.env.metric(name, url=self.metrics_url, **labels)
+
+    def start(self, timeout: float = 90.0, members: int = 1) -> None:
         fh = self.log.open("wb")
         self.proc = subprocess.Popen(
             [str(BIN / "pledgewatch"), "worker"],
-            env=self.env.vars,
+            env=self.vars,
             stdout=fh,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -110,9 +121,9 @@ class Worker:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, f"worker exited early:\n{self.log.read_text()[-3000:]}"
                 try:
-                    urllib.request.urlopen(self.env.metrics_url, timeout=2)
+                    urllib.request.urlopen(self.metrics_url, timeout=2)
                     group = admin.describe_groups([self.env.run]).get(self.env.run, {})
-                    if group.get("group_state") == "Stable" and group.get("members"):
+                    if group.get("group_state") == "Stable" and len(group.get("members") or []) >= members:
                         return
                 except (OSError, KafkaError):
                     pass
