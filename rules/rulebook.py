@@ -122,7 +122,8 @@ class Rulebook:
     def __post_init__(self) -> None:
         # computed once: evaluation looks these up for every rule of every evaluation
         by_scope = {s: tuple(r for r in self.rules if r.scope == s) for s in SCOPES}
-        inhibitors = {r.id: tuple(o.id for o in self.rules if r.id in o.inhibits) for r in self.rules}
+        # a shadow rule never changes live behaviour, so it inhibits nothing
+        inhibitors = {r.id: tuple(o.id for o in self.rules if r.id in o.inhibits and not o.shadow) for r in self.rules}
         object.__setattr__(self, "_by_scope", by_scope)
         object.__setattr__(self, "_inhibitors", inhibitors)
 

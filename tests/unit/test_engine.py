@@ -141,3 +141,23 @@ def test_asset_state__pickle_round_trip_gives_identical_valuations(rulebook) -> 
     out_a = [o.message for o in feed(a, range(40, 50), prefix="x") if o.topic == "valuations"]
     out_b = [o.message for o in feed(b, range(40, 50), prefix="x") if o.topic == "valuations"]
     assert out_a == out_b and out_a
+
+
+def test_shadow_rule__alert_recorded_with_shadow_flag_but_never_a_margin_call() -> None:
+    from rules.rulebook import load_rulebook, parse_rulebook
+    from tests.conftest import ROOT
+
+    text = (ROOT / "rules" / "rulebooks" / "default.yaml").read_text()
+    text = text.replace("    action: margin_call\n", "    action: margin_call\n    mode: shadow\n")
+    shadow = parse_rulebook(text)
+    assert load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml")  # the original stays valid
+    mon = book(shadow)
+    feed(mon, range(8))
+    mon.on_loan_event(make_loan(event_id="L2:opened", loan_id="L2"))
+    mon.on_loan_event(make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2"))
+    out = feed(mon, range(8, 20), asset="A2")
+    mc_alerts = [o.message for o in out if o.topic == "alerts" and o.message.rule_id == "coverage-below-margin-call"]
+    assert mc_alerts and all(a.shadow for a in mc_alerts)
+    assert not [o for o in out if o.topic == "margin-calls"]
+    others = [o.message for o in out if o.topic == "alerts" and o.message.rule_id != "coverage-below-margin-call"]
+    assert others and not any(a.shadow for a in others)

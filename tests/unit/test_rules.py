@@ -135,3 +135,11 @@ def test_lifecycle__runtime_error_marks_rule_errored_and_others_keep_working() -
 def test_alert_id__deterministic_and_distinct_per_episode() -> None:
     assert alert_id("L1", "r", "L1", 100.0) == alert_id("L1", "r", "L1", 100.0)
     assert alert_id("L1", "r", "L1", 100.0) != alert_id("L1", "r", "L1", 200.0)
+
+
+def test_lifecycle__a_shadow_rule_inhibits_nothing() -> None:
+    rb = parse_rulebook(GOOD.replace("    inhibits: [low]\n", "    inhibits: [low]\n    mode: shadow\n"))
+    states: dict[str, RuleState] = {}
+    out = evaluate_subject(rb, "loan", "L1", facts(1.1, 0), states, 0)
+    out += evaluate_subject(rb, "loan", "L1", facts(1.1, 3600), states, 3600)
+    assert sorted((t.rule.id, t.rule.shadow) for t in out) == [("low", False), ("very-low", True)]
