@@ -74,31 +74,30 @@ def _params(settings: Settings):  # type: ignore[no-untyped-def]
     )
 
 
-@rules_app.command("check")
-def rules_check(file: Path) -> None:
-    """Validate a rulebook; prints file:line: reason for each problem. Exit 0 when valid, 1 otherwise."""
+def _rulebook_or_exit(file: Path):  # type: ignore[no-untyped-def]
+    """Load and validate a rulebook, or print its problems and exit 1."""
     from rules.rulebook import load_rulebook
 
     try:
-        rb = load_rulebook(file)
+        return load_rulebook(file)
     except RulebookError as exc:
         _fail(exc)
-        return
+
+
+@rules_app.command("check")
+def rules_check(file: Path) -> None:
+    """Validate a rulebook; prints file:line: reason for each problem. Exit 0 when valid, 1 otherwise."""
+    rb = _rulebook_or_exit(file)
     Console().print(f"{file}: rulebook {rb.name!r} version {rb.version}: {len(rb.rules)} rules OK")
 
 
 @rules_app.command("publish")
 def rules_publish(file: Path) -> None:
     """Validate a rulebook, then publish it to the rules-control topic; every worker switches to it."""
-    from rules.rulebook import load_rulebook
     from streams.rules_control import publish_rulebook
     from streams.topics import create_topics
 
-    try:
-        rb = load_rulebook(file)
-    except RulebookError as exc:
-        _fail(exc)
-        return
+    rb = _rulebook_or_exit(file)
     s = _settings()
     create_topics(s)
     offset = publish_rulebook(s, rb)

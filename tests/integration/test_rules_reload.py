@@ -16,6 +16,24 @@ from tests.integration.conftest import BIN, ROOT, Worker, read_topic, wait_caugh
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 
 
+def publish_default_as(env, tmp_path, version: int):  # type: ignore[no-untyped-def]
+    """Publish the default rulebook renumbered to ``version`` with the CLI; returns the file."""
+    path = tmp_path / f"default-v{version}.yaml"
+    path.write_text(
+        (ROOT / "rules" / "rulebooks" / "default.yaml").read_text().replace("version: 1", f"version: {version}")
+    )
+    out = subprocess.run(
+        [str(BIN / "pledgewatch"), "rules", "publish", str(path)],
+        env=env.vars,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return path
+
+
 def statuses(env, want) -> list[RulebookStatus]:  # type: ignore[no-untyped-def]
     def done(rs: list) -> bool:  # type: ignore[type-arg]
         return want([RulebookStatus.model_validate_json(r.value) for r in rs])
@@ -33,17 +51,7 @@ def test_hot_reload__both_workers_switch_then_reject_an_invalid_rulebook_and_kee
     try:
         w1.start()
         w2.start(members=2)
-        v2 = tmp_path / "default-v2.yaml"
-        v2.write_text((ROOT / "rules" / "rulebooks" / "default.yaml").read_text().replace("version: 1", "version: 2"))
-        out = subprocess.run(
-            [str(BIN / "pledgewatch"), "rules", "publish", str(v2)],
-            env=env.vars,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert out.returncode == 0, out.stderr
+        v2 = publish_default_as(env, tmp_path, 2)
 
         def active(version: int):  # type: ignore[no-untyped-def]
             return lambda ss: len({s.worker for s in ss if s.status == "active" and s.version == version}) >= 2
@@ -99,17 +107,7 @@ def test_hot_reload__both_workers_switch_then_reject_an_invalid_rulebook_and_kee
 
 
 def test_hot_reload__a_restarted_worker_starts_with_the_last_good_published_rulebook(env, worker, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    v5 = tmp_path / "default-v5.yaml"
-    v5.write_text((ROOT / "rules" / "rulebooks" / "default.yaml").read_text().replace("version: 1", "version: 5"))
-    out = subprocess.run(
-        [str(BIN / "pledgewatch"), "rules", "publish", str(v5)],
-        env=env.vars,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    publish_default_as(env, tmp_path, 5)
     worker.start()
     got = statuses(env, lambda ss: any(s.status == "active" for s in ss))
     assert [(s.version, s.origin) for s in got if s.status == "active"] == [(5, "topic")]
