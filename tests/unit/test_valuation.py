@@ -115,3 +115,45 @@ def test_valuer__deterministic_given_seed_and_survives_pickle() -> None:
     assert c.update(START + 50 * 900, 11.0, dims(0.95), normal_features(11.0)) == a.update(
         START + 50 * 900, 11.0, dims(0.95), normal_features(11.0)
     )
+
+
+def test_case_c08_halfspacetrees_on_scaled_features_flags_the_outlier_not_a_normal_window() -> None:
+    import random
+
+    rng = random.Random(7)
+    v = valuer(hst_window=250)
+    scores = []
+    for i in range(500):
+        x = {"passengers": rng.uniform(30, 60), "delay_s": rng.uniform(0, 300), "trips": rng.uniform(10, 14)}
+        scaled = v._scaler.transform_one(x)
+        assert all(0.0 <= s <= 1.0 for s in scaled.values())  # every model input finite and in [0, 1]
+        scores.append(v.update(START + i * 900, x["trips"], dims(0.95), x).anomaly_score)
+    p99 = sorted(scores[250:])[int(0.99 * 250) - 1]
+
+    def score(x: dict[str, float]) -> float:
+        return float(v._hst.score_one(v._scaler.transform_one(x)))
+
+    assert score({"passengers": 400, "delay_s": 3600, "trips": 0}) > p99
+    assert score({"passengers": 45, "delay_s": 150, "trips": 12}) <= p99
+    r = v.update(
+        START + 500 * 900, 12.0, dims(0.95), {"passengers": 45, "delay_s": 150, "trips": 12, "never_seen_before": 1e9}
+    )
+    assert math.isfinite(r.anomaly_score) and math.isfinite(r.value)
+
+
+def test_drift__a_structural_decline_is_signalled_once_not_a_storm() -> None:
+    import random
+
+    rng = random.Random(3)
+
+    def onsets(shift_at: int | None) -> list[int]:
+        v, states = valuer(), []
+        for i in range(400):
+            level = 0.6 if shift_at is not None and i >= shift_at else 1.0
+            act = max(0.0, rng.gauss(10 * level, 1.2))
+            states.append(v.update(START + i * 900, act, dims(0.95), normal_features(act)).drift)
+        return [i for i in range(1, len(states)) if states[i] == "decline" and states[i - 1] != "decline"]
+
+    found = onsets(200)
+    assert len(found) == 1 and 200 <= found[0] < 240
+    assert onsets(None) == []
