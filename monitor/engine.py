@@ -14,6 +14,8 @@ import base64
 import datetime as dt
 import hashlib
 import logging
+import pickle
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +46,7 @@ from monitor.schemas import (
     TelemetryEvent,
 )
 from monitor.sensors import NullSensor, Sensor
-from monitor.valuation import MODEL_VERSIONS, AssetValuer, ValuationParams
+from monitor.valuation import MODEL_VERSIONS, AssetValuer, ValuationParams, model_stamp
 from monitor.windows import WindowStats, check_record, window_start
 from rules.lifecycle import RuleState, Transition, alert_id, evaluate_subject
 from rules.rulebook import Rulebook, render_summary
@@ -100,6 +102,8 @@ class CoreParams:
         Records timed further than this in the future (against the injected wall clock) are rejected.
     max_gap_windows
         At most this many empty windows are produced for one silence (one week of 15-min windows).
+    replay_windows
+        Window inputs kept per asset to rebuild its models by replay when a checkpoint cannot be used.
     hold_unknown
         Telemetry records held, in total over all assets, for assets whose pledge has not arrived
         yet; beyond that they are dead-lettered as ``unknown_asset``.
@@ -112,6 +116,7 @@ class CoreParams:
     max_clock_skew_s: float = 300.0
     max_gap_windows: int = 672
     hold_unknown: int = 10_000
+    replay_windows: int = 672
     valuation: ValuationParams = field(default_factory=ValuationParams)
 
     @property
@@ -296,19 +301,13 @@ class AssetMonitor:
 
     def __init__(self, pledge: CollateralPledged, params: CoreParams) -> None:
         self.asset_id = pledge.asset_id
+        self.pledge = pledge
         self.profile_name = pledge.asset_profile
         self.profile = get_profile(pledge.asset_profile)
         self.params = params
         self.loan_ids: list[str] = [pledge.loan_id]
         self.appraisal_value = pledge.appraisal.value
-        self.valuer = AssetValuer(
-            self.profile,
-            pledge.appraisal.value,
-            pledge.appraisal.baseline_activity,
-            pledge.appraisal.quality_baseline,
-            pledge.asset_timezone,
-            params.valuation,
-        )
+        self.valuer = self._new_valuer()
         self.windows: dict[float, WindowStats] = {}
         self.closed_until: float | None = None
         self.max_ts: float | None = None
@@ -317,7 +316,53 @@ class AssetMonitor:
         self.late_carry = 0
         self.dup_carry = 0
         self.contradiction_carry = 0
+        # the inputs of the last windows, to rebuild the models by replay (checkpoint of another version)
+        self.history: deque[tuple[float, float, dict[str, float | None], dict[str, float], bool]] = deque(
+            maxlen=params.replay_windows
+        )
         self.last_closed_event: float | None = None
+
+    def _new_valuer(self) -> AssetValuer:
+        a = self.pledge.appraisal
+        return AssetValuer(
+            self.profile,
+            a.value,
+            a.baseline_activity,
+            a.quality_baseline,
+            self.pledge.asset_timezone,
+            self.params.valuation,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Checkpoint: the models travel as a nested pickle stamped with river's version and the feature schema."""
+        state = self.__dict__.copy()
+        state["valuer"] = pickle.dumps(self.valuer, protocol=5)
+        state["model_stamp"] = model_stamp(self.profile, self.params.valuation)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore; models stamped by another river version or feature schema are rebuilt by replay (C12)."""
+        stamp = state.pop("model_stamp", None)
+        blob = state.pop("valuer")
+        self.__dict__.update(state)
+        current = model_stamp(self.profile, self.params.valuation)
+        if stamp == current:
+            try:
+                self.valuer = pickle.loads(blob)  # our own checkpoint, same versions
+                return
+            except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is rebuilt, never fatal
+                log.warning("asset %s: checkpoint unreadable (%s); rebuilding models by replay", self.asset_id, exc)
+        else:
+            changed = sorted(k for k in current if not isinstance(stamp, dict) or stamp.get(k) != current[k])
+            log.warning(
+                "asset %s: checkpoint differs in %s from this build; rebuilding models by replaying %d windows",
+                self.asset_id,
+                ", ".join(changed),
+                len(self.history),
+            )
+        self.valuer = self._new_valuer()
+        for inputs in self.history:
+            self.valuer.update(*inputs)
 
     def add_loan(self, loan_id: str) -> None:
         """Record one more loan this asset is pledged to."""
@@ -430,7 +475,9 @@ class AssetMonitor:
         self.late_carry = self.dup_carry = self.contradiction_carry = 0
         dims = w.dimensions(self.profile)
         expected = self.valuer.expected_activity(w.start)
-        r = self.valuer.update(w.start, w.activity, dims, w.features(expected), silent=w.records == 0)
+        inputs = (w.start, w.activity, dims, w.features(expected), w.records == 0)
+        self.history.append(inputs)
+        r = self.valuer.update(*inputs)
         end = w.end
         if w.max_ts is not None and (self.last_closed_event is None or w.max_ts > self.last_closed_event):
             self.last_closed_event = w.max_ts

@@ -25,7 +25,7 @@ import datetime as dt
 import math
 import warnings
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import river
 from river import anomaly, drift, stats, time_series
@@ -33,7 +33,7 @@ from river import anomaly, drift, stats, time_series
 from monitor.profiles import AssetProfile
 from monitor.schemas import DIMENSIONS
 
-__all__ = ["AssetValuer", "FixedScaler", "ValuationParams", "WindowResult"]
+__all__ = ["AssetValuer", "FixedScaler", "ValuationParams", "WindowResult", "model_stamp"]
 
 MODEL_VERSIONS = {
     "river": str(getattr(river, "__version__", "unknown")),
@@ -94,6 +94,15 @@ class ValuationParams:
     min_expected_activity: float = 10.0
     drift_hold_windows: int = 16
     seed: int = 42
+
+
+def model_stamp(profile: AssetProfile, params: ValuationParams) -> dict[str, object]:
+    """What a model checkpoint must match to be reused: model versions, feature schema, parameters."""
+    return {
+        "models": dict(MODEL_VERSIONS),
+        "features": sorted(profile.feature_limits.items()),
+        "params": asdict(params),
+    }
 
 
 class FixedScaler:

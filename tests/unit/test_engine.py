@@ -161,3 +161,60 @@ def test_shadow_rule__alert_recorded_with_shadow_flag_but_never_a_margin_call() 
     assert not [o for o in out if o.topic == "margin-calls"]
     others = [o.message for o in out if o.topic == "alerts" and o.message.rule_id != "coverage-below-margin-call"]
     assert others and not any(a.shadow for a in others)
+
+
+def _probe_scores(asset) -> list[float]:  # type: ignore[no-untyped-def]
+    v = asset.valuer
+    probes = [
+        {"activity_ratio": i / 10, "mean_delay_s": 30.0 * i, "late_share": i / 20, "updates_per_poll": 2.0 * i}
+        for i in range(20)
+    ]
+    return [float(v._hst.score_one(v._scaler.transform_one(p))) for p in probes] + [v._activity_index(START_PROBE)]
+
+
+START_PROBE = T0.timestamp() + 2000 * 900
+
+
+def test_case_c12_checkpoint_restores_in_a_fresh_process_with_identical_scores(rulebook, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    mon = book(rulebook, replay_windows=2000)
+    feed(mon, range(1000))
+    asset = mon.assets["A1"]
+    assert asset.valuer.windows_seen == 999  # the last window is still open
+    ckpt = tmp_path / "a1.pickle"
+    ckpt.write_bytes(pickle.dumps(asset))
+    code = (
+        "import json, pickle, sys; sys.path.insert(0, '.');"
+        "from tests.unit.test_engine import _probe_scores;"
+        f"a = pickle.loads(open({str(ckpt)!r}, 'rb').read());"
+        "print(json.dumps(_probe_scores(a)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(__import__("tests.conftest", fromlist=["ROOT"]).ROOT),
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == _probe_scores(asset)
+    assert pickle.loads(ckpt.read_bytes()).__dict__.get("model_stamp") is None  # the stamp is checked, not kept
+
+
+def test_case_c12_checkpoint_of_another_river_version_is_rebuilt_by_replay_with_a_warning(rulebook, caplog) -> None:  # type: ignore[no-untyped-def]
+    mon = book(rulebook, replay_windows=2000)
+    feed(mon, range(300))
+    asset = mon.assets["A1"]
+    state = asset.__getstate__()
+    state["model_stamp"] = {**state["model_stamp"], "models": {"river": "0.0.0"}}
+    state["valuer"] = b"not a pickle a newer river could read"
+    restored = object.__new__(type(asset))
+    with caplog.at_level("WARNING"):
+        restored.__setstate__(state)
+    assert "checkpoint differs in models" in caplog.text
+    assert "rebuilding models by replaying 299 windows" in caplog.text
+    assert restored.valuer is not asset.valuer
+    assert _probe_scores(restored) == _probe_scores(asset)  # the replay of all 300 windows is exact
