@@ -515,6 +515,8 @@ class AssetMonitor:
             last_event_at=_ts(last) if last is not None else None,
             last_event_age_seconds=max(0.0, age),
             model_versions=MODEL_VERSIONS,
+            attribution=r.attribution,
+            attribution_since_pledge=r.attribution_since_pledge,
         )
         sensor.on_valuation(val)
         return Output("valuations", self.asset_id, val)
@@ -674,6 +676,9 @@ class LoanMonitor:
             acc = v.quality.get("accessibility")
             if acc is not None and acc < 0.8:
                 text += f", feed reachable {acc:.0%}"
+            drivers = sorted((x, k) for k, x in v.attribution_since_pledge.items() if abs(x) >= 1.0)[:3]
+            if drivers:
+                text += "; since pledge " + ", ".join(f"{k.removeprefix('quality.')} ¥{x:+,.0f}" for x, k in drivers)
             if worst is None or change < worst[0]:
                 worst = (change, text)
         return worst[1] if worst else "no valuation yet"

@@ -422,6 +422,8 @@ class CollateralValuation(_Strict):
     last_event_at: AwareDatetime | None
     last_event_age_seconds: float
     model_versions: dict[str, str]
+    attribution: dict[str, float] = Field(default_factory=dict)
+    attribution_since_pledge: dict[str, float] = Field(default_factory=dict)
 
 
 class AssetValue(_Strict):

@@ -21,11 +21,13 @@ quantile of absolute one-step errors of ``y_t``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 import warnings
 import zoneinfo
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import river
 from river import anomaly, drift, stats, time_series
@@ -153,6 +155,8 @@ class WindowResult:
     learned: bool
     drift: str
     windows_seen: int
+    attribution: dict[str, float]
+    attribution_since_pledge: dict[str, float]
 
 
 class AssetValuer:
@@ -204,6 +208,9 @@ class AssetValuer:
         self._calib_q: list[float] = []
         self._calib_hours: dict[int, list[float]] = {}
         self.windows_seen = 0
+        # (activity factor, quality factor, dimension levels) of the previous valuation; at pledge V = V_0
+        self._prev: tuple[float, float, dict[str, float | None]] = (1.0, 1.0, dict(self._dims_ewm))
+        self._since_pledge: dict[str, float] = {}
         if self._baseline is not None:
             for _ in range(params.prior_windows):
                 self._learn_level(1.0)
@@ -227,14 +234,14 @@ class AssetValuer:
         self._forecaster.learn_one(y)
         self._level_n += 1
 
-    def _level_forecast(self, horizon: int) -> list[float]:
+    def _level_forecast(self, horizon: int, model: Any = None) -> list[float]:
         if self._level_n < 2:
             return [1.0] * horizon
-        return [max(0.0, v) for v in self._forecaster.forecast(horizon=horizon)]
+        return [max(0.0, v) for v in (model or self._forecaster).forecast(horizon=horizon)]
 
-    def _activity_index(self, next_start: float) -> float:
+    def _activity_index(self, next_start: float, model: Any = None) -> float:
         p = self.params
-        levels = self._level_forecast(p.horizon_windows)
+        levels = self._level_forecast(p.horizon_windows, model)
         num = den = 0.0
         w = 1.0
         for h in range(p.horizon_windows):
@@ -333,8 +340,14 @@ class AssetValuer:
 
         learned = False
         expected = self.expected_activity(start)
+        counterfactual_index: float | None = None
         if not calibrating_before and not silent and expected >= p.min_expected_activity:
             y = activity / expected
+            if anomalous and not p.learn_anomalous:
+                # what the index would be had the window been learned: the anomaly handling's effect
+                shadow = copy.deepcopy(self._forecaster)
+                shadow.learn_one(y)
+                counterfactual_index = self._activity_index(start + p.window_s, shadow)
             if not anomalous or p.learn_anomalous:
                 if self._level_n >= 2:
                     pred = self._level_forecast(1)[0]
@@ -364,6 +377,7 @@ class AssetValuer:
         upper = index + half
         qf = min(self._q_ewm / q0, 1.0) if q0 > 0 else 1.0
         v0 = self.appraisal_value
+        attribution = self._attribute(min(index, p.cap), qf, counterfactual_index)
         return WindowResult(
             status="calibrating" if self.calibrating else "active",
             value=v0 * min(index, p.cap) * qf,
@@ -382,4 +396,37 @@ class AssetValuer:
             learned=learned,
             drift=self._drift,
             windows_seen=self.windows_seen,
+            attribution=attribution,
+            attribution_since_pledge={k: round(v, 2) for k, v in self._since_pledge.items()},
         )
+
+    def _attribute(self, a1: float, qf1: float, counterfactual: float | None) -> dict[str, float]:
+        """Split the value change since the previous valuation into activity, each dimension, anomaly handling.
+
+        ``V = V_0 × A × Qf``; with midpoint weights the activity part is ``V_0 ΔA (Qf_0 + Qf_1)/2`` and the
+        quality part ``V_0 ΔQf (A_0 + A_1)/2``, which sum to ΔV exactly. The quality part is shared among
+        dimensions by their weighted change; the anomaly part is what learning a flagged window would
+        have added to the activity part (yuan; it is included in neither of the others).
+        """
+        v0 = self.appraisal_value
+        a0, qf0, dims0 = self._prev
+        out: dict[str, float] = {}
+        activity = v0 * (a1 - a0) * (qf0 + qf1) / 2
+        anomaly = 0.0
+        if counterfactual is not None:
+            a_cf = min(counterfactual, self.params.cap)
+            anomaly = activity - v0 * (a_cf - a0) * (qf0 + qf1) / 2
+            activity -= anomaly
+        out["activity"] = activity
+        out["anomaly_handling"] = anomaly
+        quality = v0 * (qf1 - qf0) * (a0 + a1) / 2
+        weights = self.profile.quality_weights
+        deltas = {k: weights.get(k, 1.0) * ((self._dims_ewm.get(k) or 0.0) - (dims0.get(k) or 0.0)) for k in DIMENSIONS}
+        total = sum(deltas.values())
+        for k in DIMENSIONS:
+            share = deltas[k] / total if total else 1.0 / len(DIMENSIONS)
+            out[f"quality.{k}"] = quality * share
+        self._prev = (a1, qf1, dict(self._dims_ewm))
+        for k, v in out.items():
+            self._since_pledge[k] = self._since_pledge.get(k, 0.0) + v
+        return {k: round(v, 2) for k, v in out.items()}

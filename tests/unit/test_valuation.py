@@ -157,3 +157,19 @@ def test_drift__a_structural_decline_is_signalled_once_not_a_storm() -> None:
     found = onsets(200)
     assert len(found) == 1 and 200 <= found[0] < 240
     assert onsets(None) == []
+
+
+def test_attribution__parts_sum_to_the_change_and_padding_shows_as_anomaly_handling() -> None:
+    v = valuer(hst_window=16, anomaly_threshold=0.5)
+    prev = V0
+    for i in range(80):
+        r = v.update(START + i * 900, 8.0, dims(0.95 if i < 60 else 0.9), normal_features(8.0))
+        assert abs(sum(r.attribution.values()) - (r.value - prev)) < 0.05
+        prev = r.value
+    padded = {"activity_ratio": 3.0, "mean_delay_s": 1800.0, "late_share": 1.0, "updates_per_poll": 500.0}
+    r = v.update(START + 80 * 900, 30.0, dims(0.9), padded)
+    assert r.anomalous and not r.learned
+    assert r.attribution["anomaly_handling"] < 0  # learning the padded window would have lifted the value
+    assert abs(sum(r.attribution.values()) - (r.value - prev)) < 0.05
+    assert abs(sum(r.attribution_since_pledge.values()) - (r.value - V0)) < 1.0
+    assert r.attribution_since_pledge["quality.completeness"] < 0
