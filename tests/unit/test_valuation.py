@@ -173,3 +173,17 @@ def test_attribution__parts_sum_to_the_change_and_padding_shows_as_anomaly_handl
     assert abs(sum(r.attribution.values()) - (r.value - prev)) < 0.05
     assert abs(sum(r.attribution_since_pledge.values()) - (r.value - V0)) < 1.0
     assert r.attribution_since_pledge["quality.completeness"] < 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(window, min_size=1, max_size=20))
+def test_property__inputs_are_not_mutated_and_a_fixed_seed_gives_the_same_output(ws: list) -> None:  # type: ignore[type-arg]
+    import copy
+
+    a, b = valuer(), valuer()
+    for i, (trips, q, silent) in enumerate(ws):
+        d, f = dims(q), normal_features(trips)
+        d_copy, f_copy = copy.deepcopy(d), copy.deepcopy(f)
+        ra = a.update(START + i * 900, trips, d, f, silent=silent)
+        assert d == d_copy and f == f_copy
+        assert ra == b.update(START + i * 900, trips, d_copy, f_copy, silent=silent)
