@@ -405,23 +405,14 @@ def create_app(
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     telemetry_in = app.topic(settings.topic("telemetry"), settings.topic("asset-pledges"), **raw)
     loans_in = app.topic(settings.topic("loan-book"), settings.topic("loan-valuations"), **raw)
-    # key_type / value_type bytes make faust use the raw codec for the store and the changelog
-    asset_table = app.Table(
-        "asset-state",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        use_partitioner=True,
-    )
-    loan_table = app.Table(
-        "loan-state",
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-        partitions=settings.partitions,
-        use_partitioner=True,
-    )
+
+    def state_table(name: str) -> Any:
+        # key_type / value_type bytes make faust use the raw codec for the store and the changelog
+        return app.Table(
+            name, default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions, use_partitioner=True
+        )
+
+    asset_table, loan_table = state_table("asset-state"), state_table("loan-state")
     node = Node(
         app,
         settings,

@@ -205,3 +205,42 @@ def wait_caught_up(
     finally:
         consumer.close()
         admin.close()
+
+
+def run_cli(env: Env, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run ``pledgewatch ARGS`` as a user would, with the test's environment; asserts exit 0."""
+    out = subprocess.run(
+        [str(BIN / "pledgewatch"), *args], env=env.vars, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def send_loan_book(producer: Any, settings: Settings, events: tuple[Any, ...]) -> None:
+    """Produce loan events keyed by loan id and wait for the broker."""
+    for ev in events:
+        producer.send(settings.topic("loan-book"), key=ev.loan_id.encode(), value=ev.model_dump_json().encode())
+    producer.flush()
+
+
+def send_telemetry(producer: Any, settings: Settings, events: Any, key: bytes = b"A1") -> None:
+    """Produce telemetry events under one asset key and wait for the broker."""
+    for ev in events:
+        producer.send(settings.topic("telemetry"), key=key, value=ev.model_dump_json().encode())
+    producer.flush()
+
+
+def valuation_of(settings: Settings, window_start: Any, timeout: float = 90.0) -> Any:
+    """The valuation of the window starting at ``window_start`` (waits for it on the valuations topic)."""
+    from monitor.schemas import CollateralValuation
+
+    def found(rs: list[Any]) -> bool:
+        return any(CollateralValuation.model_validate_json(r.value).window_start == window_start for r in rs)
+
+    vals = [
+        CollateralValuation.model_validate_json(r.value)
+        for r in read_topic(settings, "valuations", until=found, timeout=timeout)
+    ]
+    match = [v for v in vals if v.window_start == window_start]
+    assert match, f"no valuation of the window starting {window_start}"
+    return match[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 
 from kafka import KafkaProducer
 
@@ -11,7 +10,7 @@ from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
 from monitor.incidents import apply_incidents, parse_incident
 from monitor.schemas import Alert, RulebookStatus, RulebookUpdate
 from streams.replay import make_producer, produce_loan_book, produce_telemetry
-from tests.integration.conftest import BIN, ROOT, Worker, read_topic, wait_caught_up
+from tests.integration.conftest import ROOT, Worker, read_topic, run_cli, wait_caught_up
 
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 
@@ -22,15 +21,7 @@ def publish_default_as(env, tmp_path, version: int):  # type: ignore[no-untyped-
     path.write_text(
         (ROOT / "rules" / "rulebooks" / "default.yaml").read_text().replace("version: 1", f"version: {version}")
     )
-    out = subprocess.run(
-        [str(BIN / "pledgewatch"), "rules", "publish", str(path)],
-        env=env.vars,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
+    run_cli(env, "rules", "publish", str(path), timeout=60)
     return path
 
 

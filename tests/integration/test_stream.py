@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import time
 
 import orjson
@@ -12,11 +11,19 @@ from kafka.admin import KafkaAdminClient
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.incidents import apply_incidents, parse_incident
-from monitor.schemas import Alert, CollateralValuation, DeadLetter, MarginCall, TelemetryEvent
+from monitor.schemas import Alert, CollateralValuation, DeadLetter, MarginCall
 from rules.rulebook import load_rulebook
 from streams.replay import make_producer, produce_loan_book, produce_telemetry
 from tests.conftest import make_event, make_loan, make_pledge
-from tests.integration.conftest import BIN, ROOT, read_topic, wait_caught_up
+from tests.integration.conftest import (
+    ROOT,
+    read_topic,
+    run_cli,
+    send_loan_book,
+    send_telemetry,
+    valuation_of,
+    wait_caught_up,
+)
 
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 BOOK = ROOT / "examples" / "loan_book.jsonl"
@@ -73,9 +80,7 @@ def test_case_c03_bad_records_go_to_the_dead_letter_topic_and_the_partition_move
     worker.start()
     now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=10)
     producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
-    for ev in (make_loan(), make_pledge()):
-        producer.send(env.settings.topic("loan-book"), key=ev.loan_id.encode(), value=ev.model_dump_json().encode())
-    producer.flush()
+    send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
     good = make_event(event_id="good-1", observed_at=now, received_at=now)
     body = orjson.loads(good.model_dump_json())
     records = [
@@ -123,15 +128,7 @@ def test_case_c07_replay_cli_publishes_and_exits_leaving_every_record_on_the_top
             dst.write(line)
     book = load_loan_book(BOOK)
     want = sum(1 for _ in read_telemetry(small, pledged_assets(book)))
-    out = subprocess.run(
-        [str(BIN / "pledgewatch"), "replay", "--telemetry", str(small), "--rate", "0", "--no-progress"],
-        env=env.vars,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
+    run_cli(env, "replay", "--telemetry", str(small), "--rate", "0", "--no-progress")
     got = read_topic(env.settings, "telemetry", until=lambda rs: len(rs) >= want, timeout=60)
     assert len(got) == want > 0
     assert len(read_topic(env.settings, "loan-book", until=lambda rs: len(rs) >= len(book), timeout=30)) == len(book)
@@ -140,43 +137,26 @@ def test_case_c07_replay_cli_publishes_and_exits_leaving_every_record_on_the_top
 def test_case_c02_duplicate_across_a_worker_restart_counts_once(env, worker) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import healthy_window_events
 
-    base = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0) - dt.timedelta(hours=3)
-    start = base.replace(minute=0)
-    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
-
-    def send(ev: TelemetryEvent) -> None:
-        producer.send(env.settings.topic("telemetry"), key=b"A1", value=ev.model_dump_json().encode())
-
-    for ev in (make_loan(), make_pledge()):
-        producer.send(env.settings.topic("loan-book"), key=ev.loan_id.encode(), value=ev.model_dump_json().encode())
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
     w = dt.timedelta(minutes=15)
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+    send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
     e9001 = make_event(
         event_id="e-9001",
         observed_at=start + w + dt.timedelta(minutes=5),
         received_at=start + w + dt.timedelta(minutes=5),
     )
-    for ev in [*healthy_window_events("A1", start), e9001]:
-        send(ev)
-    producer.flush()
+    send_telemetry(producer, env.settings, [*healthy_window_events("A1", start), e9001])
     worker.start()
     time.sleep(12)  # clock records flush the asset's state to its changelog every 5 s
     worker.stop()
     worker.start()
-    send(e9001)
+    send_telemetry(producer, env.settings, [e9001])
     for i in range(1, 5):
-        for ev in healthy_window_events("A1", start + i * w, prefix=f"r{i}"):
-            send(ev)
-    producer.flush()
+        send_telemetry(producer, env.settings, healthy_window_events("A1", start + i * w, prefix=f"r{i}"))
     producer.close()
 
-    def window_1(rs: list) -> bool:  # type: ignore[type-arg]
-        return any(CollateralValuation.model_validate_json(r.value).window_start == start + w for r in rs)
-
-    vals = [
-        CollateralValuation.model_validate_json(r.value)
-        for r in read_topic(env.settings, "valuations", until=window_1, timeout=90)
-    ]
-    v1 = next(v for v in vals if v.window_start == start + w)
+    v1 = valuation_of(env.settings, start + w)
     assert v1.activity == 11.0  # 10 healthy trips + e-9001 once
     assert v1.duplicates == 1
     assert env.metric("pledgewatch_events_total", outcome="duplicate", topic="pledge.telemetry") == 1
@@ -188,34 +168,17 @@ def test_case_c03_telemetry_before_its_pledge_survives_a_worker_restart(env, wor
     start = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
     w = dt.timedelta(minutes=15)
     producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
-
-    def send(ev: TelemetryEvent) -> None:
-        producer.send(env.settings.topic("telemetry"), key=b"A1", value=ev.model_dump_json().encode())
-
-    for ev in healthy_window_events("A1", start):  # no loan has pledged A1 yet: held
-        send(ev)
-    producer.flush()
+    send_telemetry(producer, env.settings, healthy_window_events("A1", start))  # no loan has pledged A1 yet: held
     worker.start()
     time.sleep(12)  # clock records persist the held records to the asset's changelog every 5 s
     worker.stop()
     worker.start()
-    for ev in (make_loan(), make_pledge()):
-        producer.send(env.settings.topic("loan-book"), key=ev.loan_id.encode(), value=ev.model_dump_json().encode())
-    producer.flush()
+    send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
     time.sleep(3)
     for i in range(1, 4):
-        for ev in healthy_window_events("A1", start + i * w, prefix=f"r{i}"):
-            send(ev)
-    producer.flush()
+        send_telemetry(producer, env.settings, healthy_window_events("A1", start + i * w, prefix=f"r{i}"))
     producer.close()
 
-    def window_0(rs: list) -> bool:  # type: ignore[type-arg]
-        return any(CollateralValuation.model_validate_json(r.value).window_start == start for r in rs)
-
-    vals = [
-        CollateralValuation.model_validate_json(r.value)
-        for r in read_topic(env.settings, "valuations", until=window_0, timeout=90)
-    ]
-    v0 = [v for v in vals if v.window_start == start]
-    assert v0 and v0[0].activity == 10.0, "the 10 trips held before the pledge were applied after the restart"
+    v0 = valuation_of(env.settings, start)
+    assert v0.activity == 10.0, "the 10 trips held before the pledge were applied after the restart"
     assert not read_topic(env.settings, "dead-letter", timeout=3)
