@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from monitor.errors import ConfigError
 
-__all__ = ["PROFILES", "AssetProfile", "KindSpec", "MetricSpec", "get_profile"]
+__all__ = ["DAILY_RIDERSHIP", "PROFILES", "AssetProfile", "KindSpec", "MetricSpec", "get_profile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,14 @@ class AssetProfile:
         Window feature -> (low, high) used to scale features to [0, 1] for HalfSpaceTrees.
     quality_weights
         Dimension -> weight of the window quality score (defaults to equal weights).
+    late_delay_s
+        A trip more than this late (seconds) counts towards the ``late_share`` feature.
+    season_slot_s, season_slots
+        Seasonality of the activity: the appraisal's ``baseline_activity`` has one value per slot
+        of ``season_slot_s`` seconds of local time (activity units per slot), ``season_slots`` of
+        them per season. ``bus_dispatch``: 24 hourly slots (a day); ``daily_ridership``: 364 daily
+        slots (a 52-week year aligned by weekday, so holidays that fall on a weekday rule, such as
+        Thanksgiving, mostly land in the same slot year on year).
     """
 
     name: str
@@ -89,6 +97,21 @@ class AssetProfile:
     feature_limits: dict[str, tuple[float, float]]
     quality_weights: dict[str, float]
     late_delay_s: float = 300.0
+    season_slot_s: float = 3600.0
+    season_slots: int = 24
+
+    @property
+    def season_s(self) -> float:
+        """Length of one season in seconds (``season_slot_s × season_slots``)."""
+        return self.season_slot_s * self.season_slots
+
+    def describe_season(self) -> str:
+        """Human words for the baseline's shape, used in error messages."""
+        if self.season_slot_s == 3600.0 and self.season_slots == 24:
+            return "24 values, one per local hour of day (activity per hour)"
+        if self.season_slot_s == 86400.0 and self.season_slots == 364:
+            return "364 values, one per day of a 52-week year (slot = (local date - 1970-01-05) mod 364)"
+        return f"{self.season_slots} values, one per {self.season_slot_s:g} s of local time"
 
 
 _COUNT = "count"
@@ -165,8 +188,33 @@ BUS_DISPATCH = AssetProfile(
     },
 )
 
+#: Daily ridership totals of a transit operator (e.g. the CTA's daily boarding totals): one record a
+#: day per asset, whose ``boardings`` is the activity measure. The record is its own heartbeat, so a
+#: day without it has completeness and accessibility 0. Use with daily windows
+#: (``PLEDGEWATCH_WINDOW_S=86400``); the season is a 52-week year of daily slots.
+DAILY_RIDERSHIP = AssetProfile(
+    name="daily_ridership",
+    kinds={
+        "daily_total": KindSpec(
+            metrics={"boardings": MetricSpec(_COUNT, (0, 50_000_000))},
+            required_metrics=("boardings",),
+            required_attributes=("day_type",),
+        ),
+    },
+    activity=("daily_total", "boardings"),
+    poll_kind="daily_total",
+    poll_interval_s=86_400.0,
+    latency_sla_s=2 * 86_400.0,
+    feature_limits={"activity_ratio": (0.0, 3.0)},
+    quality_weights=dict.fromkeys(
+        ("normativity", "completeness", "accuracy", "consistency", "timeliness", "accessibility"), 1.0
+    ),
+    season_slot_s=86_400.0,
+    season_slots=364,
+)
+
 #: Every profile by name.
-PROFILES: dict[str, AssetProfile] = {BUS_DISPATCH.name: BUS_DISPATCH}
+PROFILES: dict[str, AssetProfile] = {p.name: p for p in (BUS_DISPATCH, DAILY_RIDERSHIP)}
 
 
 def get_profile(name: str) -> AssetProfile:

@@ -226,9 +226,11 @@ class Appraisal(_Strict):
     value
         Appraised value V_0 in yuan.
     baseline_activity
-        Optional: the activity the appraisal assumed, per hour of day (24 values, activity units
-        per hour, local time of the asset profile). Without it the baseline comes from the
-        calibration period after pledge.
+        Optional: the activity the appraisal assumed, one value per season slot of the asset
+        profile in the asset's local time (``bus_dispatch``: 24 values, activity per hour of
+        day; ``daily_ridership``: 364 values, activity per day of a 52-week year). The length
+        is checked against the profile by :class:`CollateralPledged`. Without it the baseline
+        comes from the calibration period after pledge.
     quality_baseline
         Optional Q_0 (0..1) assessed by the appraiser; without it Q_0 is measured in calibration.
     """
@@ -242,12 +244,9 @@ class Appraisal(_Strict):
 
     @field_validator("baseline_activity")
     @classmethod
-    def _hours(cls, v: list[float] | None) -> list[float] | None:
-        if v is not None and (len(v) != 24 or sum(v) <= 0):
-            msg = (
-                f"baseline_activity: got {len(v)} values summing to {sum(v)}, "
-                "expected 24 hourly values with a positive sum"
-            )
+    def _positive(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and sum(v) <= 0:
+            msg = f"baseline_activity: got {len(v)} values summing to {sum(v)}, expected a positive sum"
             raise ValueError(msg)
         return v
 
@@ -303,6 +302,18 @@ class CollateralPledged(_LoanEventBase):
             msg = f"asset_timezone: got {v!r}, expected an IANA time zone such as 'Asia/Shanghai'"
             raise ValueError(msg) from None
         return v
+
+    @model_validator(mode="after")
+    def _baseline_shape(self) -> CollateralPledged:
+        base = self.appraisal.baseline_activity
+        profile = PROFILES[self.asset_profile]
+        if base is not None and len(base) != profile.season_slots:
+            msg = (
+                f"appraisal.baseline_activity: got {len(base)} values, expected for profile "
+                f"{self.asset_profile}: {profile.describe_season()}"
+            )
+            raise ValueError(msg)
+        return self
 
 
 class BalanceChanged(_LoanEventBase):

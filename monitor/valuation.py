@@ -5,18 +5,21 @@
     V_t = V_0 × min(I_t, cap) × min(Q_t / Q_0, 1)
     I_t = Σ_h d^h · forecast_t(h) / Σ_h d^h · baseline(h)
 
-The activity forecaster is seasonal by decomposition: the seasonal shape is the
-appraisal's hourly activity profile (or the one measured in calibration), and a
-river ``HoltWinters`` model learns the *level* of the deseasonalised series
-``y_t = activity_t / baseline(slot_t)`` one window at a time. So
-``forecast_t(h) = level_t(h) × baseline(slot_{t+h})`` and ``I_t`` is the
-discount-weighted forecast of that level. A river ``HalfSpaceTrees`` scores the
-window's features scaled to [0, 1] with fixed limits from the asset profile;
-a window it flags is **not learned** by the forecaster (``learn_anomalous=False``,
+The activity forecaster (:class:`monitor.forecast.SeasonalLevel`) is robust
+multiplicative Holt-Winters without trend: seasonal indices per window slot start
+at the appraisal's baseline (or the one measured in calibration) and learn, and a
+level ``L`` (ratio of activity to those indices) learns one window at a time from
+Huber-cleaned observations. So ``forecast_t(h) = L_t × s(slot_{t+h})`` and ``I_t``
+is its discount-weighted sum over the horizon relative to the appraisal's
+baseline. It was chosen by progressive validation against seasonal-naive and
+river's forecasters (``docs/valuation.md``). A river ``HalfSpaceTrees`` scores the
+window's features scaled to [0, 1] with fixed limits from the asset profile; a
+window it flags *above* the forecast is **not learned** (``learn_anomalous=False``,
 after river's ``AnomalyFilter(protect_anomaly_detector=...)``), so padded data
-cannot lift the value. Two river ``PageHinkley`` detectors watch ``y_t`` for a
-structural decline or increase. The interval on ``I_t`` is the rolling 90 %
-quantile of absolute one-step errors of ``y_t``.
+cannot lift the value, while one below is learned (clipped like every window):
+prudence lets bad news count. Two river ``PageHinkley`` detectors watch the
+activity ratio for a structural decline or increase. The interval on ``I_t`` is
+the rolling 90 % quantile of absolute one-step ratio errors.
 """
 
 from __future__ import annotations
@@ -27,22 +30,25 @@ import math
 import warnings
 import zoneinfo
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import river
-from river import anomaly, drift, stats, time_series
+from river import anomaly, drift, stats
 
+from monitor.forecast import SeasonalLevel
 from monitor.profiles import AssetProfile
 from monitor.schemas import DIMENSIONS
+
+#: Ordinal of Monday 1970-01-05, the origin of season slots (so daily slots align by weekday).
+_SEASON_ORIGIN = dt.date(1970, 1, 5).toordinal()
 
 __all__ = ["AssetValuer", "FixedScaler", "ValuationParams", "WindowResult", "model_stamp"]
 
 MODEL_VERSIONS = {
     "river": str(getattr(river, "__version__", "unknown")),
-    "forecaster": "holtwinters-level-x-baseline/1",
+    "forecaster": "robust-seasonal-level/2",
     "anomaly": "halfspacetrees/1",
     "drift": "pagehinkley/1",
-    "valuation": "pledgewatch-index/1",
+    "valuation": "pledgewatch-index/2",
 }
 
 
@@ -59,9 +65,12 @@ class ValuationParams:
     horizon_windows, discount
         Forecast horizon H (windows) and per-window discount d of the activity index.
     alpha
-        Smoothing of the level (river ``HoltWinters(alpha)``), 0..1.
-    prior_windows
-        How many windows of evidence the appraisal's baseline counts as (level primed at 1.0).
+        Smoothing of the level per learned window, 0..1 (:class:`monitor.forecast.SeasonalLevel`).
+    gamma
+        Smoothing of a slot's seasonal index per visit, 0..1.
+    clip_k, scale_lambda
+        Huber clip of a window's ratio residual, in residual scales, and the smoothing of that
+        scale (Gelper, Fried & Croux 2010).
     calibration_windows
         Windows after pledge used to measure baseline and Q_0 when the appraisal lacks them.
     quality_halflife_windows
@@ -73,9 +82,12 @@ class ValuationParams:
     hst_window
         HalfSpaceTrees reference window (windows); no window is flagged before this many.
     learn_anomalous
-        Whether the forecaster learns windows flagged anomalous (default False).
+        Whether the forecaster learns windows flagged anomalous *above* its forecast (default
+        False: padded or fabricated activity cannot lift the value). Anomalous windows below the
+        forecast are always learned, clipped like every window (prudence).
     min_expected_activity
-        Windows whose expected activity is below this (e.g. at night) teach the level nothing.
+        Windows whose expected activity is below this (e.g. at night) teach the level nothing
+        (their seasonal index still learns).
     drift_hold_windows
         Windows a detected drift stays reported.
     seed
@@ -86,8 +98,10 @@ class ValuationParams:
     cap: float = 1.0
     horizon_windows: int = 96
     discount: float = 0.99
-    alpha: float = 0.1
-    prior_windows: int = 8
+    alpha: float = 0.05
+    gamma: float = 0.5
+    clip_k: float = 2.0
+    scale_lambda: float = 0.1
     calibration_windows: int = 96
     quality_halflife_windows: float = 4.0
     anomaly_threshold: float = 0.85
@@ -168,8 +182,9 @@ class AssetValuer:
         The asset's profile (feature limits, quality weights).
     appraisal_value
         V_0 in yuan.
-    baseline_per_hour
-        24 hourly activity values (local time) from the appraisal, or ``None`` to calibrate.
+    baseline
+        The appraisal's activity per season slot of the profile (``bus_dispatch``: 24 hourly
+        values; ``daily_ridership``: 364 daily values), local time, or ``None`` to calibrate.
     quality_baseline
         Q_0 (0..1) from the appraisal, or ``None`` to calibrate.
     timezone
@@ -182,7 +197,7 @@ class AssetValuer:
         self,
         profile: AssetProfile,
         appraisal_value: float,
-        baseline_per_hour: list[float] | None,
+        baseline: list[float] | None,
         quality_baseline: float | None,
         timezone: str,
         params: ValuationParams,
@@ -192,10 +207,12 @@ class AssetValuer:
         self.timezone = timezone
         self.params = params
         self._tz = zoneinfo.ZoneInfo(timezone)
-        self._baseline = list(baseline_per_hour) if baseline_per_hour else None
+        self._baseline = list(baseline) if baseline else None
         self._q0 = quality_baseline
-        self._forecaster = time_series.HoltWinters(alpha=params.alpha)
-        self._level_n = 0
+        self._fc = SeasonalLevel(
+            alpha=params.alpha, gamma=params.gamma, clip_k=params.clip_k, scale_lambda=params.scale_lambda
+        )
+        self._season_windows = max(1, round(profile.season_s / params.window_s))
         self._hst = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=params.hst_window, seed=params.seed)
         self._scaler = FixedScaler(profile.feature_limits)
         self._ph_down = drift.PageHinkley(mode="down", min_instances=12, threshold=3.0, delta=0.05)
@@ -206,65 +223,83 @@ class AssetValuer:
         self._dims_ewm: dict[str, float | None] = dict.fromkeys(DIMENSIONS, quality_baseline)
         self._q_ewm = quality_baseline if quality_baseline is not None else 0.0
         self._calib_q: list[float] = []
-        self._calib_hours: dict[int, list[float]] = {}
+        self._calib_slots: dict[int, list[float]] = {}
         self.windows_seen = 0
         # (activity factor, quality factor, dimension levels) of the previous valuation; at pledge V = V_0
         self._prev: tuple[float, float, dict[str, float | None]] = (1.0, 1.0, dict(self._dims_ewm))
         self._since_pledge: dict[str, float] = {}
         if self._baseline is not None:
-            for _ in range(params.prior_windows):
-                self._learn_level(1.0)
+            self._fc.prime(self._mean_expected())
 
     # --- helpers -----------------------------------------------------------------------
-    def _hour(self, ts: float) -> int:
-        return dt.datetime.fromtimestamp(ts, self._tz).hour
+    def _local_s(self, ts: float) -> float:
+        """Local wall-clock seconds since Monday 1970-01-05 (the season's origin)."""
+        t = dt.datetime.fromtimestamp(ts, self._tz)
+        days = t.date().toordinal() - _SEASON_ORIGIN
+        return days * 86400.0 + t.hour * 3600.0 + t.minute * 60.0 + t.second
+
+    def _slot(self, ts: float) -> int:
+        """Baseline slot (0..season_slots-1) of the instant ``ts``, local time."""
+        pr = self.profile
+        return int(self._local_s(ts) // pr.season_slot_s) % pr.season_slots
+
+    def _wslot(self, start: float) -> int:
+        """Window slot in the season of the window starting at ``start`` (by its midpoint)."""
+        ws = self.params.window_s
+        return int(self._local_s(start + ws / 2) // ws) % self._season_windows
+
+    def _mean_expected(self) -> float:
+        assert self._baseline is not None
+        return sum(self._baseline) / len(self._baseline) * self.params.window_s / self.profile.season_slot_s
 
     def expected_activity(self, start: float) -> float:
-        """Baseline activity of the window starting at ``start`` (activity units); 0 if unknown."""
+        """The appraisal's baseline activity of the window starting at ``start`` (activity units); 0 if unknown.
+
+        A window no longer than a slot takes its share of the slot holding its midpoint; a longer
+        window sums the slots it covers.
+        """
         if self._baseline is None:
             return 0.0
-        return self._baseline[self._hour(start)] * self.params.window_s / 3600.0
+        ws, slot_s = self.params.window_s, self.profile.season_slot_s
+        if ws <= slot_s:
+            return self._baseline[self._slot(start + ws / 2)] * ws / slot_s
+        k = max(1, round(ws / slot_s))
+        return sum(self._baseline[self._slot(start + (i + 0.5) * slot_s)] for i in range(k))
 
     @property
     def calibrating(self) -> bool:
         """True until baseline and Q_0 are known (from the appraisal or calibration)."""
         return self._baseline is None or self._q0 is None
 
-    def _learn_level(self, y: float) -> None:
-        self._forecaster.learn_one(y)
-        self._level_n += 1
-
-    def _level_forecast(self, horizon: int, model: Any = None) -> list[float]:
-        if self._level_n < 2:
-            return [1.0] * horizon
-        return [max(0.0, v) for v in (model or self._forecaster).forecast(horizon=horizon)]
-
-    def _activity_index(self, next_start: float, model: Any = None) -> float:
+    def _activity_index(self, next_start: float, model: SeasonalLevel | None = None) -> float:
+        """``I = Σ_h d^h L s(slot_{t+h}) / Σ_h d^h baseline(t+h)`` over the horizon (ratio)."""
         p = self.params
-        levels = self._level_forecast(p.horizon_windows, model)
+        m = model or self._fc
+        level = m.level
         num = den = 0.0
         w = 1.0
         for h in range(p.horizon_windows):
-            base = self.expected_activity(next_start + h * p.window_s)
-            num += w * levels[h] * base
+            t = next_start + h * p.window_s
+            base = self.expected_activity(t)
+            num += w * max(0.0, level * m.index(self._wslot(t), base))
             den += w * base
             w *= p.discount
-        return num / den if den > 0 else levels[0]
+        return num / den if den > 0 else max(0.0, level)
 
     def _finish_calibration(self) -> None:
-        if self._baseline is None and self._calib_hours:
-            allv = [v for vs in self._calib_hours.values() for v in vs]
+        if self._baseline is None and self._calib_slots:
+            allv = [v for vs in self._calib_slots.values() for v in vs]
             mean = sum(allv) / len(allv)
-            per_window_to_hour = 3600.0 / self.params.window_s
+            # activity per window -> activity per slot (a window longer than a slot spreads evenly)
+            per_window_to_slot = self.profile.season_slot_s / self.params.window_s
             self._baseline = [
-                (sum(vs) / len(vs) if (vs := self._calib_hours.get(h)) else mean) * per_window_to_hour
-                for h in range(24)
+                (sum(vs) / len(vs) if (vs := self._calib_slots.get(k)) else mean) * per_window_to_slot
+                for k in range(self.profile.season_slots)
             ]
             if sum(self._baseline) <= 0:
                 self._baseline = None
                 return
-            for _ in range(self.params.prior_windows):
-                self._learn_level(1.0)
+            self._fc.prime(self._mean_expected())
         if self._q0 is None and self._calib_q:
             self._q0 = max(1e-6, sum(self._calib_q) / len(self._calib_q))
 
@@ -332,7 +367,7 @@ class AssetValuer:
         calibrating_before = self.calibrating
         if calibrating_before and not silent:
             if self._baseline is None:
-                self._calib_hours.setdefault(self._hour(start), []).append(activity)
+                self._calib_slots.setdefault(self._slot(start + p.window_s / 2), []).append(activity)
             if self._q0 is None:
                 self._calib_q.append(wq)
             if self.windows_seen >= p.calibration_windows:
@@ -341,25 +376,29 @@ class AssetValuer:
         learned = False
         expected = self.expected_activity(start)
         counterfactual_index: float | None = None
-        if not calibrating_before and not silent and expected >= p.min_expected_activity:
-            y = activity / expected
-            if anomalous and not p.learn_anomalous:
-                # what the index would be had the window been learned: the anomaly handling's effect
-                shadow = copy.deepcopy(self._forecaster)
-                shadow.learn_one(y)
+        if not calibrating_before and not silent and expected > 0:
+            slot = self._wslot(start)
+            level_too = expected >= p.min_expected_activity
+            r = self._fc.residual(slot, expected, activity)
+            if anomalous and not p.learn_anomalous and r is not None and r > 0:
+                # flagged above the forecast: not learned. The counterfactual (what the index would
+                # be had the window been learned) is the anomaly handling's effect on the value.
+                shadow = copy.deepcopy(self._fc)
+                shadow.learn(slot, expected, activity, level_too)
                 counterfactual_index = self._activity_index(start + p.window_s, shadow)
-            if not anomalous or p.learn_anomalous:
-                if self._level_n >= 2:
-                    pred = self._level_forecast(1)[0]
-                    self._resid.update(abs(y - pred))
-                self._learn_level(y)
+            else:
+                if level_too and r is not None and self._fc.n >= 2:
+                    self._resid.update(abs(r))
+                self._fc.learn(slot, expected, activity, level_too)
                 learned = True
-                self._ph_down.update(y)
-                self._ph_up.update(y)
-                if self._ph_down.drift_detected:
-                    self._drift, self._drift_left = "decline", p.drift_hold_windows
-                elif self._ph_up.drift_detected:
-                    self._drift, self._drift_left = "increase", p.drift_hold_windows
+                if level_too:
+                    y = activity / expected
+                    self._ph_down.update(y)
+                    self._ph_up.update(y)
+                    if self._ph_down.drift_detected:
+                        self._drift, self._drift_left = "decline", p.drift_hold_windows
+                    elif self._ph_up.drift_detected:
+                        self._drift, self._drift_left = "increase", p.drift_hold_windows
         if self._drift_left > 0:
             self._drift_left -= 1
         else:
@@ -371,8 +410,11 @@ class AssetValuer:
             half = 0.0
         else:
             index = self._activity_index(start + p.window_s)
-            q = self._resid.get() if self._level_n > p.prior_windows + 2 else 0.0
-            half = q if q is not None and math.isfinite(q) else 0.0
+            q = self._resid.get() if self._fc.n > 2 else 0.0
+            # a ratio error ε of activity against the learned indices moves I by ε × I / L
+            level = self._fc.level
+            scale = index / level if level > 0 else 1.0
+            half = q * scale if q is not None and math.isfinite(q) else 0.0
         lower = max(0.0, index - half)
         upper = index + half
         qf = min(self._q_ewm / q0, 1.0) if q0 > 0 else 1.0

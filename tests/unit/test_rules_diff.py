@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 from typer.testing import CliRunner
@@ -18,24 +17,20 @@ DEFAULT = ROOT / "rules" / "rulebooks" / "default.yaml"
 TIGHTER = ROOT / "examples" / "rulebooks" / "tighter-margin-call.yaml"
 
 
-def test_diff__tighter_margin_call_line_adds_margin_calls_on_two_healthy_loans() -> None:
+def test_diff__tighter_margin_call_line_adds_nothing_on_the_healthy_sample() -> None:
     book = load_loan_book(ROOT / "examples" / "loan_book.jsonl")
     a, b = run_backtests(
         book, read_telemetry(SAMPLE, pledged_assets(book)), [load_rulebook(DEFAULT), load_rulebook(TIGHTER)]
     )
     d = diff_alerts(a.alerts, b.alerts, a.margin_calls, b.margin_calls)
-    added = sorted((x.loan_id, x.rule_id) for x in d.only_b)
-    assert added == [("L-AKL-001", "coverage-below-margin-call"), ("L-AKL-003", "coverage-below-margin-call")]
-    for x in d.only_b:
-        cov = x.facts["coverage_ratio"]
-        assert isinstance(cov, float) and 1.30 < cov < 1.37  # above the contract line, below the tighter one
-        assert x.at == dt.datetime(2016, 5, 19, 19, 30, tzinfo=dt.UTC) and x.rulebook_version == 2
-    assert d.only_a == [] and d.shifted == []
-    assert [m.loan_id for m in b.margin_calls if m.status == "issued"] == ["L-AKL-001", "L-AKL-003"]
-    assert a.margin_calls == []
+    assert d.only_a == [] and d.only_b == [] and d.shifted == []
+    assert a.margin_calls == [] and b.margin_calls == []
+    # the healthy loans did move (coverage 142.9 % at pledge), but stayed above the tighter line of 135 %
+    valued = [s.coverage_ratio for s in a.of("loan-risk") if s.status != "calibrating" and s.coverage_ratio]
+    assert 1.35 < min(valued) < 1.425
 
 
-def test_diff__with_the_demo_outage_the_margin_call_comes_15_minutes_earlier_and_json_says_so() -> None:
+def test_diff__with_the_demo_outage_the_margin_call_comes_45_minutes_earlier_and_json_says_so() -> None:
     out = CliRunner().invoke(
         app,
         [
@@ -52,8 +47,8 @@ def test_diff__with_the_demo_outage_the_margin_call_comes_15_minutes_earlier_and
     assert out.exit_code == 0, out.output
     d = json.loads(out.output)
     moved = [(s["b"]["loan_id"], s["b"]["rule_id"], s["shift_seconds"]) for s in d["shifted"]]
-    assert ("L-AKL-002", "coverage-below-margin-call", -900.0) in moved
-    assert d["margin_calls"] == {"a": 1, "b": 3}
+    assert moved == [("L-AKL-002", "coverage-below-margin-call", -2700.0)]
+    assert d["margin_calls"] == {"a": 1, "b": 1}
     # the earlier margin call inhibits the warning in B
     assert [(x["loan_id"], x["rule_id"]) for x in d["only_a"]] == [("L-AKL-002", "coverage-below-warning")]
 

@@ -65,7 +65,7 @@ def test_valuer__silent_windows_teach_the_forecaster_nothing_but_lower_quality()
     v = valuer()
     for i in range(10):
         v.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
-    level_n = v._level_n
+    level_n = v._fc.n
     r = v.update(
         START + 10 * 900,
         0.0,
@@ -73,7 +73,7 @@ def test_valuer__silent_windows_teach_the_forecaster_nothing_but_lower_quality()
         normal_features(0.0),
         silent=True,
     )
-    assert v._level_n == level_n and not r.learned
+    assert v._fc.n == level_n and not r.learned
     assert r.quality["accessibility"] < 0.95
 
 
@@ -91,7 +91,7 @@ def test_valuer__anomalous_windows_are_not_learned_unless_asked() -> None:
                 {"activity_ratio": 3.0, "mean_delay_s": 1800.0, "late_share": 1.0, "updates_per_poll": 500},
             )
             flags.append(r.anomalous)
-        return v._level_n, flags
+        return v._fc.n, flags
 
     n_protected, flags = run(False)
     n_learning, _ = run(True)
