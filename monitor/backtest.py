@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from monitor.engine import CoreParams, Monitor, Output, decode_loan_event, decode_telemetry
 from monitor.errors import ConfigError, InputRejected
@@ -51,13 +52,22 @@ def load_loan_book(path: str | Path) -> list[bytes]:
 
 
 def read_telemetry(path: str | Path, assets: set[str] | None = None) -> Iterator[TelemetryEvent]:
-    """Telemetry of a source file: Auckland GTFS-rt polls (folder or ``.jsonl.gz`` of polls).
+    """Telemetry of a source file, by its kind.
+
+    Auckland GTFS-rt polls (a folder or a ``.jsonl.gz`` of polls), or the CTA daily boarding totals
+    (``.csv``, :mod:`monitor.sources.cta`).
 
     Raises
     ------
     FileNotFoundError
         When the path does not exist.
+    ConfigError
+        When a CTA file has a bad header or row.
     """
+    if Path(path).suffix.lower() == ".csv":
+        from monitor.sources.cta import events_from_daily_rows, read_daily_boardings
+
+        return events_from_daily_rows(read_daily_boardings(path), assets)
     from monitor.sources.auckland import events_from_polls, read_polls
 
     return events_from_polls(read_polls(path), assets)
@@ -153,13 +163,31 @@ def run_backtests(
     monitors = [Monitor(rb, params, res.sensor) for rb, res in zip(rulebooks, results, strict=True)]
     cp = monitors[0].params
     t0 = time.perf_counter()
-    book = list(loan_book)
-    for mon, res in zip(monitors, results, strict=True):
-        for raw in book:
-            try:
-                res.outputs.extend(mon.on_loan_event(decode_loan_event(raw, wall, cp.max_clock_skew_s)))
-            except InputRejected as exc:
+    # loan events take effect at their event time: those before the first record first, the rest
+    # (renewals, repayments...) interleaved with the telemetry as its event time passes them
+    pending: list[tuple[float, int, Any]] = []
+    for i, raw in enumerate(loan_book):
+        try:
+            ev = decode_loan_event(raw, wall, cp.max_clock_skew_s, cp.earliest_event_time_s)
+        except InputRejected as exc:
+            for res in results:
                 res.sensor.on_dead_letter(exc.reason)
+            continue
+        pending.append((ev.effective_at.timestamp(), i, ev))
+    pending.sort(key=lambda p: (p[0], p[1]))
+    due = 0
+
+    def apply_loan_events(until: float) -> None:
+        nonlocal due
+        while due < len(pending) and pending[due][0] <= until:
+            ev = pending[due][2]
+            for mon, res in zip(monitors, results, strict=True):
+                try:
+                    res.outputs.extend(mon.on_loan_event(ev))
+                except InputRejected as exc:
+                    res.sensor.on_dead_letter(exc.reason)
+            due += 1
+
     evs: Iterable[TelemetryEvent | bytes] = telemetry
     if incidents:
         evs = apply_incidents(_events_only(telemetry), incidents)
@@ -169,18 +197,21 @@ def run_backtests(
         raw = item.model_dump_json().encode() if isinstance(item, TelemetryEvent) else item
         n += 1
         try:
-            ev = decode_telemetry(raw, wall, cp.max_clock_skew_s)
+            ev = decode_telemetry(raw, wall, cp.max_clock_skew_s, cp.earliest_event_time_s)
         except InputRejected as exc:
             for mon in monitors:
                 mon.on_reject(exc)
             continue
+        ts = ev.observed_at.timestamp()
+        if due < len(pending):
+            apply_loan_events(ts)
         for mon, res in zip(monitors, results, strict=True):
             try:
                 res.outputs.extend(mon.on_telemetry(ev))
             except InputRejected as exc:
                 mon.on_reject(exc)
-        ts = ev.observed_at.timestamp()
         last = ts if last is None else max(last, ts)
+    apply_loan_events(float("inf"))
     seconds = time.perf_counter() - t0
     for mon, res in zip(monitors, results, strict=True):
         if last is not None:

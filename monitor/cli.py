@@ -70,7 +70,8 @@ def _params(settings: Settings):  # type: ignore[no-untyped-def]
         window_s=settings.window_s,
         allowed_lateness_s=settings.allowed_lateness_s,
         max_clock_skew_s=settings.max_clock_skew_s,
-        valuation=ValuationParams(window_s=settings.window_s),
+        earliest_event_time_s=settings.earliest_event_time.timestamp(),
+        valuation=ValuationParams(window_s=settings.window_s, calibration_windows=settings.calibration_windows),
     )
 
 
@@ -110,7 +111,10 @@ def rules_publish(file: Path) -> None:
 
 @app.command()
 def backtest(
-    telemetry: Annotated[Path, typer.Option(help="Auckland polls: folder of *.json.gz or a .jsonl.gz.")] = SAMPLE,
+    telemetry: Annotated[
+        Path,
+        typer.Option(help="Auckland polls (folder of *.json.gz or a .jsonl.gz) or CTA daily boardings (.csv)."),
+    ] = SAMPLE,
     loan_book: Annotated[Path, typer.Option(help="Loan events, one JSON object a line.")] = LOAN_BOOK,
     rules: RulesOpt = None,
     inject: InjectOpt = None,
@@ -229,7 +233,10 @@ def topics_delete(prefix: Annotated[str, typer.Option(help="Delete topics starti
 
 @app.command()
 def replay(
-    telemetry: Annotated[Path, typer.Option(help="Auckland polls: folder of *.json.gz or a .jsonl.gz.")] = SAMPLE,
+    telemetry: Annotated[
+        Path,
+        typer.Option(help="Auckland polls (folder of *.json.gz or a .jsonl.gz) or CTA daily boardings (.csv)."),
+    ] = SAMPLE,
     loan_book: Annotated[Path, typer.Option(help="Loan events to produce first.")] = LOAN_BOOK,
     rate: Annotated[float, typer.Option(help="Events per second (0 = as fast as possible).")] = 1000.0,
     inject: InjectOpt = None,

@@ -46,8 +46,8 @@ class AlertPrinter:
 
     def _table(self) -> Table:
         t = Table(show_header=not self._header, box=None, pad_edge=False, expand=False)
-        t.add_column("time", width=16)
-        t.add_column("loan", width=10)
+        t.add_column("time", width=21)
+        t.add_column("loan", width=15)
         t.add_column("rule / event", width=27)
         t.add_column("severity", width=8)
         t.add_column("coverage", justify="right", width=8)
@@ -65,7 +65,7 @@ class AlertPrinter:
         summary = a.summary if self.lang == "zh" else a.summary_en
         why = f"{summary}. {a.facts.get('why', '')}" if a.status == "firing" else summary
         t.add_row(
-            a.at.astimezone(self.tz).strftime("%m-%d %H:%M %Z"),
+            a.at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z"),
             a.loan_id,
             f"{a.rule_id}{state}{shadow}",
             f"[{_STYLE.get(a.severity, '')}]{a.severity}[/]",
@@ -86,7 +86,7 @@ class AlertPrinter:
         else:
             why = f"margin call {m.margin_call_id} {m.status}"
         t.add_row(
-            m.updated_at.astimezone(self.tz).strftime("%m-%d %H:%M %Z"),
+            m.updated_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z"),
             m.loan_id,
             f"margin-call:{m.status}",
             "[bold red]critical[/]" if m.status in ("issued", "expired") else "info",

@@ -29,6 +29,7 @@ from monitor.profiles import get_profile
 from monitor.schemas import (
     DIMENSIONS,
     Alert,
+    Appraisal,
     AssetValue,
     BalanceChanged,
     CollateralPledged,
@@ -100,6 +101,9 @@ class CoreParams:
         How long an event id is remembered for de-duplication (event time).
     max_clock_skew_s
         Records timed further than this in the future (against the injected wall clock) are rejected.
+    earliest_event_time_s
+        Records and loan events timed before this (POSIX seconds; 2015-01-01 UTC by default, a
+        replay of older history such as the CTA series sets it earlier) are rejected as implausible.
     max_gap_windows
         At most this many empty windows are produced for one silence (one week of 15-min windows).
     replay_windows
@@ -114,6 +118,7 @@ class CoreParams:
     silence_grace_s: float | None = None
     dedup_horizon_s: float = 6 * 3600.0
     max_clock_skew_s: float = 300.0
+    earliest_event_time_s: float = EARLIEST
     max_gap_windows: int = 672
     hold_unknown: int = 10_000
     replay_windows: int = 672
@@ -170,19 +175,23 @@ def _rejection(exc: ValidationError, raw: bytes | None) -> InputRejected:
     return InputRejected(reason, f"{loc}: got {got_s}, expected {expected}{more}", _peek_asset(raw))
 
 
-def _check_time(field: str, t: dt.datetime | None, now: float, max_skew_s: float, asset_id: str | None) -> None:
+def _check_time(
+    field: str, t: dt.datetime | None, now: float, max_skew_s: float, asset_id: str | None, earliest: float
+) -> None:
     if t is None:
         return
     ts = t.timestamp()
-    if ts < EARLIEST or ts > now + max_skew_s:
+    if ts < earliest or ts > now + max_skew_s:
         msg = (
-            f"{field}: got {t.isoformat()}, expected after 2015-01-01 and at most "
+            f"{field}: got {t.isoformat()}, expected after {_ts(earliest).date().isoformat()} and at most "
             f"{max_skew_s:.0f} s ahead of the clock ({_ts(now).isoformat()})"
         )
         raise InputRejected("implausible_time", msg, asset_id)
 
 
-def decode_telemetry(raw: bytes | None, now: float, max_skew_s: float = 300.0) -> TelemetryEvent:
+def decode_telemetry(
+    raw: bytes | None, now: float, max_skew_s: float = 300.0, earliest: float = EARLIEST
+) -> TelemetryEvent:
     """Decode one telemetry record strictly.
 
     Parameters
@@ -193,6 +202,8 @@ def decode_telemetry(raw: bytes | None, now: float, max_skew_s: float = 300.0) -
         Wall-clock time, POSIX seconds (injected; the core never reads the clock).
     max_skew_s
         Allowed clock skew into the future, seconds.
+    earliest
+        Records observed before this (POSIX seconds; 2015-01-01 by default) are implausible.
 
     Returns
     -------
@@ -210,12 +221,14 @@ def decode_telemetry(raw: bytes | None, now: float, max_skew_s: float = 300.0) -
         ev = TelemetryEvent.model_validate_json(raw)
     except ValidationError as exc:
         raise _rejection(exc, raw) from None
-    _check_time("observed_at", ev.observed_at, now, max_skew_s, ev.asset_id)
-    _check_time("received_at", ev.received_at, now, max_skew_s, ev.asset_id)
+    _check_time("observed_at", ev.observed_at, now, max_skew_s, ev.asset_id, earliest)
+    _check_time("received_at", ev.received_at, now, max_skew_s, ev.asset_id, earliest)
     return ev
 
 
-def decode_loan_event(raw: bytes | None, now: float | None = None, max_skew_s: float = 300.0) -> Any:
+def decode_loan_event(
+    raw: bytes | None, now: float | None = None, max_skew_s: float = 300.0, earliest: float = EARLIEST
+) -> Any:
     """Decode one loan event (tagged union on ``type``).
 
     Parameters
@@ -223,10 +236,12 @@ def decode_loan_event(raw: bytes | None, now: float | None = None, max_skew_s: f
     raw
         The record value (UTF-8 JSON) or ``None`` for a tombstone.
     now
-        Wall-clock time, POSIX seconds; when given, ``effective_at`` must lie after 2015-01-01 and at
+        Wall-clock time, POSIX seconds; when given, ``effective_at`` must lie after ``earliest`` and at
         most ``max_skew_s`` ahead of it (a loan event from the future would move the loan's clock).
     max_skew_s
         Allowed clock skew into the future, seconds.
+    earliest
+        Earliest plausible ``effective_at``, POSIX seconds (2015-01-01 by default).
 
     Raises
     ------
@@ -241,7 +256,7 @@ def decode_loan_event(raw: bytes | None, now: float | None = None, max_skew_s: f
     except ValidationError as exc:
         raise _rejection(exc, None) from None
     if now is not None:
-        _check_time("effective_at", ev.effective_at, now, max_skew_s, None)
+        _check_time("effective_at", ev.effective_at, now, max_skew_s, None, earliest)
     return ev
 
 
@@ -363,6 +378,24 @@ class AssetMonitor:
         self.valuer = self._new_valuer()
         for inputs in self.history:
             self.valuer.update(*inputs)
+
+    def reappraise(self, pledge: CollateralPledged) -> None:
+        """Take a fresh appraisal (e.g. at loan renewal): new V_0, baseline and Q_0, fresh models.
+
+        Windows, de-duplication memory and the data-quality carry-overs are kept; the models start
+        again from the new appraisal, as a new pledge's would, and the replay history restarts.
+        """
+        log.info(
+            "asset %s: re-appraised at %s (¥%.0f -> ¥%.0f)",
+            self.asset_id,
+            pledge.effective_at.isoformat(),
+            self.appraisal_value,
+            pledge.appraisal.value,
+        )
+        self.pledge = pledge
+        self.appraisal_value = pledge.appraisal.value
+        self.valuer = self._new_valuer()
+        self.history.clear()
 
     def add_loan(self, loan_id: str) -> None:
         """Record one more loan this asset is pledged to."""
@@ -526,8 +559,12 @@ class AssetMonitor:
 @dataclass(slots=True)
 class _AssetSlot:
     asset_id: str
-    appraisal_value: float
+    appraisal: Appraisal
     valuation: CollateralValuation | None = None
+
+    @property
+    def appraisal_value(self) -> float:
+        return self.appraisal.value
 
 
 class LoanMonitor:
@@ -705,7 +742,10 @@ class LoanMonitor:
         self.as_of = max(self.as_of, ev.effective_at.timestamp())
         out: list[Output] = []
         if isinstance(ev, CollateralPledged):
-            self.assets.setdefault(ev.asset_id, _AssetSlot(ev.asset_id, ev.appraisal.value))
+            slot = self.assets.get(ev.asset_id)
+            if slot is None or slot.appraisal != ev.appraisal:
+                # a new pledge, or a re-appraisal (renewal): the appraisal stands until the next valuation
+                self.assets[ev.asset_id] = _AssetSlot(ev.asset_id, ev.appraisal)
             out.append(Output("asset-pledges", ev.asset_id, ev))
         elif isinstance(ev, CollateralReleased):
             self.assets.pop(ev.asset_id, None)
@@ -891,6 +931,8 @@ class AssetBook:
             return []
         if asset is not None:
             asset.add_loan(ev.loan_id)
+            if ev.appraisal != asset.pledge.appraisal:
+                asset.reappraise(ev)  # one appraisal per data asset: the newest governs
             return []
         self.assets[ev.asset_id] = AssetMonitor(ev, self.params)
         out: list[Output] = []

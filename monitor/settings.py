@@ -9,10 +9,11 @@ validated fields whose errors name the variable and value.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, AwareDatetime, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["TOPICS", "Settings"]
@@ -54,7 +55,10 @@ class Settings(BaseSettings):
     partitions
         Partitions of the topics pledgewatch creates.
     window_s, allowed_lateness_s
-        Tumbling window length and allowed lateness, seconds.
+        Tumbling window length and allowed lateness, seconds (86400 for ``daily_ridership`` assets).
+    calibration_windows
+        Windows after pledge that measure baseline and Q_0 when the appraisal lacks them (96 = one
+        day of 15-min windows; 364 = one year of daily windows).
     rulebook
         Rulebook file used until one arrives on the rules-control topic.
     store
@@ -69,6 +73,9 @@ class Settings(BaseSettings):
         Zone in which times are shown to people (stored times are UTC).
     max_clock_skew_s
         Records timed further in the future than this are dead-lettered, seconds.
+    earliest_event_time
+        Records and loan events timed before this are dead-lettered as ``implausible_time``
+        (default 2015-01-01T00:00:00Z; set it earlier to replay older history).
     """
 
     model_config = SettingsConfigDict(
@@ -84,6 +91,7 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, le=1024)
     window_s: float = Field(default=900.0, gt=0)
     allowed_lateness_s: float = Field(default=600.0, ge=0)
+    calibration_windows: int = Field(default=96, ge=1)
     rulebook: Path = ROOT / "rules" / "rulebooks" / "default.yaml"
     store: Literal["auto", "rocksdb", "memory"] = "auto"
     data_dir: Path = ROOT / ".pledgewatch"
@@ -91,6 +99,7 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     display_timezone: str = "Asia/Shanghai"
     max_clock_skew_s: float = Field(default=300.0, ge=0)
+    earliest_event_time: AwareDatetime = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
 
     def topic(self, logical: str) -> str:
         """Full topic name of a logical topic (``"alerts"`` -> ``"pledge.alerts"``)."""

@@ -246,7 +246,9 @@ class Node:
         else:
             self.last_telemetry_wall = time.time()
             try:
-                tev = decode_telemetry(msg.value, time.time(), self.s.max_clock_skew_s)
+                tev = decode_telemetry(
+                    msg.value, time.time(), self.s.max_clock_skew_s, self.s.earliest_event_time.timestamp()
+                )
                 self.asset_partition[tev.asset_id] = part
                 self.asset_state.load(tev.asset_id)
                 outputs = self.assets.on_telemetry(tev, tick=False)
@@ -314,7 +316,9 @@ class Node:
             outputs = self.loans.on_valuation(loan_key, val)
         else:
             try:
-                ev = decode_loan_event(msg.value, time.time(), self.s.max_clock_skew_s)
+                ev = decode_loan_event(
+                    msg.value, time.time(), self.s.max_clock_skew_s, self.s.earliest_event_time.timestamp()
+                )
                 self.loan_state.load(ev.loan_id)
                 outputs = self.loans.on_loan_event(ev)
             except InputRejected as exc:

@@ -218,3 +218,31 @@ def test_case_c12_checkpoint_of_another_river_version_is_rebuilt_by_replay_with_
     assert "rebuilding models by replaying 299 windows" in caplog.text
     assert restored.valuer is not asset.valuer
     assert _probe_scores(restored) == _probe_scores(asset)  # the replay of all 300 windows is exact
+
+
+def test_reappraisal__renewal_pledge_resets_models_and_the_loan_values_at_the_new_appraisal(rulebook) -> None:  # type: ignore[no-untyped-def]
+    from monitor.schemas import Appraisal
+
+    mon = book(rulebook)
+    feed(mon, range(40), trips=6)  # activity at 60 % of the baseline: the value falls
+    asset = mon.assets["A1"]
+    fallen = mon.loans["L1"].collateral()[0]
+    assert fallen < 9_000_000.0 and asset.valuer.windows_seen == 39  # the 40th window is still open
+    fresh = Appraisal(
+        value=6_000_000.0,
+        appraised_on=dt.date(2024, 3, 4),
+        appraiser="test",
+        baseline_activity=[24.0] * 24,  # the new appraisal assumes the lower activity
+        quality_baseline=1.0,
+    )
+    mon.on_loan_event(make_pledge(event_id="L1:renewed:A1", effective_at=T0 + 40 * W, appraisal=fresh))
+    assert mon.assets["A1"] is asset and asset.valuer.windows_seen == 0 and asset.appraisal_value == 6_000_000.0
+    assert mon.loans["L1"].collateral() == (6_000_000.0, 6_000_000.0)  # the appraisal until the next valuation
+    feed(mon, range(41, 45), trips=6, prefix="r")
+    v = mon.loans["L1"].assets["A1"].valuation
+    assert v is not None and v.appraisal_value == 6_000_000.0 and 0.9 < v.activity_index <= 1.1
+    seen = asset.valuer.windows_seen
+    assert seen >= 3
+    # the same appraisal pledged again (another event id) changes nothing
+    mon.on_loan_event(make_pledge(event_id="L1:again:A1", effective_at=T0 + 46 * W, appraisal=fresh))
+    assert mon.assets["A1"].valuer.windows_seen == seen and mon.loans["L1"].assets["A1"].valuation is v

@@ -154,3 +154,20 @@ def test_property__arbitrary_json_objects_are_decoded_or_rejected(obj: dict) -> 
 def test_outputs__reject_unknown_fields_too() -> None:
     for cls in (Alert, MarginCall, CollateralValuation):
         assert cls.model_config["extra"] == "forbid"
+
+
+def test_pledge__baseline_length_is_checked_against_the_profile_season() -> None:
+    from monitor.schemas import Appraisal
+    from tests.conftest import make_pledge
+
+    hourly = Appraisal(value=1.0, appraised_on=dt.date(2024, 1, 1), appraiser="t", baseline_activity=[1.0] * 24)
+    assert make_pledge(appraisal=hourly).asset_profile == "bus_dispatch"
+    with pytest.raises(
+        ValidationError,
+        match=r"appraisal.baseline_activity: got 24 values, expected for profile "
+        r"daily_ridership: 364 values, one per day of a 52-week year",
+    ):
+        make_pledge(appraisal=hourly, asset_profile="daily_ridership")
+    daily = Appraisal(value=1.0, appraised_on=dt.date(2024, 1, 1), appraiser="t", baseline_activity=[1.0] * 364)
+    with pytest.raises(ValidationError, match=r"got 364 values, expected for profile bus_dispatch: 24 values"):
+        make_pledge(appraisal=daily)
