@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test test-unit test-integration lint typecheck bench broker-start broker-stop sample clean
+.PHONY: help venv demo test test-unit test-integration lint typecheck bench cta-history broker-start broker-stop sample clean
 
 help:
 	@echo "make demo   - venv, local Kafka, worker, replay of real bus data with an outage; Ctrl-C stops all"
@@ -43,6 +43,13 @@ typecheck: venv
 
 bench: venv
 	$(BIN)/python benchmarks/core_backtest.py
+	$(BIN)/python benchmarks/rules_eval.py
+	$(BIN)/python benchmarks/forecasters.py
+
+# the real-history acceptance run (CTA 2001-2024): JSON summary + the figure in docs/img (needs matplotlib)
+cta-history: venv
+	$(BIN)/python -m pip install --quiet -e '.[plot]'
+	$(BIN)/python examples/cta/history.py
 
 broker-start:
 	bash deploy/kafka/broker.sh start && bash deploy/kafka/broker.sh wait 90

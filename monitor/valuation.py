@@ -18,8 +18,9 @@ window it flags *above* the forecast is **not learned** (``learn_anomalous=False
 after river's ``AnomalyFilter(protect_anomaly_detector=...)``), so padded data
 cannot lift the value, while one below is learned (clipped like every window):
 prudence lets bad news count. Two river ``PageHinkley`` detectors watch the
-activity ratio for a structural decline or increase. The interval on ``I_t`` is
-the rolling 90 % quantile of absolute one-step ratio errors.
+activity ratio for a structural decline or increase. The 90 % interval on ``I_t`` is the rolling
+90 % quantile of absolute one-step ratio errors scaled to the level's EWMA
+(× sqrt(α / (2 − α))).
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ class ValuationParams:
         Whether the forecaster learns windows flagged anomalous *above* its forecast (default
         False: padded or fabricated activity cannot lift the value). Anomalous windows below the
         forecast are always learned, clipped like every window (prudence).
+    anomaly_hold_windows
+        Consecutive anomalous windows after which the anomaly counts as a new regime and is learned
+        (by the forecaster and the detector): protection is for transient spikes, and a persisting
+        one is what the ``anomaly-persisting`` rule puts before a person.
     min_expected_activity
         Windows whose expected activity is below this (e.g. at night) teach the level nothing
         (their seasonal index still learns).
@@ -107,6 +112,7 @@ class ValuationParams:
     anomaly_threshold: float = 0.85
     hst_window: int = 32
     learn_anomalous: bool = False
+    anomaly_hold_windows: int = 8
     min_expected_activity: float = 10.0
     drift_hold_windows: int = 16
     seed: int = 42
@@ -220,6 +226,9 @@ class AssetValuer:
         self._resid = stats.RollingQuantile(q=0.9, window_size=96)
         self._drift = "none"
         self._drift_left = 0
+        self._anomalous_run = 0
+        # window start -> (window slot, baseline activity): the horizon slides one window at a time
+        self._horizon_cache: dict[float, tuple[int, float]] = {}
         self._dims_ewm: dict[str, float | None] = dict.fromkeys(DIMENSIONS, quality_baseline)
         self._q_ewm = quality_baseline if quality_baseline is not None else 0.0
         self._calib_q: list[float] = []
@@ -278,10 +287,17 @@ class AssetValuer:
         level = m.level
         num = den = 0.0
         w = 1.0
+        cache = self._horizon_cache
+        if len(cache) > 4 * p.horizon_windows:
+            for old in [k for k in cache if k < next_start]:
+                del cache[old]
         for h in range(p.horizon_windows):
             t = next_start + h * p.window_s
-            base = self.expected_activity(t)
-            num += w * max(0.0, level * m.index(self._wslot(t), base))
+            hit = cache.get(t)
+            if hit is None:
+                hit = cache[t] = (self._wslot(t), self.expected_activity(t))
+            slot, base = hit
+            num += w * max(0.0, level * m.index(slot, base))
             den += w * base
             w *= p.discount
         return num / den if den > 0 else max(0.0, level)
@@ -299,6 +315,7 @@ class AssetValuer:
             if sum(self._baseline) <= 0:
                 self._baseline = None
                 return
+            self._horizon_cache.clear()
             self._fc.prime(self._mean_expected())
         if self._q0 is None and self._calib_q:
             self._q0 = max(1e-6, sum(self._calib_q) / len(self._calib_q))
@@ -361,7 +378,12 @@ class AssetValuer:
         if not math.isfinite(score):
             score = 0.0
         anomalous = self.windows_seen > p.hst_window and score >= p.anomaly_threshold
-        if x and not anomalous and not silent:
+        if not silent:
+            self._anomalous_run = self._anomalous_run + 1 if anomalous else 0
+        # an anomaly that persists past the hold is a new regime (a recovery, a new timetable), not a
+        # glitch: from then on the window is learned by the forecaster and by the detector itself
+        regime = anomalous and self._anomalous_run > p.anomaly_hold_windows
+        if x and (not anomalous or regime) and not silent:
             self._hst.learn_one(x)
 
         calibrating_before = self.calibrating
@@ -380,7 +402,7 @@ class AssetValuer:
             slot = self._wslot(start)
             level_too = expected >= p.min_expected_activity
             r = self._fc.residual(slot, expected, activity)
-            if anomalous and not p.learn_anomalous and r is not None and r > 0:
+            if anomalous and not regime and not p.learn_anomalous and r is not None and r > 0:
                 # flagged above the forecast: not learned. The counterfactual (what the index would
                 # be had the window been learned) is the anomaly handling's effect on the value.
                 shadow = copy.deepcopy(self._fc)
@@ -411,10 +433,13 @@ class AssetValuer:
         else:
             index = self._activity_index(start + p.window_s)
             q = self._resid.get() if self._fc.n > 2 else 0.0
-            # a ratio error ε of activity against the learned indices moves I by ε × I / L
+            # I = L × S: the level L is an EWMA of ratio observations whose one-step errors have the
+            # 90 % quantile q, so its own 90 % half-width is q × sqrt(α / (2 − α)) (the EWMA control
+            # limit, Roberts 1959; Lucas & Saccucci 1990), and it moves I by that × S = I / L
             level = self._fc.level
             scale = index / level if level > 0 else 1.0
-            half = q * scale if q is not None and math.isfinite(q) else 0.0
+            ewma = math.sqrt(p.alpha / (2.0 - p.alpha))
+            half = q * ewma * scale if q is not None and math.isfinite(q) else 0.0
         lower = max(0.0, index - half)
         upper = index + half
         qf = min(self._q_ewm / q0, 1.0) if q0 > 0 else 1.0

@@ -99,6 +99,25 @@ def test_valuer__anomalous_windows_are_not_learned_unless_asked() -> None:
     assert n_learning - n_protected == 4
 
 
+def test_valuer__anomaly_below_the_forecast_is_learned_and_one_persisting_past_the_hold_becomes_a_regime() -> None:
+    spike = {"activity_ratio": 3.0, "mean_delay_s": 1800.0, "late_share": 1.0, "updates_per_poll": 500}
+    v = valuer(hst_window=16, anomaly_threshold=0.5, anomaly_hold_windows=3)
+    for i in range(80):
+        v.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
+    learned = []
+    for i in range(80, 88):
+        r = v.update(START + i * 900, 30.0, dims(0.95), spike)  # a sustained rise, scored anomalous
+        learned.append((r.anomalous, r.learned))
+    assert learned[:3] == [(True, False)] * 3  # a transient spike cannot lift the value
+    assert all(lrn for _, lrn in learned[3:])  # past the hold it is a new regime, learned
+    # below the forecast: learned at once (prudence), even when scored anomalous
+    w = valuer(hst_window=16, anomaly_threshold=0.5)
+    for i in range(80):
+        w.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
+    r = w.update(START + 80 * 900, 0.0, dims(0.95), {**spike, "activity_ratio": 0.0})
+    assert r.anomalous and r.learned and r.activity_index < 1.0
+
+
 def test_fixed_scaler__unknown_and_non_finite_features_are_dropped_never_nan() -> None:
     s = FixedScaler({"a": (0.0, 10.0)})
     assert s.transform_one({"a": float("nan"), "b": 1.0}) == {}
