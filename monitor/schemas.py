@@ -82,7 +82,7 @@ REASON_CODES: dict[str, str] = {
     "extra_field": "a field the schema does not know (misspelling?)",
     "non_finite": "a number is NaN or infinite",
     "naive_time": "a time without a UTC offset",
-    "implausible_time": "a time before 2015 or beyond the allowed clock skew",
+    "implausible_time": "a time before the earliest plausible time (2015 by default) or beyond the allowed clock skew",
     "unknown_metric": "a metric or kind the asset profile does not know",
     "undefined_ratio": "a derived ratio has a zero denominator",
     "unknown_asset": "no loan has pledged this asset",

@@ -193,23 +193,23 @@ def renewal_loan_book(
             cure_period="10d",
         )
     )
-    for asset, value in first_values.items():
-        events.append(
-            CollateralPledged(
-                event_id=f"{loan}:pledged:{asset}:{first_year}",
-                loan_id=loan,
-                effective_at=at(first_year),
-                asset_id=asset,
-                asset_profile="daily_ridership",
-                asset_timezone=TIMEZONE,
-                appraisal=Appraisal(
-                    value=round(value, 2),
-                    appraised_on=dt.date(first_year - 1, 12, 15),
-                    appraiser="Example Appraisal Co. (fictional)",
-                ),
-                pledge_registration_no=f"EXAMPLE-PLEDGE-{asset.upper()}",
-            )
+
+    def pledge(asset: str, year: int, appraisal: Appraisal) -> CollateralPledged:
+        return CollateralPledged(
+            event_id=f"{loan}:pledged:{asset}:{year}",
+            loan_id=loan,
+            effective_at=at(year),
+            asset_id=asset,
+            asset_profile="daily_ridership",
+            asset_timezone=TIMEZONE,
+            appraisal=appraisal,
+            pledge_registration_no=f"EXAMPLE-PLEDGE-{asset.upper()}",
         )
+
+    appraiser = "Example Appraisal Co. (fictional)"
+    for asset, value in first_values.items():
+        first = Appraisal(value=round(value, 2), appraised_on=dt.date(first_year - 1, 12, 15), appraiser=appraiser)
+        events.append(pledge(asset, first_year, first))
     for year in range(first_year + 1, last_year + 1):
         start = dt.date(year, 1, 1) - dt.timedelta(days=364)
         total = 0.0
@@ -220,24 +220,14 @@ def renewal_loan_book(
                 baseline[season_slot(d)] = v
             value = yuan_per_boarding * sum(v for _, v in days)
             total += value
-            events.append(
-                CollateralPledged(
-                    event_id=f"{loan}:pledged:{asset}:{year}",
-                    loan_id=loan,
-                    effective_at=at(year),
-                    asset_id=asset,
-                    asset_profile="daily_ridership",
-                    asset_timezone=TIMEZONE,
-                    appraisal=Appraisal(
-                        value=round(value, 2),
-                        appraised_on=dt.date(year - 1, 12, 31),
-                        appraiser="Example Appraisal Co. (fictional)",
-                        baseline_activity=baseline,
-                        quality_baseline=1.0,
-                    ),
-                    pledge_registration_no=f"EXAMPLE-PLEDGE-{asset.upper()}",
-                )
+            fresh = Appraisal(
+                value=round(value, 2),
+                appraised_on=dt.date(year - 1, 12, 31),
+                appraiser=appraiser,
+                baseline_activity=baseline,
+                quality_baseline=1.0,
             )
+            events.append(pledge(asset, year, fresh))
         events.append(
             BalanceChanged(
                 event_id=f"{loan}:renewed:{year}",
