@@ -63,7 +63,12 @@ class AlertPrinter:
         state = "" if a.status == "firing" else " (resolved)"
         shadow = " [shadow]" if a.shadow else ""
         summary = a.summary if self.lang == "zh" else a.summary_en
-        why = f"{summary}. {a.facts.get('why', '')}" if a.status == "firing" else summary
+        if a.status == "firing":
+            why = f"{summary}. {a.facts.get('why', '')}"
+        elif self.lang == "zh":
+            why = f"已解除：当前覆盖率 {cov_s}"
+        else:
+            why = f"resolved: coverage now {cov_s}"
         t.add_row(
             a.at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z"),
             a.loan_id,

@@ -68,7 +68,7 @@ def main() -> None:
             {
                 "service_day": service_day(a.at).isoformat(),
                 "rule": a.rule_id,
-                "coverage": round(float(a.facts["coverage_ratio"]), 4),
+                "coverage": round(float(a.facts["coverage_ratio"]), 6),
             }  # type: ignore[arg-type]
             for a in coverage
         ],
