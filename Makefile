@@ -34,8 +34,8 @@ test-integration: venv
 	bash deploy/test.sh tests/integration
 
 lint: venv
-	$(BIN)/ruff check monitor rules streams tests benchmarks examples
-	$(BIN)/ruff format --check monitor rules streams tests benchmarks examples
+	$(BIN)/ruff check monitor rules streams tests benchmarks examples deploy/grafana
+	$(BIN)/ruff format --check monitor rules streams tests benchmarks examples deploy/grafana
 	$(BIN)/mypy
 
 typecheck: venv

@@ -3,6 +3,8 @@
 # stop what was started. pytest's exit 5 (no tests collected) counts as a failure.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Prometheus, promtool and Alertmanager (Debian packages) for the observability tests
+bash deploy/observability.sh ensure || exit 1
 started_broker=0
 stop_broker() { if [ "$started_broker" = 1 ]; then bash deploy/kafka/broker.sh stop; fi; }
 trap stop_broker EXIT

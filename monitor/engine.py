@@ -867,7 +867,7 @@ class LoanMonitor:
             model_versions=MODEL_VERSIONS,
             shadow=rule.shadow,
         )
-        sensor.on_alert(rule.id, rule.severity, tr.status, rule.shadow)
+        sensor.on_alert(rule.id, rule.severity, tr.status, rule.shadow, self.loan_id)
         yield Output("alerts", self.loan_id, alert)
         if rule.action != "margin_call" or rule.shadow:
             return

@@ -31,7 +31,7 @@ class Sensor(Protocol):
     def on_loan_risk(self, snapshot: LoanRiskSnapshot) -> None:
         """A loan's risk position changed."""
 
-    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool) -> None:
+    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """An alert transition (``firing`` / ``resolved``)."""
 
     def on_rule_error(self, rule_id: str) -> None:
@@ -56,7 +56,7 @@ class NullSensor:
     def on_loan_risk(self, snapshot: LoanRiskSnapshot) -> None:
         """Ignore."""
 
-    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool) -> None:
+    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """Ignore."""
 
     def on_rule_error(self, rule_id: str) -> None:
@@ -89,7 +89,7 @@ class CountingSensor(NullSensor):
         """Count by reason."""
         self.dead_letters[reason] += 1
 
-    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool) -> None:
+    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """Count by (rule, status)."""
         self.alerts[(rule_id, status)] += 1
 

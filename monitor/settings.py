@@ -65,14 +65,17 @@ class Settings(BaseSettings):
         faust table store: ``rocksdb`` (rocksdict) or ``memory``; ``auto`` picks rocksdb when available.
     data_dir
         Where the worker keeps its local table state.
-    metrics_port
-        Port of the Prometheus ``/metrics`` endpoint (loopback).
+    metrics_port, metrics_host
+        Port and bind address of the Prometheus ``/metrics`` endpoint (loopback by default; a
+        container sets ``0.0.0.0`` so Prometheus can reach it).
     web_port
         Port of faust's web server (loopback).
     display_timezone
         Zone in which times are shown to people (stored times are UTC).
     max_clock_skew_s
         Records timed further in the future than this are dead-lettered, seconds.
+    alertmanager_url
+        Base URL of an Alertmanager (``http://127.0.0.1:9093``) to push alerts to; unset: no push.
     earliest_event_time
         Records and loan events timed before this are dead-lettered as ``implausible_time``
         (default 2015-01-01T00:00:00Z; set it earlier to replay older history).
@@ -96,9 +99,11 @@ class Settings(BaseSettings):
     store: Literal["auto", "rocksdb", "memory"] = "auto"
     data_dir: Path = ROOT / ".pledgewatch"
     metrics_port: int = Field(default=9108, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
     display_timezone: str = "Asia/Shanghai"
     max_clock_skew_s: float = Field(default=300.0, ge=0)
+    alertmanager_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
     earliest_event_time: AwareDatetime = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
 
     def topic(self, logical: str) -> str:

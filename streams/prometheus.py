@@ -21,11 +21,14 @@ _STATUS = ("ok", "warning", "margin_call", "close_out", "calibrating", "closed")
 
 @dataclass(frozen=True)
 class Metrics:
-    """Every pledgewatch metric (names per ``docs/metrics.md``)."""
+    """Every pledgewatch metric (names and PromQL in ``docs/metrics.md``)."""
 
     events: Counter
     dead_letters: Counter
     alerts: Counter
+    alerts_firing: Gauge
+    event_to_alert: Histogram
+    alertmanager_push_failures: Counter
     rule_errors: Counter
     publish_failures: Counter
     rulebook_info: Gauge
@@ -38,7 +41,11 @@ class Metrics:
     asset_quality_dimension: Gauge
     asset_anomaly: Gauge
     asset_last_event: Gauge
+    asset_last_valuation: Gauge
     loan_collateral: Gauge
+    loan_collateral_lower: Gauge
+    loan_line: Gauge
+    asset_pledge: Gauge
     loan_outstanding: Gauge
     loan_coverage: Gauge
     loan_status: Gauge
@@ -64,6 +71,24 @@ class Metrics:
                 p + "alerts",
                 "Alert transitions by rule, severity and status",
                 ["rule", "severity", "status", "shadow"],
+                registry=registry,
+            ),
+            alerts_firing=Gauge(
+                p + "alerts_firing",
+                "Alerts firing now (shadow rules excluded) by rule, severity and loan",
+                ["rule", "severity", "loan"],
+                registry=registry,
+            ),
+            event_to_alert=Histogram(
+                p + "event_to_alert_seconds",
+                "Wall time from the produce timestamp of the record that closed a window (or moved a loan) "
+                "to the firing alert's acknowledged publication",
+                registry=registry,
+                buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            ),
+            alertmanager_push_failures=Counter(
+                p + "alertmanager_push_failures",
+                "Pushes of alerts to Alertmanager's API that failed (the alert stays on the Kafka topic)",
                 registry=registry,
             ),
             rule_errors=Counter(
@@ -110,8 +135,32 @@ class Metrics:
                 ["asset"],
                 registry=registry,
             ),
+            asset_last_valuation=Gauge(
+                p + "asset_last_valuation_timestamp_seconds",
+                "Wall-clock time this worker last revalued the asset",
+                ["asset"],
+                registry=registry,
+            ),
             loan_collateral=Gauge(
                 p + "loan_collateral_value_yuan", "Collateral value of a loan", ["loan"], registry=registry
+            ),
+            loan_collateral_lower=Gauge(
+                p + "loan_collateral_value_lower_yuan",
+                "Lower bound of the loan's collateral value (sum of its assets' lower bounds)",
+                ["loan"],
+                registry=registry,
+            ),
+            loan_line=Gauge(
+                p + "loan_line_ratio",
+                "The loan contract's coverage lines (warning, margin_call, close_out)",
+                ["loan", "line"],
+                registry=registry,
+            ),
+            asset_pledge=Gauge(
+                p + "asset_pledge_info",
+                "1 while the asset is pledged to the loan (joins asset series to a loan)",
+                ["asset", "loan"],
+                registry=registry,
             ),
             loan_outstanding=Gauge(
                 p + "loan_outstanding_yuan", "Outstanding incl. accrued interest", ["loan"], registry=registry
@@ -130,6 +179,7 @@ class PrometheusSensor:
 
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
+        self._pledged: dict[str, set[str]] = {}
 
     def on_event(self, topic: str, outcome: str) -> None:
         """Count one input record."""
@@ -153,20 +203,37 @@ class PrometheusSensor:
         self.m.asset_anomaly.labels(a).set(v.anomaly_score)
         if v.last_event_at is not None:
             self.m.asset_last_event.labels(a).set(v.last_event_at.timestamp())
+        self.m.asset_last_valuation.labels(a).set_to_current_time()
 
     def on_loan_risk(self, s: LoanRiskSnapshot) -> None:
         """Export a loan's risk position."""
         loan = s.loan_id
         self.m.loan_collateral.labels(loan).set(s.collateral_value)
+        self.m.loan_collateral_lower.labels(loan).set(s.collateral_value_lower)
+        t = s.thresholds
+        for line, value in (("warning", t.warning), ("margin_call", t.margin_call), ("close_out", t.close_out)):
+            self.m.loan_line.labels(loan, line).set(value)
+        pledged = {a.asset_id for a in s.assets}
+        for asset in pledged - self._pledged.get(loan, set()):
+            self.m.asset_pledge.labels(asset, loan).set(1.0)
+        for asset in self._pledged.get(loan, set()) - pledged:
+            self.m.asset_pledge.remove(asset, loan)
+        self._pledged[loan] = pledged
         self.m.loan_outstanding.labels(loan).set(s.outstanding)
         if s.coverage_ratio is not None:
             self.m.loan_coverage.labels(loan).set(s.coverage_ratio)
         for st in _STATUS:
             self.m.loan_status.labels(loan, st).set(1.0 if st == s.status else 0.0)
 
-    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool) -> None:
-        """Count an alert transition."""
+    def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
+        """Count an alert transition; keep the firing gauge per rule, severity and loan."""
         self.m.alerts.labels(rule_id, severity, status, "true" if shadow else "false").inc()
+        if not shadow:
+            firing = self.m.alerts_firing.labels(rule_id, severity, loan_id)
+            if status == "firing":
+                firing.inc()
+            elif status == "resolved":
+                firing.dec()
 
     def on_rule_error(self, rule_id: str) -> None:
         """Count a rule fault."""

@@ -40,7 +40,7 @@ from monitor.engine import (
     decode_telemetry,
 )
 from monitor.errors import InputRejected
-from monitor.schemas import CollateralPledged, CollateralReleased, CollateralValuation
+from monitor.schemas import Alert, CollateralPledged, CollateralReleased, CollateralValuation, MarginCall
 from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
@@ -134,8 +134,10 @@ class Node:
         loan_table: Any,
         sensor: Sensor,
         metrics: Any = None,
+        pusher: Any = None,
     ) -> None:
         self.app = app
+        self.pusher = pusher
         self.s = settings
         self.assets = assets
         self.loans = loans
@@ -169,8 +171,11 @@ class Node:
             self.asset_state.save(aid)
 
     # --- publishing --------------------------------------------------------------------------
-    async def send(self, logical: str, key: str, message: BaseModel) -> None:
-        """Publish one message and wait for the broker's acknowledgement (retried with back-off)."""
+    async def send(self, logical: str, key: str, message: BaseModel, timestamp: float | None = None) -> None:
+        """Publish one message and wait for the broker's acknowledgement (retried with back-off).
+
+        ``timestamp`` (POSIX seconds) sets the record's Kafka timestamp; ``None`` lets the producer stamp it.
+        """
         topic = self.s.topic(logical)
         value = message.model_dump_json().encode()
         async for attempt in AsyncRetrying(
@@ -182,18 +187,39 @@ class Node:
             with attempt:
                 if attempt.retry_state.attempt_number > 1 and self.metrics is not None:
                     self.metrics.publish_failures.labels(topic).inc()
-                await self.app.producer.send_and_wait(topic, key.encode(), value, None, None, None)
+                await self.app.producer.send_and_wait(topic, key.encode(), value, None, timestamp, None)
 
-    async def publish(self, outputs: list[Output]) -> None:
-        """Publish the core's outputs to their topics."""
+    async def publish(self, outputs: list[Output], origin_ts: float | None = None) -> None:
+        """Publish the core's outputs to their topics.
+
+        ``origin_ts`` is the produce timestamp (POSIX s) of the input record that caused them. The
+        valuations routed to loans carry it as their Kafka timestamp, so when the loan side raises an
+        alert, ``pledgewatch_event_to_alert_seconds`` measures from the telemetry record that closed
+        the window to the alert's acknowledged publication.
+        """
+        alerts: list[Alert] = []
+        calls: list[MarginCall] = []
         for o in outputs:
             if o.topic == "valuations":
                 val: CollateralValuation = o.message  # type: ignore[assignment]
                 await self.send("valuations", o.key, val)
                 for loan_id in val.loan_ids:
-                    await self.send("loan-valuations", loan_id, val)
+                    await self.send("loan-valuations", loan_id, val, origin_ts)
             else:
                 await self.send(o.topic, o.key, o.message)
+                if o.topic == "alerts":
+                    alerts.append(o.message)  # type: ignore[arg-type]
+                elif o.topic == "margin-calls":
+                    calls.append(o.message)  # type: ignore[arg-type]
+        if not alerts:
+            return
+        if self.metrics is not None and origin_ts:
+            now = time.time()
+            for a in alerts:
+                if a.status == "firing" and not a.shadow:
+                    self.metrics.event_to_alert.observe(max(0.0, now - origin_ts))
+        if self.pusher is not None:
+            self.pusher.on_alerts(alerts, calls)
 
     async def reject(self, event: faust.EventT, exc: InputRejected) -> None:
         """Dead-letter one input record with its reason."""
@@ -265,7 +291,7 @@ class Node:
         changed |= {o.key for o in outputs if o.topic == "valuations"}
         if changed or msg.key == CLOCK_KEY:
             self.persist(part, changed)
-        await self.publish(outputs)
+        await self.publish(outputs, msg.timestamp)
 
     def watermark(self) -> float | None:
         """Return the stream clock: the lowest event time among partitions that are still delivering.
@@ -328,7 +354,7 @@ class Node:
                 return
             loan_key = ev.loan_id
         self.loan_state.save(loan_key)
-        await self.publish(outputs)
+        await self.publish(outputs, msg.timestamp)
 
     async def apply_rulebook(self, decision: Decision, origin: str = "topic") -> None:
         """Swap in a valid rulebook between two events, or reject an invalid one; report either way."""
@@ -370,6 +396,7 @@ def create_app(
     metrics: Any = None,
     rules_from: int | None = None,
     origin: str = "file",
+    pusher: Any = None,
 ) -> tuple[faust.App, Node]:
     """Build the faust app and its agents; nothing connects until the worker starts.
 
@@ -389,6 +416,8 @@ def create_app(
         Offset of ``rules-control`` to follow new rulebooks from (``None``: no hot reload).
     origin
         Where the starting rulebook came from (``file`` or ``topic``), for the status record.
+    pusher
+        Optional ``streams.alertmanager.AlertmanagerPusher``.
     """
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(","))
     app = faust.App(
@@ -426,6 +455,7 @@ def create_app(
         loan_table,
         sensor,
         metrics,
+        pusher,
     )
 
     @app.agent(telemetry_in, name="telemetry")
@@ -448,6 +478,12 @@ def create_app(
     async def clock() -> None:
         await node.on_timer()
 
+    if pusher is not None:
+
+        @app.timer(interval=pusher.resend_s)
+        async def alertmanager_resend() -> None:
+            pusher.resend()
+
     return app, node
 
 
@@ -459,6 +495,7 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     ConfigError
         When the metrics port cannot be bound or no broker answers.
     """
+    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
     from prometheus_client import REGISTRY, start_http_server
 
     from monitor.errors import ConfigError
@@ -469,10 +506,10 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     metrics = Metrics.create(REGISTRY)
     if settings.metrics_port:
         try:
-            start_http_server(settings.metrics_port, addr="127.0.0.1")
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
         except OSError as exc:
             msg = (
-                f"metrics_port: 127.0.0.1:{settings.metrics_port} cannot be bound ({exc.strerror}); "
+                f"metrics_port: {settings.metrics_host}:{settings.metrics_port} cannot be bound ({exc.strerror}); "
                 "set PLEDGEWATCH_METRICS_PORT to a free port"
             )
             raise ConfigError(msg) from None
@@ -488,7 +525,15 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
                 decision.version,
                 decision.reason,
             )
-    app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics, end, origin)
+    pusher = None
+    if settings.alertmanager_url:
+        from streams.alertmanager import AlertmanagerPusher
+
+        pusher = AlertmanagerPusher(settings.alertmanager_url, on_failure=metrics.alertmanager_push_failures.inc)
+    app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics, end, origin, pusher)
+    # faust's own sensor (consumer offsets and lag, commit latency, rebalances) on the same registry and
+    # endpoint, under a fixed prefix so dashboards do not depend on the consumer group name
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
     log.warning(
         "worker %s: broker %s, topics %s*, metrics http://127.0.0.1:%s/metrics, rulebook %s v%s",
         settings.app_id,
