@@ -496,17 +496,17 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
         When the metrics port cannot be bound or no broker answers.
     """
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-    from prometheus_client import REGISTRY, start_http_server
+    from prometheus_client import REGISTRY
 
     from monitor.errors import ConfigError
-    from streams.prometheus import Metrics, PrometheusSensor
+    from streams.prometheus import Metrics, PrometheusSensor, serve_metrics
     from streams.topics import create_topics
 
     create_topics(settings)
     metrics = Metrics.create(REGISTRY)
     if settings.metrics_port:
         try:
-            start_http_server(settings.metrics_port, addr=settings.metrics_host)
+            serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
         except OSError as exc:
             msg = (
                 f"metrics_port: {settings.metrics_host}:{settings.metrics_port} cannot be bound ({exc.strerror}); "

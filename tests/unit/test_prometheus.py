@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.engine import CoreParams, Monitor
 from streams.prometheus import Metrics, PrometheusSensor
 from tests.conftest import T0, healthy_window_events, make_event, make_loan, make_pledge
 
 
+def scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Parse the /metrics body the way Prometheus does: (sample name, sorted labels) -> value."""
+    out = {}
+    for fam in text_string_to_metric_families(metrics.exposition().decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
 def test_prometheus_sensor__exports_valuations_and_loan_position(rulebook) -> None:  # type: ignore[no-untyped-def]
     reg = CollectorRegistry()
-    mon = Monitor(rulebook, CoreParams(), PrometheusSensor(Metrics.create(reg)))
+    metrics = Metrics.create(reg)
+    mon = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
     mon.on_loan_event(make_loan())
     mon.on_loan_event(make_pledge())
     import datetime as dt
@@ -19,12 +30,15 @@ def test_prometheus_sensor__exports_valuations_and_loan_position(rulebook) -> No
     for i in range(6):
         for ev in healthy_window_events("A1", T0 + dt.timedelta(minutes=15 * i), prefix=f"v{i}"):
             mon.on_telemetry(ev)
-    assert reg.get_sample_value("pledgewatch_events_total", {"topic": "pledge.telemetry", "outcome": "ok"}) > 0
-    assert reg.get_sample_value("pledgewatch_asset_value_yuan", {"asset": "A1"}) > 9_000_000
-    cov = reg.get_sample_value("pledgewatch_loan_coverage_ratio", {"loan": "L1"})
-    assert cov is not None and cov > 1.3
-    assert reg.get_sample_value("pledgewatch_loan_status", {"loan": "L1", "status": "ok"}) == 1.0
-    labels = {tuple(sorted(s.labels)) for m in reg.collect() for s in m.samples}
+    got = scrape(metrics)
+    assert got[("pledgewatch_events_total", (("outcome", "ok"), ("topic", "pledge.telemetry")))] > 0
+    assert got[("pledgewatch_asset_value_yuan", (("asset", "A1"),))] > 9_000_000
+    assert got[("pledgewatch_loan_coverage_ratio", (("loan", "L1"),))] > 1.3
+    assert got[("pledgewatch_loan_status", (("loan", "L1"), ("status", "ok")))] == 1.0
+    assert got[("pledgewatch_loan_line_ratio", (("line", "margin_call"), ("loan", "L1")))] == 1.2
+    assert got[("pledgewatch_asset_pledge_info", (("asset", "A1"), ("loan", "L1")))] == 1.0
+    assert got[("pledgewatch_asset_quality_dimension_ratio", (("asset", "A1"), ("dimension", "accuracy")))] > 0.9
+    labels = {tuple(k for k, _ in labels) for _, labels in got}
     assert all(
         set(ls)
         <= {
@@ -45,21 +59,21 @@ def test_prometheus_sensor__exports_valuations_and_loan_position(rulebook) -> No
     )
 
 
-def series(reg: CollectorRegistry) -> int:
-    return sum(len(m.samples) for m in reg.collect())
+def series(metrics: Metrics) -> int:
+    return len(scrape(metrics))
 
 
 def test_case_c13_ten_thousand_vehicles_add_no_series(rulebook) -> None:  # type: ignore[no-untyped-def]
     import datetime as dt
 
-    reg = CollectorRegistry()
-    mon = Monitor(rulebook, CoreParams(), PrometheusSensor(Metrics.create(reg)))
+    metrics = Metrics.create(CollectorRegistry())
+    mon = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
     mon.on_loan_event(make_loan())
     mon.on_loan_event(make_pledge())
     for i in range(4):  # every metric has its children: windows closed, loan valued
         for ev in healthy_window_events("A1", T0 + dt.timedelta(minutes=15 * i), prefix=f"w{i}"):
             mon.on_telemetry(ev)
-    before = series(reg)
+    before = series(metrics)
     start = T0 + dt.timedelta(minutes=60)
     for n in range(10_000):
         ev = make_event(
@@ -72,6 +86,24 @@ def test_case_c13_ten_thousand_vehicles_add_no_series(rulebook) -> None:  # type
             attributes={"trip_id": f"trip-{n}"},
         )
         mon.on_telemetry(ev)
-    after = series(reg)
-    assert reg.get_sample_value("pledgewatch_events_total", {"topic": "pledge.telemetry", "outcome": "ok"}) >= 10_000
+    after = series(metrics)
+    assert scrape(metrics)[("pledgewatch_events_total", (("outcome", "ok"), ("topic", "pledge.telemetry")))] >= 10_000
     assert after == before
+
+
+def test_portfolio_exposition__escapes_labels_and_renders_non_finite_values_as_prometheus_does() -> None:
+    metrics = Metrics.create(CollectorRegistry())
+    p = metrics.portfolio
+    p.set("pledgewatch_loan_coverage_ratio", ('L"1\\x',), float("inf"))
+    p.set("pledgewatch_asset_anomaly_score", ("A1",), float("nan"))
+    p.set("pledgewatch_asset_value_yuan", ("A1",), 1.5)
+    p.set("pledgewatch_asset_value_yuan", ("A1",), 2.5)
+    p.set("pledgewatch_asset_pledge_info", ("A1", "L1"), 1.0)
+    p.remove("pledgewatch_asset_pledge_info", ("A1", "L1"))
+    got = scrape(metrics)
+    assert got[("pledgewatch_loan_coverage_ratio", (("loan", 'L"1\\x'),))] == float("inf")
+    assert got[("pledgewatch_asset_value_yuan", (("asset", "A1"),))] == 2.5
+    nan = got[("pledgewatch_asset_anomaly_score", (("asset", "A1"),))]
+    assert nan != nan
+    assert not any(name == "pledgewatch_asset_pledge_info" for name, _ in got)
+    assert p.count() == 3
