@@ -17,6 +17,8 @@ import statistics
 import time
 from pathlib import Path
 
+from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
+
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.incidents import parse_incident
 from rules.rulebook import load_rulebook
@@ -51,22 +53,16 @@ def main() -> None:
         "valuations": len(res.valuations),
         "alerts_with_demo_incident": len(with_incident.alerts),
     }
-    out = ROOT / "benchmarks" / "results" / "core_backtest.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    row = (
-        f"| core_backtest | in-process core on the Auckland sample ({len(raw):,} records, 1 core) | "
-        f"{result['events_per_s_median']:,} records/s (median of {args.repeat}) | {result['when'][:10]} |"
+    publish(
+        "core_backtest",
+        result,
+        [
+            (
+                f"in-process core on the Auckland sample ({len(raw):,} records, 1 core)",
+                f"{result['events_per_s_median']:,} records/s (median of {args.repeat})",
+            )
+        ],
     )
-    doc = ROOT / "docs" / "benchmarks.md"
-    header = (
-        "# Benchmarks\n\nMeasured on the project's 2-core machine; re-run the scripts in `benchmarks/` "
-        "to refresh a row. Timings live here, never in tests.\n\n"
-        "| benchmark | what | result | date |\n| --- | --- | --- | --- |\n"
-    )
-    lines = doc.read_text().splitlines() if doc.exists() else header.rstrip("\n").splitlines()
-    lines = [ln for ln in lines if not ln.startswith("| core_backtest |")] + [row]
-    doc.write_text("\n".join(lines) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
 from river import time_series
 
 from monitor.forecast import SeasonalLevel
@@ -255,18 +256,20 @@ def main() -> None:
         "per_series": results,
         "mean_mae": summary,
     }
-    (ROOT / "benchmarks" / "results" / "forecasters.json").write_text(json.dumps(out, indent=2) + "\n")
-    doc = ROOT / "docs" / "benchmarks.md"
-    lines = [ln for ln in doc.read_text().splitlines() if not ln.startswith("| forecasters ")]
-    for key, per in results.items():
-        cells = ", ".join(
-            f"{n} MAE {m['mae']:,.1f} / MAPE {m['mape']:.1%} / {m['us_per_update']:.0f} µs" for n, m in per.items()
-        )
-        lines.append(
-            f"| forecasters | {key}: one-step progressive validation ({int(per['seasonal_naive']['n'])} "
-            f"steps) | {cells} | {out['when'][:10]} |"
-        )
-    doc.write_text("\n".join(lines) + "\n")
+    publish(
+        "forecasters",
+        out,
+        [
+            (
+                f"{key}: one-step progressive validation ({int(per['seasonal_naive']['n'])} steps)",
+                ", ".join(
+                    f"{n} MAE {m['mae']:,.1f} / MAPE {m['mape']:.1%} / {m['us_per_update']:.0f} µs"
+                    for n, m in per.items()
+                ),
+            )
+            for key, per in results.items()
+        ],
+    )
     print(json.dumps(summary, indent=2))
     for key, per in results.items():
         print(key, {n: (round(m["mae"], 2), round(m["mape"], 3), round(m["us_per_update"], 1)) for n, m in per.items()})

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import cel
+from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
 from rules.lifecycle import RuleState, evaluate_subject
 from rules.rulebook import example_facts, parse_rulebook
@@ -62,17 +63,18 @@ def main() -> None:
             }
         )
     result = {"benchmark": "rules_eval", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "rows": rows}
-    out = ROOT / "benchmarks" / "results" / "rules_eval.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    doc = ROOT / "docs" / "benchmarks.md"
-    lines = [ln for ln in doc.read_text().splitlines() if not ln.startswith("| rules_eval ")]
-    for r in rows:
-        lines.append(
-            f"| rules_eval | one loan evaluated against {r['rules']:,} rules (shared CEL context) | "
-            f"{r['us_per_evaluation']:,} µs per evaluation, {r['us_per_rule']} µs per rule "
-            f"(context per rule: {r['us_per_evaluation_context_per_rule']:,} µs) | {result['when'][:10]} |"
-        )
-    doc.write_text("\n".join(lines) + "\n")
+    publish(
+        "rules_eval",
+        result,
+        [
+            (
+                f"one loan evaluated against {r['rules']:,} rules (shared CEL context)",
+                f"{r['us_per_evaluation']:,} µs per evaluation, {r['us_per_rule']} µs per rule "
+                f"(context per rule: {r['us_per_evaluation_context_per_rule']:,} µs)",
+            )
+            for r in rows
+        ],
+    )
     print(json.dumps(result, indent=2))
 
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.engine import CoreParams, Monitor, decode_loan_event
@@ -119,17 +120,19 @@ def main() -> None:
         "slowdown_scrape_every_1s": round(1 - statistics.median(runs["1s"]) / base, 4),
         "slowdown_scrape_continuous": round(1 - statistics.median(runs["continuous"]) / base, 4),
     }
-    (ROOT / "benchmarks" / "results" / "scrape.json").write_text(json.dumps(out, indent=2) + "\n")
-    doc = ROOT / "docs" / "benchmarks.md"
-    lines = [ln for ln in doc.read_text().splitlines() if not ln.startswith("| scrape ")]
-    lines.append(
-        f"| scrape | /metrics of one worker holding {LOANS:,} loans and {2 * LOANS:,} assets ({series:,} series, "
-        f"{len(body) / 1e6:.1f} MB) while the core processes the Auckland sample | one scrape {scrape_ms:.0f} ms; "
-        f"processing {out['events_per_s']['none']:,} records/s unscraped, "
-        f"{out['slowdown_scrape_every_1s']:.1%} slower scraped every 1 s, "
-        f"{out['slowdown_scrape_continuous']:.1%} slower scraped back to back | {out['when'][:10]} |"
+    publish(
+        "scrape",
+        out,
+        [
+            (
+                f"/metrics of one worker holding {LOANS:,} loans and {2 * LOANS:,} assets ({series:,} series, "
+                f"{len(body) / 1e6:.1f} MB) while the core processes the Auckland sample",
+                f"one scrape {scrape_ms:.0f} ms; processing {out['events_per_s']['none']:,} records/s unscraped, "
+                f"{out['slowdown_scrape_every_1s']:.1%} slower scraped every 1 s, "
+                f"{out['slowdown_scrape_continuous']:.1%} slower scraped back to back",
+            )
+        ],
     )
-    doc.write_text("\n".join(lines) + "\n")
     print(json.dumps(out, indent=2))
 
 
