@@ -33,6 +33,7 @@ app.add_typer(topics_app, name="topics")
 err = Console(stderr=True, soft_wrap=True)  # one problem per line, even when piped
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 LOAN_BOOK = ROOT / "examples" / "loan_book.jsonl"
+SCHEMAS = ROOT / "deploy" / "schemas"
 
 RulesOpt = Annotated[Path | None, typer.Option("--rules", help="Rulebook YAML (default: settings.rulebook).")]
 InjectOpt = Annotated[list[str] | None, typer.Option("--inject", help="Incident, e.g. outage:akl-routes-7xx@3h.")]
@@ -295,6 +296,17 @@ def worker(
         run_worker(s, rb, _params(s), loglevel)
     except (RulebookError, ConfigError) as exc:
         _fail(exc)
+
+
+@app.command()
+def schemas(
+    out: Annotated[Path, typer.Option(help="Folder to write into.")] = SCHEMAS,
+) -> None:
+    """Write a JSON Schema per message type and the AsyncAPI 3.0 document of every topic (with real examples)."""
+    from monitor.contract import write_documents
+
+    for path in write_documents(out):
+        print(path)
 
 
 def main() -> None:
