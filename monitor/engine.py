@@ -809,7 +809,53 @@ class LoanMonitor:
                     update={"status": "expired", "updated_at": now_dt}
                 )
                 out.append(Output("margin-calls", self.loan_id, upd))
+                out.append(Output("alerts", self.loan_id, self._expiry_alert(upd, snap, rulebook, "firing", sensor)))
         return out
+
+    def _expiry_alert(
+        self, mc: MarginCall, snap: LoanRiskSnapshot, rulebook: Rulebook, status: str, sensor: Sensor
+    ) -> Alert:
+        """The critical close-out alert of a margin call whose cure deadline passed unmet (``margin-call-expired``).
+
+        It fires once at expiry and resolves when the breach episode ends (coverage back above the
+        warning line); its id derives from the margin call's, so a replay re-emits nothing new.
+        """
+        cov = snap.coverage_ratio
+        cov_s = f"{cov:.1%}" if cov is not None else "n/a"
+        deadline = mc.cure_deadline.isoformat(timespec="minutes")
+        if status == "firing":
+            zh = f"追加保证金通知 {mc.margin_call_id} 已于 {deadline} 到期未补足，覆盖率 {cov_s}：启动平仓处置"
+            en = f"Margin call {mc.margin_call_id} expired unmet at {deadline}, coverage {cov_s}: start close-out"
+        else:
+            zh = f"到期追加保证金通知 {mc.margin_call_id} 已解除：覆盖率回到 {cov_s}"
+            en = f"Expired margin call {mc.margin_call_id} resolved: coverage back to {cov_s}"
+        sensor.on_alert(EXPIRED_RULE, "critical", status, False, self.loan_id)
+        return Alert(
+            alert_id="al-" + mc.margin_call_id[3:] + "-x",
+            status=status,  # type: ignore[arg-type]
+            rule_id=EXPIRED_RULE,
+            severity="critical",
+            scope="loan",
+            subject=self.loan_id,
+            loan_id=self.loan_id,
+            episode_start=mc.cure_deadline,
+            at=_ts(self.as_of),
+            summary=zh,
+            summary_en=en,
+            facts={
+                "coverage_ratio": cov,
+                "collateral_value": snap.collateral_value,
+                "outstanding": snap.outstanding,
+                "margin_call_id": mc.margin_call_id,
+                "required_top_up_collateral": snap.required_top_up_collateral,
+                "required_repayment": snap.required_repayment,
+                "why": self.why(),
+            },
+            rulebook=rulebook.name,
+            rulebook_version=rulebook.version,
+            model_versions=MODEL_VERSIONS,
+            shadow=False,
+        )
 
     def _emit(
         self,
@@ -893,6 +939,9 @@ class LoanMonitor:
             self.margin_calls[mc_id] = mc
             yield Output("margin-calls", self.loan_id, mc)
         elif tr.status == "resolved" and (open_mc := self.margin_calls.get(mc_id)) is not None:
+            if open_mc.status == "expired":
+                yield Output("alerts", self.loan_id, self._expiry_alert(open_mc, snap, rulebook, "resolved", sensor))
+                return
             if open_mc.status != "issued":
                 return
             self.margin_calls[mc_id] = upd = open_mc.model_copy(update={"status": "cured", "updated_at": _ts(tr.at)})
@@ -900,6 +949,10 @@ class LoanMonitor:
 
 
 # --- the two sides and their in-process wiring ------------------------------------------------
+#: Rule id of the close-out alert raised when a margin call's cure deadline passes unmet.
+EXPIRED_RULE = "margin-call-expired"
+
+
 class AssetBook:
     """The asset side of one worker: pledged assets, their stream clock, held early telemetry.
 

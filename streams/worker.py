@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 import faust
+from kafka.partitioner.default import murmur2
 from pydantic import BaseModel, ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -98,6 +99,20 @@ class StateTable:
             else:
                 self.live[key] = obj
 
+    def load_all(self) -> list[str]:
+        """Bring every key of the table's assigned partitions into the book; returns the keys loaded.
+
+        After a restart or a rebalance, an asset that stays silent sends no record that would load
+        it, yet its silence must keep closing windows (and its loans must see the valuations).
+        """
+        loaded = []
+        for raw_key in list(self.table.keys()):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            if key not in self.live and (self.held is None or key not in self.held):
+                self.load(key)
+                loaded.append(key)
+        return loaded
+
     def save(self, key: str) -> None:
         """Write ``key``'s state to the changelog (only while handling a record of its partition)."""
         obj = self.live.get(key)
@@ -152,6 +167,7 @@ class Node:
         self.started = time.monotonic()
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
+        self.loaded_for: frozenset[Any] = frozenset()
 
     # --- state -------------------------------------------------------------------------------
     def persist(self, partition: int, changed: set[str]) -> None:
@@ -257,6 +273,7 @@ class Node:
         outputs: list[Output] = []
         if msg.topic == self.s.topic("asset-pledges"):
             if msg.key == CLOCK_KEY:
+                self.load_assigned()
                 outputs = self.idle_advance()
             else:
                 try:
@@ -318,6 +335,19 @@ class Node:
             if now - last < IDLE_PARTITION_S:
                 times.append(self.partition_max[tp.partition])
         return min(times) if times else None
+
+    def load_assigned(self) -> None:
+        """Load the state of every asset of this worker's partitions once per assignment (silent ones too)."""
+        assignment = frozenset(self.app.consumer.assignment())
+        if assignment == self.loaded_for:
+            return
+        self.loaded_for = assignment
+        n = self.s.partitions
+        for aid in self.asset_state.load_all():
+            # the partition its records and its changelog entries use (Kafka's default partitioner)
+            self.asset_partition.setdefault(aid, (murmur2(aid.encode()) & 0x7FFFFFFF) % n)
+        if self.assets.clock is None and self.assets.assets:
+            log.info("loaded %d asset states of the assigned partitions", len(self.assets.assets))
 
     def idle_advance(self) -> list[Output]:
         """Advance the stream clock by the processing time telemetry has been idle (dark feeds close windows)."""

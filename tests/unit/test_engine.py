@@ -90,6 +90,39 @@ def test_monitor__repayment_cures_the_margin_call(rulebook) -> None:  # type: ig
     assert mon.loans["L1"].snapshot().coverage_ratio >= 1.3
 
 
+def test_margin_call__deadline_passed_unmet_expires_with_a_critical_close_out_alert_resolved_by_repayment(
+    rulebook,
+) -> None:  # type: ignore[no-untyped-def]
+    mon = Monitor(rulebook, CoreParams(), CountingSensor())
+    mon.on_loan_event(make_loan(cure_period="2h"))
+    mon.on_loan_event(make_pledge())
+    feed(mon, range(8))
+    mon.on_loan_event(make_loan(event_id="L2:opened", loan_id="L2"))
+    mon.on_loan_event(make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2"))
+    out = feed(mon, range(8, 30), asset="A2")  # A1 dark for 5.5 h: issued, then 2 h later expired
+    calls = [o.message for o in out if o.topic == "margin-calls"]
+    assert [m.status for m in calls] == ["issued", "expired"] and len({m.margin_call_id for m in calls}) == 1
+    issued, expired = calls
+    assert issued.cure_deadline == issued.issued_at + dt.timedelta(hours=2)
+    assert expired.updated_at >= issued.cure_deadline
+    x = [o.message for o in out if o.topic == "alerts" and o.message.rule_id == "margin-call-expired"]
+    assert [(a.status, a.severity) for a in x] == [("firing", "critical")]
+    assert issued.margin_call_id in x[0].summary_en and "close-out" in x[0].summary_en
+    assert x[0].at == expired.updated_at
+    # more event time passes: nothing is issued or expired twice
+    out = feed(mon, range(30, 34), asset="A2")
+    assert not [o for o in out if o.topic == "margin-calls"]
+    # a repayment restores the warning line: the episode ends, the expiry alert resolves, the call stays expired
+    snap = mon.loans["L1"].snapshot()
+    out = mon.on_loan_event(
+        Repayment(event_id="r1", loan_id="L1", effective_at=T0 + 34 * W, amount=snap.required_repayment + 1_000.0)
+    )
+    resolved = [(o.message.rule_id, o.message.status) for o in out if o.topic == "alerts"]
+    assert ("margin-call-expired", "resolved") in resolved and ("coverage-below-margin-call", "resolved") in resolved
+    assert not [o for o in out if o.topic == "margin-calls"]
+    assert mon.loans["L1"].margin_calls[issued.margin_call_id].status == "expired"
+
+
 def test_loan__outstanding_includes_accrued_interest_and_repayment_pays_interest_first(rulebook) -> None:  # type: ignore[no-untyped-def]
     mon = book(rulebook)
     loan = mon.loans["L1"]

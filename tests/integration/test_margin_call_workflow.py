@@ -1,0 +1,128 @@
+"""The margin-call workflow on the real broker, as core banking sees it through the topics.
+
+Loan L1: opened → pledged → its feed goes dark, the value falls → margin call issued → repayment →
+cured. Loan L2: issued → the worker is restarted → the cure deadline passes → expired and a
+critical close-out alert; the margin call is issued once across the restart. The example core-banking
+consumer (``examples/core_banking_consumer.py``) prints each notice once, even when it reads again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import time
+from typing import Any
+
+from kafka import KafkaProducer
+
+from monitor.schemas import Alert, MarginCall, Repayment
+from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
+from tests.integration.conftest import BIN, ROOT, Worker, read_topic, send_loan_book, wait_caught_up
+
+W = dt.timedelta(minutes=15)
+
+
+def produce_windows(producer: KafkaProducer, env: Any, assets: list[str], windows: range) -> None:
+    topic = env.settings.topic("telemetry")
+    for i in windows:
+        for asset in assets:
+            for ev in healthy_window_events(asset, T0 + i * W, prefix=f"{asset}-{i}"):
+                producer.send(topic, key=asset.encode(), value=ev.model_dump_json().encode())
+    producer.flush()
+
+
+def calls_of(env: Any, until: Any, timeout: float = 120.0) -> list[MarginCall]:
+    recs = read_topic(
+        env.settings,
+        "margin-calls",
+        until=lambda rs: until([MarginCall.model_validate_json(r.value) for r in rs]),
+        timeout=timeout,
+    )
+    return [MarginCall.model_validate_json(r.value) for r in recs]
+
+
+def consumer(env: Any, state: Any, *extra: str) -> list[str]:
+    out = subprocess.run(
+        [
+            str(BIN / "python"),
+            str(ROOT / "examples" / "core_banking_consumer.py"),
+            "--bootstrap",
+            env.settings.bootstrap_servers,
+            "--topic",
+            env.settings.topic("margin-calls"),
+            "--state",
+            str(state),
+            "--idle-s",
+            "5",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return [ln for ln in out.stdout.splitlines() if ln.strip()]
+
+
+def test_margin_call_workflow__cured_by_repayment_expired_after_restart_and_noticed_once(env, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    worker = Worker(env)
+    try:
+        worker.start()
+        producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+        send_loan_book(
+            producer,
+            env.settings,
+            (
+                make_loan(),  # L1: cure period 5 days
+                make_pledge(),
+                make_loan(event_id="L2:opened", loan_id="L2", cure_period="2h"),
+                make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2", pledge_registration_no="REG-2"),
+                make_loan(event_id="L3:opened", loan_id="L3"),
+                make_pledge(event_id="L3:pledged:A3", loan_id="L3", asset_id="A3", pledge_registration_no="REG-3"),
+            ),
+        )
+        produce_windows(producer, env, ["A1", "A2", "A3"], range(8))  # two healthy hours for everyone
+        wait_caught_up(env.settings, env.run)
+        time.sleep(4)  # the partitions of A1 and A2 fall idle: their silence now counts
+        produce_windows(producer, env, ["A3"], range(8, 20))  # A1 and A2 go dark; A3 moves the clock
+        issued = calls_of(env, lambda cs: {c.loan_id for c in cs if c.status == "issued"} >= {"L1", "L2"})
+        mc1 = next(c for c in issued if c.loan_id == "L1")
+        assert mc1.status == "issued" and mc1.required_repayment > 0 and mc1.cure_deadline > mc1.issued_at
+
+        # L1 repays enough to restore its warning line: the same margin call becomes cured
+        repay = Repayment(event_id="L1:repay-1", loan_id="L1", effective_at=T0 + 20 * W, amount=3_000_000.0)
+        send_loan_book(producer, env.settings, (repay,))
+        calls = calls_of(env, lambda cs: any(c.status == "cured" for c in cs))
+        assert [c.status for c in calls if c.margin_call_id == mc1.margin_call_id] == ["issued", "cured"]
+
+        state = tmp_path / "core-banking.json"
+        first = consumer(env, state)
+        assert len(first) == 3 and any("MARGIN CALL" in ln and "L1" in ln for ln in first)
+        assert any("cured" in ln for ln in first)
+
+        # the worker restarts while L2's margin call is open; then L2's cure deadline passes
+        worker.stop()
+        worker = Worker(env)
+        worker.start()
+        produce_windows(producer, env, ["A3"], range(20, 36))
+        producer.close()
+        calls = calls_of(env, lambda cs: any(c.status == "expired" for c in cs))
+        wait_caught_up(env.settings, env.run)
+        calls = calls_of(env, lambda cs: False, timeout=5)
+        l2 = [c for c in calls if c.loan_id == "L2"]
+        assert [c.status for c in l2] == ["issued", "expired"], "issued once across the restart, then expired"
+        assert len({c.margin_call_id for c in l2}) == 1
+        assert l2[1].updated_at >= l2[0].cure_deadline
+        alerts = [Alert.model_validate_json(r.value) for r in read_topic(env.settings, "alerts")]
+        expired = [a for a in alerts if a.rule_id == "margin-call-expired"]
+        assert [(a.loan_id, a.status, a.severity) for a in expired] == [("L2", "firing", "critical")]
+        assert len({a.alert_id for a in alerts if a.status == "firing"}) == len(
+            [a for a in alerts if a.status == "firing"]
+        )
+
+        # the consumer prints the new notice once, and nothing again when it re-reads everything
+        second = consumer(env, state)
+        assert len(second) == 1 and "expired" in second[0] and "L2" in second[0]
+        assert consumer(env, state, "--from-beginning", "--group", "core-banking-reread") == []
+    finally:
+        worker.stop()
