@@ -299,6 +299,85 @@ def worker(
 
 
 @app.command()
+def stress(
+    activity_drop: Annotated[float, typer.Option(help="Activity drop, ratio 0..1 (0.3 = -30 %).")] = 0.0,
+    quality_drop: Annotated[float, typer.Option(help="Quality drop, ratio 0..1.")] = 0.0,
+    asset: Annotated[list[str] | None, typer.Option("--asset", help="Shock only these assets (repeat).")] = None,
+    source: Annotated[str, typer.Option(help="'backtest' (recorded data) or 'topics' (a running deployment).")] = (
+        "backtest"
+    ),
+    telemetry: Annotated[Path, typer.Option(help="With --source backtest: recorded telemetry.")] = SAMPLE,
+    loan_book: Annotated[Path, typer.Option(help="With --source backtest: loan events.")] = LOAN_BOOK,
+    inject: InjectOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What-if on the current portfolio: which loans cross which line under an activity / quality drop."""
+    from dataclasses import asdict
+
+    from monitor.schemas import CollateralValuation, LoanRiskSnapshot
+    from monitor.stress import Shock
+    from monitor.stress import stress as run_stress
+
+    settings = _settings()
+    try:
+        shock = Shock(activity_drop, quality_drop, frozenset(asset or ()))
+        if source == "backtest":
+            from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtests
+            from monitor.incidents import parse_incident
+            from rules.rulebook import load_rulebook
+
+            book = load_loan_book(loan_book)
+            incidents = [parse_incident(i) for i in inject or []]
+            res = run_backtests(
+                book,
+                read_telemetry(telemetry, pledged_assets(book)),
+                [load_rulebook(settings.rulebook)],
+                _params(settings),
+                incidents,
+            )[0]
+            loans = {s.loan_id: s for s in res.of("loan-risk")}
+            vals = {v.asset_id: v for v in res.valuations}
+        elif source == "topics":
+            from streams.latest import latest_by_key
+
+            loans = latest_by_key(settings, "loan-risk", LoanRiskSnapshot)
+            vals = latest_by_key(settings, "valuations", CollateralValuation)
+        else:
+            raise ConfigError(f"source: got {source!r}, expected 'backtest' or 'topics'")
+    except (PledgewatchError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    results = run_stress(loans.values(), vals, shock)
+    if as_json:
+        print(orjson.dumps([{**asdict(r), "crosses": r.crosses} for r in results], option=orjson.OPT_INDENT_2).decode())
+        return
+    from rich.table import Table
+
+    scope = ", ".join(sorted(shock.assets)) or "all assets"
+    table = Table(title=f"stress: activity -{activity_drop:.0%}, quality -{quality_drop:.0%} on {scope}")
+    for col in ("loan", "coverage now", "after", "line now", "line after", "top-up (collateral)", "or repayment"):
+        table.add_column(col, justify="right" if col not in ("loan", "line now", "line after") else "left")
+
+    def pct(c: float | None) -> str:
+        return f"{c:.1%}" if c is not None else "n/a"
+
+    for r in results:
+        mark = "[bold red]" if r.crosses else ""
+        table.add_row(
+            r.loan_id,
+            pct(r.coverage_before),
+            f"{mark}{pct(r.coverage_after)}",
+            r.line_before,
+            f"{mark}{r.line_after}",
+            f"¥{r.required_top_up_collateral:,.0f}",
+            f"¥{r.required_repayment:,.0f}",
+        )
+    Console().print(table)
+    crossing = [r.loan_id for r in results if r.crosses]
+    Console().print(f"{len(crossing)} of {len(results)} loans cross a line: {', '.join(crossing) or 'none'}")
+
+
+@app.command()
 def schemas(
     out: Annotated[Path, typer.Option(help="Folder to write into.")] = SCHEMAS,
 ) -> None:

@@ -45,6 +45,7 @@ from monitor.schemas import (
     MarginCall,
     Repayment,
     TelemetryEvent,
+    Thresholds,
 )
 from monitor.sensors import NullSensor, Sensor
 from monitor.valuation import MODEL_VERSIONS, AssetValuer, ValuationParams, model_stamp
@@ -282,6 +283,23 @@ def dead_letter(
         original_b64=base64.b64encode(raw or b"").decode(),
         received_at=_ts(now),
     )
+
+
+def line_status(coverage: float | None, lines: Thresholds) -> str:
+    """Which line a coverage ratio is below: ``ok``, ``warning``, ``margin_call`` or ``close_out``.
+
+    Examples
+    --------
+    >>> line_status(1.25, Thresholds(warning=1.3, margin_call=1.2, close_out=1.1))
+    'warning'
+    """
+    if coverage is None or coverage >= lines.warning:
+        return "ok"
+    if coverage >= lines.margin_call:
+        return "warning"
+    if coverage >= lines.close_out:
+        return "margin_call"
+    return "close_out"
 
 
 def required_top_up(warning: float, outstanding: float, collateral_value: float) -> tuple[float, float]:
@@ -622,14 +640,8 @@ class LoanMonitor:
             status = "closed"
         elif self.calibrating():
             status = "calibrating"
-        elif cov is None or cov >= t.warning:
-            status = "ok"
-        elif cov >= t.margin_call:
-            status = "warning"
-        elif cov >= t.close_out:
-            status = "margin_call"
         else:
-            status = "close_out"
+            status = line_status(cov, t)
         top_c, top_r = required_top_up(t.warning, out, value)
         return LoanRiskSnapshot(
             loan_id=self.loan_id,
