@@ -354,6 +354,7 @@ class AssetMonitor:
             maxlen=params.replay_windows
         )
         self.last_closed_event: float | None = None
+        self.last_valuation: CollateralValuation | None = None
 
     def _new_valuer(self) -> AssetValuer:
         a = self.pledge.appraisal
@@ -570,6 +571,7 @@ class AssetMonitor:
             attribution_since_pledge=r.attribution_since_pledge,
         )
         sensor.on_valuation(val)
+        self.last_valuation = val
         return Output("valuations", self.asset_id, val)
 
 
@@ -606,6 +608,8 @@ class LoanMonitor:
         self.closed = False
         self.as_of = opened.effective_at.timestamp()
         self.seen_events: dict[str, int] = {opened.event_id: _event_digest(opened)}
+        #: alert id -> the alert, while it fires (the query API lists them)
+        self.active_alerts: dict[str, Alert] = {}
 
     @property
     def outstanding(self) -> float:
@@ -842,7 +846,7 @@ class LoanMonitor:
             zh = f"到期追加保证金通知 {mc.margin_call_id} 已解除：覆盖率回到 {cov_s}"
             en = f"Expired margin call {mc.margin_call_id} resolved: coverage back to {cov_s}"
         sensor.on_alert(EXPIRED_RULE, "critical", status, False, self.loan_id)
-        return Alert(
+        alert = Alert(
             alert_id="al-" + mc.margin_call_id[3:] + "-x",
             status=status,  # type: ignore[arg-type]
             rule_id=EXPIRED_RULE,
@@ -868,6 +872,14 @@ class LoanMonitor:
             model_versions=MODEL_VERSIONS,
             shadow=False,
         )
+        self._track(alert)
+        return alert
+
+    def _track(self, alert: Alert) -> None:
+        if alert.status == "firing":
+            self.active_alerts[alert.alert_id] = alert
+        else:
+            self.active_alerts.pop(alert.alert_id, None)
 
     def _emit(
         self,
@@ -926,6 +938,7 @@ class LoanMonitor:
             shadow=rule.shadow,
         )
         sensor.on_alert(rule.id, rule.severity, tr.status, rule.shadow, self.loan_id)
+        self._track(alert)
         yield Output("alerts", self.loan_id, alert)
         if rule.action != "margin_call" or rule.shadow:
             return

@@ -68,8 +68,9 @@ class Settings(BaseSettings):
     metrics_port, metrics_host
         Port and bind address of the Prometheus ``/metrics`` endpoint (loopback by default; a
         container sets ``0.0.0.0`` so Prometheus can reach it).
-    web_port
-        Port of faust's web server (loopback).
+    web_port, web_host, web_advertised_host
+        Port and bind address of faust's web server and the query API (``docs/api.md``; loopback by
+        default), and the host other workers reach it at (defaults to the bind address).
     display_timezone
         Zone in which times are shown to people (stored times are UTC).
     max_clock_skew_s
@@ -101,6 +102,15 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65535)
+    web_host: str = "127.0.0.1"
+    web_advertised_host: str | None = None
+
+    @property
+    def canonical_url(self) -> str:
+        """URL other workers use to reach this one's web server (query API routing)."""
+        host = self.web_advertised_host or ("127.0.0.1" if self.web_host in ("0.0.0.0", "::") else self.web_host)
+        return f"http://{host}:{self.web_port}"
+
     display_timezone: str = "Asia/Shanghai"
     max_clock_skew_s: float = Field(default=300.0, ge=0)
     alertmanager_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")

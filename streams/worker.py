@@ -45,6 +45,7 @@ from monitor.schemas import Alert, CollateralPledged, CollateralReleased, Collat
 from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
+from streams.api import register_api
 from streams.rules_control import Decision, follow, read_history, status, worker_id
 
 __all__ = ["Node", "StateTable", "create_app", "run_worker"]
@@ -459,9 +460,10 @@ def create_app(
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
         web_port=settings.web_port,
+        canonical_url=settings.canonical_url,
         autodiscover=False,
         table_cleanup_interval=3600.0,
     )
@@ -487,6 +489,8 @@ def create_app(
         metrics,
         pusher,
     )
+
+    register_api(app, node, loan_table, asset_table)
 
     @app.agent(telemetry_in, name="telemetry")
     async def telemetry_agent(stream: faust.StreamT) -> None:
