@@ -182,3 +182,41 @@ def test_case_c03_telemetry_before_its_pledge_survives_a_worker_restart(env, wor
     v0 = valuation_of(env.settings, start)
     assert v0.activity == 10.0, "the 10 trips held before the pledge were applied after the restart"
     assert not read_topic(env.settings, "dead-letter", timeout=3)
+
+
+def test_case_c06_clients_work_unpinned_against_the_kafka_4_broker_and_a_kafka_python_consumer_reads_the_alert(
+    env, worker
+) -> None:  # type: ignore[no-untyped-def]
+    import re
+
+    from streams.topics import admin_client
+
+    admin = admin_client(env.settings.bootstrap_servers)
+    try:
+        version = admin._client.check_version()  # probes ApiVersions; nothing is pinned anywhere
+    finally:
+        admin.close()
+    assert version >= (4, 0), f"the suite must run on the Kafka 4.x broker it ships, found {version}"
+    pinned = [
+        p
+        for d in ("monitor", "streams", "examples", "tests")
+        for p in (ROOT / d).rglob("*.py")
+        if re.search(r"api_version\s*=", p.read_text(encoding="utf-8"))
+    ]
+    assert pinned == []
+    # kafka-python's admin created the topics (the env fixture); the worker consumes and alerts
+    worker.start()
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+    send_loan_book(producer, env.settings, (make_loan(outstanding=8_500_000.0, principal=8_500_000.0), make_pledge()))
+    from tests.conftest import T0, healthy_window_events
+
+    events = [
+        e for i in range(3) for e in healthy_window_events("A1", T0 + i * dt.timedelta(minutes=15), prefix=f"c06-{i}")
+    ]
+    send_telemetry(producer, env.settings, events)
+    producer.close()
+    alerts = [
+        Alert.model_validate_json(r.value)
+        for r in read_topic(env.settings, "alerts", until=lambda rs: len(rs) >= 1, timeout=120)
+    ]
+    assert alerts and alerts[0].rule_id == "coverage-below-margin-call" and alerts[0].loan_id == "L1"  # 117.6 %
