@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         consumer_timeout_ms=int(args.idle_s * 1000),
+        allow_auto_create_topics=False,  # a wrong --topic must not create an empty topic on the broker
         value_deserializer=lambda b: json.loads(b.decode("utf-8")),
     )
     if args.from_beginning:

@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 import aiohttp
+from faust.exceptions import SameNode
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -80,6 +81,10 @@ def openapi() -> dict[str, Any]:
             schema = {"type": "array", "items": schema}
         return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 
+    unavailable = {
+        "description": "A worker that holds part of the answer cannot be reached now; try again",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
+    }
     not_found = {
         "description": "No such id on any worker",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
@@ -105,7 +110,7 @@ def openapi() -> dict[str, Any]:
                             "schema": {"type": "string", "enum": ["all", "local"], "default": "all"},
                         }
                     ],
-                    "responses": {"200": ok("LoanSummary", array=True)},
+                    "responses": {"200": ok("LoanSummary", array=True), "503": unavailable},
                 }
             },
             "/api/loans/{loan_id}": {
@@ -113,7 +118,7 @@ def openapi() -> dict[str, Any]:
                     "operationId": "getLoan",
                     "summary": "One loan with valuation components, active alerts and margin calls",
                     "parameters": [{"name": "loan_id", "in": "path", "required": True, "schema": ident}],
-                    "responses": {"200": ok("LoanDetail"), "404": not_found},
+                    "responses": {"200": ok("LoanDetail"), "404": not_found, "503": unavailable},
                 }
             },
             "/api/assets/{asset_id}": {
@@ -121,7 +126,7 @@ def openapi() -> dict[str, Any]:
                     "operationId": "getAsset",
                     "summary": "One pledged asset with its appraisal and latest valuation",
                     "parameters": [{"name": "asset_id", "in": "path", "required": True, "schema": ident}],
-                    "responses": {"200": ok("AssetDetail"), "404": not_found},
+                    "responses": {"200": ok("AssetDetail"), "404": not_found, "503": unavailable},
                 }
             },
         },
@@ -171,9 +176,22 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any) -> None
                 loans.extend(got)
         return web.json(sorted(loans, key=lambda x: x["loan_id"]))
 
+    async def routed(table: Any, key: str, web: Any, request: Any, local: Any) -> Any:
+        """Answer here when this worker holds ``key``, else forward to the owner (faust's table routing)."""
+        try:
+            return await app.router.route_req(table.name, key, web, request)
+        except SameNode:
+            return await local()
+        except Exception as exc:  # noqa: BLE001 - routing trouble is the caller's 503, never a 500
+            log.warning("query API: cannot route %r of %s: %s", key, table.name, exc)
+            msg = f"the worker holding {key!r} cannot be reached now ({type(exc).__name__}); try again"
+            return web.json({"error": msg}, status=503)
+
     @app.page("/api/loans/{loan_id}")
-    @app.table_route(table=loan_table, match_info="loan_id")
     async def loan_view(web: Any, request: Any, loan_id: str) -> Any:
+        return await routed(loan_table, loan_id, web, request, lambda: loan_local(web, loan_id))
+
+    async def loan_local(web: Any, loan_id: str) -> Any:
         node.loan_state.load(loan_id)
         loan = node.loans.loans.get(loan_id)
         if loan is None:
@@ -187,8 +205,10 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any) -> None
         return web.json(detail.model_dump(mode="json"))
 
     @app.page("/api/assets/{asset_id}")
-    @app.table_route(table=asset_table, match_info="asset_id")
     async def asset_view(web: Any, request: Any, asset_id: str) -> Any:
+        return await routed(asset_table, asset_id, web, request, lambda: asset_local(web, asset_id))
+
+    async def asset_local(web: Any, asset_id: str) -> Any:
         node.asset_state.load(asset_id)
         asset = node.assets.assets.get(asset_id)
         if asset is None:

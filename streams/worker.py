@@ -169,6 +169,7 @@ class Node:
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
         self.loaded_for: frozenset[Any] = frozenset()
+        self.metadata_ready = False
 
     # --- state -------------------------------------------------------------------------------
     def persist(self, partition: int, changed: set[str]) -> None:
@@ -256,6 +257,8 @@ class Node:
         """
         started = time.perf_counter()
         try:
+            if not self.metadata_ready:
+                await self.ensure_changelog_metadata()
             await handler(event)
             self.sensor.on_processed(event.message.topic, time.perf_counter() - started)
         except Exception as exc:
@@ -265,6 +268,20 @@ class Node:
             self.sensor.on_dead_letter("processing_error")
             self.sensor.on_event(source, "invalid")
             await self.reject(event, InputRejected("processing_error", f"{type(exc).__name__}: {exc}"))
+
+    async def ensure_changelog_metadata(self) -> None:
+        """Wait until the producer knows the partitions of the state tables' changelog topics.
+
+        faust's tables pick a changelog partition with the producer's partitioner, which needs the
+        topic's metadata; on a fresh broker the first state write could come before it arrived
+        (aiokafka raised ``TypeError: 'NoneType' object is not iterable`` and the record was lost
+        to the dead-letter topic). Done once, before the first record is handled.
+        """
+        producer = self.app.producer._ensure_producer()  # the AIOKafkaProducer faust started
+        for state in (self.asset_state, self.loan_state):
+            topic = state.table.changelog_topic.get_topic_name()
+            await producer.client._wait_on_metadata(topic)
+        self.metadata_ready = True
 
     async def on_asset_record(self, event: faust.EventT) -> None:
         """Handle one record of the telemetry agent: telemetry, a pledge registration or a clock record."""
