@@ -277,7 +277,7 @@ class Node:
         (aiokafka raised ``TypeError: 'NoneType' object is not iterable`` and the record was lost
         to the dead-letter topic). Done once, before the first record is handled.
         """
-        producer = self.app.producer._ensure_producer()  # the AIOKafkaProducer faust started
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # faust's AIOKafkaProducer
         for state in (self.asset_state, self.loan_state):
             topic = state.table.changelog_topic.get_topic_name()
             await producer.client._wait_on_metadata(topic)
