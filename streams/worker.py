@@ -54,8 +54,6 @@ log = logging.getLogger(__name__)
 
 #: Wall-clock seconds without telemetry before processing time advances the stream clock.
 IDLE_ADVANCE_S = 10.0
-#: Processing-time seconds after which a telemetry partition that delivered nothing is idle.
-IDLE_PARTITION_S = 3.0
 #: Key of the clock records the timer sends to each assigned partition of ``internal.asset-pledges``.
 CLOCK_KEY = b"__clock__"
 
@@ -164,14 +162,31 @@ class Node:
         self.worker = worker_id()
         self.asset_partition: dict[str, int] = {}
         self.partition_max: dict[int, float] = {}
-        self.partition_wall: dict[int, float] = {}
-        self.started = time.monotonic()
+        self.partition_offset: dict[int, int] = {}
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
         self.loaded_for: frozenset[Any] = frozenset()
         self.metadata_ready = False
+        self.pending_acks: dict[int, list[Any]] = {}
+        self.flushed: set[int] = set()
 
     # --- state -------------------------------------------------------------------------------
+    def acks_after(self, event: faust.EventT) -> list[faust.EventT]:
+        """The telemetry-agent events whose effects are now durable (to ack), given the one just handled.
+
+        An event waits in its partition's pending list until that partition's dirty asset states
+        have been written to the changelog (:meth:`persist` with ``flushed=True``); faust flushes
+        the producer before it commits, so a committed offset never passes an unpersisted event.
+        """
+        part = event.message.partition
+        waiting = self.pending_acks.setdefault(part, [])
+        waiting.append(event)
+        if part not in self.flushed:
+            return []
+        self.flushed.discard(part)
+        self.pending_acks[part] = []
+        return waiting
+
     def persist(self, partition: int, changed: set[str]) -> None:
         """Save changed assets of ``partition`` now; defer the others to a record of their own partition.
 
@@ -187,6 +202,7 @@ class Node:
                 self.dirty.setdefault(part, set()).add(aid)
         for aid in self.dirty.pop(partition, set()):
             self.asset_state.save(aid)
+        self.flushed.add(partition)
 
     # --- publishing --------------------------------------------------------------------------
     async def send(self, logical: str, key: str, message: BaseModel, timestamp: float | None = None) -> None:
@@ -316,7 +332,7 @@ class Node:
                 self.dirty.setdefault(part, set()).add(tev.asset_id)
                 ts = tev.observed_at.timestamp()
                 self.partition_max[part] = max(ts, self.partition_max.get(part, ts))
-                self.partition_wall[part] = time.monotonic()
+                self.partition_offset[part] = msg.offset
                 wm = self.watermark()
                 if wm is not None:
                     outputs += self.assets.tick(wm)
@@ -329,30 +345,37 @@ class Node:
         await self.publish(outputs, msg.timestamp)
 
     def watermark(self) -> float | None:
-        """Return the stream clock: the lowest event time among partitions that are still delivering.
+        """Return the stream clock from the telemetry partitions assigned to this worker.
 
-        Each assigned telemetry partition contributes its newest event time; a partition that has
-        delivered nothing for ``IDLE_PARTITION_S`` of processing time is idle and does not hold the
-        clock back (Flink's per-partition watermarks with idleness). Right after start, a partition
-        with records not yet read holds the clock (``None``) for that long. So a silent asset's
-        window closes only once the partition that would carry its records has gone quiet, however
-        the consumer interleaves partitions, and window contents match an in-process backtest.
+        A partition with unread records (its high watermark beyond the next offset to handle) holds
+        the clock at its newest handled event time, or holds it entirely while nothing of it has been
+        handled since start; a caught-up partition does not hold it. With no partition behind, the
+        clock is the newest event time handled (a backtest's clock). So a silent asset's window closes
+        only once every partition that could still carry its records has been read up to there,
+        whatever order the consumer reads partitions in, also when a restarted worker works off a
+        backlog, and window contents match an in-process backtest.
         """
         topic = self.s.topic("telemetry")
         consumer = self.app.consumer
-        now = time.monotonic()
-        times = []
+        behind: list[float] = []
+        newest: list[float] = []
         for tp in consumer.assignment():
             if tp.topic != topic:
                 continue
-            last = self.partition_wall.get(tp.partition)
-            if last is None:
-                if now - self.started < IDLE_PARTITION_S and consumer.highwater(tp):
-                    return None
-                continue
-            if now - last < IDLE_PARTITION_S:
-                times.append(self.partition_max[tp.partition])
-        return min(times) if times else None
+            last = self.partition_offset.get(tp.partition)
+            if last is not None:
+                newest.append(self.partition_max[tp.partition])
+                next_offset = last + 1
+            else:
+                next_offset = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]  # start
+            highwater = consumer.highwater(tp)
+            if highwater is not None and highwater > next_offset:
+                if last is None:
+                    return None  # records not read yet: their times are unknown
+                behind.append(self.partition_max[tp.partition])
+        if behind:
+            return min(behind)
+        return max(newest) if newest else None
 
     def load_assigned(self) -> None:
         """Load the state of every asset of this worker's partitions once per assignment (silent ones too)."""
@@ -511,8 +534,13 @@ def create_app(
 
     @app.agent(telemetry_in, name="telemetry")
     async def telemetry_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        # manual acks: a record is acked (its offset becomes committable) only once the state it
+        # changed is in the changelog, so a SIGKILL never loses an event behind a committed offset (C01)
+        manual = stream.noack()  # type: ignore[attr-defined]
+        async for event in manual.events():
             await node.guarded(node.on_asset_record, event, "pledge.telemetry")
+            for done in node.acks_after(event):
+                await manual.ack(done)
 
     @app.agent(loans_in, name="loans")
     async def loan_agent(stream: faust.StreamT) -> None:
