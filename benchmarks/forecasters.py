@@ -32,6 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
 from river import time_series
@@ -74,14 +75,12 @@ def year_slot(day: dt.date) -> int:
     return (day.toordinal() - SEASON_ORIGIN) % 364
 
 
-class Model:
+class Model(Protocol):
     """One forecaster under progressive validation: ``forecast(t)`` then ``learn(t, y)``."""
 
-    def forecast(self, t: int) -> float:
-        raise NotImplementedError
+    def forecast(self, t: int) -> float: ...
 
-    def learn(self, t: int, y: float) -> None:
-        raise NotImplementedError
+    def learn(self, t: int, y: float) -> None: ...
 
 
 class SeasonalNaive(Model):

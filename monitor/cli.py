@@ -36,6 +36,9 @@ LOAN_BOOK = ROOT / "examples" / "loan_book.jsonl"
 SCHEMAS = ROOT / "deploy" / "schemas"
 
 RulesOpt = Annotated[Path | None, typer.Option("--rules", help="Rulebook YAML (default: settings.rulebook).")]
+TelemetryOpt = Annotated[
+    Path, typer.Option(help="Auckland polls (folder of *.json.gz or a .jsonl.gz) or CTA daily boardings (.csv).")
+]
 InjectOpt = Annotated[list[str] | None, typer.Option("--inject", help="Incident, e.g. outage:akl-routes-7xx@3h.")]
 
 
@@ -112,10 +115,7 @@ def rules_publish(file: Path) -> None:
 
 @app.command()
 def backtest(
-    telemetry: Annotated[
-        Path,
-        typer.Option(help="Auckland polls (folder of *.json.gz or a .jsonl.gz) or CTA daily boardings (.csv)."),
-    ] = SAMPLE,
+    telemetry: TelemetryOpt = SAMPLE,
     loan_book: Annotated[Path, typer.Option(help="Loan events, one JSON object a line.")] = LOAN_BOOK,
     rules: RulesOpt = None,
     inject: InjectOpt = None,
@@ -234,10 +234,7 @@ def topics_delete(prefix: Annotated[str, typer.Option(help="Delete topics starti
 
 @app.command()
 def replay(
-    telemetry: Annotated[
-        Path,
-        typer.Option(help="Auckland polls (folder of *.json.gz or a .jsonl.gz) or CTA daily boardings (.csv)."),
-    ] = SAMPLE,
+    telemetry: TelemetryOpt = SAMPLE,
     loan_book: Annotated[Path, typer.Option(help="Loan events to produce first.")] = LOAN_BOOK,
     rate: Annotated[float, typer.Option(help="Events per second (0 = as fast as possible).")] = 1000.0,
     inject: InjectOpt = None,
@@ -306,7 +303,7 @@ def stress(
     source: Annotated[str, typer.Option(help="'backtest' (recorded data) or 'topics' (a running deployment).")] = (
         "backtest"
     ),
-    telemetry: Annotated[Path, typer.Option(help="With --source backtest: recorded telemetry.")] = SAMPLE,
+    telemetry: TelemetryOpt = SAMPLE,
     loan_book: Annotated[Path, typer.Option(help="With --source backtest: loan events.")] = LOAN_BOOK,
     inject: InjectOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -7,6 +7,7 @@ starts is stopped by it.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import socket
@@ -28,6 +29,31 @@ from streams.topics import admin_client, create_topics, delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".venv" / "bin"
+SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+BOOK = ROOT / "examples" / "loan_book.jsonl"
+
+
+def demo_input(until: dt.datetime | None = None) -> tuple[list[bytes], list[Any]]:
+    """The demo's loan book and telemetry with its outage; only records received before ``until`` if given."""
+    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
+    from monitor.incidents import apply_incidents, parse_incident
+
+    book = load_loan_book(BOOK)
+    outage = [parse_incident("outage:akl-routes-7xx@3h")]
+    events = list(apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), outage))
+    if until is not None:
+        events = [e for e in events if e.received_at is not None and e.received_at < until]
+    return book, events
+
+
+def replay(settings: Settings, book: list[bytes], events: list[Any]) -> None:
+    """Produce the loan book, then the telemetry, as fast as the broker takes them."""
+    from streams.replay import make_producer, produce_loan_book, produce_telemetry
+
+    producer = make_producer(settings)
+    produce_loan_book(producer, settings, book)
+    produce_telemetry(producer, settings, events, rate=0, progress=False)
+    producer.close()
 
 
 def free_port() -> int:

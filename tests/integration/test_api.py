@@ -12,15 +12,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
 from monitor.engine import decode_loan_event
-from monitor.incidents import apply_incidents, parse_incident
 from monitor.schemas import CollateralPledged, LoanOpened
-from streams.replay import make_producer, produce_loan_book, produce_telemetry
-from tests.integration.conftest import BIN, ROOT, Worker, wait_caught_up
+from tests.integration.conftest import BIN, Worker, demo_input, replay, wait_caught_up
 
-SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
-BOOK = ROOT / "examples" / "loan_book.jsonl"
 SLICE_END = dt.datetime(2016, 5, 19, 22, 30, tzinfo=dt.UTC)  # 10:30 NZST: the demo's margin call has been issued
 
 
@@ -37,18 +32,8 @@ def test_api__every_loan_and_asset_from_either_of_two_workers_and_no_5xx_under_s
     try:
         w1.start()
         w2.start(members=2)
-        book = load_loan_book(BOOK)
-        events = [
-            e
-            for e in apply_incidents(
-                read_telemetry(SAMPLE, pledged_assets(book)), [parse_incident("outage:akl-routes-7xx@3h")]
-            )
-            if e.received_at is not None and e.received_at < SLICE_END
-        ]
-        producer = make_producer(env.settings)
-        produce_loan_book(producer, env.settings, book)
-        produce_telemetry(producer, env.settings, events, rate=0, progress=False)
-        producer.close()
+        book, events = demo_input(SLICE_END)
+        replay(env.settings, book, events)
         wait_caught_up(env.settings, env.run)
         decoded = [decode_loan_event(raw) for raw in book]
         loans = sorted({e.loan_id for e in decoded if isinstance(e, LoanOpened)})

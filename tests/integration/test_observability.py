@@ -22,19 +22,15 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
-from monitor.incidents import apply_incidents, parse_incident
-from streams.replay import make_producer, produce_loan_book, produce_telemetry
+from streams.replay import make_producer, produce_telemetry
 from tests.conftest import make_event
-from tests.integration.conftest import ROOT, free_port, wait_caught_up
+from tests.integration.conftest import ROOT, demo_input, free_port, replay, wait_caught_up
 
 DEPLOY = ROOT / "deploy"
 PROMETHEUS = os.environ.get("PROMETHEUS_BIN", "/usr/bin/prometheus")
 PROMTOOL = os.environ.get("PROMTOOL_BIN", "/usr/bin/promtool")
 ALERTMANAGER = os.environ.get("ALERTMANAGER_BIN", "/usr/bin/prometheus-alertmanager")
 AMTOOL = os.environ.get("AMTOOL_BIN", "/usr/bin/amtool")
-SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
-BOOK = ROOT / "examples" / "loan_book.jsonl"
 
 
 def run(*cmd: str) -> str:
@@ -202,13 +198,8 @@ def test_observability__every_panel_and_rule_has_data_and_alertmanager_routes_th
     worker = Worker(env)
     try:
         worker.start()
-        book = load_loan_book(BOOK)
-        outage = [parse_incident("outage:akl-routes-7xx@3h")]
-        events = list(apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), outage))
-        producer = make_producer(env.settings)
-        produce_loan_book(producer, env.settings, book)
-        produce_telemetry(producer, env.settings, events, rate=0, progress=False)
-        producer.close()
+        book, events = demo_input()
+        replay(env.settings, book, events)
         bad = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers)
         for i in range(5):  # dead letters for the dead-letter panels and rule
             bad.send(env.settings.topic("telemetry"), key=b"akl-routes-0xx", value=b"not json %d" % i)

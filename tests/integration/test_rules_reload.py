@@ -6,13 +6,16 @@ import datetime as dt
 
 from kafka import KafkaProducer
 
-from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
-from monitor.incidents import apply_incidents, parse_incident
 from monitor.schemas import Alert, RulebookStatus, RulebookUpdate
-from streams.replay import make_producer, produce_loan_book, produce_telemetry
-from tests.integration.conftest import ROOT, Worker, read_topic, run_cli, wait_caught_up
-
-SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+from tests.integration.conftest import (
+    ROOT,
+    Worker,
+    demo_input,
+    read_topic,
+    replay,
+    run_cli,
+    wait_caught_up,
+)
 
 
 def publish_default_as(env, tmp_path, version: int):  # type: ignore[no-untyped-def]
@@ -72,19 +75,8 @@ def test_hot_reload__both_workers_switch_then_reject_an_invalid_rulebook_and_kee
         reasons = [s.reason for s in got if s.status == "rejected"]
         assert all("coverage_ration" in r for r in reasons)
 
-        book = load_loan_book(ROOT / "examples" / "loan_book.jsonl")
-        end = dt.datetime(2016, 5, 19, 21, 0, tzinfo=dt.UTC)
-        events = [
-            e
-            for e in apply_incidents(
-                read_telemetry(SAMPLE, pledged_assets(book)), [parse_incident("outage:akl-routes-7xx@3h")]
-            )
-            if e.received_at is not None and e.received_at < end
-        ]
-        producer = make_producer(env.settings)
-        produce_loan_book(producer, env.settings, book)
-        produce_telemetry(producer, env.settings, events, rate=0, progress=False)
-        producer.close()
+        book, events = demo_input(dt.datetime(2016, 5, 19, 21, 0, tzinfo=dt.UTC))
+        replay(env.settings, book, events)
         wait_caught_up(env.settings, env.run)
         alerts = [Alert.model_validate_json(r.value) for r in read_topic(env.settings, "alerts")]
         assert alerts and {(a.rulebook, a.rulebook_version) for a in alerts} == {("default", 2)}

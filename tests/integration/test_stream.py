@@ -10,14 +10,16 @@ from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
-from monitor.incidents import apply_incidents, parse_incident
 from monitor.schemas import Alert, CollateralValuation, DeadLetter, MarginCall
 from rules.rulebook import load_rulebook
-from streams.replay import make_producer, produce_loan_book, produce_telemetry
 from tests.conftest import make_event, make_loan, make_pledge
 from tests.integration.conftest import (
+    BOOK,
     ROOT,
+    SAMPLE,
+    demo_input,
     read_topic,
+    replay,
     run_cli,
     send_loan_book,
     send_telemetry,
@@ -25,27 +27,16 @@ from tests.integration.conftest import (
     wait_caught_up,
 )
 
-SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
-BOOK = ROOT / "examples" / "loan_book.jsonl"
 SLICE_END = dt.datetime(2016, 5, 19, 22, 0, tzinfo=dt.UTC)  # 10:00 NZST: five hours of the demo day
 
 
 def test_stream__real_bus_data_gives_the_backtests_alerts_and_margin_call(env, worker) -> None:  # type: ignore[no-untyped-def]
-    book = load_loan_book(BOOK)
-    incidents = [parse_incident("outage:akl-routes-7xx@3h")]
-    events = [
-        e
-        for e in apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), incidents)
-        if e.received_at is not None and e.received_at < SLICE_END
-    ]
+    book, events = demo_input(SLICE_END)
     expected = run_backtest(book, events, load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"))
     assert expected.margin_calls and expected.alerts
 
     worker.start()
-    producer = make_producer(env.settings)
-    produce_loan_book(producer, env.settings, book)
-    produce_telemetry(producer, env.settings, events, rate=0, progress=False)
-    producer.close()
+    replay(env.settings, book, events)
 
     wait_caught_up(env.settings, env.run)
     want_mc = {m.margin_call_id for m in expected.margin_calls}
