@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 IDLE_ADVANCE_S = 10.0
 #: Key of the clock records the timer sends to each assigned partition of ``internal.asset-pledges``.
 CLOCK_KEY = b"__clock__"
+#: Processing-time seconds after which a caught-up telemetry partition stops holding the stream clock.
+IDLE_PARTITION_S = 3.0
 
 
 def _store_url(settings: Settings) -> str:
@@ -163,6 +165,8 @@ class Node:
         self.asset_partition: dict[str, int] = {}
         self.partition_max: dict[int, float] = {}
         self.partition_offset: dict[int, int] = {}
+        self.partition_wall: dict[int, float] = {}
+        self.started = time.monotonic()
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
         self.loaded_for: frozenset[Any] = frozenset()
@@ -333,6 +337,7 @@ class Node:
                 ts = tev.observed_at.timestamp()
                 self.partition_max[part] = max(ts, self.partition_max.get(part, ts))
                 self.partition_offset[part] = msg.offset
+                self.partition_wall[part] = time.monotonic()
                 wm = self.watermark()
                 if wm is not None:
                     outputs += self.assets.tick(wm)
@@ -345,37 +350,37 @@ class Node:
         await self.publish(outputs, msg.timestamp)
 
     def watermark(self) -> float | None:
-        """Return the stream clock from the telemetry partitions assigned to this worker.
+        """Return the stream clock: the lowest event time among partitions that are still delivering.
 
-        A partition with unread records (its high watermark beyond the next offset to handle) holds
-        the clock at its newest handled event time, or holds it entirely while nothing of it has been
-        handled since start; a caught-up partition does not hold it. With no partition behind, the
-        clock is the newest event time handled (a backtest's clock). So a silent asset's window closes
-        only once every partition that could still carry its records has been read up to there,
-        whatever order the consumer reads partitions in, also when a restarted worker works off a
-        backlog, and window contents match an in-process backtest.
+        Each assigned telemetry partition contributes its newest event time while it holds the
+        clock: while it has unread records (its high watermark beyond the next offset to handle:
+        a restarted worker working off a backlog) or has delivered within ``IDLE_PARTITION_S`` of
+        processing time. A partition quiet that long with nothing unread is idle and does not hold
+        the clock back (Flink's per-partition watermarks with idleness). A partition with records
+        not handled yet since start holds the clock entirely (``None``). So a silent asset's window
+        closes only once the partition that would carry its records has been read up to there,
+        however the consumer interleaves partitions, and window contents match an in-process backtest.
         """
         topic = self.s.topic("telemetry")
         consumer = self.app.consumer
-        behind: list[float] = []
-        newest: list[float] = []
+        now = time.monotonic()
+        times = []
         for tp in consumer.assignment():
             if tp.topic != topic:
                 continue
             last = self.partition_offset.get(tp.partition)
-            if last is not None:
-                newest.append(self.partition_max[tp.partition])
-                next_offset = last + 1
-            else:
-                next_offset = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]  # start
+            start = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
+            next_offset = last + 1 if last is not None else start
             highwater = consumer.highwater(tp)
-            if highwater is not None and highwater > next_offset:
-                if last is None:
-                    return None  # records not read yet: their times are unknown
-                behind.append(self.partition_max[tp.partition])
-        if behind:
-            return min(behind)
-        return max(newest) if newest else None
+            backlog = highwater is not None and highwater > next_offset
+            wall = self.partition_wall.get(tp.partition)
+            if wall is None:
+                if backlog or (now - self.started < IDLE_PARTITION_S and highwater):
+                    return None
+                continue
+            if backlog or now - wall < IDLE_PARTITION_S:
+                times.append(self.partition_max[tp.partition])
+        return min(times) if times else None
 
     def load_assigned(self) -> None:
         """Load the state of every asset of this worker's partitions once per assignment (silent ones too)."""
