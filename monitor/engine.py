@@ -190,8 +190,18 @@ def _check_time(
         raise InputRejected("implausible_time", msg, asset_id)
 
 
+#: Largest record decoded, bytes (Kafka's default ``message.max.bytes`` is about 1 MiB).
+MAX_BYTES = 1_048_576
+
+
+def _check_size(raw: bytes, max_bytes: int) -> None:
+    if len(raw) > max_bytes:
+        msg = f"record: got {len(raw):,} bytes, expected at most {max_bytes:,} (max_message_bytes)"
+        raise InputRejected("oversized", msg)
+
+
 def decode_telemetry(
-    raw: bytes | None, now: float, max_skew_s: float = 300.0, earliest: float = EARLIEST
+    raw: bytes | None, now: float, max_skew_s: float = 300.0, earliest: float = EARLIEST, max_bytes: int = MAX_BYTES
 ) -> TelemetryEvent:
     """Decode one telemetry record strictly.
 
@@ -205,6 +215,8 @@ def decode_telemetry(
         Allowed clock skew into the future, seconds.
     earliest
         Records observed before this (POSIX seconds; 2015-01-01 by default) are implausible.
+    max_bytes
+        Larger records are rejected as ``oversized`` before parsing (bounded work per record).
 
     Returns
     -------
@@ -218,6 +230,7 @@ def decode_telemetry(
     """
     if raw is None:
         raise InputRejected("tombstone", "record value is null (tombstone), expected a TelemetryEvent")
+    _check_size(raw, max_bytes)
     try:
         ev = TelemetryEvent.model_validate_json(raw)
     except ValidationError as exc:
@@ -228,7 +241,11 @@ def decode_telemetry(
 
 
 def decode_loan_event(
-    raw: bytes | None, now: float | None = None, max_skew_s: float = 300.0, earliest: float = EARLIEST
+    raw: bytes | None,
+    now: float | None = None,
+    max_skew_s: float = 300.0,
+    earliest: float = EARLIEST,
+    max_bytes: int = MAX_BYTES,
 ) -> Any:
     """Decode one loan event (tagged union on ``type``).
 
@@ -243,15 +260,18 @@ def decode_loan_event(
         Allowed clock skew into the future, seconds.
     earliest
         Earliest plausible ``effective_at``, POSIX seconds (2015-01-01 by default).
+    max_bytes
+        Larger records are rejected as ``oversized`` before parsing.
 
     Raises
     ------
     InputRejected
-        Reason ``tombstone``, ``undecodable``, ``not_an_object``, ``extra_field``, ``schema_violation``,
+        Reason ``tombstone``, ``oversized``, ``undecodable``, ``not_an_object``, ``extra_field``, ``schema_violation``,
         ``implausible_time``...
     """
     if raw is None:
         raise InputRejected("tombstone", "record value is null (tombstone), expected a LoanEvent")
+    _check_size(raw, max_bytes)
     try:
         ev = LoanEventAdapter.validate_json(raw)
     except ValidationError as exc:
@@ -610,6 +630,13 @@ class LoanMonitor:
         self.seen_events: dict[str, int] = {opened.event_id: _event_digest(opened)}
         #: alert id -> the alert, while it fires (the query API lists them)
         self.active_alerts: dict[str, Alert] = {}
+        #: valuations received but not yet applied: held until every pledged asset is valued
+        #: for their window (the loan's watermark), so the result does not depend on read order
+        self.pending: list[CollateralValuation] = []
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("pending", [])  # loan states pickled before the loan watermark existed
+        self.__dict__.update(state)
 
     @property
     def outstanding(self) -> float:
@@ -784,20 +811,76 @@ class LoanMonitor:
                         update={"status": "withdrawn", "updated_at": ev.effective_at}
                     )
                     out.append(Output("margin-calls", self.loan_id, upd))
-        out.extend(self._evaluate(rulebook, None, sensor))
+        out.extend(self._evaluate(rulebook, [], sensor))
+        out.extend(self._drain(rulebook, sensor))  # a release can move the loan watermark
         return out
 
+    def watermark(self) -> float | None:
+        """The loan's valuation watermark, epoch seconds: the earliest of its assets' newest window ends.
+
+        Assets not valued yet do not hold it (the loan is calibrating until they are). ``None``
+        while no pledged asset has been valued.
+        """
+        newest: dict[str, float] = {}
+        for s in self.assets.values():
+            if s.valuation is not None:
+                newest[s.asset_id] = s.valuation.window_end.timestamp()
+        for v in self.pending:
+            t = v.window_end.timestamp()
+            if v.asset_id in self.assets and t > newest.get(v.asset_id, float("-inf")):
+                newest[v.asset_id] = t
+        return min(newest.values()) if newest else None
+
     def on_valuation(self, val: CollateralValuation, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
-        """Take an asset's new valuation and re-evaluate the loan's rules at its window end."""
+        """Take an asset's new valuation; judge the loan's lines once per window, when all its assets are valued.
+
+        A loan with several pledged assets is evaluated for the window ending at ``W`` only once every
+        asset that has been valued has a valuation ending at or after ``W`` (the loan watermark), and
+        then once with all of that window's valuations. The outcome is thus the same whatever order
+        the asset partitions are read in (a restarted worker or a rebalance changes that order).
+        A valuation not newer than the one already applied for its asset (a redelivery after a
+        crash) is dropped: it never rolls the loan back.
+        """
         slot = self.assets.get(val.asset_id)
         if slot is None or self.closed:
             return []
-        slot.valuation = val
-        self.as_of = max(self.as_of, val.window_end.timestamp())
-        return self._evaluate(rulebook, val, sensor)
+        if slot.valuation is not None and val.window_end <= slot.valuation.window_end:
+            return []
+        self.pending = [v for v in self.pending if not (v.asset_id == val.asset_id and v.window_end == val.window_end)]
+        self.pending.append(val)
+        return self._drain(rulebook, sensor)
+
+    def _drain(self, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
+        """Apply the held valuations up to the loan watermark, one evaluation per window end."""
+        self.pending = [v for v in self.pending if v.asset_id in self.assets]
+        wm = self.watermark()
+        if wm is None or not self.pending:
+            return []
+        ready = sorted(
+            (v for v in self.pending if v.window_end.timestamp() <= wm), key=lambda v: (v.window_end, v.asset_id)
+        )
+        if not ready:
+            return []
+        self.pending = [v for v in self.pending if v.window_end.timestamp() > wm]
+        out: list[Output] = []
+        i = 0
+        while i < len(ready):
+            end = ready[i].window_end
+            batch: list[CollateralValuation] = []
+            while i < len(ready) and ready[i].window_end == end:
+                v = ready[i]
+                slot = self.assets[v.asset_id]
+                if slot.valuation is None or v.window_end > slot.valuation.window_end:
+                    slot.valuation = v
+                    batch.append(v)
+                i += 1
+            if batch and not self.closed:
+                self.as_of = max(self.as_of, end.timestamp())
+                out.extend(self._evaluate(rulebook, batch, sensor))
+        return out
 
     # --- rules ------------------------------------------------------------------------------
-    def _evaluate(self, rulebook: Rulebook | None, val: CollateralValuation | None, sensor: Sensor) -> list[Output]:
+    def _evaluate(self, rulebook: Rulebook | None, vals: list[CollateralValuation], sensor: Sensor) -> list[Output]:
         snap = self.snapshot()
         sensor.on_loan_risk(snap)
         out: list[Output] = [Output("loan-risk", self.loan_id, snap)]
@@ -806,11 +889,13 @@ class LoanMonitor:
         now = self.as_of
         now_dt = _ts(now)
         loan = self._loan_facts(snap)
-        window = {"start": val.window_start, "end": val.window_end} if val else {"start": now_dt, "end": now_dt}
+        window = (
+            {"start": vals[0].window_start, "end": vals[0].window_end} if vals else {"start": now_dt, "end": now_dt}
+        )
         facts: dict[str, Any] = {"loan": loan, "window": window, "now": now_dt}
         transitions = evaluate_subject(rulebook, "loan", self.loan_id, facts, self.rule_states, now, sensor)
         asset_facts: dict[str, dict[str, Any]] = {}
-        if val is not None:
+        for val in vals:
             af = self._asset_facts(val)
             asset_facts[val.asset_id] = af
             transitions += evaluate_subject(

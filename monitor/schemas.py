@@ -77,6 +77,7 @@ DIMENSIONS: tuple[str, ...] = (
 REASON_CODES: dict[str, str] = {
     "undecodable": "bytes are not UTF-8 JSON",
     "tombstone": "record value is null",
+    "oversized": "record larger than max_message_bytes (1 MiB by default); not parsed",
     "not_an_object": "JSON value is not an object",
     "schema_violation": "a field has the wrong type or is missing",
     "extra_field": "a field the schema does not know (misspelling?)",

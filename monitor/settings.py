@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, AwareDatetime, Field
+from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["TOPICS", "Settings"]
@@ -80,6 +80,23 @@ class Settings(BaseSettings):
     earliest_event_time
         Records and loan events timed before this are dead-lettered as ``implausible_time``
         (default 2015-01-01T00:00:00Z; set it earlier to replay older history).
+    security_protocol
+        Kafka security protocol of every client: ``PLAINTEXT`` (default), ``SSL``, ``SASL_PLAINTEXT``
+        or ``SASL_SSL``.
+    sasl_mechanism, sasl_username, sasl_password
+        SASL mechanism (``SCRAM-SHA-512`` default, ``SCRAM-SHA-256``, ``PLAIN``) and credentials; the
+        password is a ``SecretStr``: shown as ``**********`` in reprs, logs and error messages.
+    ssl_cafile, ssl_certfile, ssl_keyfile, ssl_check_hostname
+        PEM files of the CA that signed the brokers' certificates (default: the system's CAs), and of
+        a client certificate and key for mutual TLS; ``ssl_check_hostname`` checks the broker's name.
+    max_message_bytes
+        Largest input record accepted, bytes (default 1 MiB, Kafka's own default): larger records are
+        dead-lettered as ``oversized`` without being parsed; also the producers' ``max_request_size``.
+    session_timeout_s
+        Consumer-group session timeout, seconds (default 15; faust's own is 60): how long the group
+        waits for a worker that stopped heartbeating (killed, partitioned) before giving its
+        partitions and state to the others. Within the broker's ``group.min.session.timeout.ms`` (6 s)
+        and ``group.max.session.timeout.ms`` (30 min).
     """
 
     model_config = SettingsConfigDict(
@@ -115,6 +132,68 @@ class Settings(BaseSettings):
     max_clock_skew_s: float = Field(default=300.0, ge=0)
     alertmanager_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(:\d+)?/?$")
     earliest_event_time: AwareDatetime = dt.datetime(2015, 1, 1, tzinfo=dt.UTC)
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_check_hostname: bool = True
+    max_message_bytes: int = Field(default=1_048_576, ge=1024, le=104_857_600)
+    session_timeout_s: float = Field(default=15.0, ge=6.0, le=1800.0)
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Settings:
+        if self.security_protocol.startswith("SASL_") and not (self.sasl_username and self.sasl_password):
+            msg = (
+                f"security_protocol: {self.security_protocol} needs PLEDGEWATCH_SASL_USERNAME and "
+                "PLEDGEWATCH_SASL_PASSWORD; expected both set, or security_protocol PLAINTEXT / SSL"
+            )
+            raise ValueError(msg)
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: got {str(path)!r}, expected a readable PEM file")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile / ssl_keyfile: got one of them, expected both (mutual TLS) or neither")
+        return self
+
+    def ssl_context(self) -> Any:
+        """An ``ssl.SSLContext`` for the ``SSL`` / ``SASL_SSL`` protocols, else ``None``."""
+        if not self.security_protocol.endswith("SSL"):
+            return None
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        ctx.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile is not None and self.ssl_keyfile is not None:
+            ctx.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile))
+        return ctx
+
+    def kafka_options(self) -> dict[str, Any]:
+        """Connection options shared by every kafka-python / aiokafka client (bootstrap, TLS, SASL).
+
+        The keys are the ones both libraries take (``security_protocol``, ``sasl_mechanism``,
+        ``sasl_plain_username``, ``sasl_plain_password``, ``ssl_context``). The password is revealed
+        here only, into the client's own configuration.
+        """
+        opts: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        ctx = self.ssl_context()
+        if ctx is not None:
+            opts["ssl_context"] = ctx
+        if self.security_protocol.startswith("SASL_"):
+            assert self.sasl_password is not None  # checked by _check_security
+            opts.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value(),
+            )
+        return opts
 
     def topic(self, logical: str) -> str:
         """Full topic name of a logical topic (``"alerts"`` -> ``"pledge.alerts"``)."""

@@ -15,7 +15,7 @@ __all__ = ["latest_by_key"]
 def latest_by_key(settings: Settings, logical: str, model: Any, timeout_s: float = 30.0) -> dict[str, Any]:
     """Key -> the newest message of ``logical`` (decoded with ``model.model_validate_json``), read to the end."""
     topic = settings.topic(logical)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(**settings.kafka_options(), group_id=None, enable_auto_commit=False)
     try:
         parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or ())]
         if not parts:

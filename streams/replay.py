@@ -22,8 +22,9 @@ __all__ = ["make_producer", "produce_loan_book", "produce_telemetry"]
 def make_producer(settings: Settings) -> KafkaProducer:
     """A producer that waits for all in-sync replicas."""
     return KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_options(),
         acks="all",
+        max_request_size=settings.max_message_bytes,
         linger_ms=5,
         retries=10,
         client_id="pledgewatch-replay",

@@ -86,7 +86,7 @@ def read_history(settings: Settings) -> tuple[list[Decision], int]:
     """
     tp = TopicPartition(settings.topic("rules-control"), 0)
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_options(),
         group_id=None,
         enable_auto_commit=False,
         client_id="pledgewatch-rules",
@@ -124,7 +124,7 @@ async def follow(settings: Settings, start: int, apply: Callable[[Decision], Any
 
     tp = ATP(settings.topic("rules-control"), 0)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_options(),
         group_id=None,
         enable_auto_commit=False,
         client_id="pledgewatch-rules-follow",
@@ -142,9 +142,7 @@ async def follow(settings: Settings, start: int, apply: Callable[[Decision], Any
 def publish_rulebook(settings: Settings, rb: Rulebook) -> int:
     """Publish a validated rulebook to the control topic and wait for the broker's ack; returns the offset."""
     upd = RulebookUpdate(rulebook=rb.name, version=rb.version, source=rb.source, published_at=dt.datetime.now(dt.UTC))
-    producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", client_id="pledgewatch-rules-publish"
-    )
+    producer = KafkaProducer(**settings.kafka_options(), acks="all", client_id="pledgewatch-rules-publish")
     try:
         meta = producer.send(
             settings.topic("rules-control"), key=rb.name.encode(), value=upd.model_dump_json().encode()

@@ -20,14 +20,19 @@ __all__ = ["admin_client", "create_topics", "delete_topics"]
 log = logging.getLogger(__name__)
 
 
-def admin_client(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
+def admin_client(target: Settings | str, timeout_s: float = 60.0) -> KafkaAdminClient:
     """Connect an admin client, retrying until ``timeout_s`` while the broker starts.
+
+    ``target`` is the :class:`Settings` (bootstrap, TLS and SASL options) or a bare
+    ``host:port`` bootstrap string of a plaintext listener.
 
     Raises
     ------
     ConfigError
         When no broker answered in time (the message names the address).
     """
+    opts = target.kafka_options() if isinstance(target, Settings) else {"bootstrap_servers": target}
+    bootstrap = opts["bootstrap_servers"]
     try:
         for attempt in Retrying(
             stop=stop_after_delay(timeout_s),
@@ -36,7 +41,7 @@ def admin_client(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
             reraise=True,
         ):
             with attempt:
-                return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pledgewatch-admin")
+                return KafkaAdminClient(**opts, client_id="pledgewatch-admin")
     except KafkaError as exc:
         msg = f"bootstrap_servers: no Kafka broker answered at {bootstrap!r} within {timeout_s:.0f} s ({exc})"
         raise ConfigError(msg) from None
@@ -45,7 +50,7 @@ def admin_client(bootstrap: str, timeout_s: float = 60.0) -> KafkaAdminClient:
 
 def create_topics(settings: Settings, replication: int = 1) -> list[str]:
     """Create every pledgewatch topic that does not exist yet; returns the names created."""
-    admin = admin_client(settings.bootstrap_servers)
+    admin = admin_client(settings)
     try:
         existing = set(admin.list_topics())
         new = []
@@ -68,7 +73,7 @@ def create_topics(settings: Settings, replication: int = 1) -> list[str]:
         admin.close()
 
 
-def delete_topics(bootstrap: str, prefix: str) -> list[str]:
+def delete_topics(bootstrap: Settings | str, prefix: str) -> list[str]:
     """Delete every topic whose name starts with ``prefix`` (tests clean up with this)."""
     admin = admin_client(bootstrap)
     try:

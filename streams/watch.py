@@ -39,7 +39,7 @@ def watch(
         settings.topic("loan-risk"): "risk",
     }
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka_options(),
         group_id=None,
         enable_auto_commit=False,
         client_id="pledgewatch-watch",

@@ -328,7 +328,11 @@ class Node:
             self.last_telemetry_wall = time.time()
             try:
                 tev = decode_telemetry(
-                    msg.value, time.time(), self.s.max_clock_skew_s, self.s.earliest_event_time.timestamp()
+                    msg.value,
+                    time.time(),
+                    self.s.max_clock_skew_s,
+                    self.s.earliest_event_time.timestamp(),
+                    self.s.max_message_bytes,
                 )
                 self.asset_partition[tev.asset_id] = part
                 self.asset_state.load(tev.asset_id)
@@ -419,7 +423,11 @@ class Node:
         else:
             try:
                 ev = decode_loan_event(
-                    msg.value, time.time(), self.s.max_clock_skew_s, self.s.earliest_event_time.timestamp()
+                    msg.value,
+                    time.time(),
+                    self.s.max_clock_skew_s,
+                    self.s.earliest_event_time.timestamp(),
+                    self.s.max_message_bytes,
                 )
                 self.loan_state.load(ev.loan_id)
                 outputs = self.loans.on_loan_event(ev)
@@ -496,9 +504,25 @@ def create_app(
         Optional ``streams.alertmanager.AlertmanagerPusher``.
     """
     brokers = ";".join(f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(","))
+    credentials: Any = None
+    if settings.security_protocol.startswith("SASL_"):
+        assert settings.sasl_password is not None  # Settings checks SASL_* has both username and password
+        credentials = faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=settings.ssl_context(),
+        )
+    elif settings.security_protocol == "SSL":
+        credentials = faust.SSLCredentials(settings.ssl_context())
     app = faust.App(
         settings.app_id,
         broker=brokers,
+        broker_credentials=credentials,
+        producer_max_request_size=settings.max_message_bytes,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
+        consumer_max_fetch_size=max(settings.max_message_bytes, 1_048_576),
         store=_store_url(settings),
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,

@@ -18,6 +18,8 @@
 #   KAFKA_HEAP_OPTS          JVM heap flags (default -Xmx512m -Xms128m)
 #   KAFKA_JVM_OPTS           extra JVM flags
 #   KAFKA_STOP_TIMEOUT       seconds to wait after SIGTERM before SIGKILL (default 30)
+#   KAFKA_EXTRA_PROPERTIES   a properties file appended to the generated server.properties (a key
+#                            given there wins): extra listeners such as SASL_SSL, TLS key stores
 #   JAVA_HOME                Java 17+ to use (default: java on PATH)
 set -euo pipefail
 
@@ -216,6 +218,10 @@ log.segment.bytes=16777216
 log.retention.hours=24
 log.cleaner.dedupe.buffer.size=16777216
 EOF
+  if [ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]; then
+    [ -r "$KAFKA_EXTRA_PROPERTIES" ] || die "KAFKA_EXTRA_PROPERTIES=$KAFKA_EXTRA_PROPERTIES is not a readable file"
+    { echo "# from KAFKA_EXTRA_PROPERTIES=$KAFKA_EXTRA_PROPERTIES"; cat "$KAFKA_EXTRA_PROPERTIES"; } >>"$props.tmp"
+  fi
   mv -f "$props.tmp" "$props"
 }
 

@@ -77,7 +77,8 @@ def bootstrap() -> str:
 class Env:
     """Environment of one test: settings, env vars for child processes, log folder."""
 
-    def __init__(self, bootstrap: str, tmp: Path) -> None:
+    def __init__(self, bootstrap: str, tmp: Path, **security: Any) -> None:
+        """``security``: Settings fields such as ``security_protocol`` or ``sasl_password`` (plain str)."""
         self.run = "it-" + uuid.uuid4().hex[:10]
         self.tmp = tmp
         self.vars = {
@@ -88,9 +89,14 @@ class Env:
             "PLEDGEWATCH_DATA_DIR": str(tmp / "state"),
             "PLEDGEWATCH_METRICS_PORT": str(free_port()),
             "PLEDGEWATCH_WEB_PORT": str(free_port()),
+            **{"PLEDGEWATCH_" + k.upper(): str(v) for k, v in security.items()},
         }
         self.settings = Settings(
-            bootstrap_servers=bootstrap, topic_prefix=self.run + ".", app_id=self.run, data_dir=tmp / "state"
+            bootstrap_servers=bootstrap,
+            topic_prefix=self.run + ".",
+            app_id=self.run,
+            data_dir=tmp / "state",
+            **security,
         )
         self.metrics_url = f"http://127.0.0.1:{self.vars['PLEDGEWATCH_METRICS_PORT']}/metrics"
 
@@ -119,6 +125,7 @@ class Worker:
         self.env = env
         self.log = env.tmp / f"worker-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.args: list[str] = []  # extra ``pledgewatch worker`` options, e.g. ["--loglevel", "debug"]
         self.vars = dict(env.vars)
         if second:  # a second worker of the same group on this machine needs its own ports and state
             self.vars.update(
@@ -134,7 +141,7 @@ class Worker:
     def start(self, timeout: float = 90.0, members: int = 1) -> None:
         fh = self.log.open("wb")
         self.proc = subprocess.Popen(
-            [str(BIN / "pledgewatch"), "worker"],
+            [str(BIN / "pledgewatch"), "worker", *self.args],
             env=self.vars,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -142,7 +149,7 @@ class Worker:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
-        admin = admin_client(self.env.settings.bootstrap_servers)
+        admin = admin_client(self.env.settings)
         try:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, f"worker exited early:\n{self.log.read_text()[-3000:]}"
@@ -183,7 +190,7 @@ def read_topic(settings: Settings, logical: str, until: Any = None, timeout: flo
     """Read a whole topic from the beginning with kafka-python until ``until(records)`` or the timeout."""
     topic = settings.topic(logical)
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False, consumer_timeout_ms=1000
+        **settings.kafka_options(), group_id=None, enable_auto_commit=False, consumer_timeout_ms=1000
     )
     try:
         parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
@@ -214,8 +221,8 @@ def wait_caught_up(
     from kafka import KafkaAdminClient
 
     topics = [settings.topic(name) for name in logical]
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    admin = KafkaAdminClient(**settings.kafka_options())
+    consumer = KafkaConsumer(**settings.kafka_options(), group_id=None)
     try:
         parts = [TopicPartition(t, p) for t in topics for p in (consumer.partitions_for_topic(t) or ())]
         deadline = time.monotonic() + timeout
@@ -270,3 +277,85 @@ def valuation_of(settings: Settings, window_start: Any, timeout: float = 90.0) -
     match = [v for v in vals if v.window_start == window_start]
     assert match, f"no valuation of the window starting {window_start}"
     return match[0]
+
+
+class PrivateBroker:
+    """A second single-node Kafka broker of this test alone (own ports, data and logs under ``tmp``).
+
+    Tests that stop the broker, or need a listener the shared one lacks (SASL_SSL), start one with
+    ``deploy/kafka/broker.sh`` itself; the jars come from ``KAFKA_HOME`` when set, else from the
+    repository's ``.kafka/lib`` (fetched and verified by ``deploy/kafka/fetch.sh``).
+
+    Parameters
+    ----------
+    tmp
+        The test's temporary folder.
+    extra_properties
+        Lines appended to the generated ``server.properties`` (``KAFKA_EXTRA_PROPERTIES``); the
+        placeholders ``{port}``, ``{controller_port}`` and ``{port2}`` (a second free loopback port,
+        for an extra listener) are filled in.
+    """
+
+    def __init__(self, tmp: Path, extra_properties: str = "") -> None:
+        self.home = tmp / "broker"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.port, self.controller_port, self.port2 = free_port(), free_port(), free_port()
+        self.vars = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+        kafka_home = os.environ.get("KAFKA_HOME")
+        if not kafka_home:
+            subprocess.run(["bash", str(ROOT / "deploy/kafka/fetch.sh")], check=True, capture_output=True, timeout=600)
+            kafka_home = str(self.home / "kafka-home")
+            Path(kafka_home).mkdir(exist_ok=True)
+            libs = Path(kafka_home) / "libs"
+            if not libs.exists():
+                libs.symlink_to(ROOT / ".kafka" / "lib")
+        self.vars.update(
+            PLEDGEWATCH_HOME=str(self.home),
+            KAFKA_HOME=kafka_home,
+            KAFKA_PORT=str(self.port),
+            KAFKA_CONTROLLER_PORT=str(self.controller_port),
+            KAFKA_HEAP_OPTS="-Xmx384m -Xms64m",
+            KAFKA_STOP_TIMEOUT="20",
+        )
+        if extra_properties:
+            props = self.home / "extra.properties"
+            props.write_text(
+                extra_properties.format(port=self.port, port2=self.port2, controller_port=self.controller_port)
+            )
+            self.vars["KAFKA_EXTRA_PROPERTIES"] = str(props)
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def _run(self, *args: str) -> None:
+        out = subprocess.run(
+            ["bash", str(ROOT / "deploy/kafka/broker.sh"), *args],
+            env=self.vars,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert out.returncode == 0, f"broker.sh {' '.join(args)} failed:\n{out.stdout}\n{out.stderr}"
+
+    def start(self) -> None:
+        """Start the broker and wait until it answers metadata (90 s at most)."""
+        self._run("start")
+        self._run("wait", "90")
+
+    def stop(self) -> None:
+        """Stop it (SIGTERM, SIGKILL after 20 s); a no-op when it is not running."""
+        self._run("stop")
+
+    def server_log(self) -> str:
+        """The broker's own log (``server.log``), for tests that grep it."""
+        path = self.home / ".kafka" / "logs" / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    """A started :class:`PrivateBroker` (plaintext), stopped after the test."""
+    b = PrivateBroker(tmp_path)
+    try:
+        b.start()
+        yield b
+    finally:
+        b.stop()

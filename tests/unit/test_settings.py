@@ -1,0 +1,70 @@
+"""Settings: Kafka security options, secrets kept out of reprs and error messages, bounded inputs."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from monitor.cli import app
+from monitor.engine import decode_loan_event, decode_telemetry
+from monitor.errors import InputRejected
+from monitor.settings import Settings
+
+SECRET = "s3cr3t-do-not-log"
+
+
+def test_settings__sasl_without_credentials_names_the_fields_and_what_is_expected() -> None:
+    with pytest.raises(ValidationError) as err:
+        Settings(security_protocol="SASL_SSL", sasl_username="pw")
+    text = str(err.value)
+    assert "PLEDGEWATCH_SASL_PASSWORD" in text and "SASL_SSL" in text
+
+
+def test_settings__password_is_a_secret_masked_in_repr_and_dump_but_given_to_the_clients(tmp_path: Path) -> None:
+    s = Settings(security_protocol="SASL_PLAINTEXT", sasl_username="pw", sasl_password=SECRET)
+    assert SECRET not in repr(s) and SECRET not in str(s.model_dump()) and SECRET not in s.model_dump_json()
+    opts = s.kafka_options()
+    assert opts["sasl_plain_password"] == SECRET and opts["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert opts["security_protocol"] == "SASL_PLAINTEXT" and "ssl_context" not in opts
+
+
+def test_settings__ssl_builds_a_context_from_the_ca_file_and_rejects_a_missing_file(tmp_path: Path) -> None:
+    import trustme  # a dev dependency (make test installs it)
+
+    ca = trustme.CA()
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    ctx = Settings(security_protocol="SSL", ssl_cafile=cafile).kafka_options()["ssl_context"]
+    assert isinstance(ctx, ssl.SSLContext) and ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(ValidationError, match=r"ssl_cafile: got .*nope\.pem.*expected a readable PEM file"):
+        Settings(security_protocol="SSL", ssl_cafile=tmp_path / "nope.pem")
+    with pytest.raises(ValidationError, match="ssl_certfile / ssl_keyfile"):
+        Settings(security_protocol="SSL", ssl_certfile=cafile)
+
+
+def test_cli__bad_security_configuration_is_one_clear_message_without_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PLEDGEWATCH_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("PLEDGEWATCH_SASL_PASSWORD", SECRET)
+    monkeypatch.delenv("PLEDGEWATCH_SASL_USERNAME", raising=False)
+    res = CliRunner().invoke(app, ["topics", "create"])
+    assert res.exit_code == 2
+    out = res.output
+    assert "bad configuration" in out and "PLEDGEWATCH_SASL_USERNAME" in out
+    assert SECRET not in out
+
+
+def test_ingress__records_over_max_message_bytes_are_rejected_unparsed_as_oversized() -> None:
+    big = b'{"x": "' + b"a" * 2_000_000 + b'"}'
+    for decode in (lambda raw: decode_telemetry(raw, 1.8e9), decode_loan_event):
+        with pytest.raises(InputRejected) as err:
+            decode(big)
+        assert err.value.reason == "oversized" and "2,000,009 bytes" in str(err.value)
+    with pytest.raises(InputRejected) as err:
+        decode_telemetry(b"{}" + b" " * 5000, 1.8e9, max_bytes=4096)
+    assert err.value.reason == "oversized"
