@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         waits for a worker that stopped heartbeating (killed, partitioned) before giving its
         partitions and state to the others. Within the broker's ``group.min.session.timeout.ms`` (6 s)
         and ``group.max.session.timeout.ms`` (30 min).
+    delivery_timeout_s
+        Seconds an output may wait for the broker's acknowledgement before the wait is counted as a
+        publish failure (``pledgewatch_publish_failures_total``) and logged; the wait then goes on,
+        without end: the input record stays unacknowledged meanwhile, so the input topic is the
+        outbox and an outage longer than this still delivers every output once the broker is back.
+        (The producer's own request timeout stays faust's 20 min: a shorter one crashed faust's
+        changelog buffer in the C07b test and wedged the worker.)
     """
 
     model_config = SettingsConfigDict(
@@ -143,6 +150,7 @@ class Settings(BaseSettings):
     ssl_check_hostname: bool = True
     max_message_bytes: int = Field(default=1_048_576, ge=1024, le=104_857_600)
     session_timeout_s: float = Field(default=15.0, ge=6.0, le=1800.0)
+    delivery_timeout_s: float = Field(default=30.0, ge=1.0, le=1200.0)
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:

@@ -12,8 +12,9 @@ Data flow (``docs/topics.md``)::
 
 Per-asset and per-loan state live in faust tables (changelog topics; RocksDB via
 rocksdict when installed, memory otherwise), pickled. Every output is published
-with ``send_and_wait``: it counts as raised only after the broker acknowledged
-it, with retries (tenacity). A timer advances the stream clock by processing
+and awaited: it counts as raised only after the broker
+acknowledged it, and the worker waits (counting each delivery timeout) rather than
+drop it (:meth:`Node.send`). A timer advances the stream clock by processing
 time while no telemetry arrives, so a feed that goes dark still closes windows; it
 does so through clock records sent to each assigned partition, so every state
 write happens while a record of the state's own partition is handled.
@@ -21,15 +22,17 @@ write happens while a record of the state's own partition is handled.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import pickle
 import time
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError as AIOKafkaError
+from faust.exceptions import ProducerSendError
 from kafka.partitioner.default import murmur2
 from pydantic import BaseModel, ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from monitor.engine import (
     AssetBook,
@@ -210,22 +213,44 @@ class Node:
 
     # --- publishing --------------------------------------------------------------------------
     async def send(self, logical: str, key: str, message: BaseModel, timestamp: float | None = None) -> None:
-        """Publish one message and wait for the broker's acknowledgement (retried with back-off).
+        """Publish one message and wait for the broker's acknowledgement, however long it takes (C07).
+
+        Every ``delivery_timeout_s`` without an acknowledgement is counted in
+        ``pledgewatch_publish_failures_total{topic}`` and logged, and the wait goes on for the same
+        record, which the producer keeps retrying (a second send would write it twice). A send that
+        fails outright (the producer gave the batch up after its own request timeout, faust's 20 min)
+        is sent again after a back-off of 0.2 s doubling to 5 s. Nothing is ever dropped: giving up
+        would lose a margin call for good, while waiting keeps the input record unacknowledged, so
+        its offset is not committed and the input topic serves as the outbox: after a crash during
+        the outage the record is processed again and re-emits the same deterministic ids.
 
         ``timestamp`` (POSIX seconds) sets the record's Kafka timestamp; ``None`` lets the producer stamp it.
         """
         topic = self.s.topic(logical)
         value = message.model_dump_json().encode()
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(300),
-            wait=wait_exponential(multiplier=0.2, max=5.0),
-            retry=retry_if_exception_type(Exception),
-            reraise=True,
-        ):
-            with attempt:
-                if attempt.retry_state.attempt_number > 1 and self.metrics is not None:
-                    self.metrics.publish_failures.labels(topic).inc()
-                await self.app.producer.send_and_wait(topic, key.encode(), value, None, timestamp, None)
+        backoff = 0.2
+        while True:
+            try:
+                fut = asyncio.ensure_future(
+                    await self.app.producer.send(topic, key.encode(), value, None, timestamp, None)
+                )
+                while True:
+                    done, _ = await asyncio.wait({fut}, timeout=self.s.delivery_timeout_s)
+                    if done:
+                        fut.result()
+                        return
+                    self._publish_failed(topic, f"not acknowledged within {self.s.delivery_timeout_s:g} s, waiting on")
+            except asyncio.CancelledError:
+                raise
+            except (AIOKafkaError, ProducerSendError, OSError) as exc:  # the batch was given up: send it again
+                self._publish_failed(topic, f"{type(exc).__name__}: {exc}; sending again in {backoff:g} s")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _publish_failed(self, topic: str, why: str) -> None:
+        if self.metrics is not None:
+            self.metrics.publish_failures.labels(topic).inc()
+        log.warning("publish to %s: %s", topic, why)
 
     async def publish(self, outputs: list[Output], origin_ts: float | None = None) -> None:
         """Publish the core's outputs to their topics.

@@ -359,3 +359,113 @@ def private_broker(tmp_path: Path) -> Iterator[PrivateBroker]:
         yield b
     finally:
         b.stop()
+
+
+class ProduceCutProxy:
+    """A loopback TCP proxy in front of a broker that can refuse writes to one topic and let all else by.
+
+    Kafka clients connect to the address the broker advertises, so a :class:`PrivateBroker` that
+    advertises this proxy's port sends every client connection through it. The proxy reads the
+    request frames (4-byte size, then ``api_key``). While :meth:`cut` is in force, a Produce request
+    (api key 0) naming the given topic closes its connection before it is forwarded, so the broker
+    writes nothing of it; other writes, fetches and offset commits go on. With the margin-calls topic
+    that is the broker unavailable exactly when a margin call is raised (case C07b).
+    """
+
+    PRODUCE_API = 0
+
+    def __init__(self, upstream_port: int) -> None:
+        import threading
+
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self.cutting = threading.Event()
+        self.topic = b""
+        self.closed = threading.Event()
+        self.refused = 0  # produce requests refused while cut
+        self.conns: list[tuple[socket.socket, socket.socket]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self, topic: str) -> None:
+        """From now on, refuse Produce requests that write to ``topic`` (close their connection)."""
+        self.topic = topic.encode()
+        self.cutting.set()
+
+    def heal(self) -> None:
+        """Forward every request again."""
+        self.cutting.clear()
+
+    def close(self) -> None:
+        """Stop accepting and close every connection."""
+        self.closed.set()
+        self.sock.close()
+        with self.lock:
+            for a, b in self.conns:
+                for s in (a, b):
+                    try:
+                        s.close()
+                    except OSError:
+                        pass
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self.closed.is_set():
+            try:
+                client, _ = self.sock.accept()
+                server = socket.create_connection(self.upstream, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                continue
+            with self.lock:
+                self.conns.append((client, server))
+            threading.Thread(target=self._requests, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._responses, args=(server, client), daemon=True).start()
+
+    @staticmethod
+    def _recv_exact(s: socket.socket, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = s.recv(n - len(buf))
+            if not chunk:
+                raise OSError("closed")
+            buf += chunk
+        return buf
+
+    def _requests(self, client: socket.socket, server: socket.socket) -> None:
+        try:
+            while True:
+                size = self._recv_exact(client, 4)
+                body = self._recv_exact(client, int.from_bytes(size, "big", signed=True))
+                api_key = int.from_bytes(body[:2], "big", signed=True)
+                if api_key == self.PRODUCE_API and self.cutting.is_set() and self.topic in body:
+                    self.refused += 1
+                    raise OSError("cut")
+                server.sendall(size + body)
+        except OSError:
+            pass
+        finally:
+            for s in (client, server):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _responses(server: socket.socket, client: socket.socket) -> None:
+        try:
+            while chunk := server.recv(65536):
+                client.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (client, server):
+                try:
+                    s.close()
+                except OSError:
+                    pass

@@ -35,6 +35,7 @@ from tests.integration.conftest import (
     SAMPLE,
     Env,
     PrivateBroker,
+    ProduceCutProxy,
     Worker,
     read_topic,
     replay,
@@ -222,4 +223,67 @@ def test_fault_b__broker_stopped_30_s_mid_stream_the_worker_resumes_without_a_re
     report(
         capsys, "b", records=len(events), broker_down_s=30, stopped_after_committed=done,
         broker_start_to_caught_up_s=round(resumed, 1), worker_restarts=0, publish_retries=publish_retries, **figures,
+    )  # fmt: skip
+
+
+PROXIED_PROPERTIES = """
+listeners=PLAINTEXT://127.0.0.1:{port},DIRECT://127.0.0.1:{port2},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:PROXY_PORT,DIRECT://127.0.0.1:{port2}
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,DIRECT:PLAINTEXT,CONTROLLER:PLAINTEXT
+"""
+
+
+def test_case_c07b_broker_refuses_the_margin_call_longer_than_the_delivery_timeout_it_still_arrives_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """C07 (b): the broker takes no margin call, for 4× the delivery timeout, when one is raised.
+
+    The worker reaches the broker through :class:`ProduceCutProxy` (its advertised listener); the
+    test's own clients use a second, direct listener. The proxy refuses every write to the
+    margin-calls topic while the whole input streams in: the worker raises the margin call, cannot
+    publish it, and counts the unacknowledged waits. Once they exceed 4× the delivery timeout the
+    proxy heals: the margin call and every alert arrive exactly once.
+    """
+    book, events, expected = fault_input()
+    broker = PrivateBroker(tmp_path, PROXIED_PROPERTIES)
+    proxy = ProduceCutProxy(broker.port)
+    extra = broker.home / "extra.properties"
+    extra.write_text(extra.read_text().replace("PROXY_PORT", str(proxy.port)))
+    delivery_timeout = 5.0
+    try:
+        broker.start()
+        env = Env(f"127.0.0.1:{broker.port2}", tmp_path)  # the test's clients: the direct listener
+        create_topics(env.settings)
+        calls_topic = env.settings.topic("margin-calls")
+        worker = Worker(env)
+        worker.vars.update(
+            KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{proxy.port}", PLEDGEWATCH_DELIVERY_TIMEOUT_S=str(delivery_timeout)
+        )
+        try:
+            worker.start()
+            proxy.cut(calls_topic)
+            replay(env.settings, book, events)
+
+            def waits() -> float:
+                return worker.metric("pledgewatch_publish_failures_total", topic=calls_topic)
+
+            t0 = wait_until(lambda: waits() > 0, 900, "the margin call raised and waiting for the broker")
+            t1 = time.monotonic()
+            wait_until(lambda: waits() >= 4, 120, "four delivery timeouts without an acknowledgement")
+            refused_s = time.monotonic() - t1 + delivery_timeout
+            assert not outputs(env)[1], "a margin call got through the cut"
+            failures = waits()
+            proxy.heal()
+            wait_caught_up(env.settings, env.run, timeout=900)
+            figures = compare(env, expected)
+            assert worker.alive()
+        finally:
+            worker.stop()
+    finally:
+        proxy.close()
+        broker.stop()
+    report(
+        capsys, "c07b", delivery_timeout_s=delivery_timeout, margin_call_unacknowledged_s=round(refused_s, 1),
+        produce_requests_refused=proxy.refused, publish_failures=failures, input_to_margin_call_s=round(t0, 1),
+        **figures,
     )  # fmt: skip
