@@ -375,6 +375,8 @@ class AssetMonitor:
         )
         self.last_closed_event: float | None = None
         self.last_valuation: CollateralValuation | None = None
+        #: last plausible (lat, lon) reported, degrees: never an implausible one such as (0, 0) (C18)
+        self.last_position: tuple[float, float] | None = None
 
     def _new_valuer(self) -> AssetValuer:
         a = self.pledge.appraisal
@@ -398,6 +400,7 @@ class AssetMonitor:
         """Restore; models stamped by another river version or feature schema are rebuilt by replay (C12)."""
         stamp = state.pop("model_stamp", None)
         blob = state.pop("valuer")
+        state.setdefault("last_position", None)  # checkpoints from before C18
         self.__dict__.update(state)
         current = model_stamp(self.profile, self.params.valuation)
         if stamp == current:
@@ -452,8 +455,13 @@ class AssetMonitor:
             w = self.windows[start] = WindowStats(start=start, length_s=self.params.window_s)
         return w
 
-    def on_event(self, ev: TelemetryEvent, sensor: Sensor, topic: str = "pledge.telemetry") -> list[Output]:
+    def on_event(
+        self, ev: TelemetryEvent, sensor: Sensor, topic: str = "pledge.telemetry", count: bool = True
+    ) -> list[Output]:
         """Apply one decoded record; return the valuations of any windows it closed.
+
+        ``count=False`` leaves ``pledgewatch_events_total`` alone: a record held before its pledge
+        was counted (``held``) when it arrived and is not counted again when it is replayed.
 
         Raises
         ------
@@ -474,17 +482,21 @@ class AssetMonitor:
             else:
                 self.dup_carry += 1
                 self.contradiction_carry += prev[1] != digest
-            sensor.on_event(topic, "duplicate")
+            if count:
+                sensor.on_event(topic, "duplicate")
             return []
-        check = check_record(self.profile, ev)  # raises InputRejected: the record never touches state
+        check = check_record(self.profile, ev, self.pledge.service_area)  # raises: the record never touches state
         start = window_start(ts, self.params.window_s)
         if self.closed_until is not None and start < self.closed_until:
             self.late_carry += 1
-            sensor.on_event(topic, "late")
+            if count:
+                sensor.on_event(topic, "late")
             return []
         self.seen[ev.event_id] = (ts, digest)
         w = self._window(start)
         w.add(self.profile, ev, check, ts)
+        if check.plausible and "lat" in ev.metrics and "lon" in ev.metrics:
+            self.last_position = (ev.metrics["lat"], ev.metrics["lon"])
         trip = ev.attributes.get("trip_id")
         if trip is not None and ev.kind == "trip_update":
             seq = ev.metrics.get("stop_sequence", 0.0)
@@ -495,7 +507,8 @@ class AssetMonitor:
         if self.closed_until is None:
             self.closed_until = start
         self.max_ts = ts if self.max_ts is None else max(self.max_ts, ts)
-        sensor.on_event(topic, "ok")
+        if count:
+            sensor.on_event(topic, "ok")
         return self._close_until(self.max_ts - self.params.allowed_lateness_s, sensor)
 
     def on_clock(self, stream_time: float, sensor: Sensor) -> list[Output]:
@@ -1101,7 +1114,7 @@ class AssetBook:
         out: list[Output] = []
         for held in self.held.pop(ev.asset_id, []):
             try:
-                out.extend(self.on_telemetry(held))
+                out.extend(self.on_telemetry(held, count=False))  # counted as "held" on arrival
             except InputRejected as exc:
                 self.on_reject(exc)
                 raw = held.model_dump_json().encode()
@@ -1117,7 +1130,7 @@ class AssetBook:
                 out.append(Output("dead-letter", held.asset_id, dl))
         return out
 
-    def on_telemetry(self, ev: TelemetryEvent, tick: bool = True) -> list[Output]:
+    def on_telemetry(self, ev: TelemetryEvent, tick: bool = True, count: bool = True) -> list[Output]:
         """Apply one decoded telemetry event; advances the stream clock.
 
         Parameters
@@ -1127,6 +1140,8 @@ class AssetBook:
         tick
             Close silent assets' windows against the new clock here (in-process). The stream
             passes False and ticks with its own watermark across partitions.
+        count
+            Count the record in the events metric (False for a held record's replay).
 
         Raises
         ------
@@ -1142,7 +1157,7 @@ class AssetBook:
             self.held.setdefault(ev.asset_id, []).append(ev)
             self.sensor.on_event("pledge.telemetry", "held")
             return []
-        out = asset.on_event(ev, self.sensor)
+        out = asset.on_event(ev, self.sensor, count=count)
         ts = ev.observed_at.timestamp()
         if self.clock is None or ts > self.clock:
             self.clock = ts

@@ -56,6 +56,7 @@ __all__ = [
     "Repayment",
     "RulebookStatus",
     "RulebookUpdate",
+    "ServiceArea",
     "TelemetryEvent",
     "Thresholds",
     "parse_cure_period",
@@ -279,8 +280,38 @@ class LoanOpened(_LoanEventBase):
         return v
 
 
+class ServiceArea(_Strict):
+    """The area an asset's vehicles serve: a latitude / longitude box in degrees (WGS 84).
+
+    A reported position outside it (a swapped latitude and longitude, a vehicle far off its
+    network) is implausible: it lowers the window's accuracy and is left out of activity (C18).
+    """
+
+    min_lat: Annotated[float, Field(ge=-90.0, le=90.0)]
+    max_lat: Annotated[float, Field(ge=-90.0, le=90.0)]
+    min_lon: Annotated[float, Field(ge=-180.0, le=180.0)]
+    max_lon: Annotated[float, Field(ge=-180.0, le=180.0)]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ServiceArea:
+        if not (self.min_lat < self.max_lat and self.min_lon < self.max_lon):
+            msg = (
+                f"service_area: got lat {self.min_lat}..{self.max_lat}, lon {self.min_lon}..{self.max_lon}; "
+                "expected min_lat < max_lat and min_lon < max_lon"
+            )
+            raise ValueError(msg)
+        return self
+
+    def contains(self, lat: float, lon: float) -> bool:
+        """True when (``lat``, ``lon``) in degrees lies inside the box (edges included)."""
+        return self.min_lat <= lat <= self.max_lat and self.min_lon <= lon <= self.max_lon
+
+
 class CollateralPledged(_LoanEventBase):
-    """A data asset is pledged to the loan (registered with its pledge registration number)."""
+    """A data asset is pledged to the loan (registered with its pledge registration number).
+
+    ``service_area`` (optional) bounds the positions its vehicles may report (C18).
+    """
 
     type: Literal["collateral_pledged"] = "collateral_pledged"
     asset_id: _ID
@@ -288,6 +319,7 @@ class CollateralPledged(_LoanEventBase):
     asset_timezone: str = "Asia/Shanghai"
     appraisal: Appraisal
     pledge_registration_no: Annotated[str, Field(min_length=1, max_length=100)]
+    service_area: ServiceArea | None = None
 
     @field_validator("asset_profile")
     @classmethod

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from monitor.errors import InputRejected
 from monitor.profiles import AssetProfile
-from monitor.schemas import DIMENSIONS, TelemetryEvent
+from monitor.schemas import DIMENSIONS, ServiceArea, TelemetryEvent
 
 __all__ = ["RecordCheck", "WindowStats", "check_record", "window_start"]
 
@@ -39,7 +39,7 @@ class RecordCheck:
     normative: bool
 
 
-def check_record(profile: AssetProfile, ev: TelemetryEvent) -> RecordCheck:
+def check_record(profile: AssetProfile, ev: TelemetryEvent, area: ServiceArea | None = None) -> RecordCheck:
     """Check one record against its asset profile.
 
     Parameters
@@ -48,12 +48,15 @@ def check_record(profile: AssetProfile, ev: TelemetryEvent) -> RecordCheck:
         The asset's profile.
     ev
         A schema-valid telemetry event.
+    area
+        The asset's service area, if its pledge gives one: a position outside is implausible.
 
     Returns
     -------
     RecordCheck
         ``complete``: required metrics and attributes present; ``plausible``: every metric in
-        its plausible range and no (0, 0) position (GTFS-realtime validator E026);
+        its plausible range, no (0, 0) position (GTFS-realtime validator E026) and no position
+        outside the service area (a swapped latitude / longitude lands there);
         ``normative``: values in the profile's units (counts are whole numbers).
 
     Raises
@@ -87,8 +90,10 @@ def check_record(profile: AssetProfile, ev: TelemetryEvent) -> RecordCheck:
             plausible = False
         if mspec.unit == "count" and not value.is_integer():
             normative = False
-    if plausible and "lat" in metrics and metrics.get("lat") == 0.0 and metrics.get("lon") == 0.0:
-        plausible = False
+    if plausible and "lat" in metrics and "lon" in metrics:
+        lat, lon = metrics["lat"], metrics["lon"]
+        if (lat == 0.0 and lon == 0.0) or (area is not None and not area.contains(lat, lon)):
+            plausible = False
     return RecordCheck(complete=complete, plausible=plausible, normative=normative)
 
 

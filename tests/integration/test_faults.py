@@ -26,7 +26,7 @@ from kafka import KafkaAdminClient
 
 from monitor.backtest import BacktestResult, load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.incidents import apply_incidents, parse_incident
-from monitor.schemas import Alert, MarginCall
+from monitor.schemas import Alert, CollateralValuation, MarginCall
 from rules.rulebook import load_rulebook
 from streams.topics import create_topics
 from tests.integration.conftest import (
@@ -125,13 +125,39 @@ def compare(env: Env, expected: BacktestResult, timeout: float = 90.0) -> dict[s
     return figures
 
 
+def compare_state(env: Env, expected: BacktestResult) -> dict[str, int]:
+    """Every telemetry record is in the asset state exactly once (C01): window counts equal the backtest's.
+
+    Reads every valuation the worker published (``internal.loan-valuations``, not compacted; a
+    window valued again after a restart counts once, its last value) and compares, per asset and
+    window, the records counted in it (``events_in_window``, which excludes duplicates and late
+    records) with the uninterrupted backtest. A record lost by an offset committed too early makes
+    a count lower; one applied twice makes it higher. Only the last hour of windows may still be
+    open in the stream (the backtest closes everything at its end).
+    """
+    got: dict[tuple[str, float], int] = {}
+    for r in read_topic(env.settings, "loan-valuations", timeout=30):
+        v = CollateralValuation.model_validate_json(r.value)
+        got[(v.asset_id, v.window_start.timestamp())] = v.events_in_window
+    want = {(v.asset_id, v.window_start.timestamp()): v.events_in_window for v in expected.valuations}
+    wrong = {k: (want[k], got[k]) for k in want.keys() & got.keys() if want[k] != got[k]}
+    end = max(k[1] for k in want)
+    unclosed = [k for k in want.keys() - got.keys() if k[1] < end - 3600]
+    assert not wrong, f"window counts differ from the backtest (backtest, stream): {wrong}"
+    assert not unclosed, f"windows the stream never valued: {sorted(unclosed)[:5]}"
+    return {
+        "windows_compared": len(want.keys() & got.keys()),
+        "records_in_state": sum(got[k] for k in want.keys() & got.keys()),
+    }
+
+
 def report(capsys: pytest.CaptureFixture[str], name: str, **figures: Any) -> None:
     """Print one line of figures to the terminal of ``make test`` (outside pytest's capture)."""
     with capsys.disabled():
         print(f"\n[fault {name}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
-def test_fault_a__sigkill_mid_stream_then_restart_gives_the_backtests_alerts_once(
+def test_case_c01_fault_a__sigkill_mid_stream_then_restart_every_record_counted_once_and_the_backtests_alerts_once(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
     book, events, expected = fault_input()
@@ -151,6 +177,7 @@ def test_fault_a__sigkill_mid_stream_then_restart_gives_the_backtests_alerts_onc
         wait_caught_up(env.settings, env.run, timeout=900)
         recovery = time.monotonic() - t0
         figures = compare(env, expected)
+        figures.update(compare_state(env, expected))
     finally:
         worker.stop()
     report(
@@ -184,6 +211,7 @@ def test_fault_c__two_workers_one_killed_the_other_takes_over_its_partitions_and
         caught_up = time.monotonic() - t0
         assert w1.alive()
         figures = compare(env, expected)
+        figures.update(compare_state(env, expected))
     finally:
         admin.close()
         w2.stop()

@@ -236,3 +236,81 @@ def test_case_c03_telemetry_before_its_pledge_is_held_and_bounded_in_total(ruleb
     with pytest.raises(InputRejected) as info:
         mon.on_telemetry(make_event(event_id="x9", asset_id="NEW9"))
     assert info.value.reason == "unknown_asset"
+
+
+def test_case_c03_a_held_record_is_counted_once_when_its_pledge_arrives(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """Found by the ingress fuzz on the real worker: a held record was counted "held" and again "ok"."""
+    from monitor.sensors import CountingSensor
+
+    sensor = CountingSensor()
+    mon = Monitor(rulebook, sensor=sensor)
+    mon.on_loan_event(make_loan())
+    assert mon.on_telemetry(make_event(event_id="early", asset_id="A1")) == []
+    mon.on_loan_event(make_pledge(asset_id="A1"))
+    assert sum(n for (topic, _), n in sensor.events.items() if topic == "pledge.telemetry") == 1
+    assert sensor.events[("pledge.telemetry", "held")] == 1
+    assert mon.assets["A1"].seen.get("early") is not None  # and it did reach the asset when replayed
+
+
+def test_case_c18_impossible_readings_lower_accuracy_stay_out_of_activity_and_never_become_the_position(
+    rulebook,
+) -> None:  # type: ignore[no-untyped-def]
+    """C18: (0,0), a swapped lat/lon, a position outside the service area, passengers -3 and 65533."""
+    import datetime as dt
+
+    from monitor.engine import Monitor
+    from monitor.schemas import ServiceArea
+    from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
+
+    berlin = ServiceArea(min_lat=52.3, max_lat=52.7, min_lon=13.0, max_lon=13.8)
+    w = dt.timedelta(minutes=15)
+    t = T0 + 8 * w + dt.timedelta(minutes=5)
+
+    def position(i: int, **metrics: float) -> object:
+        return make_event(
+            event_id=f"vp-{i}",
+            kind="vehicle_position",
+            entity_id="bus-7",
+            observed_at=t + dt.timedelta(seconds=8 * i),
+            received_at=t + dt.timedelta(seconds=8 * i + 1),
+            metrics=metrics,
+            attributes={},
+        )
+
+    good = [position(0, lat=52.52, lon=13.40, passengers=30.0), position(2, lat=52.53, lon=13.41, passengers=31.0)]
+    bad = {
+        "zero position": position(1, lat=0.0, lon=0.0, passengers=30.0),
+        "swapped lat/lon": position(3, lat=13.40, lon=52.52, passengers=30.0),
+        "outside the service area": position(4, lat=48.14, lon=11.58, passengers=30.0),
+        "passengers -3": position(5, lat=52.52, lon=13.40, passengers=-3.0),
+        "passengers 65533": position(6, lat=52.52, lon=13.40, passengers=65533.0),
+    }
+
+    def run(extra: list) -> tuple:  # type: ignore[type-arg]
+        mon = Monitor(rulebook)
+        mon.on_loan_event(make_loan())
+        mon.on_loan_event(make_pledge(service_area=berlin))
+        out = []
+        for i in range(12):
+            evs = healthy_window_events("A1", T0 + i * w)
+            if i == 8:
+                evs = sorted([*evs, *good[:1], *extra, *good[1:]], key=lambda e: e.observed_at)
+            for ev in evs:
+                out += mon.on_telemetry(ev)
+        (v8,) = [o.message for o in out if o.topic == "valuations" and o.message.window_start == T0 + 8 * w]
+        return mon, out, v8
+
+    _, _, clean = run([])
+    assert clean.quality["accuracy"] == 1.0
+    single = []
+    for name, ev in bad.items():
+        mon, out, v8 = run([ev])
+        single.append(v8.quality["accuracy"])
+        assert v8.quality["accuracy"] < clean.quality["accuracy"], name  # lowers the window's accuracy
+        assert v8.activity == clean.activity, name  # left out of activity
+        assert not [o for o in out if o.topic == "margin-calls"], name  # none alone makes a margin call
+        assert mon.assets["A1"].last_position == (52.53, 13.41), name  # never becomes (0, 0) or the bad one
+    mon, out, v8 = run(list(bad.values()))
+    assert v8.quality["accuracy"] < min(single)  # five of them lower it more than any one
+    assert v8.activity == clean.activity
+    assert mon.assets["A1"].last_position == (52.53, 13.41)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import pickle
 
 import pytest
@@ -279,3 +280,64 @@ def test_reappraisal__renewal_pledge_resets_models_and_the_loan_values_at_the_ne
     # the same appraisal pledged again (another event id) changes nothing
     mon.on_loan_event(make_pledge(event_id="L1:again:A1", effective_at=T0 + 46 * W, appraisal=fresh))
     assert mon.assets["A1"].valuer.windows_seen == seen and mon.loans["L1"].assets["A1"].valuation is v
+
+
+def _two_loans(rulebook):  # type: ignore[no-untyped-def]
+    """L1 on A1 (the feed under test) and L2 on A2 (keeps the stream clock moving)."""
+    mon = book(rulebook)
+    mon.on_loan_event(make_loan(event_id="L2:opened", loan_id="L2"))
+    mon.on_loan_event(make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2"))
+    return mon
+
+
+def test_case_c20_silent_feed_ages_loses_accessibility_and_value_one_staleness_warning_raised_and_cleared(
+    rulebook,
+) -> None:  # type: ignore[no-untyped-def]
+    mon = _two_loans(rulebook)
+    out = feed(mon, range(8)) + feed(mon, range(8), asset="A2")
+    silent = []
+    for i in range(8, 18):  # A1 silent for 10 windows while A2 goes on
+        silent += feed(mon, range(i, i + 1), asset="A2")
+    out += silent
+    a1 = [o.message for o in silent if o.topic == "valuations" and o.message.asset_id == "A1"]
+    assert len(a1) >= 8
+    ages = [v.last_event_age_seconds for v in a1]
+    assert all(b > a for a, b in itertools.pairwise(ages))  # keeps rising
+    assert a1[-1].quality["accessibility"] < a1[0].quality["accessibility"] <= 1.0
+    assert a1[-1].value < a1[0].value
+    out += feed(mon, range(18, 22)) + feed(mon, range(18, 22), asset="A2")  # fresh data resumes
+    stale = [o.message.status for o in out if o.topic == "alerts" and o.message.rule_id == "feed-silent"]
+    assert stale == ["firing", "resolved"]
+
+
+def test_case_c20_frozen_feed_repeats_count_as_duplicates_not_activity_and_train_nothing(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = _two_loans(rulebook)
+    feed(mon, range(8))
+    feed(mon, range(8), asset="A2")
+    last_poll = healthy_window_events("A1", T0 + 7 * W)[-3:]  # the feed's last answer, re-sent unchanged
+    seen_before = len(mon.assets["A1"].seen)
+    model_before = pickle.dumps(mon.assets["A1"].valuer)
+    out = []
+    for _ in range(20):  # every 30 s for 10 minutes, with frozen timestamps
+        for ev in last_poll:
+            out += mon.on_telemetry(ev)
+    out += feed(mon, range(8, 13), asset="A2")  # A2 moves the clock on
+    sensor = mon.sensor
+    assert isinstance(sensor, CountingSensor)
+    assert sensor.events[("pledge.telemetry", "duplicate")] == 20 * len(last_poll)
+    assert len(mon.assets["A1"].seen) == seen_before  # no new event entered the state
+    a1 = [o.message for o in out if o.topic == "valuations" and o.message.asset_id == "A1"]
+    frozen, *after = a1  # the window the repeats belong to (still open), then the silent ones
+    assert frozen.window_start == T0 + 7 * W
+    assert frozen.events_in_window == len(healthy_window_events("A1", T0 + 7 * W))  # repeats added nothing
+    assert frozen.duplicates == 20 * len(last_poll)  # they are visible as duplicates
+    assert after and all(v.events_in_window == 0 and v.activity == 0.0 for v in after)
+    assert a1[-1].last_event_age_seconds > a1[0].last_event_age_seconds  # a frozen feed ages like a silent one
+    # the repeats themselves trained nothing: the model changed only by closing the silent windows,
+    # exactly as it does for a feed that is merely silent
+    silent = _two_loans(rulebook)
+    feed(silent, range(8))
+    feed(silent, range(8), asset="A2")
+    assert pickle.dumps(silent.assets["A1"].valuer) == model_before
+    feed(silent, range(8, 13), asset="A2")
+    assert pickle.dumps(silent.assets["A1"].valuer) == pickle.dumps(mon.assets["A1"].valuer)

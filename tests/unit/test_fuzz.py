@@ -51,7 +51,7 @@ def ingest(mon: Monitor, topic: str, raw: bytes | None) -> str:
     return "processed"
 
 
-@settings(max_examples=1500, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=1500, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(st.sampled_from(["telemetry", "loan-book"]), telemetry_records | loan_records), max_size=8))
 def test_fuzz__generated_bytes_and_json_never_crash_the_core_each_record_is_processed_or_rejected(
     records: list[tuple[str, bytes | None]],
@@ -69,7 +69,7 @@ def test_fuzz__the_generator_reaches_past_the_parser() -> None:
     mon = fresh_monitor()
     outcomes: dict[str, int] = {}
 
-    @settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=400, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(telemetry_records)
     def run(raw: bytes | None) -> None:
         outcome = ingest(mon, "telemetry", raw)
