@@ -226,6 +226,38 @@ def topics_create() -> None:
     Console().print(f"created {len(created)} topics on {s.bootstrap_servers}: {', '.join(created) or 'none needed'}")
 
 
+@topics_app.command("rewind")
+def topics_rewind(
+    topic: Annotated[str, typer.Option(help="Logical input topic: telemetry, loan-book...")] = "telemetry",
+    to_datetime: Annotated[
+        str | None, typer.Option(help="Replay from the first record at or after this ISO 8601 time (with offset).")
+    ] = None,
+    to_offset: Annotated[int | None, typer.Option(help="Replay from this offset (0 = earliest kept).")] = None,
+    partition: Annotated[list[int] | None, typer.Option(help="Only these partitions (repeat); default all.")] = None,
+) -> None:
+    """Move the stopped workers' committed offsets back (or forward) to replay input (docs/runbook.md)."""
+    import datetime as dt
+
+    from streams.topics import rewind_group
+
+    s = _settings()
+    when = None
+    if to_datetime is not None:
+        try:
+            when = dt.datetime.fromisoformat(to_datetime)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            example = "2016-05-20T06:00:00+12:00"
+            _fail(ConfigError(f"--to-datetime: got {to_datetime!r}, expected ISO 8601 with an offset, e.g. {example}"))
+    try:
+        moved = rewind_group(s, topic, when, to_offset, partition)
+    except ConfigError as exc:
+        _fail(exc)
+    for p, (old, new) in moved.items():
+        Console().print(f"{s.topic(topic)}[{p}]: committed {old} -> {new}")
+
+
 @topics_app.command("delete")
 def topics_delete(prefix: Annotated[str, typer.Option(help="Delete topics starting with this.")]) -> None:
     """Delete the topics whose names start with PREFIX (e.g. a finished demo's)."""

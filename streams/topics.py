@@ -6,16 +6,18 @@ Idempotent: topics that exist are left as they are. The admin connection is retr
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from monitor.errors import ConfigError
 from monitor.settings import COMPACTED, RETAINED, TOPICS, Settings
 
-__all__ = ["admin_client", "create_topics", "delete_topics"]
+__all__ = ["admin_client", "create_topics", "delete_topics", "rewind_group"]
 
 log = logging.getLogger(__name__)
 
@@ -81,5 +83,71 @@ def delete_topics(bootstrap: Settings | str, prefix: str) -> list[str]:
         if names:
             admin.delete_topics(names)
         return names
+    finally:
+        admin.close()
+
+
+def rewind_group(
+    settings: Settings,
+    logical: str,
+    to_datetime: dt.datetime | None = None,
+    to_offset: int | None = None,
+    partitions: list[int] | None = None,
+) -> dict[int, tuple[int, int]]:
+    """Move the workers' committed offsets of one input topic (replay from an offset or a time).
+
+    Exactly one of ``to_datetime`` (aware: the first record stamped at or after it) or ``to_offset``
+    (clamped to the partition's range; 0 = the earliest kept) is given. Every worker of the group
+    must be stopped: Kafka refuses to move the offsets of a group with members.
+
+    Returns
+    -------
+    dict
+        partition -> (committed offset before, after).
+
+    Raises
+    ------
+    ConfigError
+        A worker of the group still runs, the topic is unknown, or no target / two targets given.
+    """
+    from kafka import TopicPartition
+    from kafka.admin import OffsetTimestamp
+
+    if (to_datetime is None) == (to_offset is None):
+        raise ConfigError("rewind: got both or neither of --to-datetime and --to-offset, expected exactly one")
+    if logical not in TOPICS:
+        raise ConfigError(f"topic: got {logical!r}, expected one of {sorted(TOPICS)}")
+    topic = settings.topic(logical)
+    admin = admin_client(settings)
+    try:
+        group = admin.describe_groups([settings.app_id]).get(settings.app_id, {})
+        members = group.get("members") or []
+        if members:
+            msg = (
+                f"app_id: consumer group {settings.app_id!r} has {len(members)} running worker(s); "
+                "expected none: stop every worker first (Kafka moves offsets only of an idle group)"
+            )
+            raise ConfigError(msg)
+        known = admin.describe_topics([topic])
+        parts = sorted(p.get("partition_index", p.get("partition")) for t in known for p in t.get("partitions") or [])
+        if not parts:
+            raise ConfigError(f"topic: {topic!r} has no partitions on {settings.bootstrap_servers!r}")
+        chosen = [p for p in parts if partitions is None or p in partitions]
+        before = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+        spec: dict[Any, Any] = {}
+        for p in chosen:
+            tp = TopicPartition(topic, p)
+            if to_datetime is not None:
+                spec[tp] = OffsetTimestamp(int(to_datetime.timestamp() * 1000))
+            else:
+                spec[tp] = int(to_offset or 0)
+        result = admin.reset_group_offsets(settings.app_id, spec)
+        out: dict[int, tuple[int, int]] = {}
+        for tp, res in result.items():
+            if res.get("error") not in (None, NoError):
+                raise ConfigError(f"rewind of {tp.topic}[{tp.partition}] failed: {res['error']}")
+            old = before.get(tp)
+            out[tp.partition] = (old.offset if old is not None else -1, int(res["offset"]))
+        return dict(sorted(out.items()))
     finally:
         admin.close()
