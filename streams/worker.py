@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 #: Wall-clock seconds without telemetry before processing time advances the stream clock.
 IDLE_ADVANCE_S = 10.0
+#: Topics the worker publishes to (logical names).
+OUTPUT_TOPICS = ("valuations", "loan-valuations", "loan-risk", "alerts", "margin-calls", "dead-letter", "asset-pledges")
 #: Key of the clock records the timer sends to each assigned partition of ``internal.asset-pledges``.
 CLOCK_KEY = b"__clock__"
 #: Processing-time seconds after which a caught-up telemetry partition stops holding the stream clock.
@@ -164,6 +166,9 @@ class Node:
         self.loan_state = StateTable(loan_table, loans.loans)
         self.sensor = sensor
         self.metrics = metrics
+        if metrics is not None:  # one series per output topic from the start, so alert rules see 0, not nothing
+            for logical in OUTPUT_TOPICS:
+                metrics.publish_failures.labels(settings.topic(logical))
         self.worker = worker_id()
         self.asset_partition: dict[str, int] = {}
         self.partition_max: dict[int, float] = {}
