@@ -77,6 +77,7 @@ def _params(settings: Settings):  # type: ignore[no-untyped-def]
         window_s=settings.window_s,
         allowed_lateness_s=settings.allowed_lateness_s,
         max_clock_skew_s=settings.max_clock_skew_s,
+        dedup_horizon_s=settings.effective_dedup_horizon_s,
         earliest_event_time_s=settings.earliest_event_time.timestamp(),
         valuation=ValuationParams(window_s=settings.window_s, calibration_windows=settings.calibration_windows),
     )

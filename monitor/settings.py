@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     max_message_bytes
         Largest input record accepted, bytes (default 1 MiB, Kafka's own default): larger records are
         dead-lettered as ``oversized`` without being parsed; also the producers' ``max_request_size``.
+    dedup_horizon_s
+        How long (event time, seconds) a telemetry ``event_id`` is remembered: a repeat within it is
+        counted as a duplicate and changes nothing (C02); default 6 h, or one window plus the
+        allowed lateness when that is longer (daily windows). Beyond it a repeat is late
+        (its window closed) and still changes nothing; hence at least ``window_s + allowed_lateness_s``.
+        Loan events are remembered for the loan's life.
     session_timeout_s
         Consumer-group session timeout, seconds (default 15; faust's own is 60): how long the group
         waits for a worker that stopped heartbeating (killed, partitioned) before giving its
@@ -150,6 +156,7 @@ class Settings(BaseSettings):
     ssl_check_hostname: bool = True
     max_message_bytes: int = Field(default=1_048_576, ge=1024, le=104_857_600)
     session_timeout_s: float = Field(default=15.0, ge=6.0, le=1800.0)
+    dedup_horizon_s: float | None = Field(default=None, ge=0)
     delivery_timeout_s: float = Field(default=30.0, ge=1.0, le=1200.0)
 
     @model_validator(mode="after")
@@ -158,6 +165,12 @@ class Settings(BaseSettings):
             msg = (
                 f"security_protocol: {self.security_protocol} needs PLEDGEWATCH_SASL_USERNAME and "
                 "PLEDGEWATCH_SASL_PASSWORD; expected both set, or security_protocol PLAINTEXT / SSL"
+            )
+            raise ValueError(msg)
+        if self.dedup_horizon_s is not None and self.dedup_horizon_s < self.window_s + self.allowed_lateness_s:
+            msg = (
+                f"dedup_horizon_s: got {self.dedup_horizon_s:g}, expected at least window_s + allowed_lateness_s "
+                f"= {self.window_s + self.allowed_lateness_s:g} (a repeat must be recognised while its window is open)"
             )
             raise ValueError(msg)
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
@@ -202,6 +215,13 @@ class Settings(BaseSettings):
                 sasl_plain_password=self.sasl_password.get_secret_value(),
             )
         return opts
+
+    @property
+    def effective_dedup_horizon_s(self) -> float:
+        """``dedup_horizon_s``, or its default: 6 h or one window plus the lateness, whichever is longer."""
+        if self.dedup_horizon_s is not None:
+            return self.dedup_horizon_s
+        return max(6 * 3600.0, self.window_s + self.allowed_lateness_s)
 
     def topic(self, logical: str) -> str:
         """Full topic name of a logical topic (``"alerts"`` -> ``"pledge.alerts"``)."""

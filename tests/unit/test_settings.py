@@ -68,3 +68,13 @@ def test_ingress__records_over_max_message_bytes_are_rejected_unparsed_as_oversi
     with pytest.raises(InputRejected) as err:
         decode_telemetry(b"{}" + b" " * 5000, 1.8e9, max_bytes=4096)
     assert err.value.reason == "oversized"
+
+
+def test_settings__dedup_horizon_shorter_than_an_open_window_is_refused_and_reaches_the_core() -> None:
+    from monitor.cli import _params
+
+    with pytest.raises(ValidationError, match="dedup_horizon_s: got 600, expected at least"):
+        Settings(dedup_horizon_s=600)
+    assert _params(Settings(dedup_horizon_s=7200)).dedup_horizon_s == 7200
+    assert _params(Settings()).dedup_horizon_s == 21600
+    assert _params(Settings(window_s=86400)).dedup_horizon_s == 86400 + 600
