@@ -10,8 +10,8 @@ Examples
 >>> ev = TelemetryEvent.model_validate_json(
 ...     '{"event_id": "e1", "asset_id": "A1", "observed_at": "2016-05-19T08:00:00+12:00",'
 ...     ' "kind": "trip_completed", "metrics": {"trips": 1}}')
->>> ev.observed_at.isoformat()
-'2016-05-19T08:00:00+12:00'
+>>> ev.observed_at.isoformat()  # stored in UTC
+'2016-05-18T20:00:00+00:00'
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -116,8 +117,14 @@ def _rfc3339_only(value: Any) -> Any:
         raise ValueError(msg) from None
 
 
-#: An aware time given as an RFC 3339 string (or a datetime in Python); digit strings are refused (case C15).
-Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    """Store every input time in UTC (the offset it came with is only a way of writing it)."""
+    return value.astimezone(dt.UTC)
+
+
+#: An aware time given as an RFC 3339 string (or a datetime in Python); digit strings are refused, and
+#: the time is stored in UTC (case C15).
+Time = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_to_utc)]
 
 
 def _member(field: str, value: str, allowed: Iterable[str]) -> str:

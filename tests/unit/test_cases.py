@@ -79,9 +79,19 @@ def test_case_c09_nan_and_inf_never_reach_a_model(rulebook) -> None:  # type: ig
     )
     with pytest.raises(InputRejected):
         decode_telemetry(poison, NOW)
+    head = b'{"event_id":"p1","asset_id":"A1","observed_at":"2024-03-04T00:20:00Z","kind":"vehicle_position","metrics":'
+    for metrics, reason in [
+        (b'{"on_time_ratio":"NaN"}', "schema_violation"),  # a string is not a number, whatever it says
+        (b'{"passengers":1e309}', "non_finite"),  # each on its own, so neither hides behind the other
+        (b'{"passengers":NaN}', "non_finite"),  # the bare token a careless producer writes
+    ]:
+        with pytest.raises(InputRejected) as info:
+            decode_telemetry(head + metrics + b"}", NOW)
+        assert info.value.reason == reason, metrics
     clean = run_backtest(loan_book(), windows(6), rulebook, now=NOW)
     dirty = run_backtest(loan_book(), windows(1) + [poison] * 5 + windows(5, start=1), rulebook, now=NOW)
     assert [v.model_dump() for v in dirty.valuations] == [v.model_dump() for v in clean.valuations]
+    assert dict(dirty.sensor.dead_letters) == {"non_finite": 5}
     probe = {"activity_ratio": 1.0, "mean_delay_s": 60.0, "late_share": 0.1, "updates_per_poll": 20.0}
     mon_a, mon_b = Monitor(rulebook, CoreParams()), Monitor(rulebook, CoreParams())
     for mon, data in ((mon_a, windows(6)), (mon_b, windows(1) + [poison] * 5 + windows(5, start=1))):
@@ -121,8 +131,9 @@ def test_case_c15_times_outside_the_plausible_window_and_aware_utc_storage() -> 
         )
         if ok:
             ev = decode_telemetry(raw, NOW)
-            assert ev.observed_at.utcoffset() is not None
-            assert ev.observed_at.astimezone(dt.UTC) == dt.datetime(2024, 3, 4, 1, tzinfo=dt.UTC)
+            assert ev.observed_at.utcoffset() == dt.timedelta(0)  # stored as UTC, not just aware
+            assert ev.observed_at == dt.datetime(2024, 3, 4, 1, tzinfo=dt.UTC)
+            assert orjson.loads(ev.model_dump_json())["observed_at"].endswith("Z")
         else:
             with pytest.raises(InputRejected) as info:
                 decode_telemetry(raw, NOW)
@@ -288,6 +299,7 @@ def test_case_c18_impossible_readings_lower_accuracy_stay_out_of_activity_and_ne
 
     def run(extra: list) -> tuple:  # type: ignore[type-arg]
         mon = Monitor(rulebook)
+        positions.clear()
         mon.on_loan_event(make_loan())
         mon.on_loan_event(make_pledge(service_area=berlin))
         out = []
@@ -297,10 +309,17 @@ def test_case_c18_impossible_readings_lower_accuracy_stay_out_of_activity_and_ne
                 evs = sorted([*evs, *good[:1], *extra, *good[1:]], key=lambda e: e.observed_at)
             for ev in evs:
                 out += mon.on_telemetry(ev)
+                positions.append(mon.assets["A1"].last_position)
         (v8,) = [o.message for o in out if o.topic == "valuations" and o.message.window_start == T0 + 8 * w]
         return mon, out, v8
 
-    _, _, clean = run([])
+    positions: list = []  # type: ignore[type-arg]
+
+    def features(m: Monitor) -> dict:  # type: ignore[type-arg]
+        """The model features of window 8 (from the replay history the asset keeps)."""
+        return next(h[3] for h in m.assets["A1"].history if h[0] == (T0 + 8 * w).timestamp())
+
+    clean_mon, _, clean = run([])
     assert clean.quality["accuracy"] == 1.0
     single = []
     for name, ev in bad.items():
@@ -310,6 +329,8 @@ def test_case_c18_impossible_readings_lower_accuracy_stay_out_of_activity_and_ne
         assert v8.activity == clean.activity, name  # left out of activity
         assert not [o for o in out if o.topic == "margin-calls"], name  # none alone makes a margin call
         assert mon.assets["A1"].last_position == (52.53, 13.41), name  # never becomes (0, 0) or the bad one
+        assert set(positions) <= {None, (52.52, 13.40), (52.53, 13.41)}, name  # not even for one record
+        assert features(mon) == features(clean_mon), name  # left out of the model features
     mon, out, v8 = run(list(bad.values()))
     assert v8.quality["accuracy"] < min(single)  # five of them lower it more than any one
     assert v8.activity == clean.activity

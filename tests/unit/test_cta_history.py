@@ -116,7 +116,7 @@ def test_cta_adapter__sorted_by_service_day_with_duplicates_kept_at_local_noon()
     assert times == sorted(times) and len(evs) == 8_767
     assert len({e.event_id for e in evs}) == 8_705
     first = evs[0]
-    assert first.observed_at.isoformat() == "2001-01-01T12:00:00-06:00" and first.metrics == {"boardings": 297192.0}
+    assert first.observed_at.isoformat() == "2001-01-01T18:00:00+00:00" and first.metrics == {"boardings": 297192.0}
     assert first.attributes == {"day_type": "U"}
 
 

@@ -333,6 +333,9 @@ def test_case_c20_frozen_feed_repeats_count_as_duplicates_not_activity_and_train
     assert frozen.duplicates == 20 * len(last_poll)  # they are visible as duplicates
     assert after and all(v.events_in_window == 0 and v.activity == 0.0 for v in after)
     assert a1[-1].last_event_age_seconds > a1[0].last_event_age_seconds  # a frozen feed ages like a silent one
+    assert a1[-1].quality["accessibility"] < frozen.quality["accessibility"]
+    stale = [o.message.status for o in out if o.topic == "alerts" and o.message.rule_id == "feed-silent"]
+    assert stale == ["firing"]  # the staleness warning is raised, once, despite the repeats
     # the repeats themselves trained nothing: the model changed only by closing the silent windows,
     # exactly as it does for a feed that is merely silent
     silent = _two_loans(rulebook)
