@@ -344,3 +344,28 @@ def test_case_c20_frozen_feed_repeats_count_as_duplicates_not_activity_and_train
     assert pickle.dumps(silent.assets["A1"].valuer) == model_before
     feed(silent, range(8, 13), asset="A2")
     assert pickle.dumps(silent.assets["A1"].valuer) == pickle.dumps(mon.assets["A1"].valuer)
+
+
+def test_case_c02_every_record_redelivered_around_the_crossing_still_one_margin_call(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """C02 where it matters: the records that move the clock past the margin-call line, each delivered twice."""
+
+    def run(times: int) -> tuple[list, CountingSensor]:  # type: ignore[type-arg]
+        mon = _two_loans(rulebook)
+        out = []
+        for i in range(8):  # both healthy, fed window by window
+            out += feed(mon, range(i, i + 1)) + feed(mon, range(i, i + 1), asset="A2")
+        for i in range(8, 20):  # A1 dark: L1 crosses warning, margin-call and close-out lines
+            for ev in healthy_window_events("A2", T0 + i * W):
+                for _ in range(times):
+                    out += mon.on_telemetry(ev)
+        assert isinstance(mon.sensor, CountingSensor)
+        return out, mon.sensor
+
+    once, _ = run(1)
+    twice, sensor = run(2)
+    calls = [o.message for o in twice if o.topic == "margin-calls"]
+    assert len(calls) == 1 and calls[0].status == "issued" and calls[0].loan_id == "L1"
+    assert [o.message.margin_call_id for o in once if o.topic == "margin-calls"] == [calls[0].margin_call_id]
+    key = lambda out: [(o.message.alert_id, o.message.status) for o in out if o.topic == "alerts"]  # noqa: E731
+    assert key(twice) == key(once)
+    assert sensor.events[("pledge.telemetry", "duplicate")] == 12 * len(healthy_window_events("A2", T0))
