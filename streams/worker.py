@@ -565,6 +565,8 @@ def create_app(
         canonical_url=settings.canonical_url,
         autodiscover=False,
         table_cleanup_interval=3600.0,
+        # the query API takes no request bodies: aiohttp refuses any over 64 KiB (its default is 1 MiB)
+        web_application_options={"client_max_size": 65536},
     )
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     telemetry_in = app.topic(settings.topic("telemetry"), settings.topic("asset-pledges"), **raw)

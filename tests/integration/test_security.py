@@ -14,6 +14,8 @@ import secrets
 import socket
 import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -144,6 +146,11 @@ def test_sasl_ssl_end_to_end_wrong_credentials_refused_and_the_password_is_in_no
             metrics_port = int(worker.vars["PLEDGEWATCH_METRICS_PORT"])
             assert loopback_listeners(web_port) == {"127.0.0.1"}
             assert loopback_listeners(metrics_port) == {"127.0.0.1"}
+            body = b"x" * 2_000_000  # request bodies are bounded: the API takes none
+            req = urllib.request.Request(f"http://127.0.0.1:{web_port}/api/loans", data=body, method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(req, timeout=30)
+            assert refused.value.code in (405, 413)
         finally:
             worker.stop()
 

@@ -335,3 +335,13 @@ def test_case_c18_impossible_readings_lower_accuracy_stay_out_of_activity_and_ne
     assert v8.quality["accuracy"] < min(single)  # five of them lower it more than any one
     assert v8.activity == clean.activity
     assert mon.assets["A1"].last_position == (52.53, 13.41)
+
+
+def test_case_c03_loan_event_of_a_loan_never_opened_is_rejected_as_unknown_loan(rulebook) -> None:  # type: ignore[no-untyped-def]
+    from monitor.engine import Monitor
+    from monitor.schemas import Repayment
+
+    mon = Monitor(rulebook)
+    with pytest.raises(InputRejected) as info:
+        mon.on_loan_event(Repayment(event_id="r1", loan_id="L-NONE", effective_at=T0, amount=1.0))
+    assert info.value.reason == "unknown_loan" and "L-NONE" in str(info.value)
