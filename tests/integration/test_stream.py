@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import time
 
@@ -211,3 +212,46 @@ def test_case_c06_clients_work_unpinned_against_the_kafka_4_broker_and_a_kafka_p
         for r in read_topic(env.settings, "alerts", until=lambda rs: len(rs) >= 1, timeout=120)
     ]
     assert alerts and alerts[0].rule_id == "coverage-below-margin-call" and alerts[0].loan_id == "L1"  # 117.6 %
+
+
+def test_case_c09_c15_c16_poison_numbers_times_and_typos_reach_the_dead_letter_topic_with_their_reasons(
+    env, worker
+) -> None:  # type: ignore[no-untyped-def]
+    """The ingress cases on the real broker: each case input gets its reason code; the partition moves on."""
+    worker.start()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=10)
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+    send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
+    body = orjson.loads(make_event(event_id="x", observed_at=now, received_at=now).model_dump_json())
+    epoch = int(now.timestamp())
+    cases = {
+        b"c09-nan-string": ({"metrics": {"on_time_ratio": "NaN"}}, "schema_violation"),
+        b"c09-inf": ({"metrics": {"trips": 1e309}}, "non_finite"),
+        b"c15-epoch-s": ({"observed_at": epoch}, "schema_violation"),
+        b"c15-epoch-ms": ({"observed_at": epoch * 1000}, "schema_violation"),
+        b"c15-epoch-us-string": ({"observed_at": str(epoch * 1_000_000)}, "schema_violation"),
+        b"c15-naive": ({"observed_at": now.replace(tzinfo=None).isoformat()}, "naive_time"),
+        b"c15-2014": ({"observed_at": "2014-12-31T23:00:00Z"}, "implausible_time"),
+        b"c15-future": ({"observed_at": (now + dt.timedelta(hours=2)).isoformat()}, "implausible_time"),
+        b"c16-typo": ({"passanger_count": 0}, "extra_field"),
+        b"c16-unknown-metric": ({"metrics": {"passanger_count": 0.0}}, "unknown_metric"),
+    }
+    topic = env.settings.topic("telemetry")
+    for key, (change, _) in cases.items():
+        value = orjson.dumps({**body, "event_id": key.decode(), **change}, option=orjson.OPT_PASSTHROUGH_DATETIME)
+        if key == b"c09-inf":  # orjson writes inf as null; the case needs the literal
+            value = value.replace(b'"trips":null', b'"trips":1e309')
+        producer.send(topic, key=b"A1", value=value).get(timeout=30)
+    good = make_event(event_id="good-after", observed_at=now, received_at=now)
+    last = producer.send(topic, key=b"A1", value=good.model_dump_json().encode()).get(timeout=30)
+    producer.close()
+
+    letters = read_topic(env.settings, "dead-letter", until=lambda rs: len(rs) >= len(cases), timeout=60)
+    got = {
+        base64.b64decode(d.original_b64).split(b'"event_id":"')[1].split(b'"')[0]: d.reason
+        for d in (DeadLetter.model_validate_json(r.value) for r in letters)
+    }
+    assert got == {k: reason for k, (_, reason) in cases.items()}
+    wait_caught_up(env.settings, env.run)
+    assert env.metric("pledgewatch_events_total", outcome="ok", topic="pledge.telemetry") == 1  # the good one
+    assert last.offset >= len(cases) and worker.alive()
