@@ -193,7 +193,10 @@ class Metrics:
                 p + "rulebook_rejected", "Published rulebooks this worker rejected", ["rulebook"], registry=registry
             ),
             publish_failures=Counter(
-                p + "publish_failures", "Publish attempts that failed and were retried", ["topic"], registry=registry
+                p + "publish_failures",
+                "Publishes unacknowledged past the delivery timeout, or failed and sent again",
+                ["topic"],
+                registry=registry,
             ),
             processing=Histogram(
                 p + "processing_seconds",
