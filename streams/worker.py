@@ -333,6 +333,10 @@ class Node:
             await producer.client._wait_on_metadata(topic)
         self.metadata_ready = True
 
+    def ingress_limits(self) -> tuple[float, float, float, int]:
+        """``(now, max_skew_s, earliest, max_bytes)`` for the strict decoders: wall clock and configured bounds."""
+        return time.time(), self.s.max_clock_skew_s, self.s.earliest_event_time.timestamp(), self.s.max_message_bytes
+
     async def on_asset_record(self, event: faust.EventT) -> None:
         """Handle one record of the telemetry agent: telemetry, a pledge registration or a clock record."""
         msg = event.message
@@ -357,13 +361,7 @@ class Node:
         else:
             self.last_telemetry_wall = time.time()
             try:
-                tev = decode_telemetry(
-                    msg.value,
-                    time.time(),
-                    self.s.max_clock_skew_s,
-                    self.s.earliest_event_time.timestamp(),
-                    self.s.max_message_bytes,
-                )
+                tev = decode_telemetry(msg.value, *self.ingress_limits())
                 self.asset_partition[tev.asset_id] = part
                 self.asset_state.load(tev.asset_id)
                 outputs = self.assets.on_telemetry(tev, tick=False)
@@ -452,13 +450,7 @@ class Node:
             outputs = self.loans.on_valuation(loan_key, val)
         else:
             try:
-                ev = decode_loan_event(
-                    msg.value,
-                    time.time(),
-                    self.s.max_clock_skew_s,
-                    self.s.earliest_event_time.timestamp(),
-                    self.s.max_message_bytes,
-                )
+                ev = decode_loan_event(msg.value, *self.ingress_limits())
                 self.loan_state.load(ev.loan_id)
                 outputs = self.loans.on_loan_event(ev)
             except InputRejected as exc:

@@ -406,11 +406,7 @@ class ProduceCutProxy:
         self.sock.close()
         with self.lock:
             for a, b in self.conns:
-                for s in (a, b):
-                    try:
-                        s.close()
-                    except OSError:
-                        pass
+                _close(a, b)
 
     def _accept(self) -> None:
         import threading
@@ -450,11 +446,7 @@ class ProduceCutProxy:
         except OSError:
             pass
         finally:
-            for s in (client, server):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            _close(client, server)
 
     @staticmethod
     def _responses(server: socket.socket, client: socket.socket) -> None:
@@ -464,8 +456,13 @@ class ProduceCutProxy:
         except OSError:
             pass
         finally:
-            for s in (client, server):
-                try:
-                    s.close()
-                except OSError:
-                    pass
+            _close(client, server)
+
+
+def _close(*socks: socket.socket) -> None:
+    """Close sockets, ignoring those already closed."""
+    for s in socks:
+        try:
+            s.close()
+        except OSError:
+            pass
