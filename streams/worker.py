@@ -326,10 +326,16 @@ class Node:
         topic's metadata; on a fresh broker the first state write could come before it arrived
         (aiokafka raised ``TypeError: 'NoneType' object is not iterable`` and the record was lost
         to the dead-letter topic). Done once, before the first record is handled.
+
+        The topics are also added to the set the producer's client refreshes: ``_wait_on_metadata``
+        alone returns at once when a first full-cluster fetch already holds the topic, and the next
+        refresh, narrowed to the topics sent to so far, then dropped it for good (a fresh-clone
+        ``make demo`` lost 197 records that way).
         """
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # faust's AIOKafkaProducer
         for state in (self.asset_state, self.loan_state):
             topic = state.table.changelog_topic.get_topic_name()
+            await producer.client.add_topic(topic)
             await producer.client._wait_on_metadata(topic)
         self.metadata_ready = True
 

@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
-from tests.integration.conftest import BIN, ROOT, Env, Worker, demo_input, replay, run_cli, wait_caught_up
+from streams.topics import create_topics
+from tests.integration.conftest import (
+    BIN,
+    ROOT,
+    Env,
+    PrivateBroker,
+    Worker,
+    demo_input,
+    read_topic,
+    replay,
+    run_cli,
+    wait_caught_up,
+)
 from tests.integration.test_faults import committed
 
 
@@ -44,3 +57,27 @@ def test_runbook__rewind_refuses_a_running_group_then_replays_from_offset_0_with
         assert replayed == len(events) and ok_before > 0
     finally:
         again.stop()
+
+
+def test_fresh_broker__first_records_reach_the_state_changelog_none_is_dead_lettered(
+    private_broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """A worker on a broker started moments ago: every record is processed, none lost to ``processing_error``.
+
+    A fresh-clone ``make demo`` once dead-lettered 197 records with ``TypeError: 'NoneType' object is
+    not iterable``: the producer's metadata lost the changelog topics (``Node.ensure_changelog_metadata``).
+    """
+    env = Env(private_broker.bootstrap, tmp_path)
+    create_topics(env.settings)
+    book, events = demo_input()
+    worker = Worker(env)
+    try:
+        worker.start()
+        replay(env.settings, book, events[:5000])
+        wait_caught_up(env.settings, env.run)
+        assert worker.metric("pledgewatch_dead_letters_total") == 0
+        assert worker.metric("pledgewatch_events_total", topic="pledge.telemetry") == 5000  # ok, held, duplicate
+        assert worker.metric("pledgewatch_events_total", outcome="invalid") == 0
+        assert read_topic(env.settings, "valuations", until=lambda rs: len(rs) >= 4, timeout=60)
+    finally:
+        worker.stop()
