@@ -10,6 +10,7 @@ validated fields whose errors name the variable and value.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,7 +48,8 @@ class Settings(BaseSettings):
     ----------
     bootstrap_servers
         Kafka bootstrap servers, ``host:port[,host:port]`` (env ``KAFKA_BOOTSTRAP_SERVERS`` or
-        ``PLEDGEWATCH_BOOTSTRAP_SERVERS``); default the local broker of ``deploy/kafka``.
+        ``PLEDGEWATCH_BOOTSTRAP_SERVERS``); default the local broker of ``deploy/kafka``,
+        ``127.0.0.1:$KAFKA_PORT`` (9092 when unset), so the CLI follows the port ``make`` used.
     topic_prefix
         Prefix of every topic name (``pledge.`` gives ``pledge.telemetry``...).
     app_id
@@ -117,7 +119,7 @@ class Settings(BaseSettings):
     )
 
     bootstrap_servers: str = Field(
-        default="127.0.0.1:9092",
+        default_factory=lambda: f"127.0.0.1:{os.environ.get('KAFKA_PORT') or 9092}",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "PLEDGEWATCH_BOOTSTRAP_SERVERS"),
     )
     topic_prefix: str = Field(default="pledge.", pattern=r"^[A-Za-z0-9._\-]*$")

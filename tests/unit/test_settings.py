@@ -78,3 +78,15 @@ def test_settings__dedup_horizon_shorter_than_an_open_window_is_refused_and_reac
     assert _params(Settings(dedup_horizon_s=7200)).dedup_horizon_s == 7200
     assert _params(Settings()).dedup_horizon_s == 21600
     assert _params(Settings(window_s=86400)).dedup_horizon_s == 86400 + 600
+
+
+def test_settings__the_local_broker_default_follows_kafka_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: set KAFKA_PORT to run beside another Kafka; the CLI must then not talk to the other one."""
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("PLEDGEWATCH_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.setenv("KAFKA_PORT", "19092")
+    assert Settings().bootstrap_servers == "127.0.0.1:19092"
+    monkeypatch.delenv("KAFKA_PORT")
+    assert Settings().bootstrap_servers == "127.0.0.1:9092"
+    monkeypatch.setenv("PLEDGEWATCH_BOOTSTRAP_SERVERS", "kafka.bank:9093")
+    assert Settings().bootstrap_servers == "kafka.bank:9093"
