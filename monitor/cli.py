@@ -247,9 +247,9 @@ def topics_rewind(
         try:
             when = dt.datetime.fromisoformat(to_datetime)
         except ValueError:
-            when = None
+            pass
         if when is None or when.tzinfo is None:
-            example = "2016-05-20T06:00:00+12:00"
+            example = "2026-11-29T19:40:00+08:00"
             _fail(ConfigError(f"--to-datetime: got {to_datetime!r}, expected ISO 8601 with an offset, e.g. {example}"))
     try:
         moved = rewind_group(s, topic, when, to_offset, partition)

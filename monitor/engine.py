@@ -18,6 +18,7 @@ import pickle
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 import orjson
@@ -645,10 +646,10 @@ class LoanMonitor:
         self.active_alerts: dict[str, Alert] = {}
         #: valuations received but not yet applied: held until every pledged asset is valued
         #: for their window (the loan's watermark), so the result does not depend on read order
-        self.pending: list[CollateralValuation] = []
+        self.pending: dict[tuple[str, dt.datetime], CollateralValuation] = {}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        state.setdefault("pending", [])  # loan states pickled before the loan watermark existed
+        state.setdefault("pending", {})  # loan states pickled before the loan watermark existed
         self.__dict__.update(state)
 
     @property
@@ -838,7 +839,7 @@ class LoanMonitor:
         for s in self.assets.values():
             if s.valuation is not None:
                 newest[s.asset_id] = s.valuation.window_end.timestamp()
-        for v in self.pending:
+        for v in self.pending.values():
             t = v.window_end.timestamp()
             if v.asset_id in self.assets and t > newest.get(v.asset_id, float("-inf")):
                 newest[v.asset_id] = t
@@ -859,35 +860,24 @@ class LoanMonitor:
             return []
         if slot.valuation is not None and val.window_end <= slot.valuation.window_end:
             return []
-        self.pending = [v for v in self.pending if not (v.asset_id == val.asset_id and v.window_end == val.window_end)]
-        self.pending.append(val)
+        self.pending[(val.asset_id, val.window_end)] = val
         return self._drain(rulebook, sensor)
 
     def _drain(self, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
         """Apply the held valuations up to the loan watermark, one evaluation per window end."""
-        self.pending = [v for v in self.pending if v.asset_id in self.assets]
+        self.pending = {k: v for k, v in self.pending.items() if v.asset_id in self.assets}
         wm = self.watermark()
-        if wm is None or not self.pending:
+        if wm is None:
             return []
         ready = sorted(
-            (v for v in self.pending if v.window_end.timestamp() <= wm), key=lambda v: (v.window_end, v.asset_id)
+            (k for k, v in self.pending.items() if v.window_end.timestamp() <= wm), key=lambda k: (k[1], k[0])
         )
-        if not ready:
-            return []
-        self.pending = [v for v in self.pending if v.window_end.timestamp() > wm]
         out: list[Output] = []
-        i = 0
-        while i < len(ready):
-            end = ready[i].window_end
-            batch: list[CollateralValuation] = []
-            while i < len(ready) and ready[i].window_end == end:
-                v = ready[i]
-                slot = self.assets[v.asset_id]
-                if slot.valuation is None or v.window_end > slot.valuation.window_end:
-                    slot.valuation = v
-                    batch.append(v)
-                i += 1
-            if batch and not self.closed:
+        for end, keys in groupby(ready, key=lambda k: k[1]):  # by window end, assets in id order
+            batch = [self.pending.pop(k) for k in keys]
+            for v in batch:  # each newer than its slot's valuation (on_valuation dropped the rest)
+                self.assets[v.asset_id].valuation = v
+            if not self.closed:
                 self.as_of = max(self.as_of, end.timestamp())
                 out.extend(self._evaluate(rulebook, batch, sensor))
         return out

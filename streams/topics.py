@@ -75,9 +75,9 @@ def create_topics(settings: Settings, replication: int = 1) -> list[str]:
         admin.close()
 
 
-def delete_topics(bootstrap: Settings | str, prefix: str) -> list[str]:
-    """Delete every topic whose name starts with ``prefix`` (tests clean up with this)."""
-    admin = admin_client(bootstrap)
+def delete_topics(target: Settings | str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with ``prefix``; ``target`` as in :func:`admin_client`."""
+    admin = admin_client(target)
     try:
         names = [t for t in admin.list_topics() if t.startswith(prefix)]
         if names:

@@ -170,6 +170,8 @@ class Node:
             for logical in OUTPUT_TOPICS:
                 metrics.publish_failures.labels(settings.topic(logical))
         self.worker = worker_id()
+        #: (max_skew_s, earliest event time in POSIX s, max_bytes): fixed, so not recomputed per record
+        self.bounds = (settings.max_clock_skew_s, settings.earliest_event_time.timestamp(), settings.max_message_bytes)
         self.asset_partition: dict[str, int] = {}
         self.partition_max: dict[int, float] = {}
         self.partition_offset: dict[int, int] = {}
@@ -340,8 +342,8 @@ class Node:
         self.metadata_ready = True
 
     def ingress_limits(self) -> tuple[float, float, float, int]:
-        """``(now, max_skew_s, earliest, max_bytes)`` for the strict decoders: wall clock and configured bounds."""
-        return time.time(), self.s.max_clock_skew_s, self.s.earliest_event_time.timestamp(), self.s.max_message_bytes
+        """``(now, max_skew_s, earliest, max_bytes)`` for the strict decoders: the wall clock and the bounds."""
+        return (time.time(), *self.bounds)
 
     async def on_asset_record(self, event: faust.EventT) -> None:
         """Handle one record of the telemetry agent: telemetry, a pledge registration or a clock record."""

@@ -240,6 +240,16 @@ def wait_caught_up(
         admin.close()
 
 
+def committed(env: Env, logical: str = "telemetry") -> int:
+    """Records of a topic the worker group has committed (processed), summed over partitions."""
+    admin = admin_client(env.settings)
+    try:
+        offsets = admin.list_group_offsets({env.run: None}).get(env.run, {})
+        return sum(o.offset for tp, o in offsets.items() if tp.topic == env.settings.topic(logical))
+    finally:
+        admin.close()
+
+
 def run_cli(env: Env, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
     """Run ``pledgewatch ARGS`` as a user would, with the test's environment; asserts exit 0."""
     out = subprocess.run(

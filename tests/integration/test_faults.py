@@ -37,6 +37,7 @@ from tests.integration.conftest import (
     PrivateBroker,
     ProduceCutProxy,
     Worker,
+    committed,
     read_topic,
     replay,
     wait_caught_up,
@@ -53,16 +54,6 @@ def fault_input() -> tuple[list[bytes], list[Any], BacktestResult]:
     events = list(apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), [parse_incident(FAULT_INCIDENT)]))
     expected = run_backtest(book, events, load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"))
     return book, events, expected
-
-
-def committed(env: Env, logical: str = "telemetry") -> int:
-    """Records of a topic the worker group has committed (processed), summed over partitions."""
-    admin = KafkaAdminClient(bootstrap_servers=env.settings.bootstrap_servers)
-    try:
-        offsets = admin.list_group_offsets({env.run: None}).get(env.run, {})
-        return sum(o.offset for tp, o in offsets.items() if tp.topic == env.settings.topic(logical))
-    finally:
-        admin.close()
 
 
 def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> float:

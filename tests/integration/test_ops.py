@@ -12,13 +12,13 @@ from tests.integration.conftest import (
     Env,
     PrivateBroker,
     Worker,
+    committed,
     demo_input,
     read_topic,
     replay,
     run_cli,
     wait_caught_up,
 )
-from tests.integration.test_faults import committed
 
 
 def test_runbook__rewind_refuses_a_running_group_then_replays_from_offset_0_without_new_effects(
