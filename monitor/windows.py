@@ -70,26 +70,31 @@ def check_record(profile: AssetProfile, ev: TelemetryEvent, area: ServiceArea | 
         msg = f"kind: got {ev.kind!r}, expected one of {sorted(profile.kinds)} for profile {profile.name}"
         raise InputRejected("unknown_metric", msg, ev.asset_id)
     metrics = ev.metrics
-    for name in metrics:
-        if name not in spec.metrics:
-            msg = f"metrics.{name}: unknown metric for kind {ev.kind!r}, expected one of {sorted(spec.metrics)}"
-            raise InputRejected("unknown_metric", msg, ev.asset_id)
-    for ratio, (num, den) in spec.ratios.items():
-        if num in metrics and metrics.get(den, 0.0) == 0.0:
-            msg = f"metrics.{den}: got {metrics.get(den)!r}, expected > 0 to derive {ratio} = {num} / {den}"
-            raise InputRejected("undefined_ratio", msg, ev.asset_id)
-    complete = all(m in metrics for m in spec.required_metrics) and all(
-        a in ev.attributes for a in spec.required_attributes
-    )
     plausible = True
     normative = True
+    known = spec.metrics
     for name, value in metrics.items():
-        mspec = spec.metrics[name]
+        mspec = known.get(name)
+        if mspec is None:
+            msg = f"metrics.{name}: unknown metric for kind {ev.kind!r}, expected one of {sorted(spec.metrics)}"
+            raise InputRejected("unknown_metric", msg, ev.asset_id)
         lo, hi = mspec.plausible
         if not lo <= value <= hi:
             plausible = False
         if mspec.unit == "count" and not value.is_integer():
             normative = False
+    for ratio, (num, den) in spec.ratios.items():
+        if num in metrics and metrics.get(den, 0.0) == 0.0:
+            msg = f"metrics.{den}: got {metrics.get(den)!r}, expected > 0 to derive {ratio} = {num} / {den}"
+            raise InputRejected("undefined_ratio", msg, ev.asset_id)
+    complete = True
+    for m in spec.required_metrics:
+        if m not in metrics:
+            complete = False
+    attrs = ev.attributes
+    for a in spec.required_attributes:
+        if a not in attrs:
+            complete = False
     if plausible and "lat" in metrics and "lon" in metrics:
         lat, lon = metrics["lat"], metrics["lon"]
         if (lat == 0.0 and lon == 0.0) or (area is not None and not area.contains(lat, lon)):

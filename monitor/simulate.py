@@ -1,0 +1,341 @@
+"""Synthetic bus-dispatch telemetry for load tests: N assets × M vehicles, seeded from the Auckland sample.
+
+``pledgewatch simulate`` and the benchmarks in ``benchmarks/`` draw their load from here. The
+fleet's cadence and values are resampled from the shipped real Auckland trip updates
+(``examples/data/auckland-tripupdates-20160520.jsonl.gz``), so the load has the real shape:
+
+* the gap between two updates of one vehicle's trip: the sample's gaps (median ≈ 126 s);
+* a trip's number of stops and the delays reported: the sample's ``stop_sequence`` at trip end
+  (median 31) and ``delay_s`` values (deciles −307 s … 434 s), the delay moving as a random
+  walk from one update to the next;
+* a ``feed_poll`` heartbeat per asset every ``poll_interval_s`` of the ``bus_dispatch`` profile
+  (120 s), and a ``trip_completed`` record when a trip passes its last stop.
+
+Each asset is pledged to a loan of its own, opened at a coverage ratio of 1.6 (the appraisal's
+baseline activity is the fleet's expected trips per hour, so a healthy simulated fleet values near
+its appraisal). Everything is deterministic for a seed.
+
+Incidents use the ``outage:ASSET@OFFSET[+DURATION]`` syntax of :mod:`monitor.incidents`; an asset in
+an outage sends nothing (heartbeats included), so its loan's coverage falls and alerts fire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from monitor.errors import ConfigError
+from monitor.incidents import Incident
+from monitor.profiles import BUS_DISPATCH
+
+__all__ = ["Fleet", "FleetSample", "SimRecord", "load_fleet_sample"]
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+#: Default first event time: Monday 2024-01-01 00:00 UTC (fixed, so a seed gives the same bytes).
+DEFAULT_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
+#: Coverage ratio each simulated loan opens at (appraisal ÷ outstanding).
+OPENING_COVERAGE = 1.6
+#: |final delay| within this many seconds counts as on time (Auckland adapter's rule, 5 min).
+ON_TIME_S = 300.0
+
+#: One produced record: (Kafka key, value bytes, event time in POSIX seconds).
+SimRecord = tuple[bytes, bytes, float]
+
+
+@dataclass(frozen=True)
+class FleetSample:
+    """Empirical distributions drawn from real trip updates (all seconds, except stops).
+
+    Attributes
+    ----------
+    gaps_s
+        Seconds between consecutive updates of one trip.
+    delays_s
+        Reported ``delay_s`` values.
+    stops
+        Stops per trip (``stop_sequence`` at trip end).
+    """
+
+    gaps_s: list[float]
+    delays_s: list[float]
+    stops: list[int]
+
+
+def load_fleet_sample(path: str | Path = SAMPLE) -> FleetSample:
+    """Read the distributions of :class:`FleetSample` from an Auckland sample.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing or holds no trip updates.
+    """
+    from monitor.sources.auckland import events_from_polls, read_polls
+
+    p = Path(path)
+    if not p.exists():
+        msg = f"simulate: the Auckland sample {p} is missing (it seeds the load's cadence and delays)"
+        raise ConfigError(msg)
+    last: dict[str, float] = {}
+    gaps: list[float] = []
+    delays: list[float] = []
+    stops: list[int] = []
+    for ev in events_from_polls(read_polls(p)):
+        if ev.kind == "trip_update":
+            trip = ev.attributes["trip_id"]
+            ts = ev.observed_at.timestamp()
+            if trip in last and ts > last[trip]:
+                gaps.append(ts - last[trip])
+            last[trip] = ts
+            if "delay_s" in ev.metrics:
+                delays.append(ev.metrics["delay_s"])
+        elif ev.kind == "trip_completed" and ev.metrics.get("stop_sequence", 0) >= 2:
+            stops.append(int(ev.metrics["stop_sequence"]))
+    if not gaps or not delays or not stops:
+        msg = f"simulate: {p} holds no trip updates to seed the load from"
+        raise ConfigError(msg)
+    return FleetSample(gaps, delays, stops)
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class _Vehicle:
+    asset: int
+    number: int
+    trip: int = 0
+    stop: int = 0
+    stops: int = 0
+    delay: float = 0.0
+    started: float = 0.0
+
+
+@dataclass
+class Fleet:
+    """A seeded fleet: ``assets`` pledged assets of ``vehicles`` buses each.
+
+    Parameters
+    ----------
+    assets
+        Number of pledged assets (each a bus operator's route group), ≥ 1.
+    vehicles
+        Buses per asset, ≥ 1.
+    seed
+        Random seed; the same seed gives the same records, byte for byte.
+    start
+        First event time, POSIX seconds.
+    incidents
+        ``outage`` incidents (offsets from ``start``); asset ids are ``sim-0000``, ``sim-0001``...
+    sample
+        The distributions to draw from (default: the shipped Auckland sample).
+
+    Raises
+    ------
+    ConfigError
+        For a non-positive size, an incident other than ``outage``, or one naming an unknown asset.
+    """
+
+    assets: int
+    vehicles: int
+    seed: int = 1
+    start: float = DEFAULT_START
+    incidents: list[Incident] = field(default_factory=list)
+    sample: FleetSample | None = None
+
+    def __post_init__(self) -> None:
+        if self.assets < 1 or self.vehicles < 1:
+            msg = f"simulate: got {self.assets} assets × {self.vehicles} vehicles, expected at least 1 × 1"
+            raise ConfigError(msg)
+        ids = set(self.asset_ids)
+        for inc in self.incidents:
+            if inc.kind != "outage":
+                msg = f"--inject: got {inc.kind!r}, expected outage (the only incident simulate generates)"
+                raise ConfigError(msg)
+            if inc.asset_id not in ids:
+                msg = f"--inject: got asset {inc.asset_id!r}, expected one of sim-0000 … sim-{self.assets - 1:04d}"
+                raise ConfigError(msg)
+        if self.sample is None:
+            self.sample = load_fleet_sample()
+
+    @property
+    def asset_ids(self) -> list[str]:
+        """The simulated asset ids, ``sim-0000`` … (zero-padded to 4 digits)."""
+        return [f"sim-{i:04d}" for i in range(self.assets)]
+
+    @property
+    def events_per_hour(self) -> float:
+        """Expected trip updates per event-time hour over the whole fleet (from the sample's mean gap)."""
+        assert self.sample is not None
+        mean_gap = sum(self.sample.gaps_s) / len(self.sample.gaps_s)
+        return self.assets * self.vehicles * 3600.0 / mean_gap
+
+    def trips_per_hour(self) -> float:
+        """Expected completed trips per asset per hour: vehicles × 3600 ÷ (mean stops × mean gap)."""
+        assert self.sample is not None
+        mean_gap = sum(self.sample.gaps_s) / len(self.sample.gaps_s)
+        mean_stops = sum(self.sample.stops) / len(self.sample.stops)
+        return self.vehicles * 3600.0 / (mean_stops * mean_gap)
+
+    def loan_book(self, appraisal_value: float = 8_000_000.0) -> list[bytes]:
+        """One loan per asset (``SIM-L0000`` …): opened, then its asset pledged (raw JSON lines).
+
+        ``appraisal_value`` is in yuan; the loan's outstanding is the value ÷ :data:`OPENING_COVERAGE`.
+        """
+        at = _iso(self.start - 86_400.0)
+        day = dt.datetime.fromtimestamp(self.start - 86_400.0, dt.UTC).date()
+        baseline = [round(self.trips_per_hour(), 3)] * 24
+        out = []
+        for aid in self.asset_ids:
+            loan = "SIM-L" + aid.removeprefix("sim-")
+            owed = round(appraisal_value / OPENING_COVERAGE, 2)
+            opened = {
+                "schema_version": 1,
+                "event_id": f"{loan}:opened",
+                "loan_id": loan,
+                "effective_at": at,
+                "type": "loan_opened",
+                "borrower_id": f"B-{aid}",
+                "principal": owed,
+                "outstanding": owed,
+                "currency": "CNY",
+                "start": day.isoformat(),
+                "maturity": day.replace(year=day.year + 3).isoformat(),
+                "thresholds": {"warning": 1.3, "margin_call": 1.2, "close_out": 1.1},
+                "cure_period": "5bd",
+            }
+            pledged = {
+                "schema_version": 1,
+                "event_id": f"{loan}:pledged:{aid}",
+                "loan_id": loan,
+                "effective_at": at,
+                "type": "collateral_pledged",
+                "asset_id": aid,
+                "asset_profile": BUS_DISPATCH.name,
+                "asset_timezone": "Asia/Shanghai",
+                "appraisal": {
+                    "value": appraisal_value,
+                    "method": "income",
+                    "appraised_on": day.isoformat(),
+                    "appraiser": "pledgewatch simulate (synthetic)",
+                    "baseline_activity": baseline,
+                    "quality_baseline": 0.99,
+                },
+                "pledge_registration_no": f"SIM-PLEDGE-{aid.upper()}",
+            }
+            out += [orjson.dumps(opened), orjson.dumps(pledged)]
+        return out
+
+    def _dark(self, asset: str, ts: float) -> bool:
+        rel = ts - self.start
+        return any(
+            i.asset_id == asset and rel >= i.offset_s and (i.duration_s is None or rel < i.offset_s + i.duration_s)
+            for i in self.incidents
+        )
+
+    def records(self, limit: int | None = None) -> Iterator[SimRecord]:
+        """Telemetry in event-time order, as ``(key, value, event_time_s)``; endless unless ``limit``.
+
+        Each vehicle reports its trip every sampled gap; a trip that passes its last stop sends a
+        ``trip_completed`` and the vehicle starts the next trip; every asset sends a ``feed_poll``
+        heartbeat each 120 s with the number of vehicles that reported since the last one.
+        """
+        assert self.sample is not None
+        rng = random.Random(self.seed)
+        gaps, delays, stops = self.sample.gaps_s, self.sample.delays_s, self.sample.stops
+        ids = [a.encode() for a in self.asset_ids]
+        names = self.asset_ids
+        poll_s = BUS_DISPATCH.poll_interval_s
+        heap: list[tuple[float, int, int]] = []  # (next report time, order, vehicle index)
+        fleet: list[_Vehicle] = []
+        mean_gap = sum(gaps) / len(gaps)
+        for a in range(self.assets):
+            for v in range(self.vehicles):
+                veh = _Vehicle(a, v, stops=rng.choice(stops), delay=rng.choice(delays), started=self.start)
+                fleet.append(veh)
+                heapq.heappush(heap, (self.start + rng.random() * mean_gap, len(fleet) - 1, len(fleet) - 1))
+        next_poll = self.start + poll_s
+        reported = [0] * self.assets
+        n = 0
+        seq = len(fleet)
+        dumps = orjson.dumps
+        while limit is None or n < limit:
+            ts, _, idx = heapq.heappop(heap)
+            while ts >= next_poll:  # heartbeats of every asset, in asset order
+                stamp = _iso(next_poll)
+                for a in range(self.assets):
+                    if self._dark(names[a], next_poll):
+                        continue
+                    value = dumps(
+                        {
+                            "event_id": f"sim:poll:{names[a]}@{int(next_poll)}",
+                            "asset_id": names[a],
+                            "observed_at": stamp,
+                            "received_at": stamp,
+                            "entity_id": "collector",
+                            "kind": "feed_poll",
+                            "metrics": {"entities": float(reported[a])},
+                        }
+                    )
+                    reported[a] = 0
+                    yield ids[a], value, next_poll
+                    n += 1
+                    if limit is not None and n >= limit:
+                        return
+                next_poll += poll_s
+            veh = fleet[idx]
+            seq += 1
+            heapq.heappush(heap, (ts + rng.choice(gaps), seq, idx))
+            if self._dark(names[veh.asset], ts):
+                continue
+            reported[veh.asset] += 1
+            stamp = _iso(ts)
+            trip = f"{veh.asset:04d}-{veh.number:03d}-{veh.trip}"
+            veh.stop += 1
+            veh.delay = max(-1_800.0, min(7_200.0, veh.delay + rng.gauss(0.0, 30.0)))
+            if veh.stop > veh.stops:
+                value = dumps(
+                    {
+                        "event_id": f"sim:done:{trip}",
+                        "asset_id": names[veh.asset],
+                        "observed_at": stamp,
+                        "received_at": stamp,
+                        "entity_id": f"bus-{veh.number:03d}",
+                        "kind": "trip_completed",
+                        "metrics": {
+                            "trips": 1.0,
+                            "on_time_trips": 1.0 if abs(veh.delay) <= ON_TIME_S else 0.0,
+                            "duration_s": round(ts - veh.started, 3),
+                            "final_delay_s": round(veh.delay, 1),
+                            "stop_sequence": float(veh.stops),
+                        },
+                        "attributes": {"trip_id": trip},
+                    }
+                )
+                veh.trip += 1
+                veh.stop = 0
+                veh.stops = rng.choice(stops)
+                veh.delay = rng.choice(delays)
+                veh.started = ts
+            else:
+                value = dumps(
+                    {
+                        "event_id": f"sim:{trip}@{veh.stop}",
+                        "asset_id": names[veh.asset],
+                        "observed_at": stamp,
+                        "received_at": stamp,
+                        "entity_id": f"bus-{veh.number:03d}",
+                        "kind": "trip_update",
+                        "metrics": {"delay_s": round(veh.delay, 1), "stop_sequence": float(veh.stop)},
+                        "attributes": {"trip_id": trip, "route_id": f"R{veh.asset:04d}-{veh.number % 8}"},
+                    }
+                )
+            yield ids[veh.asset], value, ts
+            n += 1
