@@ -41,10 +41,11 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# all benchmarks (< 20 min): results in benchmarks/results/, the table in docs/benchmarks.md; starts the local
+# broker unless KAFKA_BOOTSTRAP_SERVERS names one, and stops what it started
 bench: venv
-	$(BIN)/python benchmarks/core_backtest.py
-	$(BIN)/python benchmarks/rules_eval.py
-	$(BIN)/python benchmarks/forecasters.py
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	bash deploy/bench.sh
 
 # the real-history acceptance run (CTA 2001-2024): JSON summary + the figure in docs/img (needs matplotlib)
 cta-history: venv

@@ -336,7 +336,11 @@ def simulate(
         finally:
             producer.close()
     with Progress(
-        TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), disable=not progress
+        TextColumn("simulate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        disable=not progress,
     ) as bar:
         task = bar.add_task("simulate", total=events, rate="")
 

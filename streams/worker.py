@@ -26,11 +26,13 @@ import asyncio
 import logging
 import pickle
 import time
+import weakref
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError as AIOKafkaError
 from faust.exceptions import ProducerSendError
+from faust.streams import _current_event  # the store and changelog partition of a table write
 from kafka.partitioner.default import murmur2
 from pydantic import BaseModel, ValidationError
 
@@ -55,6 +57,15 @@ __all__ = ["Node", "StateTable", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
+#: Header of every output record caused by a telemetry record: that record's produce time, POSIX milliseconds.
+ORIGIN_HEADER = "pledgewatch-origin-ms"
+#: Processing-time seconds between two checkpoints of a partition's changed asset states (pickled into the
+#: changelog). Each checkpoint pickles every asset changed since the last, de-duplication memory included:
+#: checkpointing at every window close took ≈ 47 % of a loaded worker's time, every second still ≈ 22 %
+#: (py-spy, benchmarks/e2e.py). Input records are acknowledged only once checkpointed, so this bounds how far
+#: the committed offset trails and how much a crashed worker's successor re-reads (Kafka Streams commits
+#: every 30 s by default).
+CHECKPOINT_INTERVAL_S = 5.0
 #: Wall-clock seconds without telemetry before processing time advances the stream clock.
 IDLE_ADVANCE_S = 10.0
 #: Topics the worker publishes to (logical names).
@@ -183,6 +194,10 @@ class Node:
         self.metadata_ready = False
         self.pending_acks: dict[int, list[Any]] = {}
         self.flushed: set[int] = set()
+        self.persisted_at: dict[int, float] = {}
+        #: the telemetry agent's stream (manual acks), once it runs
+        self.manual: Any = None
+        self._telemetry_tps: tuple[float, list[Any]] = (-1.0, [])
 
     # --- state -------------------------------------------------------------------------------
     def acks_after(self, event: faust.EventT) -> list[faust.EventT]:
@@ -200,6 +215,31 @@ class Node:
         self.flushed.discard(part)
         self.pending_acks[part] = []
         return waiting
+
+    def flush_pending(self, min_age_s: float) -> list[faust.EventT]:
+        """Checkpoint every partition whose records have waited ``min_age_s`` for it; return them, to ack.
+
+        Run by a timer, not only by records: a partition that stops delivering (the end of a backlog,
+        or a rebalance, which pauses the stream and then waits for every record in flight to be acked)
+        must not keep its records unacknowledged. Without this, adding a worker under load hung the
+        rebalance (faust's ``wait_empty``) for good. The table write is made in the context of one of
+        the partition's own records, as if that record were being handled.
+        """
+        now = time.monotonic()
+        done: list[faust.EventT] = []
+        for part, waiting in list(self.pending_acks.items()):
+            if not waiting or now - self.persisted_at.get(part, 0.0) < min_age_s:
+                continue
+            token = _current_event.set(weakref.ref(waiting[-1]))
+            try:
+                self.persist(part, set())
+            finally:
+                _current_event.reset(token)
+            self.persisted_at[part] = now
+            self.flushed.discard(part)
+            self.pending_acks[part] = []
+            done += waiting
+        return done
 
     def persist(self, partition: int, changed: set[str]) -> None:
         """Save changed assets of ``partition`` now; defer the others to a record of their own partition.
@@ -219,7 +259,9 @@ class Node:
         self.flushed.add(partition)
 
     # --- publishing --------------------------------------------------------------------------
-    async def send(self, logical: str, key: str, message: BaseModel, timestamp: float | None = None) -> None:
+    async def send(
+        self, logical: str, key: str, message: BaseModel, timestamp: float | None = None, origin_ts: float | None = None
+    ) -> None:
         """Publish one message and wait for the broker's acknowledgement, however long it takes (C07).
 
         Every ``delivery_timeout_s`` without an acknowledgement is counted in
@@ -232,15 +274,50 @@ class Node:
         the outage the record is processed again and re-emits the same deterministic ids.
 
         ``timestamp`` (POSIX seconds) sets the record's Kafka timestamp; ``None`` lets the producer stamp it.
+        ``origin_ts`` (POSIX seconds), the produce time of the telemetry record behind this output, travels
+        in the header :data:`ORIGIN_HEADER` (milliseconds, ASCII) so a consumer can measure event-to-alert latency.
         """
-        topic = self.s.topic(logical)
-        value = message.model_dump_json().encode()
+        await self._deliver(self._record(logical, key, message, timestamp, origin_ts))
+
+    async def send_many(self, items: list[tuple[str, str, BaseModel, float | None, float | None]]) -> None:
+        """Publish several messages, ``(logical, key, message, timestamp, origin_ts)`` each, as :meth:`send` does.
+
+        All are handed to the producer first, then every acknowledgement is awaited: one broker round
+        trip for the lot instead of one each (a window boundary closes hundreds of assets' windows at
+        once). The producer keeps one request in flight per partition, so each topic partition still
+        receives them in this order.
+        """
+        records = [self._record(*item) for item in items]
+        futures: list[asyncio.Future[Any] | None] = []
+        for topic, key, value, timestamp, headers in records:
+            try:
+                futures.append(
+                    asyncio.ensure_future(await self.app.producer.send(topic, key, value, None, timestamp, headers))
+                )
+            except (AIOKafkaError, ProducerSendError, OSError):
+                futures.append(None)  # sent again, with the back-off, by _deliver
+        for record, fut in zip(records, futures, strict=True):
+            await self._deliver(record, fut)
+
+    def _record(
+        self, logical: str, key: str, message: BaseModel, timestamp: float | None, origin_ts: float | None
+    ) -> tuple[str, bytes, bytes, float | None, list[tuple[str, bytes]] | None]:
+        headers = [(ORIGIN_HEADER, str(round(origin_ts * 1000)).encode())] if origin_ts else None
+        return self.s.topic(logical), key.encode(), message.model_dump_json().encode(), timestamp, headers
+
+    async def _deliver(
+        self,
+        record: tuple[str, bytes, bytes, float | None, list[tuple[str, bytes]] | None],
+        fut: asyncio.Future[Any] | None = None,
+    ) -> None:
+        """Wait for ``fut`` (the record's send, or a new one), re-sending when the producer gave it up."""
+        topic, key, value, timestamp, headers = record
         backoff = 0.2
         while True:
             try:
-                fut = asyncio.ensure_future(
-                    await self.app.producer.send(topic, key.encode(), value, None, timestamp, None)
-                )
+                if fut is None:
+                    sent = await self.app.producer.send(topic, key, value, None, timestamp, headers)
+                    fut = asyncio.ensure_future(sent)
                 while True:
                     done, _ = await asyncio.wait({fut}, timeout=self.s.delivery_timeout_s)
                     if done:
@@ -251,6 +328,7 @@ class Node:
                 raise
             except (AIOKafkaError, ProducerSendError, OSError) as exc:  # the batch was given up: send it again
                 self._publish_failed(topic, f"{type(exc).__name__}: {exc}; sending again in {backoff:g} s")
+                fut = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
@@ -269,18 +347,20 @@ class Node:
         """
         alerts: list[Alert] = []
         calls: list[MarginCall] = []
+        items: list[tuple[str, str, BaseModel, float | None, float | None]] = []
         for o in outputs:
             if o.topic == "valuations":
                 val: CollateralValuation = o.message  # type: ignore[assignment]
-                await self.send("valuations", o.key, val)
-                for loan_id in val.loan_ids:
-                    await self.send("loan-valuations", loan_id, val, origin_ts)
+                items.append(("valuations", o.key, val, None, origin_ts))
+                items += [("loan-valuations", loan_id, val, origin_ts, origin_ts) for loan_id in val.loan_ids]
             else:
-                await self.send(o.topic, o.key, o.message)
+                items.append((o.topic, o.key, o.message, None, origin_ts))
                 if o.topic == "alerts":
                     alerts.append(o.message)  # type: ignore[arg-type]
                 elif o.topic == "margin-calls":
                     calls.append(o.message)  # type: ignore[arg-type]
+        if items:
+            await self.send_many(items)
         if not alerts:
             return
         if self.metrics is not None and origin_ts:
@@ -385,8 +465,13 @@ class Node:
                 self.assets.on_reject(exc)
                 await self.reject(event, exc)
         changed |= {o.key for o in outputs if o.topic == "valuations"}
-        if changed or msg.key == CLOCK_KEY:
+        now = time.monotonic()
+        if msg.topic != self.s.topic("telemetry") or now - self.persisted_at.get(part, 0.0) >= CHECKPOINT_INTERVAL_S:
             self.persist(part, changed)
+            self.persisted_at[part] = now
+        else:
+            for aid in changed:
+                self.dirty.setdefault(self.asset_partition.get(aid, part), set()).add(aid)
         await self.publish(outputs, msg.timestamp)
 
     def watermark(self) -> float | None:
@@ -401,17 +486,18 @@ class Node:
         closes only once the partition that would carry its records has been read up to there,
         however the consumer interleaves partitions, and window contents match an in-process backtest.
         """
-        topic = self.s.topic("telemetry")
         consumer = self.app.consumer
         now = time.monotonic()
         times = []
-        for tp in consumer.assignment():
-            if tp.topic != topic:
-                continue
+        for tp in self.telemetry_partitions(now):
             last = self.partition_offset.get(tp.partition)
             start = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
             next_offset = last + 1 if last is not None else start
-            highwater = consumer.highwater(tp)
+            try:
+                highwater = consumer.highwater(tp)
+            except AssertionError:  # revoked since the cached assignment was read: re-read it next time
+                self._telemetry_tps = (-1.0, [])
+                continue
             backlog = highwater is not None and highwater > next_offset
             wall = self.partition_wall.get(tp.partition)
             if wall is None:
@@ -421,6 +507,21 @@ class Node:
             if backlog or now - wall < IDLE_PARTITION_S:
                 times.append(self.partition_max[tp.partition])
         return min(times) if times else None
+
+    def telemetry_partitions(self, now: float) -> list[Any]:
+        """The assigned telemetry partitions, re-read from the consumer at most every 0.5 s.
+
+        faust's ``assignment()`` crosses to the consumer thread and builds a set of new TP tuples (≈4 %
+        of the worker's time when called per record). A partition revoked in the meantime only lingers
+        for that long: aiokafka then refuses its ``highwater`` (an assertion), the partition is skipped and
+        the assignment is read again at the next record.
+        """
+        at, tps = self._telemetry_tps
+        if now - at >= 0.5:
+            topic = self.s.topic("telemetry")
+            tps = [tp for tp in self.app.consumer.assignment() if tp.topic == topic]
+            self._telemetry_tps = (now, tps)
+        return tps
 
     def load_assigned(self) -> None:
         """Load the state of every asset of this worker's partitions once per assignment (silent ones too)."""
@@ -598,6 +699,7 @@ def create_app(
         # manual acks: a record is acked (its offset becomes committable) only once the state it
         # changed is in the changelog, so a SIGKILL never loses an event behind a committed offset (C01)
         manual = stream.noack()  # type: ignore[attr-defined]
+        node.manual = manual
         async for event in manual.events():
             await node.guarded(node.on_asset_record, event, "pledge.telemetry")
             for done in node.acks_after(event):
@@ -617,6 +719,12 @@ def create_app(
     @app.timer(interval=5.0)
     async def clock() -> None:
         await node.on_timer()
+
+    @app.timer(interval=CHECKPOINT_INTERVAL_S / 2)
+    async def checkpoint() -> None:
+        if node.manual is not None:
+            for event in node.flush_pending(CHECKPOINT_INTERVAL_S):
+                await node.manual.ack(event)
 
     if pusher is not None:
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# make bench: every benchmark in benchmarks/, the end-to-end ones on the real broker (the local one,
+# started here unless KAFKA_BOOTSTRAP_SERVERS names another; stopped again if started here).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+started_broker=0
+stop_broker() { if [ "$started_broker" = 1 ]; then bash deploy/kafka/broker.sh stop; fi; }
+trap stop_broker EXIT
+if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  if ! bash deploy/kafka/broker.sh status >/dev/null 2>&1; then
+    bash deploy/kafka/broker.sh start
+    started_broker=1
+  fi
+  bash deploy/kafka/broker.sh wait 90
+  KAFKA_BOOTSTRAP_SERVERS="$(bash deploy/kafka/broker.sh bootstrap)"
+  export KAFKA_BOOTSTRAP_SERVERS
+fi
+cd benchmarks
+start=$(date +%s)
+for b in core_backtest rules_eval forecasters memory e2e; do
+  echo "== $b"
+  ../.venv/bin/python "$b.py" > "results/$b.log"
+  echo "   done at $(( $(date +%s) - start )) s"
+done
+echo "make bench: all benchmarks in $(( $(date +%s) - start )) s; table in docs/benchmarks.md"
