@@ -9,10 +9,12 @@ windowing, and (once per window) valuation and rules, as in the worker.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import datetime as dt
 import json
 import os
 import platform
+import pstats
 import statistics
 import time
 from pathlib import Path
@@ -42,6 +44,12 @@ def main() -> None:
         res = run_backtest(book, raw, rb)
         rates.append(len(raw) / (time.perf_counter() - t0))
     with_incident = run_backtest(book, events, rb, incidents=incidents)
+    prof = cProfile.Profile()
+    prof.runcall(run_backtest, book, raw, rb)
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in stats.values())
+    top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:10]
+    profile = [[f"{Path(f).name}:{line}({fn})", round(v[2] / total, 3)] for (f, line, fn), v in top]
     result = {
         "benchmark": "core_backtest",
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -52,6 +60,7 @@ def main() -> None:
         "events_per_s_all": [round(r) for r in rates],
         "valuations": len(res.valuations),
         "alerts_with_demo_incident": len(with_incident.alerts),
+        "profile_own_time_share": profile,
     }
     publish(
         "core_backtest",

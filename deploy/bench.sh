@@ -22,4 +22,5 @@ for b in core_backtest rules_eval forecasters memory e2e; do
   ../.venv/bin/python "$b.py" > "results/$b.log"
   echo "   done at $(( $(date +%s) - start )) s"
 done
+../.venv/bin/python targets.py > /dev/null
 echo "make bench: all benchmarks in $(( $(date +%s) - start )) s; table in docs/benchmarks.md"

@@ -1,0 +1,99 @@
+"""The performance targets of issue 8 against the latest results: the "Targets" section of docs/benchmarks.md.
+
+Run last by ``make bench`` (``deploy/bench.sh``): reads ``benchmarks/results/{core_backtest,e2e,memory}.json``
+and rewrites the part of ``docs/benchmarks.md`` between ``<!-- targets -->`` and ``<!-- /targets -->``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- targets -->", "<!-- /targets -->"
+
+
+def load(name: str) -> dict[str, Any] | None:
+    """A result JSON, or None when that benchmark has not run."""
+    p = ROOT / "benchmarks" / "results" / f"{name}.json"
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def rows() -> list[tuple[str, str, bool | None]]:
+    """``(target, reached, met)`` for every target whose benchmark has a result."""
+    out: list[tuple[str, str, bool | None]] = []
+    core, e2e, mem = load("core_backtest"), load("e2e"), load("memory")
+    if core:
+        v = core["events_per_s_median"]
+        out.append(("core in-process ≥ 100,000 records/s on one core", f"{v:,} records/s", v >= 100_000))
+    if e2e:
+        one, two = e2e["one_worker"], e2e["two_workers"]
+        bare, floor = one["bare_loop"], one.get("faust_floor")
+        v = one["events_per_s"]
+        out.append(("one worker ≥ 20,000 records/s sustained", f"{v:,} records/s", v >= 20_000))
+        ratio = e2e["ratio_to_bare_loop"]
+        out.append(
+            (
+                "one worker ≥ 50 % of the bare aiokafka loop (same run)",
+                f"{ratio:.1%} of {bare['events_per_s']:,} records/s",
+                ratio >= 0.5,
+            )
+        )
+        if floor:
+            share = one["events_per_s"] / floor["events_per_s"]
+            out.append(
+                (
+                    "(context) a faust agent that only decodes, same backlog",
+                    f"{floor['events_per_s']:,} records/s; the worker reaches {share:.0%} of it",
+                    None,
+                )
+            )
+        a = e2e["latency"]["event_to_alert"]
+        rate = e2e["latency"]["target_per_s"]
+        out.append(
+            (
+                f"p99 event-to-alert ≤ 500 ms at {rate:,.0f} records/s",
+                f"p99 {a['p99_ms']:,} ms (p50 {a['p50_ms']:,} ms, n={a['n']})",
+                a["p99_ms"] <= 500,
+            )
+        )
+        x = e2e["scale_out"]
+        out.append(("two workers ≥ 1.7× one", f"{x:.2f}× ({two['events_per_s']:,} records/s)", x >= 1.7))
+    if mem:
+        pa, fl = mem["per_asset"], mem["flat"]
+        out.append(
+            (
+                "≤ 100 KB of model state per asset",
+                f"{pa['model_state_kb_mean']:.1f} KB (max {pa['model_state_kb_max']:.1f} KB)",
+                pa["model_state_kb_max"] <= 100,
+            )
+        )
+        out.append(
+            (
+                f"RSS flat (± 5 %) over {fl['records']:,} records",
+                f"largest deviation {fl['steady_max_deviation']:.1%} around {fl['steady_mean_mb']:.0f} MB",
+                fl["steady_max_deviation"] <= 0.05,
+            )
+        )
+    return out
+
+
+def main() -> None:
+    lines = ["| target | reached | met |", "| --- | --- | --- |"]
+    for target, reached, met in rows():
+        lines.append(f"| {target} | {reached} | {'' if met is None else ('yes' if met else '**no**')} |")
+    section = "\n".join([START, *lines, END])
+    doc = DOC.read_text()
+    if START in doc and END in doc:
+        head, rest = doc.split(START, 1)
+        doc = head + section + rest.split(END, 1)[1]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
+    DOC.write_text(doc)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
