@@ -59,6 +59,16 @@ def rows() -> list[tuple[str, str, bool | None]]:
                 a["p99_ms"] <= 500,
             )
         )
+        low = e2e.get("latency_low_rate")
+        if low:
+            la = low["event_to_alert"]
+            out.append(
+                (
+                    f"(context) the same at {low['target_per_s']:,.0f} records/s",
+                    f"p99 {la['p99_ms']:,} ms (p50 {la['p50_ms']:,} ms, n={la['n']})",
+                    None,
+                )
+            )
         x = e2e["scale_out"]
         out.append(("two workers ≥ 1.7× one", f"{x:.2f}× ({two['events_per_s']:,} records/s)", x >= 1.7))
     if mem:

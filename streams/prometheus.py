@@ -20,6 +20,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -243,10 +244,16 @@ class PrometheusSensor:
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
         self._pledged: dict[str, set[str]] = {}
+        # children of the per-record metrics, cached: ``labels()`` takes a lock and builds a key each call
+        self._events: dict[tuple[str, str], Any] = {}
+        self._processing: dict[str, Any] = {}
 
     def on_event(self, topic: str, outcome: str) -> None:
         """Count one input record."""
-        self.m.events.labels(topic, outcome).inc()
+        child = self._events.get((topic, outcome))
+        if child is None:
+            child = self._events[(topic, outcome)] = self.m.events.labels(topic, outcome)
+        child.inc()
 
     def on_dead_letter(self, reason: str) -> None:
         """Count one dead letter."""
@@ -304,4 +311,7 @@ class PrometheusSensor:
 
     def on_processed(self, topic: str, seconds: float) -> None:
         """Observe processing time of one record."""
-        self.m.processing.labels(topic).observe(seconds)
+        child = self._processing.get(topic)
+        if child is None:
+            child = self._processing[topic] = self.m.processing.labels(topic)
+        child.observe(seconds)
