@@ -3,8 +3,9 @@
 # started here unless KAFKA_BOOTSTRAP_SERVERS names another; stopped again if started here).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD"
 started_broker=0
-stop_broker() { if [ "$started_broker" = 1 ]; then bash deploy/kafka/broker.sh stop; fi; }
+stop_broker() { if [ "$started_broker" = 1 ]; then bash "$root/deploy/kafka/broker.sh" stop; fi; }
 trap stop_broker EXIT
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   if ! bash deploy/kafka/broker.sh status >/dev/null 2>&1; then

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import orjson
+
 from streams.topics import create_topics
 from tests.integration.conftest import (
     BIN,
@@ -81,3 +83,22 @@ def test_fresh_broker__first_records_reach_the_state_changelog_none_is_dead_lett
         assert read_topic(env.settings, "valuations", until=lambda rs: len(rs) >= 4, timeout=60)
     finally:
         worker.stop()
+
+
+def test_simulate__the_worker_takes_the_whole_simulated_fleet_and_only_the_dark_asset_alerts(
+    env: Env, worker: Worker
+) -> None:
+    """``pledgewatch simulate`` as a user runs it, against a worker: every record processed, none
+    dead-lettered, and the asset put in an outage is the one whose loan alerts (its records stop; the
+    others keep valuing near their appraisal)."""
+    worker.start()
+    run_cli(env, "simulate", "--assets", "3", "--vehicles", "20", "--events", "30000", "--seed", "4",
+            "--inject", "outage:sim-0001@2h", "--no-progress")  # fmt: skip
+    wait_caught_up(env.settings, env.run)
+    assert committed(env) == 30_000
+    assert worker.metric("pledgewatch_dead_letters_total") == 0
+    assert worker.metric("pledgewatch_events_total", topic="pledge.telemetry") == 30_000
+    firing = lambda rs: [orjson.loads(r.value) for r in rs if orjson.loads(r.value)["status"] == "firing"]  # noqa: E731
+    alerts = firing(read_topic(env.settings, "alerts", until=lambda rs: len(firing(rs)) >= 2, timeout=60))
+    assert alerts, "the dark asset's loan raised no alert"
+    assert {a["loan_id"] for a in alerts} == {"SIM-L0001"}
