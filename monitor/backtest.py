@@ -54,8 +54,9 @@ def load_loan_book(path: str | Path) -> list[bytes]:
 def read_telemetry(path: str | Path, assets: set[str] | None = None) -> Iterator[TelemetryEvent]:
     """Telemetry of a source file, by its kind.
 
-    Auckland GTFS-rt polls (a folder or a ``.jsonl.gz`` of polls), or the CTA daily boarding totals
-    (``.csv``, :mod:`monitor.sources.cta`).
+    Auckland GTFS-rt polls (a folder or a ``.jsonl.gz`` of polls), GTFS-rt VehiclePositions flattened
+    to CSV with the day's static GTFS beside it (:mod:`monitor.sources.wmata`), or the CTA daily
+    boarding totals (another ``.csv``, :mod:`monitor.sources.cta`).
 
     Raises
     ------
@@ -66,6 +67,11 @@ def read_telemetry(path: str | Path, assets: set[str] | None = None) -> Iterator
     """
     if Path(path).suffix.lower() == ".csv":
         from monitor.sources.cta import events_from_daily_rows, read_daily_boardings
+        from monitor.sources.wmata import events_from_day, is_vehicle_positions_csv, open_day
+
+        if is_vehicle_positions_csv(path):
+            timetable, pings = open_day(path)
+            return (e for e in events_from_day(timetable, pings) if assets is None or e.asset_id in assets)
 
         return events_from_daily_rows(read_daily_boardings(path), assets)
     from monitor.sources.auckland import events_from_polls, read_polls

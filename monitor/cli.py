@@ -143,9 +143,8 @@ def backtest(
         rulebooks = [rb] if compare is None else [rb, load_rulebook(compare)]
         incidents = [parse_incident(i) for i in inject or []]
         book = load_loan_book(loan_book)
-        results = run_backtests(
-            book, read_telemetry(telemetry, pledged_assets(book)), rulebooks, _params(settings), incidents
-        )
+        events = list(read_telemetry(telemetry, pledged_assets(book)))
+        results = run_backtests(book, events, rulebooks, _params(settings), incidents)
     except (PledgewatchError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
@@ -172,6 +171,30 @@ def backtest(
         f"dead letters: {dict(res.sensor.dead_letters) or 0}",
         soft_wrap=True,
     )
+    if any(e.kind == "timepoint_departure" for e in events):
+        _print_service(events, telemetry, lang)
+
+
+def _print_service(events: list, telemetry: Path, lang: str) -> None:  # type: ignore[type-arg]
+    """Per-route service of a vehicle-positions backtest: OTP at timepoints, completed and missed trips."""
+    from rich.table import Table
+
+    from monitor.sources.wmata import EARLY_S, LATE_S, open_day, service_by_route
+
+    timetable, _ = open_day(telemetry)
+    zh = lang == "zh"
+    heads = (
+        ("线路", "时刻点发车", "准点", "准点率", "完成班次", "缺失班次")
+        if zh
+        else ("route", "timepoint departures", "on time", "OTP", "trips completed", "missed trips")
+    )
+    title = "准点率（早2分钟至晚7分钟）" if zh else "On-time performance (2 min early to 7 min late)"
+    table = Table(*heads, title=title)
+    for route, r in service_by_route(events, timetable).items():
+        otp = f"{r.otp:.1%}" if r.otp is not None else "–"
+        table.add_row(route, f"{r.departures:,}", f"{r.on_time:,}", otp, f"{r.completed:,}", " ".join(r.missed) or "0")
+    Console().print(table)
+    Console().print(f"tolerance: {EARLY_S:.0f} s early to {LATE_S:.0f} s late", style="dim")
 
 
 def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignore[no-untyped-def]

@@ -150,8 +150,19 @@ BUS_DISPATCH = AssetProfile(
                 "speed_mps": MetricSpec("m/s", (0, 40)),
                 "bearing_deg": MetricSpec("deg", (0, 360)),
                 "passengers": MetricSpec(_COUNT, (0, 250)),
+                # speed implied by the distance from the bus's previous fix (GTFS-rt adapters); beyond
+                # 30 m/s (≈ 108 km/h) the fix is a GPS glitch, so the record is implausible (C18)
+                "jump_speed_mps": MetricSpec("m/s", (0, 30)),
             },
             required_metrics=("lat", "lon"),
+        ),
+        "timepoint_departure": KindSpec(
+            metrics={
+                "deviation_s": MetricSpec("s", (-3_600, 7_200)),
+                "on_time": MetricSpec(_COUNT, (0, 1)),
+            },
+            required_metrics=("deviation_s", "on_time"),
+            required_attributes=("trip_id", "route_id"),
         ),
         "boarding": KindSpec(
             metrics={"passengers": MetricSpec(_COUNT, (0, 250))},
@@ -162,6 +173,7 @@ BUS_DISPATCH = AssetProfile(
                 "vehicles": MetricSpec(_COUNT, (0, 5_000)),
                 "vehicle_km": MetricSpec("km", (0, 1_000_000)),
                 "trips": MetricSpec(_COUNT, (0, 100_000)),
+                "missed_trips": MetricSpec(_COUNT, (0, 100_000)),
             },
         ),
     },
