@@ -5,6 +5,8 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # Prometheus, promtool and Alertmanager (Debian packages) for the observability tests
 bash deploy/observability.sh ensure || exit 1
+# Chromium and a CJK font (Debian packages) for the report's headless screenshot test and PNG export
+bash deploy/chromium.sh ensure || exit 1
 started_broker=0
 stop_broker() { if [ "$started_broker" = 1 ]; then bash deploy/kafka/broker.sh stop; fi; }
 trap stop_broker EXIT

@@ -410,6 +410,77 @@ def worker(
 
 
 @app.command()
+def report(
+    loan: Annotated[str | None, typer.Option(help="Loan id (default: every loan).")] = None,
+    source: Annotated[str, typer.Option(help="'backtest' (recorded data) or 'topics' (a running deployment).")] = (
+        "backtest"
+    ),
+    telemetry: TelemetryOpt = SAMPLE,
+    loan_book: Annotated[Path, typer.Option(help="With --source backtest: loan events.")] = LOAN_BOOK,
+    rules: RulesOpt = None,
+    inject: InjectOpt = None,
+    start: Annotated[str | None, typer.Option("--from", help="Period start, ISO 8601 with offset.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Period end (exclusive), ISO 8601 with offset.")] = None,
+    lang: Annotated[str, typer.Option(help="Labels: zh or en.")] = "en",
+    tz: Annotated[str | None, typer.Option(help="Display time zone (default settings.display_timezone).")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for report.html and the PNGs.")] = Path("report"),
+    png: Annotated[bool, typer.Option(help="Also write a PNG per chart (needs Chrome or Chromium).")] = True,
+) -> None:
+    """Post-loan review (贷后检查): value with interval and appraisal, coverage and lines, quality, anomaly, alerts."""
+    import datetime as dt
+
+    from monitor.report import build_report, histories
+    from monitor.schemas import Alert, CollateralValuation, LoanRiskSnapshot, MarginCall
+
+    settings = _settings()
+
+    def when(text: str | None, opt: str) -> dt.datetime | None:
+        if text is None:
+            return None
+        try:
+            t = dt.datetime.fromisoformat(text)
+        except ValueError:
+            t = None
+        if t is None or t.tzinfo is None:
+            msg = f"{opt}: got {text!r}, expected an ISO 8601 time with offset, e.g. 2016-05-20T00:00+12:00"
+            _fail(ConfigError(msg))
+        return t
+
+    try:
+        t0, t1 = when(start, "--from"), when(end, "--to")
+        if source == "backtest":
+            from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+            from monitor.incidents import parse_incident
+            from rules.rulebook import load_rulebook
+
+            book = load_loan_book(loan_book)
+            res = run_backtest(
+                book,
+                read_telemetry(telemetry, pledged_assets(book)),
+                load_rulebook(rules or settings.rulebook),
+                _params(settings),
+                [parse_incident(i) for i in inject or []],
+            )
+            vals, snaps, alerts, calls = res.valuations, res.snapshots, res.alerts, res.margin_calls
+        elif source == "topics":
+            from streams.latest import read_all
+
+            vals = [m for _, m in read_all(settings, "valuations", CollateralValuation)]
+            snaps = [m for _, m in read_all(settings, "loan-risk", LoanRiskSnapshot)]
+            alerts = [m for _, m in read_all(settings, "alerts", Alert)]
+            calls = [m for _, m in read_all(settings, "margin-calls", MarginCall)]
+        else:
+            raise ConfigError(f"--source: got {source!r}, expected backtest or topics")
+        paths = build_report(
+            histories(vals, snaps, alerts, calls, loan, t0, t1), out, lang, tz or settings.display_timezone, png
+        )
+    except (PledgewatchError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+        return
+    Console().print(f"wrote {paths[0]}" + (f" and {len(paths) - 1} PNGs" if len(paths) > 1 else ""))
+
+
+@app.command()
 def stress(
     activity_drop: Annotated[float, typer.Option(help="Activity drop, ratio 0..1 (0.3 = -30 %).")] = 0.0,
     quality_drop: Annotated[float, typer.Option(help="Quality drop, ratio 0..1.")] = 0.0,

@@ -102,3 +102,10 @@ def test_simulate__the_worker_takes_the_whole_simulated_fleet_and_only_the_dark_
     alerts = firing(read_topic(env.settings, "alerts", until=lambda rs: len(firing(rs)) >= 2, timeout=60))
     assert alerts, "the dark asset's loan raised no alert"
     assert {a["loan_id"] for a in alerts} == {"SIM-L0001"}
+    # the risk officer's report read back from the output topics of the running deployment
+    out = env.tmp / "report"
+    run_cli(env, "report", "--source", "topics", "--loan", "SIM-L0001", "--out", str(out), "--no-png")
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "SIM-L0001" in page
+    for a in alerts:
+        assert f"id='{a['alert_id']}-firing'" in page

@@ -1,0 +1,411 @@
+"""``pledgewatch report``: a post-loan review (贷后检查) of one loan or all, as one HTML file and a PNG per chart.
+
+Per loan, on one time axis (the display time zone):
+
+1. **Collateral value** with its 90 % prediction interval (the sum over the loan's assets of
+   ``value_lower`` … ``value_upper``) and the appraisal (sum of ``appraisal_value``), yuan;
+2. **Coverage ratio** (collateral value ÷ outstanding) with the contract's warning, margin-call and
+   close-out lines;
+3. **The six quality dimensions** (GB/T 36344-2018 names; their smoothed levels, mean over the loan's assets);
+4. **Anomaly score** of each asset (HalfSpaceTrees, 0..1) with the anomaly threshold;
+
+firing alerts and issued margin calls are markers on the value and coverage charts, and listed in a
+table with their times and summaries. A second table gives the largest window-to-window value changes
+with their attribution in yuan (activity, each quality dimension, anomaly handling:
+``CollateralValuation.attribution``, whose parts sum to the change; ``docs/valuation.md``).
+
+The HTML embeds plotly.js, so it opens without a network. PNGs are written by kaleido, which drives a
+Chrome or Chromium (Debian: ``apt-get install chromium``; ``--no-png`` skips them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import zoneinfo
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.display import format_yuan
+from monitor.errors import ConfigError
+from monitor.schemas import DIMENSIONS, Alert, CollateralValuation, LoanRiskSnapshot, MarginCall
+
+__all__ = ["LABELS", "LoanHistory", "build_report", "histories"]
+
+LABELS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Post-loan review",
+        "value": "Collateral value (yuan)",
+        "interval": "90 % prediction interval",
+        "appraisal": "Appraisal",
+        "coverage": "Coverage ratio",
+        "warning": "Warning line",
+        "margin_call": "Margin-call line",
+        "close_out": "Close-out line",
+        "quality": "Quality dimensions (0..1)",
+        "anomaly": "Anomaly score",
+        "threshold": "Anomaly threshold",
+        "alerts": "Alerts and margin calls",
+        "alert": "Alert",
+        "call": "Margin call",
+        "changes": "Largest value changes and why (yuan)",
+        "time": "Time",
+        "asset": "Asset",
+        "change": "Change",
+        "activity": "Activity",
+        "anomaly_handling": "Anomaly handling",
+        "rule": "Rule",
+        "severity": "Severity",
+        "summary": "Summary",
+        "outstanding": "Outstanding",
+        "period": "Period",
+        "none": "none",
+        "normativity": "Normativity",
+        "completeness": "Completeness",
+        "accuracy": "Accuracy",
+        "consistency": "Consistency",
+        "timeliness": "Timeliness",
+        "accessibility": "Accessibility",
+    },
+    "zh": {
+        "title": "贷后检查报告",
+        "value": "押品价值（元）",
+        "interval": "90% 预测区间",
+        "appraisal": "评估值",
+        "coverage": "押品覆盖率",
+        "warning": "预警线",
+        "margin_call": "追加担保线",
+        "close_out": "平仓线",
+        "quality": "数据质量六维度（0..1）",
+        "anomaly": "异常分数",
+        "threshold": "异常阈值",
+        "alerts": "预警与追加担保通知",
+        "alert": "预警",
+        "call": "追加担保",
+        "changes": "价值变动最大的窗口及其归因（元）",
+        "time": "时间",
+        "asset": "数据资产",
+        "change": "变动",
+        "activity": "业务活跃度",
+        "anomaly_handling": "异常处理",
+        "rule": "规则",
+        "severity": "级别",
+        "summary": "摘要",
+        "outstanding": "贷款余额",
+        "period": "期间",
+        "none": "无",
+        "normativity": "规范性",
+        "completeness": "完整性",
+        "accuracy": "准确性",
+        "consistency": "一致性",
+        "timeliness": "时效性",
+        "accessibility": "可访问性",
+    },
+}
+
+
+@dataclass
+class LoanHistory:
+    """What one loan's report shows: its snapshots, its assets' valuations, its alerts and margin calls."""
+
+    loan_id: str
+    snapshots: list[LoanRiskSnapshot] = field(default_factory=list)
+    valuations: list[CollateralValuation] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    margin_calls: list[MarginCall] = field(default_factory=list)
+
+
+def histories(
+    valuations: Iterable[CollateralValuation],
+    snapshots: Iterable[LoanRiskSnapshot],
+    alerts: Iterable[Alert],
+    margin_calls: Iterable[MarginCall],
+    loan_id: str | None = None,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+) -> list[LoanHistory]:
+    """Group outputs by loan (one loan, or every loan with a snapshot), kept to ``[start, end)``.
+
+    Raises
+    ------
+    ConfigError
+        When ``loan_id`` has no snapshot in the period.
+    """
+
+    def within(t: dt.datetime) -> bool:
+        return (start is None or t >= start) and (end is None or t < end)
+
+    out: dict[str, LoanHistory] = {}
+    for s in snapshots:
+        if (loan_id is None or s.loan_id == loan_id) and within(s.as_of):
+            out.setdefault(s.loan_id, LoanHistory(s.loan_id)).snapshots.append(s)
+    if loan_id is not None and loan_id not in out:
+        msg = f"--loan: got {loan_id!r}, expected a loan with risk snapshots in the period"
+        raise ConfigError(msg)
+    for v in valuations:
+        if within(v.window_end):
+            for lid in v.loan_ids:
+                if lid in out:
+                    out[lid].valuations.append(v)
+    for a in alerts:
+        if a.loan_id in out and within(a.at):
+            out[a.loan_id].alerts.append(a)
+    for m in margin_calls:
+        if m.loan_id in out and within(m.updated_at):
+            out[m.loan_id].margin_calls.append(m)
+    return [out[k] for k in sorted(out)]
+
+
+def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) -> dict[str, Any]:
+    import plotly.graph_objects as go
+
+    t = LABELS[lang]
+
+    def local(d: dt.datetime) -> dt.datetime:
+        return d.astimezone(tz).replace(tzinfo=None)  # plotly plots naive times: local ones
+
+    by_window: dict[dt.datetime, list[CollateralValuation]] = defaultdict(list)
+    for v in h.valuations:
+        by_window[v.window_end].append(v)
+    ends = sorted(by_window)
+    xs = [local(e) for e in ends]
+    value = [sum(v.value for v in by_window[e]) for e in ends]
+    lower = [sum(v.value_lower for v in by_window[e]) for e in ends]
+    upper = [sum(v.value_upper for v in by_window[e]) for e in ends]
+    appraisal = [sum(v.appraisal_value for v in by_window[e]) for e in ends]
+    firing = [a for a in h.alerts if a.status == "firing"]
+    issued = [m for m in h.margin_calls if m.status == "issued"]
+
+    def near(series: list[float], when: dt.datetime) -> float | None:
+        before = [i for i, e in enumerate(ends) if e <= when]
+        return series[before[-1]] if before else (series[0] if series else None)
+
+    def markers(fig: Any, series: list[float], times: list[dt.datetime]) -> None:
+        fig.add_trace(
+            go.Scatter(
+                x=[local(a.at) for a in firing],
+                y=[near(series, a.at) for a in firing],
+                mode="markers",
+                marker={"symbol": "triangle-down", "size": 12, "color": "#d62728"},
+                name=t["alert"],
+                text=[f"{a.rule_id} ({a.severity}) {local(a.at):%Y-%m-%d %H:%M}" for a in firing],
+                hoverinfo="text",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[local(m.updated_at) for m in issued],
+                y=[near(series, m.updated_at) for m in issued],
+                mode="markers",
+                marker={"symbol": "x", "size": 13, "color": "#000000"},
+                name=t["call"],
+                text=[f"{m.margin_call_id} {format_yuan(m.required_top_up_collateral)}" for m in issued],
+                hoverinfo="text",
+            )
+        )
+
+    layout = {"template": "plotly_white", "height": 380, "margin": {"l": 70, "r": 20, "t": 50, "b": 40}}
+    fv = go.Figure(layout={**layout, "title": f"{h.loan_id}: {t['value']}"})
+    fv.add_trace(go.Scatter(x=xs, y=upper, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip"))
+    fv.add_trace(
+        go.Scatter(
+            x=xs,
+            y=lower,
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            name=t["interval"],
+            fillcolor="rgba(31,119,180,0.2)",
+        )
+    )
+    fv.add_trace(go.Scatter(x=xs, y=value, mode="lines", name=t["value"], line={"color": "#1f77b4"}))
+    dashed = {"dash": "dash", "color": "#7f7f7f"}
+    fv.add_trace(go.Scatter(x=xs, y=appraisal, mode="lines", name=t["appraisal"], line=dashed))
+    markers(fv, value, ends)
+    fv.update_yaxes(tickformat=",.0f", title=t["value"])
+
+    snaps = sorted(h.snapshots, key=lambda s: s.as_of)
+    if ends:  # from the first valuation on: before it the loan has no collateral value yet (coverage 0)
+        snaps = [s for s in snaps if s.as_of >= ends[0]] or snaps
+    cov_t = [s.as_of for s in snaps if s.coverage_ratio is not None]
+    cov = [s.coverage_ratio for s in snaps if s.coverage_ratio is not None]
+    fc = go.Figure(layout={**layout, "title": f"{h.loan_id}: {t['coverage']}"})
+    fc.add_trace(go.Scatter(x=[local(x) for x in cov_t], y=cov, mode="lines", name=t["coverage"]))
+    if snaps:
+        lines = snaps[-1].thresholds
+        for key, level, colour in (
+            ("warning", lines.warning, "#ff7f0e"),
+            ("margin_call", lines.margin_call, "#d62728"),
+            ("close_out", lines.close_out, "#8c0000"),
+        ):
+            fc.add_hline(
+                y=level,
+                line={"dash": "dot", "color": colour},
+                annotation_text=f"{t[key]} {level:.2f}",
+                annotation_position="top left",
+            )
+    ends_cov = cov_t
+
+    def near_cov(when: dt.datetime) -> float | None:
+        before = [c for c, e in zip(cov, ends_cov, strict=True) if e <= when]
+        return before[-1] if before else (cov[0] if cov else None)
+
+    fc.add_trace(
+        go.Scatter(
+            x=[local(a.at) for a in firing],
+            y=[near_cov(a.at) for a in firing],
+            mode="markers",
+            marker={"symbol": "triangle-down", "size": 12, "color": "#d62728"},
+            name=t["alert"],
+            text=[a.rule_id for a in firing],
+            hoverinfo="text",
+        )
+    )
+    fc.add_trace(
+        go.Scatter(
+            x=[local(m.updated_at) for m in issued],
+            y=[near_cov(m.updated_at) for m in issued],
+            mode="markers",
+            marker={"symbol": "x", "size": 13, "color": "#000000"},
+            name=t["call"],
+        )
+    )
+    fc.update_yaxes(tickformat=".2f", title=t["coverage"])
+
+    fq = go.Figure(layout={**layout, "title": f"{h.loan_id}: {t['quality']}"})
+    for d in DIMENSIONS:
+        ys = []
+        for e in ends:
+            vals = [v.quality.get(d) for v in by_window[e] if v.quality.get(d) is not None]
+            ys.append(sum(vals) / len(vals) if vals else None)  # type: ignore[arg-type]
+        fq.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=t[d]))
+    fq.update_yaxes(range=[0, 1.05])
+
+    fa = go.Figure(layout={**layout, "title": f"{h.loan_id}: {t['anomaly']}"})
+    per_asset: dict[str, list[CollateralValuation]] = defaultdict(list)
+    for v in h.valuations:
+        per_asset[v.asset_id].append(v)
+    for aid, vs in sorted(per_asset.items()):
+        vs.sort(key=lambda v: v.window_end)
+        x = [local(v.window_end) for v in vs]
+        fa.add_trace(go.Scatter(x=x, y=[v.anomaly_score for v in vs], mode="lines", name=aid))
+    label = f"{t['threshold']} {threshold:.2f}"
+    fa.add_hline(y=threshold, line={"dash": "dot", "color": "#d62728"}, annotation_text=label)
+    fa.update_yaxes(range=[0, 1.05])
+    return {"value": fv, "coverage": fc, "quality": fq, "anomaly": fa}
+
+
+def _changes_table(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, top: int) -> str:
+    t = LABELS[lang]
+    rows = sorted(
+        (v for v in h.valuations if v.attribution),
+        key=lambda v: -abs(sum(v.attribution.values())),
+    )[:top]
+    cols = ["activity", *[f"quality.{d}" for d in DIMENSIONS], "anomaly_handling"]
+    head = "".join(f"<th>{html.escape(t[c.removeprefix('quality.')])}</th>" for c in cols)
+    body = []
+    for v in rows:
+        cells = "".join(f"<td class=num>{format_yuan(v.attribution.get(c, 0.0))}</td>" for c in cols)
+        change = format_yuan(sum(v.attribution.values()))
+        when = v.window_end.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        body.append(f"<tr><td>{when}</td><td>{html.escape(v.asset_id)}</td><td class=num>{change}</td>{cells}</tr>")
+    empty = f"<tr><td>{t['none']}</td></tr>"
+    return (
+        f"<h3>{html.escape(t['changes'])}</h3><table><tr><th>{t['time']}</th><th>{t['asset']}</th>"
+        f"<th>{t['change']}</th>{head}</tr>{''.join(body) or empty}</table>"
+    )
+
+
+def _alerts_table(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo) -> str:
+    t = LABELS[lang]
+    rows = []
+    for a in sorted(h.alerts, key=lambda a: a.at):
+        summary = a.summary if lang == "zh" else a.summary_en
+        rows.append(
+            f"<tr class=alert id='{html.escape(a.alert_id)}-{a.status}'><td>{a.at.astimezone(tz):%Y-%m-%d %H:%M}</td>"
+            f"<td>{t['alert']} ({a.status})</td><td>{html.escape(a.rule_id)}</td><td>{a.severity}</td>"
+            f"<td>{html.escape(summary)}</td></tr>"
+        )
+    for m in sorted(h.margin_calls, key=lambda m: m.updated_at):
+        rows.append(
+            f"<tr class=call><td>{m.updated_at.astimezone(tz):%Y-%m-%d %H:%M}</td><td>{t['call']} ({m.status})</td>"
+            f"<td>{html.escape(m.margin_call_id)}</td><td></td>"
+            f"<td>{format_yuan(m.required_top_up_collateral)}</td></tr>"
+        )
+    empty = f"<tr><td>{t['none']}</td></tr>"
+    return (
+        f"<h3>{html.escape(t['alerts'])}</h3><table><tr><th>{t['time']}</th><th></th><th>{t['rule']}</th>"
+        f"<th>{t['severity']}</th><th>{t['summary']}</th></tr>{''.join(rows) or empty}</table>"
+    )
+
+
+def build_report(
+    loans: list[LoanHistory],
+    out: Path,
+    lang: str = "en",
+    timezone: str = "Asia/Shanghai",
+    png: bool = True,
+    top_changes: int = 10,
+    anomaly_threshold: float = 0.85,
+) -> list[Path]:
+    """Write ``out/report.html`` and (with ``png``) ``out/<loan>-<chart>.png``; return the paths written.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``lang``, no loan to report, or when PNGs are asked for and no Chrome/Chromium
+        is found for kaleido.
+    """
+    import plotly.offline
+
+    if lang not in LABELS:
+        raise ConfigError(f"--lang: got {lang!r}, expected one of {sorted(LABELS)}")
+    if not loans:
+        raise ConfigError("report: no loan has risk snapshots in the period; nothing to report")
+    tz = zoneinfo.ZoneInfo(timezone)
+    t = LABELS[lang]
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    sections = []
+    for h in loans:
+        charts = _charts(h, lang, tz, anomaly_threshold)
+        last = max(h.snapshots, key=lambda s: s.as_of)
+        first = min(h.snapshots, key=lambda s: s.as_of)
+        fmt = "%Y-%m-%d %H:%M"
+        period = f"{first.as_of.astimezone(tz):{fmt}} – {last.as_of.astimezone(tz):{fmt}} ({timezone})"
+        divs = "".join(
+            fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"{h.loan_id}-{name}")
+            for name, fig in charts.items()
+        )
+        sections.append(
+            f"<section id='{html.escape(h.loan_id)}'><h2>{html.escape(h.loan_id)}</h2>"
+            f"<p>{t['period']}: {period}. {t['outstanding']}: {format_yuan(last.outstanding)}; "
+            f"{t['coverage']}: {last.coverage_ratio if last.coverage_ratio is None else f'{last.coverage_ratio:.2f}'}; "
+            f"{t['warning']} {last.thresholds.warning:.2f} · {t['margin_call']} {last.thresholds.margin_call:.2f} · "
+            f"{t['close_out']} {last.thresholds.close_out:.2f}</p>"
+            f"{divs}{_alerts_table(h, lang, tz)}{_changes_table(h, lang, tz, top_changes)}</section>"
+        )
+        if png:
+            for name, fig in charts.items():
+                path = out / f"{h.loan_id}-{name}.png"
+                try:
+                    fig.write_image(path, width=1100, height=420, scale=1)
+                except Exception as exc:  # noqa: BLE001 - kaleido raises its own types when no browser runs
+                    msg = f"report: PNG export needs Chrome or Chromium for kaleido (apt-get install chromium): {exc}"
+                    raise ConfigError(msg) from None
+                written.append(path)
+    page = (
+        f"<!doctype html><html lang='{'zh-CN' if lang == 'zh' else 'en'}'><head><meta charset='utf-8'>"
+        f"<title>{t['title']}: {', '.join(h.loan_id for h in loans)}</title>"
+        "<style>body{font-family:'Noto Sans CJK SC','Noto Sans',sans-serif;margin:24px}"
+        "table{border-collapse:collapse;margin:8px 0 24px}td,th{border:1px solid #ccc;padding:3px 8px}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums}</style>"
+        f"<script>{plotly.offline.get_plotlyjs()}</script></head><body><h1>{t['title']}</h1>"
+        f"{''.join(sections)}</body></html>"
+    )
+    page_path = out / "report.html"
+    page_path.write_text(page, encoding="utf-8")
+    return [page_path, *written]
