@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime as dt
 import json
-import os
-import platform
 import pstats
 import statistics
 import time
 from pathlib import Path
 
-from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
+from report import header, publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.incidents import parse_incident
@@ -51,9 +48,7 @@ def main() -> None:
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:10]
     profile = [[f"{Path(f).name}:{line}({fn})", round(v[2] / total, 3)] for (f, line, fn), v in top]
     result = {
-        "benchmark": "core_backtest",
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        **header("core_backtest"),
         "records": len(raw),
         "repeat": args.repeat,
         "events_per_s_median": round(statistics.median(rates)),

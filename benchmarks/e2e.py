@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -39,7 +37,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
-from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
+from report import header, publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
 from monitor.incidents import parse_incident
 from monitor.settings import Settings
@@ -372,9 +370,7 @@ def main() -> None:
         low = latency(tmp, args.low_rate, args.seconds)
     bare = one["bare_loop"]
     result = {
-        "benchmark": "e2e",
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        **header("e2e"),
         "broker": bootstrap(),
         "fleet": {"assets": 20, "vehicles": 50, "seed": 3},
         "one_worker": one,

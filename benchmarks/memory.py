@@ -20,18 +20,16 @@ JSON bytes, so this process's RSS is the core's own.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import multiprocessing as mp
 import os
 import pickle
-import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
+from report import header, publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
 from monitor.engine import CoreParams, Monitor, decode_loan_event, decode_telemetry
 from monitor.errors import InputRejected
@@ -107,9 +105,7 @@ def main() -> None:
     mean = statistics.mean(steady) if steady else float("nan")
     spread = max(abs(x - mean) / mean for x in steady) if steady else float("nan")
     result = {
-        "benchmark": "memory",
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+        **header("memory"),
         "per_asset": {
             "assets": 1000,
             "windows_valued_per_asset": round(windows, 1),

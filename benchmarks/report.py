@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +15,15 @@ HEADER = (
     "(`make bench`) to refresh a row. Timings live here, never in tests.\n\n"
     "| benchmark | what | result | date |\n| --- | --- | --- | --- |"
 )
+
+
+def header(name: str) -> dict[str, Any]:
+    """The fields every result starts with: benchmark name, UTC time, and the machine it ran on."""
+    return {
+        "benchmark": name,
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(), "platform": platform.platform()},
+    }
 
 
 def publish(name: str, result: dict[str, Any], rows: list[tuple[str, str]]) -> None:

@@ -4,6 +4,8 @@
 # Usage: deploy/observability.sh ensure
 # Environment: PROMETHEUS_BIN, PROMTOOL_BIN, ALERTMANAGER_BIN override the binaries' paths.
 set -euo pipefail
+# shellcheck source=deploy/debian.sh
+. "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 prom="${PROMETHEUS_BIN:-/usr/bin/prometheus}"
 promtool="${PROMTOOL_BIN:-/usr/bin/promtool}"
@@ -17,17 +19,11 @@ case "${1:-ensure}" in
       echo "observability: $("$prom" --version 2>&1 | head -1); $("$am" --version 2>&1 | head -1)"
       exit 0
     fi
-    if [ "$(id -u)" != "0" ]; then
-      if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; else
-        echo "observability: prometheus / prometheus-alertmanager are missing and this user cannot install them;" >&2
-        echo "  run as root: apt-get update && apt-get install -y --no-install-recommends prometheus prometheus-alertmanager" >&2
-        echo "  or set PROMETHEUS_BIN, PROMTOOL_BIN and ALERTMANAGER_BIN to your own binaries" >&2
-        exit 1
-      fi
-    else SUDO=""; fi
-    echo "observability: installing Debian packages prometheus and prometheus-alertmanager"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+    debian_install observability prometheus prometheus-alertmanager || {
+      echo "  or set PROMETHEUS_BIN, PROMTOOL_BIN and ALERTMANAGER_BIN to your own binaries" >&2
+      exit 1
+    }
+    SUDO=""; [ "$(id -u)" = "0" ] || SUDO=sudo
     # the packages' init scripts may start system services on the default ports; the tests use their own
     for svc in prometheus prometheus-alertmanager; do
       $SUDO service "$svc" stop >/dev/null 2>&1 || true

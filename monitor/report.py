@@ -179,15 +179,17 @@ def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) 
     firing = [a for a in h.alerts if a.status == "firing"]
     issued = [m for m in h.margin_calls if m.status == "issued"]
 
-    def near(series: list[float], when: dt.datetime) -> float | None:
-        before = [i for i, e in enumerate(ends) if e <= when]
-        return series[before[-1]] if before else (series[0] if series else None)
+    def markers(fig: Any, times: list[dt.datetime], series: list[float]) -> None:
+        """Alerts and margin calls on a line: each at the line's last point at or before it."""
 
-    def markers(fig: Any, series: list[float], times: list[dt.datetime]) -> None:
+        def near(when: dt.datetime) -> float | None:
+            before = [y for x, y in zip(times, series, strict=True) if x <= when]
+            return before[-1] if before else (series[0] if series else None)
+
         fig.add_trace(
             go.Scatter(
                 x=[local(a.at) for a in firing],
-                y=[near(series, a.at) for a in firing],
+                y=[near(a.at) for a in firing],
                 mode="markers",
                 marker={"symbol": "triangle-down", "size": 12, "color": "#d62728"},
                 name=t["alert"],
@@ -198,7 +200,7 @@ def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) 
         fig.add_trace(
             go.Scatter(
                 x=[local(m.updated_at) for m in issued],
-                y=[near(series, m.updated_at) for m in issued],
+                y=[near(m.updated_at) for m in issued],
                 mode="markers",
                 marker={"symbol": "x", "size": 13, "color": "#000000"},
                 name=t["call"],
@@ -224,7 +226,7 @@ def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) 
     fv.add_trace(go.Scatter(x=xs, y=value, mode="lines", name=t["value"], line={"color": "#1f77b4"}))
     dashed = {"dash": "dash", "color": "#7f7f7f"}
     fv.add_trace(go.Scatter(x=xs, y=appraisal, mode="lines", name=t["appraisal"], line=dashed))
-    markers(fv, value, ends)
+    markers(fv, ends, value)
     fv.update_yaxes(tickformat=",.0f", title=t["value"])
 
     snaps = sorted(h.snapshots, key=lambda s: s.as_of)
@@ -247,32 +249,7 @@ def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) 
                 annotation_text=f"{t[key]} {level:.2f}",
                 annotation_position="top left",
             )
-    ends_cov = cov_t
-
-    def near_cov(when: dt.datetime) -> float | None:
-        before = [c for c, e in zip(cov, ends_cov, strict=True) if e <= when]
-        return before[-1] if before else (cov[0] if cov else None)
-
-    fc.add_trace(
-        go.Scatter(
-            x=[local(a.at) for a in firing],
-            y=[near_cov(a.at) for a in firing],
-            mode="markers",
-            marker={"symbol": "triangle-down", "size": 12, "color": "#d62728"},
-            name=t["alert"],
-            text=[a.rule_id for a in firing],
-            hoverinfo="text",
-        )
-    )
-    fc.add_trace(
-        go.Scatter(
-            x=[local(m.updated_at) for m in issued],
-            y=[near_cov(m.updated_at) for m in issued],
-            mode="markers",
-            marker={"symbol": "x", "size": 13, "color": "#000000"},
-            name=t["call"],
-        )
-    )
+    markers(fc, cov_t, cov)  # type: ignore[arg-type]  # coverage ratios, Nones left out above
     fc.update_yaxes(tickformat=".2f", title=t["coverage"])
 
     fq = go.Figure(layout={**layout, "title": f"{h.loan_id}: {t['quality']}"})
