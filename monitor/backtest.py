@@ -15,12 +15,20 @@ from typing import Any
 
 from monitor.engine import CoreParams, Monitor, Output, decode_loan_event, decode_telemetry
 from monitor.errors import ConfigError, InputRejected
-from monitor.incidents import Incident, apply_incidents
+from monitor.incidents import Incident, apply_incidents, parse_incident
 from monitor.schemas import Alert, CollateralPledged, CollateralValuation, LoanRiskSnapshot, MarginCall, TelemetryEvent
 from monitor.sensors import CountingSensor
 from rules.rulebook import Rulebook
 
-__all__ = ["BacktestResult", "load_loan_book", "pledged_assets", "read_telemetry", "run_backtest", "run_backtests"]
+__all__ = [
+    "BacktestResult",
+    "load_inputs",
+    "load_loan_book",
+    "pledged_assets",
+    "read_telemetry",
+    "run_backtest",
+    "run_backtests",
+]
 
 
 def pledged_assets(loan_book: Iterable[bytes]) -> set[str]:
@@ -77,6 +85,36 @@ def read_telemetry(path: str | Path, assets: set[str] | None = None) -> Iterator
     from monitor.sources.auckland import events_from_polls, read_polls
 
     return events_from_polls(read_polls(path), assets)
+
+
+def load_inputs(
+    loan_book: str | Path, telemetry: str | Path, inject: Iterable[str] = ()
+) -> tuple[list[bytes], list[TelemetryEvent], list[Incident]]:
+    """The loan book, its assets' telemetry and the incidents of a CLI run, checked against each other.
+
+    Raises
+    ------
+    ConfigError
+        When an incident names an asset the loan book does not pledge, or the telemetry holds no
+        record of a pledged asset (the usual cause: the default loan book with another data set).
+    FileNotFoundError
+        When the telemetry path does not exist.
+    """
+    book = load_loan_book(loan_book)
+    assets = pledged_assets(book)
+    incidents = [parse_incident(i) for i in inject]
+    for inc in incidents:
+        if inc.asset_id not in assets:
+            msg = f"--inject: got asset {inc.asset_id!r}, expected one the loan book pledges: {sorted(assets)}"
+            raise ConfigError(msg)
+    events = list(read_telemetry(telemetry, assets))
+    if not events:
+        msg = (
+            f"--telemetry: {telemetry} holds no record of an asset the loan book {loan_book} pledges "
+            f"({sorted(assets)}); expected --loan-book with the loans that pledge its assets"
+        )
+        raise ConfigError(msg)
+    return book, events, incidents
 
 
 @dataclass

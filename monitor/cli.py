@@ -37,7 +37,11 @@ SCHEMAS = ROOT / "deploy" / "schemas"
 
 RulesOpt = Annotated[Path | None, typer.Option("--rules", help="Rulebook YAML (default: settings.rulebook).")]
 TelemetryOpt = Annotated[
-    Path, typer.Option(help="Auckland polls (folder of *.json.gz or a .jsonl.gz) or CTA daily boardings (.csv).")
+    Path,
+    typer.Option(
+        help="Auckland polls (folder of *.json.gz or a .jsonl.gz), GTFS-rt VehiclePositions CSV with the day's "
+        "static GTFS beside it, or CTA daily boardings (.csv): docs/sources.md."
+    ),
 ]
 InjectOpt = Annotated[list[str] | None, typer.Option("--inject", help="Incident, e.g. outage:akl-routes-7xx@3h.")]
 
@@ -49,6 +53,22 @@ def _fail(exc: Exception) -> None:
     else:
         err.print(f"[red]error:[/] {exc}")
     raise typer.Exit(1)
+
+
+def _lang(lang: str) -> str:
+    if lang not in ("zh", "en"):
+        raise ConfigError(f"--lang: got {lang!r}, expected one of ['en', 'zh']")
+    return lang
+
+
+def _zone(tz: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--tz: got {tz!r}, expected an IANA time zone such as Asia/Shanghai") from None
+    return tz
 
 
 def _settings() -> Settings:
@@ -132,27 +152,26 @@ def backtest(
     as_json: Annotated[bool, typer.Option("--json", help="With --compare: print the diff as JSON.")] = False,
 ) -> None:
     """Run the loan book and telemetry through the core in-process (no broker); print the alert timeline."""
-    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtests
+    from monitor.backtest import load_inputs, run_backtests
     from monitor.display import AlertPrinter
-    from monitor.incidents import parse_incident
     from rules.rulebook import load_rulebook
 
     settings = _settings()
     try:
+        _lang(lang)
+        zone = _zone(tz or settings.display_timezone)
         rb = load_rulebook(rules or settings.rulebook)
         rulebooks = [rb] if compare is None else [rb, load_rulebook(compare)]
-        incidents = [parse_incident(i) for i in inject or []]
-        book = load_loan_book(loan_book)
-        events = list(read_telemetry(telemetry, pledged_assets(book)))
+        book, events, incidents = load_inputs(loan_book, telemetry, inject or [])
         results = run_backtests(book, events, rulebooks, _params(settings), incidents)
     except (PledgewatchError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
     if compare is not None:
-        _print_diff(results[0], results[1], rulebooks, as_json, tz or settings.display_timezone)
+        _print_diff(results[0], results[1], rulebooks, as_json, zone)
         return
     res = results[0]
-    printer = AlertPrinter(timezone=tz or settings.display_timezone, lang=lang)
+    printer = AlertPrinter(timezone=zone, lang=lang)
     for o in res.outputs:
         if o.topic == "alerts":
             printer.alert(o.message)  # type: ignore[arg-type]
@@ -192,9 +211,12 @@ def _print_service(events: list, telemetry: Path, lang: str) -> None:  # type: i
     table = Table(*heads, title=title)
     for route, r in service_by_route(events, timetable).items():
         otp = f"{r.otp:.1%}" if r.otp is not None else "–"
-        table.add_row(route, f"{r.departures:,}", f"{r.on_time:,}", otp, f"{r.completed:,}", " ".join(r.missed) or "0")
+        missed = f"{len(r.missed)}" + (f": {' '.join(r.missed)}" if r.missed else "")
+        table.add_row(route, f"{r.departures:,}", f"{r.on_time:,}", otp, f"{r.completed:,}", missed)
     Console().print(table)
-    Console().print(f"tolerance: {EARLY_S:.0f} s early to {LATE_S:.0f} s late", style="dim")
+    early, late = f"{EARLY_S:.0f}", f"{LATE_S:.0f}"
+    note = f"准点：早 {early} 秒至晚 {late} 秒" if zh else f"on time: {early} s early to {late} s late"
+    Console().print(note, style="dim")
 
 
 def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignore[no-untyped-def]
@@ -300,16 +322,15 @@ def replay(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Produce the loan book, then recorded telemetry, onto the topics (with rate control)."""
-    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
-    from monitor.incidents import apply_incidents, parse_incident
+    from monitor.backtest import load_inputs
+    from monitor.incidents import apply_incidents
     from streams.replay import make_producer, produce_loan_book, produce_telemetry
     from streams.topics import create_topics
 
     s = _settings()
     try:
-        incidents = [parse_incident(i) for i in inject or []]
-        book = load_loan_book(loan_book)
-        events = list(apply_incidents(read_telemetry(telemetry, pledged_assets(book)), incidents))
+        book, events, incidents = load_inputs(loan_book, telemetry, inject or [])
+        events = list(apply_incidents(events, incidents))
     except (PledgewatchError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
@@ -325,12 +346,16 @@ def replay(
 
 @app.command()
 def simulate(
-    assets: Annotated[int, typer.Option(help="Pledged assets (sim-0000 ...), each on a loan of its own.")] = 20,
-    vehicles: Annotated[int, typer.Option(help="Buses per asset.")] = 50,
-    events: Annotated[int, typer.Option(help="Telemetry records to produce.")] = 100_000,
-    rate: Annotated[float, typer.Option(help="Records per second (0 = as fast as the broker takes them).")] = 0.0,
+    assets: Annotated[int, typer.Option(min=1, help="Pledged assets (sim-0000 ...), each on a loan of its own.")] = 20,
+    vehicles: Annotated[int, typer.Option(min=1, help="Buses per asset.")] = 50,
+    events: Annotated[int, typer.Option(min=1, help="Telemetry records to produce.")] = 100_000,
+    rate: Annotated[
+        float, typer.Option(min=0.0, help="Records per second (0 = as fast as the broker takes them).")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same records).")] = 1,
-    inject: InjectOpt = None,
+    inject: Annotated[
+        list[str] | None, typer.Option("--inject", help="Outage of a simulated asset, e.g. outage:sim-0003@2h.")
+    ] = None,
     loans: Annotated[bool, typer.Option(help="Produce the simulated loan book first.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -449,18 +474,11 @@ def report(
     try:
         t0, t1 = when(start, "--from"), when(end, "--to")
         if source == "backtest":
-            from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
-            from monitor.incidents import parse_incident
+            from monitor.backtest import load_inputs, run_backtest
             from rules.rulebook import load_rulebook
 
-            book = load_loan_book(loan_book)
-            res = run_backtest(
-                book,
-                read_telemetry(telemetry, pledged_assets(book)),
-                load_rulebook(rules or settings.rulebook),
-                _params(settings),
-                [parse_incident(i) for i in inject or []],
-            )
+            book, events, incidents = load_inputs(loan_book, telemetry, inject or [])
+            res = run_backtest(book, events, load_rulebook(rules or settings.rulebook), _params(settings), incidents)
             vals, snaps, alerts, calls = res.valuations, res.snapshots, res.alerts, res.margin_calls
         elif source == "topics":
             from streams.latest import read_all
@@ -471,9 +489,8 @@ def report(
             calls = [m for _, m in read_all(settings, "margin-calls", MarginCall)]
         else:
             raise ConfigError(f"--source: got {source!r}, expected backtest or topics")
-        paths = build_report(
-            histories(vals, snaps, alerts, calls, loan, t0, t1), out, lang, tz or settings.display_timezone, png
-        )
+        loans = histories(vals, snaps, alerts, calls, loan, t0, t1)
+        paths = build_report(loans, out, _lang(lang), _zone(tz or settings.display_timezone), png)
     except (PledgewatchError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
@@ -504,15 +521,13 @@ def stress(
     try:
         shock = Shock(activity_drop, quality_drop, frozenset(asset or ()))
         if source == "backtest":
-            from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtests
-            from monitor.incidents import parse_incident
+            from monitor.backtest import load_inputs, run_backtests
             from rules.rulebook import load_rulebook
 
-            book = load_loan_book(loan_book)
-            incidents = [parse_incident(i) for i in inject or []]
+            book, events, incidents = load_inputs(loan_book, telemetry, inject or [])
             res = run_backtests(
                 book,
-                read_telemetry(telemetry, pledged_assets(book)),
+                events,
                 [load_rulebook(settings.rulebook)],
                 _params(settings),
                 incidents,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import os
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable
@@ -69,6 +70,15 @@ LABELS: dict[str, dict[str, str]] = {
         "consistency": "Consistency",
         "timeliness": "Timeliness",
         "accessibility": "Accessibility",
+        "firing": "firing",
+        "resolved": "resolved",
+        "issued": "issued",
+        "cured": "cured",
+        "expired": "expired",
+        "withdrawn": "withdrawn",
+        "info": "info",
+        "critical": "critical",
+        "severity_warning": "warning",
     },
     "zh": {
         "title": "贷后检查报告",
@@ -77,14 +87,14 @@ LABELS: dict[str, dict[str, str]] = {
         "appraisal": "评估值",
         "coverage": "押品覆盖率",
         "warning": "预警线",
-        "margin_call": "追加担保线",
+        "margin_call": "追加保证金线",
         "close_out": "平仓线",
         "quality": "数据质量六维度（0..1）",
         "anomaly": "异常分数",
         "threshold": "异常阈值",
-        "alerts": "预警与追加担保通知",
-        "alert": "预警",
-        "call": "追加担保",
+        "alerts": "告警与追加保证金通知",
+        "alert": "告警",
+        "call": "追加保证金通知",
         "changes": "价值变动最大的窗口及其归因（元）",
         "time": "时间",
         "asset": "数据资产",
@@ -103,6 +113,15 @@ LABELS: dict[str, dict[str, str]] = {
         "consistency": "一致性",
         "timeliness": "时效性",
         "accessibility": "可访问性",
+        "firing": "触发",
+        "resolved": "解除",
+        "issued": "已发出",
+        "cured": "已补足",
+        "expired": "已到期",
+        "withdrawn": "已撤回",
+        "info": "提示",
+        "critical": "严重",
+        "severity_warning": "警告",
     },
 }
 
@@ -134,6 +153,8 @@ def histories(
     ConfigError
         When ``loan_id`` has no snapshot in the period.
     """
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(f"--from / --to: got {start.isoformat()} … {end.isoformat()}, expected --from before --to")
 
     def within(t: dt.datetime) -> bool:
         return (start is None or t >= start) and (end is None or t < end)
@@ -246,11 +267,11 @@ def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) 
             fc.add_hline(
                 y=level,
                 line={"dash": "dot", "color": colour},
-                annotation_text=f"{t[key]} {level:.2f}",
+                annotation_text=f"{t[key]} {level:.0%}",
                 annotation_position="top left",
             )
     markers(fc, cov_t, cov)  # type: ignore[arg-type]  # coverage ratios, Nones left out above
-    fc.update_yaxes(tickformat=".2f", title=t["coverage"])
+    fc.update_yaxes(tickformat=".0%", title=t["coverage"])
 
     fq = go.Figure(layout={**layout, "title": f"{h.loan_id}: {t['quality']}"})
     for d in DIMENSIONS:
@@ -299,16 +320,20 @@ def _changes_table(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, top: int) -
 def _alerts_table(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo) -> str:
     t = LABELS[lang]
     rows = []
+
+    def severity(level: str) -> str:
+        return t["severity_warning"] if level == "warning" else t[level]
+
     for a in sorted(h.alerts, key=lambda a: a.at):
         summary = a.summary if lang == "zh" else a.summary_en
         rows.append(
             f"<tr class=alert id='{html.escape(a.alert_id)}-{a.status}'><td>{a.at.astimezone(tz):%Y-%m-%d %H:%M}</td>"
-            f"<td>{t['alert']} ({a.status})</td><td>{html.escape(a.rule_id)}</td><td>{a.severity}</td>"
+            f"<td>{t['alert']} ({t[a.status]})</td><td>{html.escape(a.rule_id)}</td><td>{severity(a.severity)}</td>"
             f"<td>{html.escape(summary)}</td></tr>"
         )
     for m in sorted(h.margin_calls, key=lambda m: m.updated_at):
         rows.append(
-            f"<tr class=call><td>{m.updated_at.astimezone(tz):%Y-%m-%d %H:%M}</td><td>{t['call']} ({m.status})</td>"
+            f"<tr class=call><td>{m.updated_at.astimezone(tz):%Y-%m-%d %H:%M}</td><td>{t['call']} ({t[m.status]})</td>"
             f"<td>{html.escape(m.margin_call_id)}</td><td></td>"
             f"<td>{format_yuan(m.required_top_up_collateral)}</td></tr>"
         )
@@ -344,7 +369,11 @@ def build_report(
         raise ConfigError("report: no loan has risk snapshots in the period; nothing to report")
     tz = zoneinfo.ZoneInfo(timezone)
     t = LABELS[lang]
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: got {out}, an existing file; expected a folder (created when missing)")
     out.mkdir(parents=True, exist_ok=True)
+    if png and os.environ.get("CHROMIUM_BIN"):
+        os.environ.setdefault("BROWSER_PATH", os.environ["CHROMIUM_BIN"])  # kaleido's choreographer reads this
     written: list[Path] = []
     sections = []
     for h in loans:
@@ -360,9 +389,9 @@ def build_report(
         sections.append(
             f"<section id='{html.escape(h.loan_id)}'><h2>{html.escape(h.loan_id)}</h2>"
             f"<p>{t['period']}: {period}. {t['outstanding']}: {format_yuan(last.outstanding)}; "
-            f"{t['coverage']}: {last.coverage_ratio if last.coverage_ratio is None else f'{last.coverage_ratio:.2f}'}; "
-            f"{t['warning']} {last.thresholds.warning:.2f} · {t['margin_call']} {last.thresholds.margin_call:.2f} · "
-            f"{t['close_out']} {last.thresholds.close_out:.2f}</p>"
+            f"{t['coverage']}: {'–' if last.coverage_ratio is None else f'{last.coverage_ratio:.1%}'}; "
+            f"{t['warning']} {last.thresholds.warning:.0%} · {t['margin_call']} {last.thresholds.margin_call:.0%} · "
+            f"{t['close_out']} {last.thresholds.close_out:.0%}</p>"
             f"{divs}{_alerts_table(h, lang, tz)}{_changes_table(h, lang, tz, top_changes)}</section>"
         )
         if png:

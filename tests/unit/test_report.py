@@ -78,7 +78,7 @@ def test_report_in_headless_chromium__not_blank__loan_lines_and_every_alert_on_t
     assert "L-AKL-002" in dom
     # the three lines are drawn by plotly.js as SVG annotations: present only if the charts rendered
     svg_text = " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", dom))
-    for line in ("Warning line 1.30", "Margin-call line 1.20", "Close-out line 1.10"):
+    for line in ("Warning line 130%", "Margin-call line 120%", "Close-out line 110%"):
         assert line in svg_text, line
     for alert in loans[0].alerts:
         assert f'id="{alert.alert_id}-{alert.status}"' in dom, alert.rule_id
@@ -98,8 +98,17 @@ def test_chinese_labels_and_attribution_table(demo, tmp_path: Path) -> None:  # 
 
 
 def test_bad_requests_are_one_clear_error(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
     with pytest.raises(ConfigError, match="--loan: got 'L-NOPE'"):
         histories(demo.valuations, demo.snapshots, demo.alerts, demo.margin_calls, loan_id="L-NOPE")
     loans = histories(demo.valuations, demo.snapshots, demo.alerts, demo.margin_calls)
     with pytest.raises(ConfigError, match="--lang: got 'fr'"):
         build_report(loans, tmp_path, lang="fr", png=False)
+    a_file = tmp_path / "taken"
+    a_file.write_text("")
+    with pytest.raises(ConfigError, match=r"--out: got .*taken, an existing file"):
+        build_report(loans, a_file, lang="en", png=False)
+    t = dt.datetime(2016, 5, 20, tzinfo=dt.UTC)
+    with pytest.raises(ConfigError, match="expected --from before --to"):
+        histories(demo.valuations, demo.snapshots, demo.alerts, demo.margin_calls, start=t, end=t)
