@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -19,6 +20,13 @@ from monitor.schemas import Alert, LoanRiskSnapshot, MarginCall
 from monitor.settings import Settings
 
 __all__ = ["watch"]
+
+_MODELS: dict[str, Any] = {"alert": Alert, "mc": MarginCall, "risk": LoanRiskSnapshot}
+
+
+def _event_time(kind: str, msg: Any) -> Any:
+    """When an output happened: an alert's ``at``, a margin call's ``updated_at``, a snapshot's ``as_of``."""
+    return msg.at if kind == "alert" else msg.updated_at if kind == "mc" else msg.as_of
 
 
 def watch(
@@ -52,7 +60,31 @@ def watch(
     if from_beginning:
         consumer.seek_to_beginning()
     last_cov: dict[str, tuple[str, float | None, str]] = {}
-    last_at = ""
+    state = {"last_at": ""}
+
+    def coverage_line() -> None:
+        if last_cov and any(v[2] != "calibrating" for v in last_cov.values()):
+            at = max(v[0] for v in last_cov.values())
+            parts_s = " | ".join(
+                f"{loan} awaiting valuation" if status == "calibrating" or cov is None else f"{loan} {cov:.1%} {status}"
+                for loan, (_, cov, status) in sorted(last_cov.items())
+            )
+            if at != state["last_at"]:  # one line per window of event time
+                console.print(f"[dim]{at} coverage: {parts_s}[/]")
+                state["last_at"] = at
+
+    def show(kind: str, msg: Any) -> None:
+        if kind == "alert":
+            printer.alert(msg)
+        elif kind == "mc":
+            printer.margin_call(msg)
+        else:
+            last_cov[msg.loan_id] = (msg.as_of.astimezone(tz).strftime("%m-%d %H:%M"), msg.coverage_ratio, msg.status)
+
+    # what is already on the topics is shown in event-time order: read as it comes, partitions and topics
+    # interleave, so a loan's coverage could show a state hours old and a margin call before its warning
+    ends = consumer.end_offsets(parts) if from_beginning else {}
+    backlog: list[tuple[Any, int, str, Any]] = []
     try:
         while not (stop and stop()):
             batch = consumer.poll(timeout_ms=500)
@@ -60,29 +92,23 @@ def watch(
                 kind = topics[tp.topic]
                 for rec in records:
                     try:
-                        if kind == "alert":
-                            printer.alert(Alert.model_validate_json(rec.value))
-                        elif kind == "mc":
-                            printer.margin_call(MarginCall.model_validate_json(rec.value))
-                        else:
-                            s = LoanRiskSnapshot.model_validate_json(rec.value)
-                            last_cov[s.loan_id] = (
-                                s.as_of.astimezone(tz).strftime("%m-%d %H:%M"),
-                                s.coverage_ratio,
-                                s.status,
-                            )
+                        msg = _MODELS[kind].model_validate_json(rec.value)
                     except ValidationError as exc:
                         console.print(f"[red]unreadable record on {tp.topic}@{rec.offset}: {exc.errors()[0]['msg']}")
-            if last_cov and any(v[2] != "calibrating" for v in last_cov.values()):
-                at = max(v[0] for v in last_cov.values())
-                parts_s = " | ".join(
-                    f"{loan} awaiting valuation"
-                    if status == "calibrating" or cov is None
-                    else f"{loan} {cov:.1%} {status}"
-                    for loan, (_, cov, status) in sorted(last_cov.items())
-                )
-                if at != last_at:  # one line per window of event time
-                    console.print(f"[dim]{at} coverage: {parts_s}[/]")
-                    last_at = at
+                        continue
+                    if ends:
+                        backlog.append((_event_time(kind, msg), len(backlog), kind, msg))
+                    else:
+                        show(kind, msg)
+            if ends and all(consumer.position(tp) >= end for tp, end in ends.items()):
+                ends = {}
+                ordered = sorted(backlog, key=lambda b: (b[0], b[1]))
+                for i, (when, _, kind, msg) in enumerate(ordered):
+                    show(kind, msg)
+                    if i + 1 == len(ordered) or ordered[i + 1][0] != when:
+                        coverage_line()  # once every output of this moment is applied
+                backlog.clear()
+            if not ends:
+                coverage_line()
     finally:
         consumer.close()

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import orjson
+import pytest
 
 from streams.topics import create_topics
 from tests.integration.conftest import (
@@ -109,3 +110,34 @@ def test_simulate__the_worker_takes_the_whole_simulated_fleet_and_only_the_dark_
     assert "SIM-L0001" in page
     for a in alerts:
         assert f"id='{a['alert_id']}-firing'" in page
+
+
+def test_watch_started_after_the_fact__shows_the_backlog_in_event_time_order(
+    env: Env, worker: Worker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``pledgewatch watch`` started once the outputs are on the topics (a fresh-clone review found it
+    showing a loan's coverage hours stale, and a margin call before its warning): the backlog is shown in
+    event-time order and ends at each loan's latest state."""
+    from monitor.schemas import LoanRiskSnapshot
+    from streams.latest import latest_by_key
+    from streams.watch import watch
+
+    worker.start()
+    # enough outputs that reading them takes many polls across 12 partitions (the review's run: 200,000)
+    run_cli(env, "simulate", "--assets", "4", "--vehicles", "20", "--events", "200000", "--seed", "4",
+            "--inject", "outage:sim-0003@2h", "--no-progress", timeout=300)  # fmt: skip
+    wait_caught_up(env.settings, env.run, timeout=400)
+    latest = latest_by_key(env.settings, "loan-risk", LoanRiskSnapshot)
+    polls = iter(range(60))
+    capsys.readouterr()
+    watch(env.settings, timezone="UTC", stop=lambda: next(polls, None) is None)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if " coverage: " in ln]
+    assert lines, "watch printed no coverage line"
+    stamps = [ln.split(" coverage: ")[0].strip() for ln in lines]
+    # MM-DD HH:MM: the loans open on 2023-12-31, the fleet runs from 2024-01-01, so December comes first
+    assert stamps == sorted(stamps, key=lambda st: ("0" if st.startswith("12-") else "1") + st)
+    final = lines[-1]
+    for loan, snap in latest.items():
+        calibrating = snap.status == "calibrating" or snap.coverage_ratio is None
+        shown = f"{loan} awaiting valuation" if calibrating else f"{loan} {snap.coverage_ratio:.1%} {snap.status}"
+        assert shown in final, (loan, final)
