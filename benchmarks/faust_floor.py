@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 
@@ -27,7 +26,7 @@ def main() -> None:
         f"faust-floor-{uuid.uuid4().hex[:6]}",
         broker=f"kafka://{os.environ.get('KAFKA_BOOTSTRAP_SERVERS', '127.0.0.1:9092')}",
         store="memory://",
-        datadir=tempfile.mkdtemp(prefix="faust-floor-"),
+        datadir=os.path.join(os.getcwd(), "faust-floor-data"),  # e2e.py runs it in its own temporary folder
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         autodiscover=False,
