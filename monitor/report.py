@@ -207,28 +207,35 @@ def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) 
             before = [y for x, y in zip(times, series, strict=True) if x <= when]
             return before[-1] if before else (series[0] if series else None)
 
-        fig.add_trace(
-            go.Scatter(
-                x=[local(a.at) for a in firing],
-                y=[near(a.at) for a in firing],
-                mode="markers",
-                marker={"symbol": "triangle-down", "size": 12, "color": "#d62728"},
-                name=t["alert"],
-                text=[f"{a.rule_id} ({a.severity}) {local(a.at):%Y-%m-%d %H:%M}" for a in firing],
-                hoverinfo="text",
+        for times_, texts, symbol, size, colour, name in (
+            (
+                [a.at for a in firing],
+                [f"{a.rule_id} ({a.severity}) {local(a.at):%Y-%m-%d %H:%M}" for a in firing],
+                "triangle-down",
+                12,
+                "#d62728",
+                t["alert"],
+            ),
+            (
+                [m.updated_at for m in issued],
+                [f"{m.margin_call_id} {format_yuan(m.required_top_up_collateral)}" for m in issued],
+                "x",
+                13,
+                "#000000",
+                t["call"],
+            ),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=[local(w) for w in times_],
+                    y=[near(w) for w in times_],
+                    mode="markers",
+                    marker={"symbol": symbol, "size": size, "color": colour},
+                    name=name,
+                    text=texts,
+                    hoverinfo="text",
+                )
             )
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=[local(m.updated_at) for m in issued],
-                y=[near(m.updated_at) for m in issued],
-                mode="markers",
-                marker={"symbol": "x", "size": 13, "color": "#000000"},
-                name=t["call"],
-                text=[f"{m.margin_call_id} {format_yuan(m.required_top_up_collateral)}" for m in issued],
-                hoverinfo="text",
-            )
-        )
 
     layout = {"template": "plotly_white", "height": 380, "margin": {"l": 70, "r": 20, "t": 50, "b": 40}}
     fv = go.Figure(layout={**layout, "title": f"{h.loan_id}: {t['value']}"})

@@ -300,42 +300,35 @@ class Fleet:
             trip = f"{veh.asset:04d}-{veh.number:03d}-{veh.trip}"
             veh.stop += 1
             veh.delay = max(-1_800.0, min(7_200.0, veh.delay + rng.gauss(0.0, 30.0)))
+            # the fields of both kinds first, in the order the schema lists them
+            record: dict[str, object] = {
+                "event_id": "",
+                "asset_id": names[veh.asset],
+                "observed_at": stamp,
+                "received_at": stamp,
+                "entity_id": f"bus-{veh.number:03d}",
+            }
             if veh.stop > veh.stops:
-                value = dumps(
-                    {
-                        "event_id": f"sim:done:{trip}",
-                        "asset_id": names[veh.asset],
-                        "observed_at": stamp,
-                        "received_at": stamp,
-                        "entity_id": f"bus-{veh.number:03d}",
-                        "kind": "trip_completed",
-                        "metrics": {
-                            "trips": 1.0,
-                            "on_time_trips": 1.0 if abs(veh.delay) <= ON_TIME_S else 0.0,
-                            "duration_s": round(ts - veh.started, 3),
-                            "final_delay_s": round(veh.delay, 1),
-                            "stop_sequence": float(veh.stops),
-                        },
-                        "attributes": {"trip_id": trip},
-                    }
-                )
+                record["event_id"] = f"sim:done:{trip}"
+                record["kind"] = "trip_completed"
+                record["metrics"] = {
+                    "trips": 1.0,
+                    "on_time_trips": 1.0 if abs(veh.delay) <= ON_TIME_S else 0.0,
+                    "duration_s": round(ts - veh.started, 3),
+                    "final_delay_s": round(veh.delay, 1),
+                    "stop_sequence": float(veh.stops),
+                }
+                record["attributes"] = {"trip_id": trip}
                 veh.trip += 1
                 veh.stop = 0
                 veh.stops = rng.choice(stops)
                 veh.delay = rng.choice(delays)
                 veh.started = ts
             else:
-                value = dumps(
-                    {
-                        "event_id": f"sim:{trip}@{veh.stop}",
-                        "asset_id": names[veh.asset],
-                        "observed_at": stamp,
-                        "received_at": stamp,
-                        "entity_id": f"bus-{veh.number:03d}",
-                        "kind": "trip_update",
-                        "metrics": {"delay_s": round(veh.delay, 1), "stop_sequence": float(veh.stop)},
-                        "attributes": {"trip_id": trip, "route_id": f"R{veh.asset:04d}-{veh.number % 8}"},
-                    }
-                )
+                record["event_id"] = f"sim:{trip}@{veh.stop}"
+                record["kind"] = "trip_update"
+                record["metrics"] = {"delay_s": round(veh.delay, 1), "stop_sequence": float(veh.stop)}
+                record["attributes"] = {"trip_id": trip, "route_id": f"R{veh.asset:04d}-{veh.number % 8}"}
+            value = dumps(record)
             yield ids[veh.asset], value, ts
             n += 1

@@ -183,6 +183,9 @@ class Node:
         self.worker = worker_id()
         #: (max_skew_s, earliest event time in POSIX s, max_bytes): fixed, so not recomputed per record
         self.bounds = (settings.max_clock_skew_s, settings.earliest_event_time.timestamp(), settings.max_message_bytes)
+        #: the input topics' names, checked per record: formatted once
+        self.telemetry_topic = settings.topic("telemetry")
+        self.pledges_topic = settings.topic("asset-pledges")
         self.asset_partition: dict[str, int] = {}
         self.partition_max: dict[int, float] = {}
         self.partition_offset: dict[int, int] = {}
@@ -431,7 +434,7 @@ class Node:
         part = msg.partition
         changed: set[str] = set()
         outputs: list[Output] = []
-        if msg.topic == self.s.topic("asset-pledges"):
+        if msg.topic == self.pledges_topic:
             if msg.key == CLOCK_KEY:
                 self.load_assigned()
                 outputs = self.idle_advance()
@@ -466,7 +469,7 @@ class Node:
                 await self.reject(event, exc)
         changed |= {o.key for o in outputs if o.topic == "valuations"}
         now = time.monotonic()
-        if msg.topic != self.s.topic("telemetry") or now - self.persisted_at.get(part, 0.0) >= CHECKPOINT_INTERVAL_S:
+        if msg.topic != self.telemetry_topic or now - self.persisted_at.get(part, 0.0) >= CHECKPOINT_INTERVAL_S:
             self.persist(part, changed)
             self.persisted_at[part] = now
         else:
@@ -518,7 +521,7 @@ class Node:
         """
         at, tps = self._telemetry_tps
         if now - at >= 0.5:
-            topic = self.s.topic("telemetry")
+            topic = self.telemetry_topic
             tps = [tp for tp in self.app.consumer.assignment() if tp.topic == topic]
             self._telemetry_tps = (now, tps)
         return tps

@@ -447,7 +447,25 @@ def events_from_day(timetable: Timetable, pings: list[Ping], asset_id: str = "wm
     day = analyse_day(timetable, pings)
     out: list[tuple[float, int, TelemetryEvent]] = []
 
-    def emit(ts: float, ev: TelemetryEvent, order: int = 1) -> None:
+    def emit(
+        ts: float,
+        order: int,
+        event_id: str,
+        kind: str,
+        metrics: dict[str, float],
+        attributes: dict[str, str] | None = None,
+        entity_id: str | None = None,
+    ) -> None:
+        """One record at event time ``ts``; ``order`` sorts records of the same second (heartbeat first)."""
+        ev = TelemetryEvent(
+            event_id=f"wmata:{event_id}",
+            asset_id=asset_id,
+            observed_at=_iso(ts),
+            entity_id=entity_id,
+            kind=kind,
+            metrics=metrics,
+            attributes=attributes or {},
+        )
         out.append((ts, order, ev))
 
     slots: dict[int, int] = defaultdict(int)
@@ -460,95 +478,41 @@ def events_from_day(timetable: Timetable, pings: list[Ping], asset_id: str = "wm
             metrics["bearing_deg"] = p.bearing
         if i in day.jump_speed:
             metrics["jump_speed_mps"] = round(day.jump_speed[i], 3)
-        emit(
-            p.ts,
-            TelemetryEvent(
-                event_id=f"wmata:{p.vehicle}@{int(p.ts)}",
-                asset_id=asset_id,
-                observed_at=_iso(p.ts),
-                entity_id=p.vehicle,
-                kind="vehicle_position",
-                metrics=metrics,
-                attributes={"trip_id": p.trip_id, "route_id": p.route_id},
-            ),
-        )
+        trip = {"trip_id": p.trip_id, "route_id": p.route_id}
+        emit(p.ts, 1, f"{p.vehicle}@{int(p.ts)}", "vehicle_position", metrics, trip, p.vehicle)
     for slot, n in slots.items():
         ts = (slot + 1) * POLL_S - 1
-        emit(
-            ts,
-            TelemetryEvent(
-                event_id=f"wmata:poll:{asset_id}@{slot * int(POLL_S)}",
-                asset_id=asset_id,
-                observed_at=_iso(ts),
-                entity_id="collector",
-                kind="feed_poll",
-                metrics={"entities": float(n)},
-            ),
-            0,
-        )
+        emit(ts, 0, f"poll:{asset_id}@{slot * int(POLL_S)}", "feed_poll", {"entities": float(n)}, None, "collector")
     for d in day.departures:
-        emit(
-            d.observed,
-            TelemetryEvent(
-                event_id=f"wmata:dep:{d.trip_id}:{d.seq}",
-                asset_id=asset_id,
-                observed_at=_iso(d.observed),
-                kind="timepoint_departure",
-                metrics={"deviation_s": round(d.deviation_s, 1), "on_time": 1.0 if d.on_time else 0.0},
-                attributes={"trip_id": d.trip_id, "route_id": d.route_id, "stop_id": d.stop_id},
-            ),
-            2,
-        )
+        metrics = {"deviation_s": round(d.deviation_s, 1), "on_time": 1.0 if d.on_time else 0.0}
+        where = {"trip_id": d.trip_id, "route_id": d.route_id, "stop_id": d.stop_id}
+        emit(d.observed, 2, f"dep:{d.trip_id}:{d.seq}", "timepoint_departure", metrics, where)
     for run in day.runs.values():
         if run.completed_at is None:
             continue
         late = run.completed_at - run.plan.stops[-1].departure
-        emit(
-            run.completed_at,
-            TelemetryEvent(
-                event_id=f"wmata:done:{run.plan.trip_id}",
-                asset_id=asset_id,
-                observed_at=_iso(run.completed_at),
-                entity_id=sorted(run.vehicles)[0],
-                kind="trip_completed",
-                metrics={
-                    "trips": 1.0,
-                    "on_time_trips": 1.0 if -EARLY_S <= late <= LATE_S else 0.0,
-                    "final_delay_s": round(late, 1),
-                    "duration_s": round(run.completed_at - run.first, 1),
-                    "stop_sequence": float(run.plan.last_seq),
-                },
-                attributes={"trip_id": run.plan.trip_id, "route_id": run.plan.route_id},
-            ),
-            2,
-        )
+        metrics = {
+            "trips": 1.0,
+            "on_time_trips": 1.0 if -EARLY_S <= late <= LATE_S else 0.0,
+            "final_delay_s": round(late, 1),
+            "duration_s": round(run.completed_at - run.first, 1),
+            "stop_sequence": float(run.plan.last_seq),
+        }
+        trip = {"trip_id": run.plan.trip_id, "route_id": run.plan.route_id}
+        emit(run.completed_at, 2, f"done:{run.plan.trip_id}", "trip_completed", metrics, trip, sorted(run.vehicles)[0])
     # one dispatch summary per window that the feed covered
-    first_w = int(day.coverage[0] // WINDOW_S)
-    last_w = int(day.coverage[1] // WINDOW_S)
-    for w in range(first_w, last_w + 1):
+    for w in range(int(day.coverage[0] // WINDOW_S), int(day.coverage[1] // WINDOW_S) + 1):
         lo, hi = w * WINDOW_S, (w + 1) * WINDOW_S
         in_w = [i for i, p in enumerate(pings) if lo <= p.ts < hi]
-        started = [r for r in day.runs.values() if lo <= r.first < hi]
         missed = [t for t in day.missed if lo <= t.start < hi]
-        ts = min(hi - 1, day.coverage[1])
-        emit(
-            ts,
-            TelemetryEvent(
-                event_id=f"wmata:dispatch:{asset_id}@{int(lo)}",
-                asset_id=asset_id,
-                observed_at=_iso(ts),
-                entity_id="dispatch",
-                kind="dispatch",
-                metrics={
-                    "vehicles": float(len({pings[i].vehicle for i in in_w})),
-                    "vehicle_km": round(sum(day.metres.get(i, 0.0) for i in in_w) / 1000, 3),
-                    "trips": float(len(started)),
-                    "missed_trips": float(len(missed)),
-                },
-                attributes={"missed_trip_ids": " ".join(t.trip_id for t in missed)} if missed else {},
-            ),
-            3,
-        )
+        metrics = {
+            "vehicles": float(len({pings[i].vehicle for i in in_w})),
+            "vehicle_km": round(sum(day.metres.get(i, 0.0) for i in in_w) / 1000, 3),
+            "trips": float(sum(1 for r in day.runs.values() if lo <= r.first < hi)),
+            "missed_trips": float(len(missed)),
+        }
+        ids = {"missed_trip_ids": " ".join(t.trip_id for t in missed)} if missed else None
+        emit(min(hi - 1, day.coverage[1]), 3, f"dispatch:{asset_id}@{int(lo)}", "dispatch", metrics, ids, "dispatch")
     out.sort(key=lambda t: (t[0], t[1]))
     for _, _, ev in out:
         yield ev

@@ -93,8 +93,21 @@ def test_simulate__the_worker_takes_the_whole_simulated_fleet_and_only_the_dark_
     dead-lettered, and the asset put in an outage is the one whose loan alerts (its records stop; the
     others keep valuing near their appraisal)."""
     worker.start()
-    run_cli(env, "simulate", "--assets", "3", "--vehicles", "20", "--events", "30000", "--seed", "4",
-            "--inject", "outage:sim-0001@2h", "--no-progress")  # fmt: skip
+    run_cli(
+        env,
+        "simulate",
+        "--assets",
+        "3",
+        "--vehicles",
+        "20",
+        "--events",
+        "30000",
+        "--seed",
+        "4",
+        "--inject",
+        "outage:sim-0001@2h",
+        "--no-progress",
+    )
     wait_caught_up(env.settings, env.run)
     assert committed(env) == 30_000
     assert worker.metric("pledgewatch_dead_letters_total") == 0
@@ -124,8 +137,22 @@ def test_watch_started_after_the_fact__shows_the_backlog_in_event_time_order(
 
     worker.start()
     # enough outputs that reading them takes many polls across 12 partitions (the review's run: 200,000)
-    run_cli(env, "simulate", "--assets", "4", "--vehicles", "20", "--events", "200000", "--seed", "4",
-            "--inject", "outage:sim-0003@2h", "--no-progress", timeout=300)  # fmt: skip
+    run_cli(
+        env,
+        "simulate",
+        "--assets",
+        "4",
+        "--vehicles",
+        "20",
+        "--events",
+        "200000",
+        "--seed",
+        "4",
+        "--inject",
+        "outage:sim-0003@2h",
+        "--no-progress",
+        timeout=300,
+    )
     wait_caught_up(env.settings, env.run, timeout=400)
     latest = latest_by_key(env.settings, "loan-risk", LoanRiskSnapshot)
     polls = iter(range(60))
