@@ -284,7 +284,7 @@ cmd_start() {
   local pid=""
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     sleep 0.2
-    pid="$(scan_pids | head -n 1)"
+    pid="$(scan_pids | sed -n 1p)"  # sed reads all: no SIGPIPE under pipefail
     [ -n "$pid" ] && break
   done
   sleep 0.5
