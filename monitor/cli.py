@@ -183,13 +183,17 @@ def backtest(
                 record = {"topic": o.topic, "key": o.key, "value": o.message.model_dump(mode="json")}
                 fh.write(orjson.dumps(record).decode() + "\n")
     ok = sum(v for (t, k), v in res.sensor.events.items() if k == "ok" and t == "pledge.telemetry")
-    Console().print(
-        f"[bold]{res.events:,} telemetry records ({ok:,} ok) in {res.seconds:.1f} s; "
+    issued = sum(1 for m in res.margin_calls if m.status == "issued")
+    dead = dict(res.sensor.dead_letters) or 0
+    summary = (
+        f"{res.events:,} 条遥测记录（有效 {ok:,} 条），用时 {res.seconds:.1f} 秒；估值 {len(res.valuations):,} 次，"
+        f"告警状态变化 {len(res.alerts)} 次，发出追加保证金通知 {issued} 份；死信：{dead}"
+        if lang == "zh"
+        else f"{res.events:,} telemetry records ({ok:,} ok) in {res.seconds:.1f} s; "
         f"{len(res.valuations):,} valuations, {len(res.alerts)} alert transitions, "
-        f"margin calls issued: {sum(1 for m in res.margin_calls if m.status == 'issued')}; "
-        f"dead letters: {dict(res.sensor.dead_letters) or 0}",
-        soft_wrap=True,
+        f"margin calls issued: {issued}; dead letters: {dead}"
     )
+    Console().print(f"[bold]{summary}", soft_wrap=True)
     if any(e.kind == "timepoint_departure" for e in events):
         _print_service(events, telemetry, lang)
 
@@ -377,10 +381,11 @@ def simulate(
         _fail(exc)
         return
     create_topics(s)
+    n_loan_events = 0
     if loans:
         producer = make_producer(s)
         try:
-            produce_loan_book(producer, s, fleet.loan_book())
+            n_loan_events = produce_loan_book(producer, s, fleet.loan_book())
         finally:
             producer.close()
     with Progress(
@@ -400,6 +405,7 @@ def simulate(
     Console().print(
         f"produced {stats.records:,} telemetry records of {assets} assets × {vehicles} vehicles "
         f"in {stats.seconds:.1f} s ({stats.rate:,.0f} records/s) to {s.topic('telemetry')}"
+        + (f", after {n_loan_events} loan events to {s.topic('loan-book')}" if loans else " (--no-loans)")
     )
 
 

@@ -9,9 +9,44 @@ from rich.table import Table
 
 from monitor.schemas import Alert, MarginCall
 
-__all__ = ["AlertPrinter", "format_yuan"]
+__all__ = ["TERMS", "AlertPrinter", "format_yuan"]
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+#: Alert / margin-call statuses and severities as people read them (shared with the report).
+TERMS: dict[str, dict[str, str]] = {
+    "en": {
+        "firing": "firing",
+        "resolved": "resolved",
+        "issued": "issued",
+        "cured": "cured",
+        "expired": "expired",
+        "withdrawn": "withdrawn",
+        "info": "info",
+        "critical": "critical",
+        "severity_warning": "warning",
+    },
+    "zh": {
+        "firing": "触发",
+        "resolved": "解除",
+        "issued": "已发出",
+        "cured": "已补足",
+        "expired": "已到期",
+        "withdrawn": "已撤回",
+        "info": "提示",
+        "critical": "严重",
+        "severity_warning": "警告",
+    },
+}
+_HEADS = {
+    "en": ("time", "loan", "rule / event", "severity", "coverage", "why"),
+    "zh": ("时间", "贷款", "规则 / 事件", "级别", "覆盖率", "说明"),
+}
+
+
+def severity_label(level: str, lang: str) -> str:
+    """``critical`` / ``warning`` / ``info`` in ``lang`` (``"zh"`` or ``"en"``)."""
+    return TERMS[lang]["severity_warning" if level == "warning" else level]
 
 
 def format_yuan(amount: float) -> str:
@@ -46,12 +81,13 @@ class AlertPrinter:
 
     def _table(self) -> Table:
         t = Table(show_header=not self._header, box=None, pad_edge=False, expand=False)
-        t.add_column("time", width=21)
-        t.add_column("loan", width=15)
-        t.add_column("rule / event", width=27)
-        t.add_column("severity", width=8)
-        t.add_column("coverage", justify="right", width=8)
-        t.add_column("why", overflow="fold")
+        when, loan, rule, severity, coverage, why = _HEADS[self.lang]
+        t.add_column(when, width=21)
+        t.add_column(loan, width=15)
+        t.add_column(rule, width=27)
+        t.add_column(severity, width=8)
+        t.add_column(coverage, justify="right", width=8)
+        t.add_column(why, overflow="fold")
         self._header = True
         return t
 
@@ -60,8 +96,9 @@ class AlertPrinter:
         t = self._table()
         cov = a.facts.get("coverage_ratio")
         cov_s = f"{float(cov):.1%}" if isinstance(cov, float) else "n/a"
-        state = "" if a.status == "firing" else " (resolved)"
-        shadow = " [shadow]" if a.shadow else ""
+        zh = self.lang == "zh"
+        state = "" if a.status == "firing" else ("（解除）" if zh else " (resolved)")
+        shadow = ("（影子规则）" if zh else " [shadow]") if a.shadow else ""
         summary = a.summary if self.lang == "zh" else a.summary_en
         if a.status == "firing":
             why = f"{summary}. {a.facts.get('why', '')}"
@@ -73,7 +110,7 @@ class AlertPrinter:
             a.at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z"),
             a.loan_id,
             f"{a.rule_id}{state}{shadow}",
-            f"[{_STYLE.get(a.severity, '')}]{a.severity}[/]",
+            f"[{_STYLE.get(a.severity, '')}]{severity_label(a.severity, self.lang)}[/]",
             cov_s,
             why,
         )
@@ -82,19 +119,24 @@ class AlertPrinter:
     def margin_call(self, m: MarginCall) -> None:
         """Print one margin-call record."""
         t = self._table()
-        if m.status == "issued":
+        deadline = f"{m.cure_deadline.astimezone(self.tz):%Y-%m-%d %H:%M %Z}"
+        top_up, repay = format_yuan(m.required_top_up_collateral), format_yuan(m.required_repayment)
+        if self.lang == "zh":
             why = (
-                f"MARGIN CALL {m.margin_call_id}: pledge {format_yuan(m.required_top_up_collateral)} more collateral "
-                f"or repay {format_yuan(m.required_repayment)} "
-                f"by {m.cure_deadline.astimezone(self.tz):%Y-%m-%d %H:%M %Z}"
+                f"追加保证金通知 {m.margin_call_id}：请于 {deadline} 前追加押品 {top_up} 或还款 {repay}"
+                if m.status == "issued"
+                else f"追加保证金通知 {m.margin_call_id} {TERMS['zh'][m.status]}"
             )
+        elif m.status == "issued":
+            why = f"MARGIN CALL {m.margin_call_id}: pledge {top_up} more collateral or repay {repay} by {deadline}"
         else:
             why = f"margin call {m.margin_call_id} {m.status}"
+        level = "critical" if m.status in ("issued", "expired") else "info"
         t.add_row(
             m.updated_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z"),
             m.loan_id,
             f"margin-call:{m.status}",
-            "[bold red]critical[/]" if m.status in ("issued", "expired") else "info",
+            f"[{_STYLE[level]}]{severity_label(level, self.lang)}[/]",
             f"{m.coverage_ratio:.1%}",
             why,
         )

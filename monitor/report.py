@@ -30,11 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.display import format_yuan
+from monitor.display import TERMS, format_yuan, severity_label
 from monitor.errors import ConfigError
 from monitor.schemas import DIMENSIONS, Alert, CollateralValuation, LoanRiskSnapshot, MarginCall
+from monitor.valuation import ValuationParams
 
 __all__ = ["LABELS", "LoanHistory", "build_report", "histories"]
+
+_VALUATION_DEFAULTS = ValuationParams()
 
 LABELS: dict[str, dict[str, str]] = {
     "en": {
@@ -49,6 +52,7 @@ LABELS: dict[str, dict[str, str]] = {
         "quality": "Quality dimensions (0..1)",
         "anomaly": "Anomaly score",
         "threshold": "Anomaly threshold",
+        "warmup": "Warm-up ({n} windows): scores not yet flagged",
         "alerts": "Alerts and margin calls",
         "alert": "Alert",
         "call": "Margin call",
@@ -70,15 +74,7 @@ LABELS: dict[str, dict[str, str]] = {
         "consistency": "Consistency",
         "timeliness": "Timeliness",
         "accessibility": "Accessibility",
-        "firing": "firing",
-        "resolved": "resolved",
-        "issued": "issued",
-        "cured": "cured",
-        "expired": "expired",
-        "withdrawn": "withdrawn",
-        "info": "info",
-        "critical": "critical",
-        "severity_warning": "warning",
+        **TERMS["en"],
     },
     "zh": {
         "title": "贷后检查报告",
@@ -92,6 +88,7 @@ LABELS: dict[str, dict[str, str]] = {
         "quality": "数据质量六维度（0..1）",
         "anomaly": "异常分数",
         "threshold": "异常阈值",
+        "warmup": "预热期（{n} 个窗口）：不判定异常",
         "alerts": "告警与追加保证金通知",
         "alert": "告警",
         "call": "追加保证金通知",
@@ -113,15 +110,7 @@ LABELS: dict[str, dict[str, str]] = {
         "consistency": "一致性",
         "timeliness": "时效性",
         "accessibility": "可访问性",
-        "firing": "触发",
-        "resolved": "解除",
-        "issued": "已发出",
-        "cured": "已补足",
-        "expired": "已到期",
-        "withdrawn": "已撤回",
-        "info": "提示",
-        "critical": "严重",
-        "severity_warning": "警告",
+        **TERMS["zh"],
     },
 }
 
@@ -180,7 +169,18 @@ def histories(
     return [out[k] for k in sorted(out)]
 
 
-def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) -> dict[str, Any]:
+#: Chinese date ticks (d3-time-format; plotly.js ships English month names only).
+_ZH_DATES = {
+    "tickformatstops": [
+        {"dtickrange": [None, 86_400_000], "value": "%H:%M<br>%m月%d日"},
+        {"dtickrange": [86_400_000, None], "value": "%Y年%m月%d日"},
+    ],
+    "hoverformat": "%Y年%m月%d日 %H:%M",
+}
+
+
+def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float, warmup: int) -> dict[str, Any]:
+    """The four figures of one loan; ``warmup`` = windows before HalfSpaceTrees may flag (``hst_window``)."""
     import plotly.graph_objects as go
 
     t = LABELS[lang]
@@ -293,14 +293,33 @@ def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float) 
     per_asset: dict[str, list[CollateralValuation]] = defaultdict(list)
     for v in h.valuations:
         per_asset[v.asset_id].append(v)
+    warm_ends = []
     for aid, vs in sorted(per_asset.items()):
         vs.sort(key=lambda v: v.window_end)
         x = [local(v.window_end) for v in vs]
         fa.add_trace(go.Scatter(x=x, y=[v.anomaly_score for v in vs], mode="lines", name=aid))
+        if vs and vs[0].windows_seen <= warmup:  # the report starts inside this asset's warm-up
+            inside = [xi for xi, v in zip(x, vs, strict=True) if v.windows_seen <= warmup]
+            warm_ends.append((x[0], inside[-1]))
+    if warm_ends:
+        x0, x1 = min(w[0] for w in warm_ends), max(w[1] for w in warm_ends)
+        fa.add_vrect(
+            x0=x0,
+            x1=x1,
+            fillcolor="#7f7f7f",
+            opacity=0.12,
+            line_width=0,
+            annotation_text=t["warmup"].format(n=warmup),
+            annotation_position="top left",
+        )
     label = f"{t['threshold']} {threshold:.2f}"
     fa.add_hline(y=threshold, line={"dash": "dot", "color": "#d62728"}, annotation_text=label)
     fa.update_yaxes(range=[0, 1.05])
-    return {"value": fv, "coverage": fc, "quality": fq, "anomaly": fa}
+    figs = {"value": fv, "coverage": fc, "quality": fq, "anomaly": fa}
+    if lang == "zh":
+        for fig in figs.values():
+            fig.update_xaxes(**_ZH_DATES)
+    return figs
 
 
 def _changes_table(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, top: int) -> str:
@@ -328,14 +347,12 @@ def _alerts_table(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo) -> str:
     t = LABELS[lang]
     rows = []
 
-    def severity(level: str) -> str:
-        return t["severity_warning"] if level == "warning" else t[level]
-
     for a in sorted(h.alerts, key=lambda a: a.at):
         summary = a.summary if lang == "zh" else a.summary_en
         rows.append(
             f"<tr class=alert id='{html.escape(a.alert_id)}-{a.status}'><td>{a.at.astimezone(tz):%Y-%m-%d %H:%M}</td>"
-            f"<td>{t['alert']} ({t[a.status]})</td><td>{html.escape(a.rule_id)}</td><td>{severity(a.severity)}</td>"
+            f"<td>{t['alert']} ({t[a.status]})</td><td>{html.escape(a.rule_id)}</td>"
+            f"<td>{severity_label(a.severity, lang)}</td>"
             f"<td>{html.escape(summary)}</td></tr>"
         )
     for m in sorted(h.margin_calls, key=lambda m: m.updated_at):
@@ -358,9 +375,13 @@ def build_report(
     timezone: str = "Asia/Shanghai",
     png: bool = True,
     top_changes: int = 10,
-    anomaly_threshold: float = 0.85,
+    anomaly_threshold: float = _VALUATION_DEFAULTS.anomaly_threshold,
+    hst_window: int = _VALUATION_DEFAULTS.hst_window,
 ) -> list[Path]:
     """Write ``out/report.html`` and (with ``png``) ``out/<loan>-<chart>.png``; return the paths written.
+
+    ``anomaly_threshold`` (0..1) and ``hst_window`` (windows of warm-up, shaded on the anomaly chart)
+    are the valuation's (:class:`monitor.valuation.ValuationParams`).
 
     Raises
     ------
@@ -384,7 +405,7 @@ def build_report(
     written: list[Path] = []
     sections = []
     for h in loans:
-        charts = _charts(h, lang, tz, anomaly_threshold)
+        charts = _charts(h, lang, tz, anomaly_threshold, hst_window)
         last = max(h.snapshots, key=lambda s: s.as_of)
         first = min(h.snapshots, key=lambda s: s.as_of)
         fmt = "%Y-%m-%d %H:%M"

@@ -110,3 +110,27 @@ def test_bad_requests_are_one_clear_error(demo, tmp_path: Path) -> None:  # type
     t = dt.datetime(2016, 5, 20, tzinfo=dt.UTC)
     with pytest.raises(ConfigError, match="expected --from before --to"):
         histories(demo.valuations, demo.snapshots, demo.alerts, demo.margin_calls, start=t, end=t)
+
+
+def test_chinese_date_ticks_and_the_anomaly_warm_up_is_shaded(demo) -> None:  # type: ignore[no-untyped-def]
+    import zoneinfo
+
+    from monitor.report import _charts
+
+    (loan,) = histories(demo.valuations, demo.snapshots, demo.alerts, demo.margin_calls, loan_id="L-AKL-002")
+    tz = zoneinfo.ZoneInfo("Asia/Shanghai")
+    zh = _charts(loan, "zh", tz, 0.85, 32)
+    for fig in zh.values():
+        assert fig.layout.xaxis.hoverformat == "%Y年%m月%d日 %H:%M"
+        assert [s.value for s in fig.layout.xaxis.tickformatstops] == ["%H:%M<br>%m月%d日", "%Y年%m月%d日"]
+    en = _charts(loan, "en", tz, 0.85, 32)
+    assert en["value"].layout.xaxis.hoverformat is None  # plotly's own English dates
+    # the sample day starts every asset's model, so its first 32 windows are shaded and labelled
+    (shade,) = zh["anomaly"].layout.shapes[:1]
+    assert zh["anomaly"].layout.annotations[0].text == "预热期（32 个窗口）：不判定异常"
+    warm = [v for v in loan.valuations if v.windows_seen == 32]
+    assert warm and shade.x1 == max(v.window_end for v in warm).astimezone(tz).replace(tzinfo=None)
+    # past the warm-up nothing is shaded: a report that starts after it has no band
+    late = [v for v in loan.valuations if v.windows_seen > 32]
+    loan.valuations = late
+    assert not [s for s in _charts(loan, "en", tz, 0.85, 32)["anomaly"].layout.shapes if s.type == "rect"]

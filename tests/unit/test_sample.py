@@ -168,3 +168,17 @@ def test_backtest__frozen_feed_counts_repeats_as_duplicates_not_activity(book, r
     assert sum(v.duplicates for v in around) > 1000  # the re-sent polls, counted and dropped
     assert any(a.rule_id == "feed-silent" and a.status == "firing" for a in res.alerts)
     assert any(a.rule_id == "feed-silent" and a.status == "resolved" for a in res.alerts)
+
+
+def test_backtest_command__summary_in_the_language_asked() -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    runner = CliRunner()
+    zh = runner.invoke(app, ["backtest", "--lang", "zh", "--inject", "outage:akl-routes-7xx@3h"])
+    assert zh.exit_code == 0, zh.output
+    assert "44,194 条遥测记录" in zh.output and "发出追加保证金通知 1 份" in zh.output, zh.output
+    assert "追加保证金通知 mc-" in zh.output and "时间" in zh.output and "MARGIN CALL" not in zh.output
+    en = runner.invoke(app, ["backtest", "--inject", "outage:akl-routes-7xx@3h"])
+    assert "44,194 telemetry records" in en.output and "margin calls issued: 1;" in en.output, en.output
