@@ -100,18 +100,35 @@ _YUAN = Annotated[float, Field(ge=0.0, le=MAX_YUAN)]
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
+#: Recently parsed time strings: a feed's records share their poll's receive time, and a vehicle's
+#: updates their observation times, so most strings were parsed a moment ago (datetimes are immutable).
+_PARSED: dict[str, dt.datetime] = {}
+_PARSED_MAX = 4096
+
+
 def _rfc3339_only(value: Any) -> Any:
     """Accept datetimes and RFC 3339 strings only: never guess an epoch unit from a number or digit string.
 
     An aware time comes back in UTC (every input time is stored in UTC; the offset it came with is
     only a way of writing it, case C15); a naive one comes back naive, for the strict aware-datetime
     check after this to reject (reason ``naive_time``). One Python call a field: this runs twice per
-    telemetry record.
+    telemetry record, so the last few thousand strings are remembered.
     """
     if not isinstance(value, str):
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
             return value.astimezone(dt.UTC)
         return value  # naive datetimes and numbers fail the strict datetime check after this
+    hit = _PARSED.get(value)
+    if hit is not None:
+        return hit
+    parsed = _parse_rfc3339(value)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[value] = parsed
+    return parsed
+
+
+def _parse_rfc3339(value: str) -> dt.datetime:
     text = value[:-1] + "Z" if value.endswith("z") else value
     try:
         if not _RFC3339.match(text):

@@ -171,3 +171,40 @@ def test_pledge__baseline_length_is_checked_against_the_profile_season() -> None
     daily = Appraisal(value=1.0, appraised_on=dt.date(2024, 1, 1), appraiser="t", baseline_activity=[1.0] * 364)
     with pytest.raises(ValidationError, match=r"got 364 values, expected for profile bus_dispatch: 24 values"):
         make_pledge(appraisal=daily)
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789-:T.+Zz ", min_size=10, max_size=32),
+        st.datetimes(
+            min_value=dt.datetime(2015, 1, 2),  # noqa: DTZ001 - bounds are naive; timezones= makes them aware
+            max_value=dt.datetime(2024, 5, 31),  # noqa: DTZ001
+            timezones=st.one_of(st.none(), st.timezones()),
+        ).map(dt.datetime.isoformat),
+    )
+)
+def test_property__a_remembered_time_string_decodes_as_the_first_time(text: str) -> None:
+    """The parsed-string memo changes nothing: the second decode of a string equals the first, or both fail."""
+    from monitor import schemas
+
+    def once() -> tuple[str, object]:
+        try:
+            return "ok", decode_telemetry(raw(observed_at=text), NOW).observed_at
+        except InputRejected as exc:
+            return exc.reason, None
+
+    schemas._PARSED.clear()
+    first = once()
+    second = once()  # from the memo when the first parsed
+    schemas._PARSED.clear()
+    assert first == second == once()
+
+
+def test_time_memo__naive_times_stay_rejected_and_the_memo_is_bounded() -> None:
+    from monitor import schemas
+
+    for _ in range(2):
+        assert reason(raw(observed_at="2024-03-04T08:00:00")) == "naive_time"
+    for i in range(schemas._PARSED_MAX + 10):
+        schemas._rfc3339_only(f"2024-03-04T08:00:{i % 60:02d}.{i:06d}+08:00")
+    assert len(schemas._PARSED) <= schemas._PARSED_MAX
