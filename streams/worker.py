@@ -27,6 +27,7 @@ import logging
 import pickle
 import time
 import weakref
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import faust
@@ -70,6 +71,10 @@ CHECKPOINT_INTERVAL_S = 5.0
 IDLE_ADVANCE_S = 10.0
 #: Topics the worker publishes to (logical names).
 OUTPUT_TOPICS = ("valuations", "loan-valuations", "loan-risk", "alerts", "margin-calls", "dead-letter", "asset-pledges")
+#: Seconds an offset hole must persist, unchanged and with nothing of it in flight, before the worker
+#: re-reads it (see :func:`offset_holes`); far above a record's processing time, so a record merely
+#: queued in a stream buffer is never read twice for it.
+OFFSET_HOLE_GRACE_S = 30.0
 #: Key of the clock records the timer sends to each assigned partition of ``internal.asset-pledges``.
 CLOCK_KEY = b"__clock__"
 #: Processing-time seconds after which a caught-up telemetry partition stops holding the stream clock.
@@ -201,6 +206,8 @@ class Node:
         #: the telemetry agent's stream (manual acks), once it runs
         self.manual: Any = None
         self._telemetry_tps: tuple[float, list[Any]] = (-1.0, [])
+        #: partition -> ((committed, lowest acked), first seen, monotonic seconds): see repair_offset_holes
+        self.offset_holes_seen: dict[Any, tuple[tuple[int, int], float]] = {}
 
     # --- state -------------------------------------------------------------------------------
     def acks_after(self, event: faust.EventT) -> list[faust.EventT]:
@@ -598,12 +605,96 @@ class Node:
             "rules-status", self.worker, status(decision, decision.rulebook is not None, origin, self.worker)
         )
 
+    async def repair_offset_holes(self, now: float | None = None) -> list[Any]:
+        """Re-read any partition whose commit is stuck behind skipped records (:func:`offset_holes`).
+
+        A hole must be seen unchanged for :data:`OFFSET_HOLE_GRACE_S`; then the consumer seeks the
+        partition back to its committed offset and the skipped records are processed. Records past
+        the hole are processed a second time, which every handler tolerates: telemetry is
+        de-duplicated by event id, loan events by theirs, and a valuation not newer than the one
+        applied is dropped (:meth:`monitor.engine.LoanMonitor.on_valuation`). Returns the partitions re-read.
+        """
+        consumer: Any = self.app.consumer  # faust.transport.consumer.Consumer: its offset bookkeeping is private
+        now = time.monotonic() if now is None else now
+        holes = offset_holes(
+            consumer._committed_offset,
+            consumer._acked,
+            ((m.tp, m.offset) for m in list(consumer._unacked_messages)),
+        )
+        seen = self.offset_holes_seen
+        # a hole keeps its first-seen time while it stays the same; one that changed starts again
+        self.offset_holes_seen = {
+            tp: seen[tp] if tp in seen and seen[tp][0] == hole else (hole, now) for tp, hole in holes.items()
+        }
+        repaired = []
+        for tp, ((start, low), since) in list(self.offset_holes_seen.items()):
+            if now - since < OFFSET_HOLE_GRACE_S:
+                continue
+            log.warning(
+                "%s[%d]: offsets %d..%d were read but never processed (faust skipped them in a rebalance), "
+                "and the commit cannot pass them; re-reading from %d",
+                tp.topic,
+                tp.partition,
+                start,
+                low - 1,
+                start,
+            )
+            await consumer.seek(tp, start)
+            del self.offset_holes_seen[tp]
+            repaired.append(tp)
+        return repaired
+
     async def on_timer(self) -> None:
         """Send a clock record to every assigned partition of the telemetry agent's channel."""
         topic = self.s.topic("asset-pledges")
         for tp in self.app.consumer.assignment():
             if tp.topic == topic:
                 await self.app.producer.send_and_wait(topic, CLOCK_KEY, b"{}", tp.partition, None, None)
+
+
+def offset_holes(
+    committed: Mapping[Any, int | None],
+    acked: Mapping[Any, list[int]],
+    in_flight: Iterable[tuple[Any, int]],
+) -> dict[Any, tuple[int, int]]:
+    """Partitions whose committed offset can no longer advance: ``tp -> (committed, lowest acked offset)``.
+
+    faust commits a partition up to the first run of consecutive acknowledged offsets, and commits
+    nothing while the lowest acknowledged offset is more than one past the committed one (it waits for
+    the records in between). A record that faust's fetcher read but its stream skipped during a
+    rebalance (a message of the previous generation, or read while flow control was off) is never
+    delivered again unless the consumer seeks back, which it does not always do (faust-streaming
+    issue #216, "Recovery ... resumes from kafka before seeking to committed offsets"; seen here in
+    ``tests/integration/test_faults.py::test_fault_c__...``: offsets 54..76 of a loan-valuations
+    partition skipped, 77 processed, the commit stuck at 54 for good).
+
+    Parameters
+    ----------
+    committed
+        faust's committed offset per partition (the next offset to process; ``None`` = unknown).
+    acked
+        Acknowledged, not yet committed offsets per partition.
+    in_flight
+        ``(tp, offset)`` of records handed to a stream and not yet acknowledged.
+
+    Returns
+    -------
+    dict
+        Only partitions with a hole below their lowest acknowledged offset that no in-flight record
+        will fill.
+    """
+    lowest_in_flight: dict[Any, int] = {}
+    for tp, offset in in_flight:
+        lowest_in_flight[tp] = min(offset, lowest_in_flight.get(tp, offset))
+    holes = {}
+    for tp, offsets in acked.items():
+        start = committed.get(tp)
+        if not start or not offsets:  # faust itself commits past a hole when it knows no committed offset
+            continue
+        low = min(offsets)
+        if low - start > 1 and lowest_in_flight.get(tp, low) >= low:
+            holes[tp] = (start, low)
+    return holes
 
 
 def create_app(
@@ -722,6 +813,7 @@ def create_app(
     @app.timer(interval=5.0)
     async def clock() -> None:
         await node.on_timer()
+        await node.repair_offset_holes()
 
     @app.timer(interval=CHECKPOINT_INTERVAL_S / 2)
     async def checkpoint() -> None:
