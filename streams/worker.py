@@ -67,6 +67,14 @@ ORIGIN_HEADER = "pledgewatch-origin-ms"
 #: the committed offset trails and how much a crashed worker's successor re-reads (Kafka Streams commits
 #: every 30 s by default).
 CHECKPOINT_INTERVAL_S = 5.0
+#: Largest checkpoint of one asset or loan written to its state table's changelog, bytes. An asset's state
+#: is mostly its de-duplication memory (≈ 50 bytes an event id over ``dedup_horizon_s``: ≈ 0.6 MB for the
+#: busiest Auckland route group) and held records of a not yet pledged asset (up to ``hold_unknown``),
+#: which passed Kafka's default 1 MiB message limit and crashed faust's producer (a clean-clone CI run).
+#: The changelog topics and the producer take this much; Kafka's own request limit is 100 MiB.
+STATE_MAX_BYTES = 16 * 1024 * 1024
+#: Room for the record batch's own headers above :data:`STATE_MAX_BYTES`.
+_BATCH_OVERHEAD_BYTES = 64 * 1024
 #: Wall-clock seconds without telemetry before processing time advances the stream clock.
 IDLE_ADVANCE_S = 10.0
 #: Topics the worker publishes to (logical names).
@@ -136,12 +144,27 @@ class StateTable:
         return loaded
 
     def save(self, key: str) -> None:
-        """Write ``key``'s state to the changelog (only while handling a record of its partition)."""
+        """Write ``key``'s state to the changelog (only while handling a record of its partition).
+
+        A state larger than :data:`STATE_MAX_BYTES` is not written (Kafka would refuse it and faust's
+        producer would stop for good); an error names the asset and what to lower instead.
+        """
         obj = self.live.get(key)
         if obj is None and self.held is not None:
             obj = self.held.get(key)
         if obj is not None:
-            self.table[key.encode()] = pickle.dumps(obj, protocol=5)
+            blob = pickle.dumps(obj, protocol=5)
+            if len(blob) > STATE_MAX_BYTES:
+                log.error(
+                    "%s: state of %s bytes not checkpointed, expected at most %s (STATE_MAX_BYTES); it lives in "
+                    "memory only until it shrinks. Lower PLEDGEWATCH_DEDUP_HORIZON_S (event ids remembered) "
+                    "or split the asset",
+                    key,
+                    f"{len(blob):,}",
+                    f"{STATE_MAX_BYTES:,}",
+                )
+                return
+            self.table[key.encode()] = blob
 
 
 class Node:
@@ -744,7 +767,7 @@ def create_app(
         settings.app_id,
         broker=brokers,
         broker_credentials=credentials,
-        producer_max_request_size=settings.max_message_bytes,
+        producer_max_request_size=max(settings.max_message_bytes, STATE_MAX_BYTES) + _BATCH_OVERHEAD_BYTES,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_max_fetch_size=max(settings.max_message_bytes, 1_048_576),
@@ -770,7 +793,13 @@ def create_app(
     def state_table(name: str) -> Any:
         # key_type / value_type bytes make faust use the raw codec for the store and the changelog
         return app.Table(
-            name, default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions, use_partitioner=True
+            name,
+            default=None,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=settings.partitions,
+            use_partitioner=True,
+            extra_topic_configs={"max.message.bytes": str(STATE_MAX_BYTES + _BATCH_OVERHEAD_BYTES)},
         )
 
     asset_table, loan_table = state_table("asset-state"), state_table("loan-state")

@@ -183,6 +183,46 @@ def test_case_c03_telemetry_before_its_pledge_survives_a_worker_restart(env, wor
     assert not read_topic(env.settings, "dead-letter", timeout=3)
 
 
+def test_state_checkpoint_over_kafkas_default_1_mib__9000_held_records_survive_a_restart(env, worker) -> None:  # type: ignore[no-untyped-def]
+    """A state bigger than Kafka's default message limit reaches the changelog (it crashed faust's producer).
+
+    9,000 records held before their pledge pickle to ≈ 1.4 MB; the changelog topics and the producer take
+    up to ``STATE_MAX_BYTES``. After a restart the held records are still there and applied once pledged.
+    """
+    from tests.conftest import healthy_window_events
+
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    held = [
+        make_event(
+            event_id=f"big-{i:05d}",
+            observed_at=start + dt.timedelta(seconds=i // 10),
+            received_at=start + dt.timedelta(seconds=i // 10),
+            attributes={"trip_id": f"trip-{i:05d}"},
+        )
+        for i in range(9000)
+    ]
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+    send_telemetry(producer, env.settings, held)  # no loan has pledged A1 yet: all held
+    worker.start()
+    deadline = time.monotonic() + 120
+    while worker.metric("pledgewatch_events_total", topic="pledge.telemetry", outcome="held") < 9000:
+        assert time.monotonic() < deadline, "the worker did not hold the 9,000 records in 120 s"
+        time.sleep(1)
+    time.sleep(12)  # clock records persist the held records to the asset's changelog every 5 s
+    worker.stop()
+    assert "Crashed" not in worker.log.read_text()
+    worker.start()
+    send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
+    time.sleep(3)
+    w = dt.timedelta(minutes=15)
+    for i in range(1, 4):
+        send_telemetry(producer, env.settings, healthy_window_events("A1", start + i * w, prefix=f"r{i}"))
+    producer.close()
+
+    assert valuation_of(env.settings, start).activity == 9000.0, "the held trips were applied after the restart"
+    assert "Crashed" not in worker.log.read_text()
+
+
 def test_case_c06_clients_work_unpinned_against_the_kafka_4_broker_and_a_kafka_python_consumer_reads_the_alert(
     env, worker
 ) -> None:  # type: ignore[no-untyped-def]
