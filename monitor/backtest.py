@@ -7,6 +7,7 @@ production code path without a broker.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -235,7 +236,7 @@ def run_backtests(
     evs: Iterable[TelemetryEvent | bytes] = telemetry
     if incidents:
         evs = apply_incidents(_events_only(telemetry), incidents)
-    last = None
+    last: dt.datetime | None = None  # latest event time seen
     n = 0
     for item in evs:
         raw = item.model_dump_json().encode() if isinstance(item, TelemetryEvent) else item
@@ -246,20 +247,20 @@ def run_backtests(
             for mon in monitors:
                 mon.on_reject(exc)
             continue
-        ts = ev.observed_at.timestamp()
         if due < len(pending):
-            apply_loan_events(ts)
+            apply_loan_events(ev.observed_at.timestamp())
         for mon, res in zip(monitors, results, strict=True):
             try:
                 res.outputs.extend(mon.on_telemetry(ev))
             except InputRejected as exc:
                 mon.on_reject(exc)
-        last = ts if last is None else max(last, ts)
+        if last is None or ev.observed_at > last:
+            last = ev.observed_at
     apply_loan_events(float("inf"))
     seconds = time.perf_counter() - t0
     for mon, res in zip(monitors, results, strict=True):
         if last is not None:
-            res.outputs.extend(mon.flush(last))
+            res.outputs.extend(mon.flush(last.timestamp()))
         res.events = n
         res.seconds = seconds
     return results

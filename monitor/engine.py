@@ -476,19 +476,26 @@ class AssetMonitor:
         return w
 
     def on_event(
-        self, ev: TelemetryEvent, sensor: Sensor, topic: str = "pledge.telemetry", count: bool = True
+        self,
+        ev: TelemetryEvent,
+        sensor: Sensor,
+        topic: str = "pledge.telemetry",
+        count: bool = True,
+        ts: float | None = None,
     ) -> list[Output]:
         """Apply one decoded record; return the valuations of any windows it closed.
 
         ``count=False`` leaves ``pledgewatch_events_total`` alone: a record held before its pledge
-        was counted (``held``) when it arrived and is not counted again when it is replayed.
+        was counted (``held``) when it arrived and is not counted again when it is replayed. ``ts`` is
+        ``ev.observed_at`` in POSIX seconds when the caller has it already (computed otherwise).
 
         Raises
         ------
         InputRejected
             ``unknown_metric`` / ``undefined_ratio`` from the profile checks.
         """
-        ts = ev.observed_at.timestamp()
+        if ts is None:
+            ts = ev.observed_at.timestamp()
         digest = _content_digest(ev.kind, ts, ev.entity_id, ev.metrics, ev.attributes)
         prev = self.seen.get(ev.event_id)
         if prev is not None:
@@ -1173,8 +1180,8 @@ class AssetBook:
             self.held.setdefault(ev.asset_id, []).append(ev)
             self.sensor.on_event("pledge.telemetry", "held")
             return []
-        out = asset.on_event(ev, self.sensor, count=count)
         ts = ev.observed_at.timestamp()
+        out = asset.on_event(ev, self.sensor, count=count, ts=ts)
         if self.clock is None or ts > self.clock:
             self.clock = ts
             if tick:
