@@ -80,9 +80,11 @@ IDLE_ADVANCE_S = 10.0
 #: Topics the worker publishes to (logical names).
 OUTPUT_TOPICS = ("valuations", "loan-valuations", "loan-risk", "alerts", "margin-calls", "dead-letter", "asset-pledges")
 #: Seconds an offset hole must persist, unchanged and with nothing of it in flight, before the worker
-#: re-reads it (see :func:`offset_holes`); far above a record's processing time, so a record merely
-#: queued in a stream buffer is never read twice for it.
-OFFSET_HOLE_GRACE_S = 30.0
+#: re-reads it (see :func:`offset_holes`): the next run of the 5 s timer. A partition's records reach one
+#: agent in offset order and are acknowledged in that order, so a later offset acknowledged while an
+#: earlier one is neither acknowledged nor in flight can only be a record faust dropped; the wait is
+#: short because re-read records whose window has closed meanwhile only count as late.
+OFFSET_HOLE_GRACE_S = 5.0
 #: Key of the clock records the timer sends to each assigned partition of ``internal.asset-pledges``.
 CLOCK_KEY = b"__clock__"
 #: Processing-time seconds after which a caught-up telemetry partition stops holding the stream clock.
