@@ -480,14 +480,14 @@ class AssetMonitor:
         ev: TelemetryEvent,
         sensor: Sensor,
         topic: str = "pledge.telemetry",
-        applied: str = "ok",
+        count: bool = True,
         ts: float | None = None,
     ) -> list[Output]:
         """Apply one decoded record; return the valuations of any windows it closed.
 
-        The record is counted once in ``pledgewatch_events_total``: ``duplicate``, ``late``, or
-        ``applied`` when it reaches its window (``held`` for a record replayed when its pledge
-        arrived). ``ts`` is ``ev.observed_at`` in POSIX seconds when the caller has it already.
+        ``count=False`` leaves ``pledgewatch_events_total`` alone: a record held before its pledge
+        was counted (``held``) when it arrived and is not counted again when it is replayed. ``ts`` is
+        ``ev.observed_at`` in POSIX seconds when the caller has it already (computed otherwise).
 
         Raises
         ------
@@ -509,13 +509,15 @@ class AssetMonitor:
             else:
                 self.dup_carry += 1
                 self.contradiction_carry += prev[1] != digest
-            sensor.on_event(topic, "duplicate")
+            if count:
+                sensor.on_event(topic, "duplicate")
             return []
         check = check_record(self.profile, ev, self.pledge.service_area)  # raises: the record never touches state
         start = window_start(ts, self.params.window_s)
         if self.closed_until is not None and start < self.closed_until:
             self.late_carry += 1
-            sensor.on_event(topic, "late")
+            if count:
+                sensor.on_event(topic, "late")
             return []
         self.seen[ev.event_id] = (ts, digest)
         w = self._window(start)
@@ -533,7 +535,8 @@ class AssetMonitor:
             self.closed_until = start
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
-        sensor.on_event(topic, applied)
+        if count:
+            sensor.on_event(topic, "ok")
         horizon = self.max_ts - self.params.allowed_lateness_s
         if horizon < self.closed_until + self.params.window_s:
             return []  # no window ends by the watermark: the common case, decided without a call
@@ -1134,7 +1137,7 @@ class AssetBook:
         out: list[Output] = []
         for held in self.held.pop(ev.asset_id, []):
             try:
-                out.extend(self.on_telemetry(held, applied="held"))  # counted now, once: not on arrival
+                out.extend(self.on_telemetry(held, count=False))  # counted as "held" on arrival
             except InputRejected as exc:
                 self.on_reject(exc)
                 raw = held.model_dump_json().encode()
@@ -1150,7 +1153,7 @@ class AssetBook:
                 out.append(Output("dead-letter", held.asset_id, dl))
         return out
 
-    def on_telemetry(self, ev: TelemetryEvent, tick: bool = True, applied: str = "ok") -> list[Output]:
+    def on_telemetry(self, ev: TelemetryEvent, tick: bool = True, count: bool = True) -> list[Output]:
         """Apply one decoded telemetry event; advances the stream clock.
 
         Parameters
@@ -1160,10 +1163,8 @@ class AssetBook:
         tick
             Close silent assets' windows against the new clock here (in-process). The stream
             passes False and ticks with its own watermark across partitions.
-        applied
-            Outcome counted when the record reaches its window (``held`` for a held record's replay).
-            A record held for its pledge is counted when it is replayed, as ``held`` or as what it
-            turns out to be then (``invalid``, ``duplicate``, ``late``): never twice.
+        count
+            Count the record in the events metric (False for a held record's replay).
 
         Raises
         ------
@@ -1177,9 +1178,10 @@ class AssetBook:
                 msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
                 raise InputRejected("unknown_asset", msg, ev.asset_id)
             self.held.setdefault(ev.asset_id, []).append(ev)
+            self.sensor.on_event("pledge.telemetry", "held")
             return []
         ts = ev.observed_at.timestamp()
-        out = asset.on_event(ev, self.sensor, applied=applied, ts=ts)
+        out = asset.on_event(ev, self.sensor, count=count, ts=ts)
         if self.clock is None or ts > self.clock:
             self.clock = ts
             if tick:
