@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD"
 started_broker=0
-stop_broker() { if [ "$started_broker" = 1 ]; then bash "$root/deploy/kafka/broker.sh" stop; fi; }
+# broker.sh refuses to stop anything while KAFKA_BOOTSTRAP_SERVERS (exported below) names a cluster
+stop_broker() { if [ "$started_broker" = 1 ]; then env -u KAFKA_BOOTSTRAP_SERVERS bash "$root/deploy/kafka/broker.sh" stop; fi; }
 trap stop_broker EXIT
 if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   if ! bash deploy/kafka/broker.sh status >/dev/null 2>&1; then
