@@ -443,6 +443,10 @@ class AssetValuer:
         lower = max(0.0, index - half)
         upper = index + half
         qf = min(self._q_ewm / q0, 1.0) if q0 > 0 else 1.0
+        if self.calibrating:
+            # warm-up: until baseline and Q_0 are known the appraisal stands in (docs/valuation.md);
+            # a window measured against a Q_0 not yet known (e.g. a silent one) must not value it at 0
+            qf = 1.0
         v0 = self.appraisal_value
         attribution = self._attribute(min(index, p.cap), qf, counterfactual_index)
         return WindowResult(

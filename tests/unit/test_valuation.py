@@ -206,3 +206,24 @@ def test_property__inputs_are_not_mutated_and_a_fixed_seed_gives_the_same_output
         ra = a.update(START + i * 900, trips, d, f, silent=silent)
         assert d == d_copy and f == f_copy
         assert ra == b.update(START + i * 900, trips, d_copy, f_copy, silent=silent)
+
+
+SILENT_DIMS: dict[str, float | None] = {**dict.fromkeys(DIMENSIONS), "completeness": 0.0, "accessibility": 0.0}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 60), st.booleans()), min_size=1, max_size=30))
+def test_property__while_calibrating_the_appraisal_stands_in_never_zero(ws: list) -> None:  # type: ignore[type-arg]
+    """Issue 15 item 5: an asset silent (or anything else) before its baseline and Q_0 are known is
+    valued at its appraisal, status calibrating; it was valued at ¥0 with quality_baseline 1e-06."""
+    v = AssetValuer(PROFILE, V0, None, None, "UTC", ValuationParams(calibration_windows=10_000))
+    for i, (trips, silent) in enumerate(ws):
+        r = v.update(START + i * 900, 0.0 if silent else trips, SILENT_DIMS if silent else dims(0.9), {}, silent)
+        assert r.status == "calibrating"
+        assert r.value == r.value_lower == r.value_upper == V0
+
+
+def test_warm_up__silent_from_pledge_is_worth_the_appraisal_not_zero() -> None:
+    v = AssetValuer(PROFILE, V0, None, None, "UTC", ValuationParams())
+    r = v.update(START, 0.0, SILENT_DIMS, {}, silent=True)
+    assert (r.status, r.value) == ("calibrating", V0)
