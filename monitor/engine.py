@@ -1033,12 +1033,16 @@ class LoanMonitor:
                 accessibility=asset["quality"]["accessibility"],
                 anomaly_score=asset["anomaly_score"],
             )
-        render_facts = {k: v for k, v in facts.items() if v is not None}
-        try:
-            zh = render_summary(rule.summary["zh"], render_facts)
-            en = render_summary(rule.summary["en"], render_facts)
-        except KeyError:
-            zh = en = f"{rule.id} {tr.status} on {tr.subject}"
+        if tr.status == "resolved":
+            # the rule's summary describes the breach; a resolved alert says what holds now instead
+            zh, en = _resolved_summary(rule.scope, tr.subject, snap, asset)
+        else:
+            render_facts = {k: v for k, v in facts.items() if v is not None}
+            try:
+                zh = render_summary(rule.summary["zh"], render_facts)
+                en = render_summary(rule.summary["en"], render_facts)
+            except KeyError:
+                zh = en = f"{rule.id} {tr.status} on {tr.subject}"
         alert = Alert(
             alert_id=aid,
             status=tr.status,  # type: ignore[arg-type]
@@ -1092,6 +1096,34 @@ class LoanMonitor:
                 return
             self.margin_calls[mc_id] = upd = open_mc.model_copy(update={"status": "cured", "updated_at": _ts(tr.at)})
             yield Output("margin-calls", self.loan_id, upd)
+
+
+def _resolved_summary(
+    scope: str, subject: str, snap: LoanRiskSnapshot, asset: dict[str, Any] | None
+) -> tuple[str, str]:
+    """``(zh, en)`` text of a resolved alert: the facts now, never the firing text's breach.
+
+    A loan-scope alert states the coverage now; an asset-scope one the asset's last event age,
+    accessibility and quality now (issue 15: a resolved alert read "coverage 131.0 % below
+    margin-call line 120.0 %" or "feed silent: last event 0 min ago").
+
+    Examples
+    --------
+    >>> from monitor.schemas import Thresholds
+    >>> snap = LoanRiskSnapshot.model_construct(coverage_ratio=1.31)
+    >>> _resolved_summary("loan", "L1", snap, None)
+    ('已解除：覆盖率回到 131.0%', 'resolved: coverage now 131.0%')
+    """
+    if scope == "asset" and asset is not None:
+        age_min = asset["last_event_age_seconds"] / 60.0
+        acc = asset["quality"]["accessibility"]
+        q = asset["quality_score"]
+        zh = f"已解除：数据资产 {subject} 最近事件距今 {age_min:.0f} 分钟，可访问性 {acc:.1%}，数据质量 {q:.1%}"
+        en = f"resolved: {subject} last event {age_min:.0f} min ago, accessibility {acc:.1%}, quality {q:.1%}"
+        return zh, en
+    cov = snap.coverage_ratio
+    cov_s = f"{cov:.1%}" if cov is not None else "n/a"
+    return f"已解除：覆盖率回到 {cov_s}", f"resolved: coverage now {cov_s}"
 
 
 # --- the two sides and their in-process wiring ------------------------------------------------

@@ -182,3 +182,23 @@ def test_backtest_command__summary_in_the_language_asked() -> None:
     assert "追加保证金通知 mc-" in zh.output and "时间" in zh.output and "MARGIN CALL" not in zh.output
     en = runner.invoke(app, ["backtest", "--inject", "outage:akl-routes-7xx@3h"])
     assert "44,194 telemetry records" in en.output and "margin calls issued: 1;" in en.output, en.output
+
+
+def test_resolved_alerts_carry_a_resolved_message_not_the_firing_text(book, rulebook) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15 item 7: on the topic (and so in Alertmanager and the report, which read the same
+    summary) a resolved alert says what holds now: 'resolved: coverage now 131.0%'."""
+    res = run_backtest(
+        book,
+        read_telemetry(SAMPLE, pledged_assets(book)),
+        rulebook,
+        incidents=[parse_incident("outage:akl-routes-7xx@3h+2h")],
+    )
+    resolved = [a for a in res.alerts if a.status == "resolved"]
+    assert {a.rule_id for a in resolved} >= {"feed-silent", "coverage-below-warning"}
+    for a in resolved:
+        assert a.summary_en.startswith("resolved: ") and a.summary.startswith("已解除：")
+        assert "below" not in a.summary_en and "silent" not in a.summary_en
+        if a.scope == "loan":
+            assert a.summary_en == f"resolved: coverage now {a.facts['coverage_ratio']:.1%}"
+    firing = {a.rule_id: a for a in res.alerts if a.status == "firing"}
+    assert "below" in firing["coverage-below-warning"].summary_en
