@@ -1,4 +1,4 @@
-"""Incident injection for replays and backtests: ``outage:`` and ``freeze:ASSET@OFFSET[+DURATION]``.
+"""Incident injection for replays and backtests: ``outage:``, ``freeze:`` and ``cut:ASSET@OFFSET[+DURATION]``.
 
 An incident alters the recorded telemetry the same way in ``pledgewatch replay``
 and ``pledgewatch backtest``, so the streamed and in-process runs see the same input.
@@ -11,10 +11,17 @@ Kinds
 ``freeze:ASSET@OFFSET[+DURATION]``
     The feed keeps answering but re-sends its last poll before OFFSET unchanged (same event ids
     and times) at every later poll, instead of its real records: a frozen feed (case C20).
+``cut:ASSET@OFFSET[+DURATION][:SHARE]``
+    An activity collapse seen in the data while the feed keeps reporting: SHARE (0 < SHARE ≤ 1,
+    default 1, every trip) of ASSET's trips do not run from OFFSET for DURATION. A trip is cut as a
+    whole (its trip updates and its completion), chosen by a hash of its ``trip_id`` so that a replay
+    and a backtest cut the same trips; records without a trip id (feed polls, vehicle positions)
+    keep coming, so the feed stays reachable and only the activity falls.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,21 +32,26 @@ from rules.rulebook import parse_duration
 
 __all__ = ["Incident", "apply_incidents", "parse_incident"]
 
-_SPEC = re.compile(r"^(outage|freeze):([A-Za-z0-9._:\-]+)@([0-9dhms]+)(?:\+([0-9dhms]+))?$")
+_SPEC = re.compile(r"^(outage|freeze|cut):([A-Za-z0-9._:\-]+)@([0-9dhms]+)(?:\+([0-9dhms]+))?(?::([0-9.]+))?$")
 
 
 @dataclass(frozen=True, slots=True)
 class Incident:
-    """One injected incident; offsets in seconds from the first event's time."""
+    """One injected incident.
+
+    Offsets are seconds from the first event's time; ``share`` (0..1] is the share of the trips a
+    ``cut`` removes (1.0 for the other kinds).
+    """
 
     kind: str
     asset_id: str
     offset_s: float
     duration_s: float | None
+    share: float = 1.0
 
 
 def parse_incident(text: str) -> Incident:
-    """Parse ``outage:akl-routes-7xx@2h`` or ``outage:A1@90m+30m``.
+    """Parse ``outage:akl-routes-7xx@2h``, ``outage:A1@90m+30m`` or ``cut:A1@2h+3h:0.6``.
 
     Raises
     ------
@@ -49,13 +61,16 @@ def parse_incident(text: str) -> Incident:
     Examples
     --------
     >>> parse_incident("outage:A1@1h+30m")
-    Incident(kind='outage', asset_id='A1', offset_s=3600.0, duration_s=1800.0)
+    Incident(kind='outage', asset_id='A1', offset_s=3600.0, duration_s=1800.0, share=1.0)
+    >>> parse_incident("cut:A1@2h:0.6").share
+    0.6
     """
     m = _SPEC.match(text.strip())
     if not m:
         msg = (
             f"--inject: got {text!r}, "
-            "expected KIND:ASSET@OFFSET[+DURATION] with KIND outage or freeze, e.g. outage:akl-routes-7xx@2h"
+            "expected KIND:ASSET@OFFSET[+DURATION][:SHARE] with KIND outage, freeze or cut, "
+            "e.g. outage:akl-routes-7xx@2h or cut:akl-routes-7xx@2h:0.6"
         )
         raise ConfigError(msg)
     try:
@@ -63,7 +78,20 @@ def parse_incident(text: str) -> Incident:
         duration = parse_duration(m.group(4)) if m.group(4) else None
     except ValueError as exc:
         raise ConfigError(f"--inject {text!r}: {exc}") from None
-    return Incident(m.group(1), m.group(2), offset, duration)
+    share = 1.0
+    if m.group(5) is not None:
+        if m.group(1) != "cut":
+            raise ConfigError(f"--inject: got {text!r}, expected :SHARE only with KIND cut")
+        share = float(m.group(5)) if m.group(5).count(".") <= 1 else -1.0
+        if not 0.0 < share <= 1.0:
+            raise ConfigError(f"--inject: got SHARE {m.group(5)!r} in {text!r}, expected 0 < SHARE <= 1 (e.g. 0.6)")
+    return Incident(m.group(1), m.group(2), offset, duration, share)
+
+
+def _cut(trip_id: str, share: float) -> bool:
+    """True when a ``cut`` of ``share`` removes the trip ``trip_id`` (uniform hash in [0, 1) < share)."""
+    h = int.from_bytes(hashlib.sha256(trip_id.encode()).digest()[:8], "big") / 2**64
+    return h < share
 
 
 def _active(inc: Incident, rel: float) -> bool:
@@ -90,7 +118,12 @@ def apply_incidents(events: Iterable[TelemetryEvent], incidents: list[Incident])
                 if inc.kind == "freeze" and _active(inc, rel):
                     batch = frozen.setdefault(inc.asset_id, last_poll.get(inc.asset_id, (0.0, []))[1])
                     yield from batch
-        if any(inc.asset_id == ev.asset_id and _active(inc, rel) for inc in incidents):
+        if any(
+            inc.asset_id == ev.asset_id
+            and _active(inc, rel)
+            and (inc.kind != "cut" or ((trip := ev.attributes.get("trip_id")) is not None and _cut(trip, inc.share)))
+            for inc in incidents
+        ):
             continue
         seen_ts, batch = last_poll.get(ev.asset_id, (None, []))
         if seen_ts != ts:

@@ -202,3 +202,46 @@ def test_resolved_alerts_carry_a_resolved_message_not_the_firing_text(book, rule
             assert a.summary_en == f"resolved: coverage now {a.facts['coverage_ratio']:.1%}"
     firing = {a.rule_id: a for a in res.alerts if a.status == "firing"}
     assert "below" in firing["coverage-below-warning"].summary_en
+
+
+def test_cut_incident__activity_collapse_with_the_feed_reporting_warns_within_1h_and_margin_calls_within_3h(
+    book,
+    rulebook,  # type: ignore[no-untyped-def]
+) -> None:
+    """Issue 15 item 8: ``cut:`` drops 60 % of one asset's trips while its feed keeps reporting; the
+    value falls through the activity index (not quality), and only that asset's loan is alerted."""
+    res = run_backtest(
+        book,
+        read_telemetry(SAMPLE, pledged_assets(book)),
+        rulebook,
+        incidents=[parse_incident("cut:akl-routes-7xx@3h:0.6")],
+    )
+    start = dt.datetime(2016, 5, 19, 20, 0, tzinfo=dt.UTC)  # 08:00 NZST, 3 h after the first poll
+    firing = [a for a in res.alerts if a.status == "firing"]
+    assert {a.loan_id for a in firing} == {"L-AKL-002"}
+    assert "feed-silent" not in {a.rule_id for a in firing}  # the feed stayed reachable
+    warn = next(a for a in firing if a.rule_id == "coverage-below-warning")
+    assert dt.timedelta(0) < warn.at - start <= dt.timedelta(hours=1)
+    assert len(res.margin_calls) == 1 and res.margin_calls[0].loan_id == "L-AKL-002"
+    assert dt.timedelta(0) < res.margin_calls[0].issued_at - start <= dt.timedelta(hours=3)
+    cut = [v for v in res.valuations if v.asset_id == "akl-routes-7xx" and v.window_start >= start]
+    assert min(v.quality["accessibility"] or 0.0 for v in cut) > 0.9  # quality untouched: activity fell
+    assert min(v.activity_index for v in cut) < 0.8
+
+
+def test_cut_incident__same_trips_cut_every_run_and_bad_share_is_one_clear_error() -> None:
+    from monitor.errors import ConfigError
+    from monitor.incidents import apply_incidents
+
+    events = list(read_telemetry(SAMPLE, {"akl-routes-7xx"}))
+    inc = [parse_incident("cut:akl-routes-7xx@0s:0.5")]
+    a = [e.event_id for e in apply_incidents(events, inc)]
+    assert a == [e.event_id for e in apply_incidents(events, inc)]
+    trips = {e.attributes["trip_id"] for e in events if e.kind == "trip_completed"}
+    kept = {e.attributes["trip_id"] for e in apply_incidents(events, inc) if e.kind == "trip_completed"}
+    assert 0.35 < len(kept) / len(trips) < 0.65  # a hash split, about half
+    polls = [e for e in events if "trip_id" not in e.attributes]
+    assert len([e for e in apply_incidents(events, inc) if "trip_id" not in e.attributes]) == len(polls)
+    for bad in ("cut:A1@1h:1.5", "cut:A1@1h:0", "outage:A1@1h:0.5"):
+        with pytest.raises(ConfigError, match="SHARE"):
+            parse_incident(bad)
