@@ -1109,7 +1109,6 @@ def _resolved_summary(
 
     Examples
     --------
-    >>> from monitor.schemas import Thresholds
     >>> snap = LoanRiskSnapshot.model_construct(coverage_ratio=1.31)
     >>> _resolved_summary("loan", "L1", snap, None)
     ('已解除：覆盖率回到 131.0%', 'resolved: coverage now 131.0%')

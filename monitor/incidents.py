@@ -32,7 +32,7 @@ from rules.rulebook import parse_duration
 
 __all__ = ["Incident", "apply_incidents", "parse_incident"]
 
-_SPEC = re.compile(r"^(outage|freeze|cut):([A-Za-z0-9._:\-]+)@([0-9dhms]+)(?:\+([0-9dhms]+))?(?::([0-9.]+))?$")
+_SPEC = re.compile(r"^(outage|freeze|cut):([A-Za-z0-9._:\-]+)@([0-9dhms]+)(?:\+([0-9dhms]+))?(?::([0-9]*\.?[0-9]+))?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +82,7 @@ def parse_incident(text: str) -> Incident:
     if m.group(5) is not None:
         if m.group(1) != "cut":
             raise ConfigError(f"--inject: got {text!r}, expected :SHARE only with KIND cut")
-        share = float(m.group(5)) if m.group(5).count(".") <= 1 else -1.0
+        share = float(m.group(5))
         if not 0.0 < share <= 1.0:
             raise ConfigError(f"--inject: got SHARE {m.group(5)!r} in {text!r}, expected 0 < SHARE <= 1 (e.g. 0.6)")
     return Incident(m.group(1), m.group(2), offset, duration, share)
@@ -92,6 +92,19 @@ def _cut(trip_id: str, share: float) -> bool:
     """True when a ``cut`` of ``share`` removes the trip ``trip_id`` (uniform hash in [0, 1) < share)."""
     h = int.from_bytes(hashlib.sha256(trip_id.encode()).digest()[:8], "big") / 2**64
     return h < share
+
+
+def _drops(inc: Incident, ev: TelemetryEvent, rel: float) -> bool:
+    """True when ``inc`` removes ``ev``, ``rel`` seconds after the first record.
+
+    An outage or freeze removes all of the asset's records; a cut only those of a cut trip.
+    """
+    if inc.asset_id != ev.asset_id or not _active(inc, rel):
+        return False
+    if inc.kind != "cut":
+        return True
+    trip = ev.attributes.get("trip_id")
+    return trip is not None and _cut(trip, inc.share)
 
 
 def _active(inc: Incident, rel: float) -> bool:
@@ -118,12 +131,7 @@ def apply_incidents(events: Iterable[TelemetryEvent], incidents: list[Incident])
                 if inc.kind == "freeze" and _active(inc, rel):
                     batch = frozen.setdefault(inc.asset_id, last_poll.get(inc.asset_id, (0.0, []))[1])
                     yield from batch
-        if any(
-            inc.asset_id == ev.asset_id
-            and _active(inc, rel)
-            and (inc.kind != "cut" or ((trip := ev.attributes.get("trip_id")) is not None and _cut(trip, inc.share)))
-            for inc in incidents
-        ):
+        if any(_drops(inc, ev, rel) for inc in incidents):
             continue
         seen_ts, batch = last_poll.get(ev.asset_id, (None, []))
         if seen_ts != ts:

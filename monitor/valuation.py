@@ -442,11 +442,9 @@ class AssetValuer:
             half = q * ewma * scale if q is not None and math.isfinite(q) else 0.0
         lower = max(0.0, index - half)
         upper = index + half
-        qf = min(self._q_ewm / q0, 1.0) if q0 > 0 else 1.0
-        if self.calibrating:
-            # warm-up: until baseline and Q_0 are known the appraisal stands in (docs/valuation.md);
-            # a window measured against a Q_0 not yet known (e.g. a silent one) must not value it at 0
-            qf = 1.0
+        # warm-up: until baseline and Q_0 are known the appraisal stands in (docs/valuation.md); a
+        # window measured against a Q_0 not yet known (e.g. a silent one) must not value it at 0
+        qf = 1.0 if self.calibrating or q0 <= 0 else min(self._q_ewm / q0, 1.0)
         v0 = self.appraisal_value
         attribution = self._attribute(min(index, p.cap), qf, counterfactual_index)
         return WindowResult(
