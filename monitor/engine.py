@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import hashlib
 import logging
+import math
 import pickle
 from collections import deque
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
+from river import stats
 
 from monitor.errors import InputRejected
 from monitor.holidays import cure_deadline
@@ -389,6 +391,13 @@ class AssetMonitor:
         self.last_valuation: CollateralValuation | None = None
         #: last plausible (lat, lon) reported, degrees: never an implausible one such as (0, 0) (C18)
         self.last_position: tuple[float, float] | None = None
+        #: per entity (vehicle): (report time s, lat, lon) of its last fix, to tell a stale repeat
+        self.last_fix: dict[str, tuple[float, float, float]] = {}
+        #: the feed's own poll cadence: rolling 90 % quantile of gaps between heartbeats within a
+        #: window (longer gaps are silence, judged as such); the quantile, not the mean, so a
+        #: collector whose cadence changes over the day is judged against its slower normal cadence
+        self.cadence = stats.RollingQuantile(q=0.9, window_size=256)
+        self.last_poll_ts: float | None = None
 
     def _new_valuer(self) -> AssetValuer:
         a = self.pledge.appraisal
@@ -399,7 +408,13 @@ class AssetMonitor:
             a.quality_baseline,
             self.pledge.asset_timezone,
             self.params.valuation,
+            country=self.pledge.asset_country,
         )
+
+    def cadence_s(self) -> float | None:
+        """The feed's normal poll cadence in seconds (``None`` until two heartbeats were seen)."""
+        q = self.cadence.get()
+        return float(q) if q is not None and math.isfinite(q) else None
 
     def __getstate__(self) -> dict[str, Any]:
         """Checkpoint: the models travel as a nested pickle stamped with river's version and the feature schema."""
@@ -421,6 +436,9 @@ class AssetMonitor:
         state.setdefault("last_position", None)  # checkpoints from before C18
         state.setdefault("seen_kept", 0)
         state.setdefault("valuer_updates", 0)
+        state.setdefault("last_fix", {})  # checkpoints from before issue 15
+        state.setdefault("cadence", stats.RollingQuantile(q=0.9, window_size=256))
+        state.setdefault("last_poll_ts", None)
         self.__dict__.update(state)
         current = model_stamp(self.profile, self.params.valuation)
         if stamp == current:
@@ -521,9 +539,24 @@ class AssetMonitor:
             return []
         self.seen[ev.event_id] = (ts, digest)
         w = self._window(start)
-        w.add(self.profile, ev, check, ts)
-        if check.plausible and "lat" in ev.metrics and "lon" in ev.metrics:
-            self.last_position = (ev.metrics["lat"], ev.metrics["lon"])
+        metrics = ev.metrics
+        stale = False
+        if ev.entity_id is not None and "lat" in metrics and "lon" in metrics:
+            # a fix re-sent unchanged (same vehicle, same position, same or older report time) is
+            # stale: untimely in quality, never fresh evidence (issue 15)
+            lat, lon = metrics["lat"], metrics["lon"]
+            prev_fix = self.last_fix.get(ev.entity_id)
+            stale = prev_fix is not None and ts <= prev_fix[0] and prev_fix[1] == lat and prev_fix[2] == lon
+            if prev_fix is None or ts >= prev_fix[0]:
+                self.last_fix[ev.entity_id] = (ts, lat, lon)
+        elif ev.kind == self.profile.poll_kind:
+            if self.last_poll_ts is not None and 0.0 < ts - self.last_poll_ts <= self.params.window_s:
+                self.cadence.update(ts - self.last_poll_ts)
+            if self.last_poll_ts is None or ts > self.last_poll_ts:
+                self.last_poll_ts = ts
+        w.add(self.profile, ev, check, ts, stale)
+        if check.plausible and "lat" in metrics and "lon" in metrics:
+            self.last_position = (metrics["lat"], metrics["lon"])
         trip = ev.attributes.get("trip_id")
         if trip is not None and ev.kind == "trip_update":
             seq = ev.metrics.get("stop_sequence", 0.0)
@@ -591,7 +624,7 @@ class AssetMonitor:
         w.duplicates += self.dup_carry
         w.contradictions += self.contradiction_carry
         self.late_carry = self.dup_carry = self.contradiction_carry = 0
-        dims = w.dimensions(self.profile)
+        dims = w.dimensions(self.profile, self.cadence_s())
         expected = self.valuer.expected_activity(w.start)
         inputs = (w.start, w.activity, dims, w.features(expected), w.records == 0)
         self.history.append(inputs)
@@ -636,6 +669,11 @@ class AssetMonitor:
             model_versions=MODEL_VERSIONS,
             attribution=r.attribution,
             attribution_since_pledge=r.attribution_since_pledge,
+            service_expected=r.service_expected,
+            silent_in_service_seconds=r.silent_in_service_s,
+            in_silence_grace=r.in_silence_grace,
+            activity_forecast_lower=r.activity_forecast_band[0] if r.activity_forecast_band else None,
+            activity_forecast_upper=r.activity_forecast_band[1] if r.activity_forecast_band else None,
         )
         sensor.on_valuation(val)
         self.last_valuation = val
@@ -762,6 +800,9 @@ class LoanMonitor:
             "required_top_up_collateral": snap.required_top_up_collateral,
             "required_repayment": snap.required_repayment,
             "calibrating": snap.status == "calibrating",
+            "in_silence_grace": any(
+                sl.valuation is not None and sl.valuation.in_silence_grace for sl in self.assets.values()
+            ),
         }
 
     @staticmethod
@@ -783,6 +824,9 @@ class LoanMonitor:
             "anomalous": v.anomalous,
             "drift": v.drift,
             "last_event_age_seconds": v.last_event_age_seconds,
+            "silent_in_service_seconds": v.silent_in_service_seconds,
+            "in_silence_grace": v.in_silence_grace,
+            "service_expected": v.service_expected,
             "events_in_window": float(v.events_in_window),
             "windows_seen": float(v.windows_seen),
         }

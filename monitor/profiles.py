@@ -86,6 +86,15 @@ class AssetProfile:
         them per season. ``bus_dispatch``: 24 hourly slots (a day); ``daily_ridership``: 364 daily
         slots (a 52-week year aligned by weekday, so holidays that fall on a weekday rule, such as
         Thanksgiving, mostly land in the same slot year on year).
+    silence_grace_s
+        Expected-service time (seconds) a feed may stay dark before the value itself is impaired
+        (``docs/valuation.md``, silence). Until then the value is carried forward, its interval
+        widening and ``feed-silent`` raised; after it the value's quality levels take the silence.
+        ``bus_dispatch``: 12 h — longer than a collector or API outage that an operator's on-call
+        restores within one shift (8 h) plus its escalation, shorter than one service day (18–20 h
+        of a city network), so a dark day is always impaired before the next one begins.
+        ``daily_ridership``: 3 days — one late daily file is routine (the totals are published
+        with a lag), a dark business week is not.
     """
 
     name: str
@@ -99,6 +108,7 @@ class AssetProfile:
     late_delay_s: float = 300.0
     season_slot_s: float = 3600.0
     season_slots: int = 24
+    silence_grace_s: float = 12 * 3600.0
 
     @property
     def season_s(self) -> float:
@@ -223,6 +233,7 @@ DAILY_RIDERSHIP = AssetProfile(
     ),
     season_slot_s=86_400.0,
     season_slots=364,
+    silence_grace_s=3 * 86_400.0,
 )
 
 #: Every profile by name.

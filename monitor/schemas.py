@@ -337,7 +337,12 @@ class ServiceArea(_Strict):
 class CollateralPledged(_LoanEventBase):
     """A data asset is pledged to the loan (registered with its pledge registration number).
 
-    ``service_area`` (optional) bounds the positions its vehicles may report (C18).
+    ``service_area`` (optional) bounds the positions its vehicles may report (C18). ``routes``
+    (optional) names the route designators whose operational data make up the asset, for source
+    adapters that group a feed by the pledge (BusTime: ``monitor.sources.bustime``); without it an
+    adapter's own grouping applies. ``asset_country`` (ISO 3166-1 alpha-2, optional) names whose
+    public holidays run a Sunday service; without it the country of ``asset_timezone`` in the IANA
+    ``zone.tab`` applies (``docs/valuation.md``, expected service).
     """
 
     type: Literal["collateral_pledged"] = "collateral_pledged"
@@ -347,6 +352,8 @@ class CollateralPledged(_LoanEventBase):
     appraisal: Appraisal
     pledge_registration_no: Annotated[str, Field(min_length=1, max_length=100)]
     service_area: ServiceArea | None = None
+    routes: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(min_length=1)] | None = None
+    asset_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
 
     @field_validator("asset_profile")
     @classmethod
@@ -460,6 +467,14 @@ class CollateralValuation(_Strict):
 
     ``value = appraisal_value × min(activity_index, cap) × min(quality_score / quality_baseline, 1)``
     (``docs/valuation.md``). Values are yuan; indices and quality are ratios.
+
+    ``service_expected``: the window falls in the asset's expected service (its learned weekly
+    profile or appraisal expects activity); ``silent_in_service_seconds``: expected-service time
+    (seconds) since the asset's last record, 0 while it reports; ``in_silence_grace``: that silence
+    is shorter than the profile's silence grace, so the value is carried forward (its interval
+    widening) rather than impaired. ``activity_forecast_lower`` / ``_upper``: the 90 % one-step
+    prediction band of this window's activity made before it was seen (``None`` while calibrating
+    or off-service); the share of windows inside it is the interval coverage of docs/valuation.md.
     """
 
     schema_version: Literal[1] = 1
@@ -493,6 +508,11 @@ class CollateralValuation(_Strict):
     last_event_at: AwareDatetime | None
     last_event_age_seconds: float
     model_versions: dict[str, str]
+    service_expected: bool = True
+    silent_in_service_seconds: float = 0.0
+    in_silence_grace: bool = False
+    activity_forecast_lower: float | None = None
+    activity_forecast_upper: float | None = None
     attribution: dict[str, float] = Field(default_factory=dict)
     attribution_since_pledge: dict[str, float] = Field(default_factory=dict)
 

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 import river
 from river import anomaly, drift, stats
 
+from monitor.service_calendar import country_of_timezone, day_type
 from monitor.forecast import SeasonalLevel
 from monitor.profiles import AssetProfile
 from monitor.schemas import DIMENSIONS
@@ -42,7 +43,12 @@ from monitor.schemas import DIMENSIONS
 #: Ordinal of Monday 1970-01-05, the origin of season slots (so daily slots align by weekday).
 _SEASON_ORIGIN = dt.date(1970, 1, 5).toordinal()
 
-__all__ = ["AssetValuer", "FixedScaler", "ValuationParams", "WindowResult", "model_stamp"]
+#: Residuals the empirical 90 % quantile needs before it replaces the robust scale's normal quantile:
+#: with n residuals the 90 % quantile is about the (n/10)-th largest, so from 24 on it rests on 2-3
+#: of them rather than on the single largest.
+MIN_RESIDUALS = 24
+
+__all__ = ["MIN_RESIDUALS", "AssetValuer", "FixedScaler", "ValuationParams", "WindowResult", "model_stamp"]
 
 MODEL_VERSIONS = {
     "river": str(getattr(river, "__version__", "unknown")),
@@ -104,7 +110,7 @@ class ValuationParams:
     horizon_windows: int = 96
     discount: float = 0.99
     alpha: float = 0.05
-    gamma: float = 0.5
+    gamma: float = 0.2
     clip_k: float = 2.0
     scale_lambda: float = 0.1
     calibration_windows: int = 96
@@ -113,7 +119,7 @@ class ValuationParams:
     hst_window: int = 32
     learn_anomalous: bool = False
     anomaly_hold_windows: int = 8
-    min_expected_activity: float = 10.0
+    min_expected_activity: float = 1.0
     drift_hold_windows: int = 16
     seed: int = 42
 
@@ -177,6 +183,11 @@ class WindowResult:
     windows_seen: int
     attribution: dict[str, float]
     attribution_since_pledge: dict[str, float]
+    service_expected: bool = True
+    silent_in_service_s: float = 0.0
+    in_silence_grace: bool = False
+    priced_quality_score: float = 0.0
+    activity_forecast_band: tuple[float, float] | None = None
 
 
 class AssetValuer:
@@ -185,18 +196,31 @@ class AssetValuer:
     Parameters
     ----------
     profile
-        The asset's profile (feature limits, quality weights).
+        The asset's profile (feature limits, quality weights, silence grace).
     appraisal_value
         V_0 in yuan.
     baseline
         The appraisal's activity per season slot of the profile (``bus_dispatch``: 24 hourly
-        values; ``daily_ridership``: 364 daily values), local time, or ``None`` to calibrate.
+        values, the same for every day type; ``daily_ridership``: 364 daily values), local time,
+        or ``None`` to learn the expected service from the data.
     quality_baseline
         Q_0 (0..1) from the appraisal, or ``None`` to calibrate.
     timezone
-        IANA zone of the asset's operations (for the hour-of-day slot).
+        IANA zone of the asset's operations (for local time of day and day of week).
     params
         :class:`ValuationParams`.
+    country
+        ISO 3166-1 alpha-2 code whose public holidays run a Sunday service (``None``: the country
+        of ``timezone`` in the IANA ``zone.tab``; see :func:`monitor.calendar.day_type`).
+
+    Expected service
+    ----------------
+    A profile with sub-daily slots (``bus_dispatch``) keeps its reference of expected activity
+    per **day type × window of the day** (weekday, Saturday, Sunday / public holiday: the
+    service calendars of a bus timetable). Without an appraisal baseline each slot's reference is
+    the activity of its first window with data; a slot not seen yet is *unknown*: neither
+    judged nor counted in the index, and silence there is not silence. A slot whose reference is
+    0 is off-service. ``daily_ridership`` keeps its 52-week year of daily slots (weekday-aligned).
     """
 
     def __init__(
@@ -207,43 +231,62 @@ class AssetValuer:
         quality_baseline: float | None,
         timezone: str,
         params: ValuationParams,
+        country: str | None = None,
     ) -> None:
         self.profile = profile
         self.appraisal_value = appraisal_value
         self.timezone = timezone
         self.params = params
+        self.country = country if country is not None else country_of_timezone(timezone)
         self._tz = zoneinfo.ZoneInfo(timezone)
         self._baseline = list(baseline) if baseline else None
         self._q0 = quality_baseline
         self._fc = SeasonalLevel(
             alpha=params.alpha, gamma=params.gamma, clip_k=params.clip_k, scale_lambda=params.scale_lambda
         )
+        #: sub-daily profile: slots are day type × window of the day (else the profile's season)
+        self._day_windows = max(1, round(86_400.0 / params.window_s))
+        self._by_day_type = profile.season_slot_s < 86_400.0 and self._day_windows * params.window_s == 86_400.0
         self._season_windows = max(1, round(profile.season_s / params.window_s))
+        #: expected service learned from the data, per slot (activity per window); used without a baseline
+        self._learn_reference = self._baseline is None and self._by_day_type
+        self._ref: dict[int, float] = {}
         self._hst = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=params.hst_window, seed=params.seed)
         self._scaler = FixedScaler(profile.feature_limits)
         self._ph_down = drift.PageHinkley(mode="down", min_instances=12, threshold=3.0, delta=0.05)
         self._ph_up = drift.PageHinkley(mode="up", min_instances=12, threshold=3.0, delta=0.05)
         self._resid = stats.RollingQuantile(q=0.9, window_size=96)
+        self._resid_n = 0
         self._drift = "none"
         self._drift_left = 0
         self._anomalous_run = 0
-        # window start -> (window slot, baseline activity): the horizon slides one window at a time
-        self._horizon_cache: dict[float, tuple[int, float]] = {}
+        # window start -> (window slot, reference activity or None): the horizon slides one window at a time
+        self._horizon_cache: dict[float, tuple[int, float | None]] = {}
+        #: reported quality levels (what the data shows now) and priced ones (what the value uses):
+        #: they part only while a silence in expected service is within its grace
         self._dims_ewm: dict[str, float | None] = dict.fromkeys(DIMENSIONS, quality_baseline)
+        self._dims_price: dict[str, float | None] = dict.fromkeys(DIMENSIONS, quality_baseline)
+        self._dims_price_before = dict(self._dims_price)
         self._q_ewm = quality_baseline if quality_baseline is not None else 0.0
+        self._q_price = self._q_ewm
         self._calib_q: list[float] = []
         self._calib_slots: dict[int, list[float]] = {}
         self.windows_seen = 0
+        #: expected-service time (s) since the last window with data
+        self.silent_in_service_s = 0.0
         # (activity factor, quality factor, dimension levels) of the previous valuation; at pledge V = V_0
-        self._prev: tuple[float, float, dict[str, float | None]] = (1.0, 1.0, dict(self._dims_ewm))
+        self._prev: tuple[float, float, dict[str, float | None]] = (1.0, 1.0, dict(self._dims_price))
         self._since_pledge: dict[str, float] = {}
         if self._baseline is not None:
             self._fc.prime(self._mean_expected())
 
     # --- helpers -----------------------------------------------------------------------
+    def _local(self, ts: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(ts, self._tz)
+
     def _local_s(self, ts: float) -> float:
         """Local wall-clock seconds since Monday 1970-01-05 (the season's origin)."""
-        t = dt.datetime.fromtimestamp(ts, self._tz)
+        t = self._local(ts)
         days = t.date().toordinal() - _SEASON_ORIGIN
         return days * 86400.0 + t.hour * 3600.0 + t.minute * 60.0 + t.second
 
@@ -253,35 +296,47 @@ class AssetValuer:
         return int(self._local_s(ts) // pr.season_slot_s) % pr.season_slots
 
     def _wslot(self, start: float) -> int:
-        """Window slot in the season of the window starting at ``start`` (by its midpoint)."""
+        """Slot of the window starting at ``start`` (by its midpoint): day type × window of day, or season window."""
         ws = self.params.window_s
+        if self._by_day_type:
+            t = self._local(start + ws / 2)
+            tod = int((t.hour * 3600 + t.minute * 60 + t.second) // ws)
+            return day_type(t.date(), self.country) * self._day_windows + tod
         return int(self._local_s(start + ws / 2) // ws) % self._season_windows
 
     def _mean_expected(self) -> float:
         assert self._baseline is not None
         return sum(self._baseline) / len(self._baseline) * self.params.window_s / self.profile.season_slot_s
 
-    def expected_activity(self, start: float) -> float:
-        """The appraisal's baseline activity of the window starting at ``start`` (activity units); 0 if unknown.
+    def reference(self, start: float) -> float | None:
+        """Expected activity of the window starting at ``start`` (activity units), ``None`` while unknown.
 
-        A window no longer than a slot takes its share of the slot holding its midpoint; a longer
-        window sums the slots it covers.
+        From the appraisal's baseline (a window no longer than a slot takes its share of the slot
+        holding its midpoint; a longer window sums the slots it covers), else from the slot's
+        first window with data. 0 means off-service.
         """
         if self._baseline is None:
-            return 0.0
+            return self._ref.get(self._wslot(start)) if self._learn_reference else None
         ws, slot_s = self.params.window_s, self.profile.season_slot_s
         if ws <= slot_s:
             return self._baseline[self._slot(start + ws / 2)] * ws / slot_s
         k = max(1, round(ws / slot_s))
         return sum(self._baseline[self._slot(start + (i + 0.5) * slot_s)] for i in range(k))
 
+    def expected_activity(self, start: float) -> float:
+        """Expected activity of the window starting at ``start`` (activity units); 0 if unknown or off-service."""
+        ref = self.reference(start)
+        return ref if ref is not None else 0.0
+
     @property
     def calibrating(self) -> bool:
-        """True until baseline and Q_0 are known (from the appraisal or calibration)."""
+        """True until the expected service and Q_0 are known (from the appraisal or calibration)."""
+        if self._learn_reference:
+            return self._q0 is None or not self._ref
         return self._baseline is None or self._q0 is None
 
     def _activity_index(self, next_start: float, model: SeasonalLevel | None = None) -> float:
-        """``I = Σ_h d^h L s(slot_{t+h}) / Σ_h d^h baseline(t+h)`` over the horizon (ratio)."""
+        """``I = Σ_h d^h L s(slot_{t+h}) / Σ_h d^h ref(t+h)`` over the horizon's known slots (ratio)."""
         p = self.params
         m = model or self._fc
         level = m.level
@@ -295,15 +350,16 @@ class AssetValuer:
             t = next_start + h * p.window_s
             hit = cache.get(t)
             if hit is None:
-                hit = cache[t] = (self._wslot(t), self.expected_activity(t))
+                hit = cache[t] = (self._wslot(t), self.reference(t))
             slot, base = hit
-            num += w * max(0.0, level * m.index(slot, base))
-            den += w * base
+            if base is not None:
+                num += w * max(0.0, level * m.index(slot, base))
+                den += w * base
             w *= p.discount
         return num / den if den > 0 else max(0.0, level)
 
     def _finish_calibration(self) -> None:
-        if self._baseline is None and self._calib_slots:
+        if self._baseline is None and self._calib_slots and not self._learn_reference:
             allv = [v for vs in self._calib_slots.values() for v in vs]
             mean = sum(allv) / len(allv)
             # activity per window -> activity per slot (a window longer than a slot spreads evenly)
@@ -317,8 +373,24 @@ class AssetValuer:
                 return
             self._horizon_cache.clear()
             self._fc.prime(self._mean_expected())
+        if self._learn_reference and self._ref:
+            served = [v for v in self._ref.values() if v > 0]
+            self._fc.prime(sum(served) / len(served) if served else 1.0)
         if self._q0 is None and self._calib_q:
             self._q0 = max(1e-6, sum(self._calib_q) / len(self._calib_q))
+
+    def _q90(self) -> float:
+        """90 % quantile of the absolute one-step ratio residual on the typical window's count scale.
+
+        The rolling empirical quantile of the last 96 learned windows once it rests on at least
+        :data:`MIN_RESIDUALS` of them; before that (a quantile of a handful of residuals is their
+        largest one) the normal 90 % quantile of the forecaster's robust scale, 1.645 σ.
+        """
+        if self._resid_n >= MIN_RESIDUALS:
+            q = self._resid.get()
+            if q is not None and math.isfinite(q):
+                return float(q)
+        return 1.645 * self._fc.scale
 
     def _quality(self, dims: dict[str, float | None]) -> float:
         weights = self.profile.quality_weights
@@ -328,6 +400,14 @@ class AssetValuer:
                 num += weights.get(name, 1.0) * v
                 den += weights.get(name, 1.0)
         return num / den if den else 0.0
+
+    @staticmethod
+    def _smooth(levels: dict[str, float | None], dims: dict[str, float | None], a: float) -> None:
+        for k, v in dims.items():
+            if v is None:
+                continue  # not measurable this window (no records): the dimension keeps its level
+            old = levels.get(k)
+            levels[k] = v if old is None else (1 - a) * old + a * v
 
     # --- the per-window update -----------------------------------------------------------
     def update(
@@ -352,8 +432,10 @@ class AssetValuer:
             Raw window features (scaled here with the profile's fixed limits).
         silent
             True for a window without any record: it carries no activity evidence, so neither the
-            forecaster nor the anomaly detector learns it; its effect on the value goes through the
-            accessibility and completeness dimensions.
+            forecaster nor the anomaly detector learns it. Off-service (no activity expected), it
+            changes nothing. In expected service it lowers the reported accessibility and
+            completeness at once and widens the interval; the value's own quality levels follow only
+            once the silence outlasts the profile's ``silence_grace_s`` (``docs/valuation.md``).
 
         Returns
         -------
@@ -362,14 +444,32 @@ class AssetValuer:
         """
         p = self.params
         self.windows_seen += 1
+        slot = self._wslot(start)
+        ref = self.reference(start)
+        service = ref is not None and ref > 0
+        resumed = not silent and self.silent_in_service_s > 0.0
+        if not silent:
+            self.silent_in_service_s = 0.0
+        elif service:
+            if self.silent_in_service_s == 0.0:
+                # the silence began inside the previous window: that partly dark window belongs to
+                # the silence, whose price is the grace's to decide, not to its edge
+                self._dims_price = self._dims_price_before
+            self.silent_in_service_s += p.window_s
+        grace = self.profile.silence_grace_s
+        in_grace = 0.0 < self.silent_in_service_s <= grace
         wq = self._quality(dims)
         a = 1.0 - 0.5 ** (1.0 / p.quality_halflife_windows)
-        for k, v in dims.items():
-            if v is None:
-                continue  # not measurable this window (no records): the dimension keeps its level
-            old = self._dims_ewm.get(k)
-            self._dims_ewm[k] = v if old is None else (1 - a) * old + a * v
+        acc_now = dims.get("accessibility")
+        if not silent or service:
+            self._smooth(self._dims_ewm, dims, a)
+            self._dims_price_before = dict(self._dims_price)
+            if resumed and acc_now is not None and acc_now < 1.0:
+                pass  # the feed came back inside this window: its dark part belongs to the silence
+            elif not in_grace:
+                self._smooth(self._dims_price, dims, a)
         self._q_ewm = self._quality(self._dims_ewm)
+        self._q_price = self._quality(self._dims_price)
 
         x = self._scaler.transform_one(features)
         with warnings.catch_warnings():
@@ -387,8 +487,14 @@ class AssetValuer:
             self._hst.learn_one(x)
 
         calibrating_before = self.calibrating
+        first_visit = False
+        if not silent and self._learn_reference and ref is None:
+            # the slot's first window with data is its reference (0: off-service); not judged against itself
+            self._ref[slot] = max(0.0, activity)
+            self._horizon_cache.clear()
+            first_visit = True
         if calibrating_before and not silent:
-            if self._baseline is None:
+            if self._baseline is None and not self._learn_reference:
                 self._calib_slots.setdefault(self._slot(start + p.window_s / 2), []).append(activity)
             if self._q0 is None:
                 self._calib_q.append(wq)
@@ -396,25 +502,37 @@ class AssetValuer:
                 self._finish_calibration()
 
         learned = False
-        expected = self.expected_activity(start)
+        expected = ref if ref is not None else 0.0
         counterfactual_index: float | None = None
-        if not calibrating_before and not silent and expected > 0:
-            slot = self._wslot(start)
+        forecast_band: tuple[float, float] | None = None
+        if not calibrating_before and not silent and not first_visit and expected > 0:
             level_too = expected >= p.min_expected_activity
-            r = self._fc.residual(slot, expected, activity)
+            # a window the feed was observable only part of (it went dark or came back inside it)
+            # is judged on that part: its accessibility is the exposure of its counts
+            acc = dims.get("accessibility")
+            exposure = acc if acc is not None and 0.0 < acc < 1.0 else 1.0
+            r = self._fc.residual(slot, expected, activity / exposure)
+            wgt = self._fc.weight(slot, expected, exposure)
+            q_prev = self._q90()
+            s_j = self._fc.index(slot, expected)
+            if q_prev is not None and math.isfinite(q_prev):
+                # one-step 90 % prediction band of this window's activity, made before seeing it
+                lvl = self._fc.level
+                forecast_band = (max(0.0, s_j * (lvl - q_prev / wgt)), s_j * (lvl + q_prev / wgt))
             if anomalous and not regime and not p.learn_anomalous and r is not None and r > 0:
                 # flagged above the forecast: not learned. The counterfactual (what the index would
                 # be had the window been learned) is the anomaly handling's effect on the value.
                 shadow = copy.deepcopy(self._fc)
-                shadow.learn(slot, expected, activity, level_too)
+                shadow.learn(slot, expected, activity, level_too, exposure)
                 counterfactual_index = self._activity_index(start + p.window_s, shadow)
             else:
-                if level_too and r is not None and self._fc.n >= 2:
-                    self._resid.update(abs(r))
-                self._fc.learn(slot, expected, activity, level_too)
+                if level_too and r is not None:
+                    self._resid.update(abs(r) * wgt)
+                    self._resid_n += 1
+                self._fc.learn(slot, expected, activity, level_too, exposure)
                 learned = True
                 if level_too:
-                    y = activity / expected
+                    y = activity / exposure / expected
                     self._ph_down.update(y)
                     self._ph_up.update(y)
                     if self._ph_down.drift_detected:
@@ -432,19 +550,23 @@ class AssetValuer:
             half = 0.0
         else:
             index = self._activity_index(start + p.window_s)
-            q = self._resid.get() if self._fc.n > 2 else 0.0
-            # I = L × S: the level L is an EWMA of ratio observations whose one-step errors have the
-            # 90 % quantile q, so its own 90 % half-width is q × sqrt(α / (2 − α)) (the EWMA control
-            # limit, Roberts 1959; Lucas & Saccucci 1990), and it moves I by that × S = I / L
+            q = self._q90()
+            # I = L × S: the level L is an EWMA of ratio observations whose one-step errors (on the
+            # typical window's count scale) have the 90 % quantile q, so its own 90 % half-width is
+            # q × sqrt(α / (2 − α)) (the EWMA control limit, Roberts 1959; Lucas & Saccucci 1990), and
+            # it moves I by that × S = I / L. Each window of expected service without data adds the
+            # variance of one step of the random walk the EWMA is optimal for, α² / (1 − α) × q²
+            # (Muth 1960; Harvey 1989, §2.3): the interval widens with the silent time in service.
             level = self._fc.level
             scale = index / level if level > 0 else 1.0
-            ewma = math.sqrt(p.alpha / (2.0 - p.alpha))
-            half = q * ewma * scale if q is not None and math.isfinite(q) else 0.0
+            dark = self.silent_in_service_s / p.window_s
+            spread = math.sqrt(p.alpha / (2.0 - p.alpha) + dark * p.alpha**2 / (1.0 - p.alpha))
+            half = q * spread * scale if q is not None and math.isfinite(q) else 0.0
         lower = max(0.0, index - half)
         upper = index + half
-        # warm-up: until baseline and Q_0 are known the appraisal stands in (docs/valuation.md); a
-        # window measured against a Q_0 not yet known (e.g. a silent one) must not value it at 0
-        qf = 1.0 if self.calibrating or q0 <= 0 else min(self._q_ewm / q0, 1.0)
+        # warm-up: until the expected service and Q_0 are known the appraisal stands in
+        # (docs/valuation.md); a window measured against a Q_0 not yet known must not value it at 0
+        qf = 1.0 if self.calibrating or q0 <= 0 else min(self._q_price / q0, 1.0)
         v0 = self.appraisal_value
         attribution = self._attribute(min(index, p.cap), qf, counterfactual_index)
         return WindowResult(
@@ -467,6 +589,11 @@ class AssetValuer:
             windows_seen=self.windows_seen,
             attribution=attribution,
             attribution_since_pledge={k: round(v, 2) for k, v in self._since_pledge.items()},
+            service_expected=service,
+            silent_in_service_s=self.silent_in_service_s,
+            in_silence_grace=in_grace,
+            priced_quality_score=self._q_price,
+            activity_forecast_band=forecast_band,
         )
 
     def _attribute(self, a1: float, qf1: float, counterfactual: float | None) -> dict[str, float]:
@@ -490,12 +617,12 @@ class AssetValuer:
         out["anomaly_handling"] = anomaly
         quality = v0 * (qf1 - qf0) * (a0 + a1) / 2
         weights = self.profile.quality_weights
-        deltas = {k: weights.get(k, 1.0) * ((self._dims_ewm.get(k) or 0.0) - (dims0.get(k) or 0.0)) for k in DIMENSIONS}
+        deltas = {k: weights.get(k, 1.0) * ((self._dims_price.get(k) or 0.0) - (dims0.get(k) or 0.0)) for k in DIMENSIONS}
         total = sum(deltas.values())
         for k in DIMENSIONS:
             share = deltas[k] / total if total else 1.0 / len(DIMENSIONS)
             out[f"quality.{k}"] = quality * share
-        self._prev = (a1, qf1, dict(self._dims_ewm))
+        self._prev = (a1, qf1, dict(self._dims_price))
         for k, v in out.items():
             self._since_pledge[k] = self._since_pledge.get(k, 0.0) + v
         return {k: round(v, 2) for k, v in out.items()}

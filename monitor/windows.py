@@ -134,15 +134,24 @@ class WindowStats:
         """End of the window (POSIX seconds, exclusive)."""
         return self.start + self.length_s
 
-    def add(self, profile: AssetProfile, ev: TelemetryEvent, check: RecordCheck, ts: float) -> None:
-        """Account one accepted record (``ts`` is its event time in POSIX seconds)."""
+    def add(
+        self, profile: AssetProfile, ev: TelemetryEvent, check: RecordCheck, ts: float, stale: bool = False
+    ) -> None:
+        """Account one accepted record (``ts`` is its event time in POSIX seconds).
+
+        ``stale``: the record re-sends a fix already reported (same entity, same position, same or
+        older report time); it counts as untimely in the timeliness dimension whether or not the
+        source gives a receive time, and adds nothing else a fresh fix would not.
+        """
         self.records += 1
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
         self.normative += check.normative
         self.complete += check.complete
         self.poll_slots.add(int((ts - self.start) // profile.poll_interval_s))
-        if ev.received_at is not None:
+        if stale:
+            self.timed += 1
+        elif ev.received_at is not None:
             self.timed += 1
             if ev.received_at.timestamp() - ts <= profile.latency_sla_s:
                 self.timely += 1
@@ -163,17 +172,24 @@ class WindowStats:
             if delay > profile.late_delay_s:
                 self.late_trips += 1
 
-    def dimensions(self, profile: AssetProfile) -> dict[str, float | None]:
+    def dimensions(self, profile: AssetProfile, cadence_s: float | None = None) -> dict[str, float | None]:
         """The six quality dimensions of this window (ratios 0..1; ``None`` = not measurable).
 
         Definitions (``docs/valuation.md``): normativity = records in the profile's units ÷ records;
         completeness = complete records ÷ records × min(1, polls ÷ expected polls); accuracy =
         plausible ÷ records; consistency = 1 − contradictions ÷ records; timeliness = timely ÷
-        records with a receive time; accessibility = poll slots with data ÷ slots. An empty
-        window has completeness and accessibility 0 and the others ``None``.
+        records with a receive time (a stale repeat is timed and untimely); accessibility = poll
+        slots with data ÷ slots. A poll slot lasts the feed's own cadence ``cadence_s`` (learned by
+        the asset, see :class:`monitor.engine.AssetMonitor`), never less than the profile's
+        ``poll_interval_s``: a collector that polls every 10 min is not 80 % inaccessible against a
+        2-min profile, one that misses its own cadence is. An empty window has completeness and
+        accessibility 0 and the others ``None``.
         """
-        slots = max(1, int(self.length_s // profile.poll_interval_s))
-        access = min(1.0, len(self.poll_slots) / slots)
+        base = profile.poll_interval_s
+        interval = max(base, cadence_s or 0.0)
+        slots = max(1, int(self.length_s // interval))
+        used = self.poll_slots if interval == base else {int(k * base // interval) for k in self.poll_slots}
+        access = min(1.0, len(used) / slots)
         n = self.records
         if n == 0:
             dims: dict[str, float | None] = dict.fromkeys(DIMENSIONS)

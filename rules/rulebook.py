@@ -160,6 +160,7 @@ def example_facts(scope: str) -> dict[str, Any]:
             "required_top_up_collateral": 0.0,
             "required_repayment": 0.0,
             "calibrating": False,
+            "in_silence_grace": False,
         },
         "window": {"start": now, "end": now},
         "now": now,
@@ -182,6 +183,9 @@ def example_facts(scope: str) -> dict[str, Any]:
             "anomalous": False,
             "drift": "none",
             "last_event_age_seconds": 0.0,
+            "silent_in_service_seconds": 0.0,
+            "in_silence_grace": False,
+            "service_expected": True,
             "events_in_window": 10.0,
             "windows_seen": 10.0,
         }
