@@ -60,20 +60,42 @@ def load_loan_book(path: str | Path) -> list[bytes]:
         raise ConfigError(f"loan book: cannot read {p}: {exc.strerror}") from None
 
 
-def read_telemetry(path: str | Path, assets: set[str] | None = None) -> Iterator[TelemetryEvent]:
+def read_telemetry(
+    path: str | Path, assets: set[str] | None = None, pledges: Iterable[bytes] | None = None
+) -> Iterator[TelemetryEvent]:
     """Telemetry of a source file, by its kind.
 
-    Auckland GTFS-rt polls (a folder or a ``.jsonl.gz`` of polls), GTFS-rt VehiclePositions flattened
-    to CSV with the day's static GTFS beside it (:mod:`monitor.sources.wmata`), or the CTA daily
-    boarding totals (another ``.csv``, :mod:`monitor.sources.cta`).
+    Auckland GTFS-rt polls (a folder or a ``.jsonl.gz`` of polls), BusTime ``getvehicles`` polls (a
+    folder of ``vehicles_*.csv.gz``, :mod:`monitor.sources.bustime`: its assets are the route groups
+    and its wall clock the time zone that the loan book's ``pledges`` name), GTFS-rt VehiclePositions
+    flattened to CSV with the day's static GTFS beside it (:mod:`monitor.sources.wmata`), or the CTA
+    daily boarding totals (another ``.csv``, :mod:`monitor.sources.cta`).
 
     Raises
     ------
     FileNotFoundError
         When the path does not exist.
     ConfigError
-        When a CTA file has a bad header or row.
+        When a CTA file has a bad header or row, or BusTime polls come without ``pledges`` that give
+        every asset its routes in one time zone.
     """
+    from monitor.sources.bustime import is_bustime_folder
+
+    if is_bustime_folder(path):
+        from monitor.sources.bustime import (
+            events_from_bustime,
+            groups_from_pledges,
+            read_bustime_polls,
+            timezone_from_pledges,
+        )
+
+        if pledges is None:
+            msg = f"telemetry {path}: BusTime polls need the loan book's pledges (routes, asset_timezone), got none"
+            raise ConfigError(msg)
+        book = list(pledges)
+        groups = {a: r for a, r in groups_from_pledges(book).items() if assets is None or a in assets}
+        tz = timezone_from_pledges(book)
+        return events_from_bustime(read_bustime_polls(path, tz), groups, tz)
     if Path(path).suffix.lower() == ".csv":
         from monitor.sources.cta import events_from_daily_rows, read_daily_boardings
         from monitor.sources.wmata import events_from_day, is_vehicle_positions_csv, open_day
@@ -108,7 +130,7 @@ def load_inputs(
         if inc.asset_id not in assets:
             msg = f"--inject: got asset {inc.asset_id!r}, expected one the loan book pledges: {sorted(assets)}"
             raise ConfigError(msg)
-    events = list(read_telemetry(telemetry, assets))
+    events = list(read_telemetry(telemetry, assets, pledges=book))
     if not events:
         msg = (
             f"--telemetry: {telemetry} holds no record of an asset the loan book {loan_book} pledges "
