@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv demo test test-unit test-integration lint typecheck bench cta-history broker-start broker-stop sample clean
+.PHONY: help venv demo test test-unit test-integration lint typecheck bench cta-history madison broker-start broker-stop sample clean
 
 help:
 	@echo "make demo   - venv, local Kafka, worker, replay of real bus data with an outage; Ctrl-C stops all"
@@ -51,6 +51,11 @@ bench: venv
 cta-history: venv
 	$(BIN)/python -m pip install --quiet -e '.[plot]'
 	$(BIN)/python examples/cta/history.py
+
+# the Madison week: three loans on BusTime route groups over 9 days of real polls read in place from
+# ../shared (JSON summary in benchmarks/results/madison_week.json); --inject and --out via ARGS="..."
+madison: venv
+	$(BIN)/python examples/madison/week.py $(ARGS)
 
 broker-start:
 	bash deploy/kafka/broker.sh start && bash deploy/kafka/broker.sh wait 90

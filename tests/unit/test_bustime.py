@@ -495,6 +495,18 @@ def test_read_telemetry__a_folder_of_vehicles_polls_is_bustime_grouped_by_the_pl
     assert {e.asset_id for e in only} == {"mad-80"}
 
 
+def test_week_script__without_the_data_says_where_it_is_expected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = importlib.util.spec_from_file_location("madison_week", ROOT / "examples" / "madison" / "week.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--data", str(tmp_path / "absent"), "--out", str(tmp_path / "out.json")]) == 2
+    assert "madison-metro-bus-avl/polls" in capsys.readouterr().err
+    assert not (tmp_path / "out.json").exists()
+
+
 # ------------------------------------------------------------------------------------------- the real polls
 
 
