@@ -189,7 +189,7 @@ def examples() -> dict[str, list[BaseModel]]:
         book,
         read_telemetry(sample, pledged_assets(book)),
         rulebook,
-        incidents=[parse_incident("outage:akl-routes-7xx@3h")],
+        incidents=[parse_incident("cut:akl-routes-7xx@3h:0.6")],
     )
     loans = [decode_loan_event(raw) for raw in book]
     opened = next(e for e in loans if isinstance(e, LoanOpened))

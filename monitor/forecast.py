@@ -101,31 +101,26 @@ class SeasonalLevel:
         s = self.index(slot, base)
         return y / s - self.level if s > 0 else None
 
-    def weight(self, slot: int, base: float, exposure: float = 1.0) -> float:
-        """Count weight ``sqrt(e s_j / s̄)`` of a slot: its ratio residual × this is on the typical window's scale.
-
-        ``exposure`` (0..1] is the share of the window the feed was observable (its accessibility):
-        a window seen a third of the time holds a third of the counts' information.
-        """
+    def weight(self, slot: int, base: float) -> float:
+        """Count weight ``sqrt(s_j / s̄)`` of a slot: its ratio residual × this is on the typical window's scale."""
         s = self.index(slot, base)
-        return math.sqrt(exposure * s / self.sum_s) if s > 0 and self.sum_s > 0 else 1.0
+        return math.sqrt(s / self.sum_s) if s > 0 and self.sum_s > 0 else 1.0
 
-    def learn(self, slot: int, base: float, y: float, level_too: bool = True, exposure: float = 1.0) -> None:
+    def learn(self, slot: int, base: float, y: float, level_too: bool = True) -> float | None:
         """Learn one window's activity ``y`` (activity units) at ``slot``.
 
         ``level_too=False`` updates only the seasonal index (used for windows whose expected
-        activity is too small to say anything about the level). ``exposure`` (0..1]: the share of
-        the window the feed was observable; ``y / exposure`` is then the window's activity
-        estimate, weighted by its exposure (a Poisson count with an exposure offset, McCullagh &
-        Nelder 1989, §6.2).
+        activity is too small to say anything about the level).
+
+        Returns the window's ratio on the typical window's scale, Huber-cleaned, ``L + w r*``
+        (homoscedastic, so a drift detector can watch it), or ``None`` when nothing was learned.
         """
         s = self.index(slot, base)
-        if s <= 0.0 or not math.isfinite(y) or exposure <= 0.0:
-            return
-        y = y / exposure
+        if s <= 0.0 or not math.isfinite(y):
+            return None
         level = self.level
         r = y / s - level
-        w = self.weight(slot, base, exposure)
+        w = self.weight(slot, base)
         lim = self.clip_k * self.scale / w
         rc = r if -lim <= r <= lim else (lim if r > 0 else -lim)
         y_clean = max(0.0, s * (level + rc))
@@ -141,6 +136,7 @@ class SeasonalLevel:
             self.season[slot] = s + g * (y_clean / level - s)
             self.visits[slot] = n + 1
         self.n += 1
+        return level + w * rc
 
     def prime(self, base_mean: float) -> None:
         """Start the level at 1.0 with the weight of one average window (``base_mean`` activity units)."""

@@ -505,14 +505,16 @@ class AssetValuer:
         expected = ref if ref is not None else 0.0
         counterfactual_index: float | None = None
         forecast_band: tuple[float, float] | None = None
-        if not calibrating_before and not silent and not first_visit and expected > 0:
+        # a window the feed was observable less than half of (it went dark or came back inside it)
+        # is not activity evidence: its count says when the feed went dark, not how much ran. Half,
+        # because past it most of the window's activity was unobserved; a missed poll or two (an
+        # adapter that reports completions at the next poll loses nothing) stays above it
+        acc = dims.get("accessibility")
+        observed = acc is None or acc >= 0.5
+        if not calibrating_before and not silent and observed and not first_visit and expected > 0:
             level_too = expected >= p.min_expected_activity
-            # a window the feed was observable only part of (it went dark or came back inside it)
-            # is judged on that part: its accessibility is the exposure of its counts
-            acc = dims.get("accessibility")
-            exposure = acc if acc is not None and 0.0 < acc < 1.0 else 1.0
-            r = self._fc.residual(slot, expected, activity / exposure)
-            wgt = self._fc.weight(slot, expected, exposure)
+            r = self._fc.residual(slot, expected, activity)
+            wgt = self._fc.weight(slot, expected)
             q_prev = self._q90()
             s_j = self._fc.index(slot, expected)
             if q_prev is not None and math.isfinite(q_prev):
@@ -523,16 +525,20 @@ class AssetValuer:
                 # flagged above the forecast: not learned. The counterfactual (what the index would
                 # be had the window been learned) is the anomaly handling's effect on the value.
                 shadow = copy.deepcopy(self._fc)
-                shadow.learn(slot, expected, activity, level_too, exposure)
+                shadow.learn(slot, expected, activity, level_too)
                 counterfactual_index = self._activity_index(start + p.window_s, shadow)
             else:
                 if level_too and r is not None:
-                    self._resid.update(abs(r) * wgt)
+                    # Huber-cleaned like the level's own input (|w r| ≤ k σ): a regime change's
+                    # errors widen the interval by at most k σ, not for the 96 windows they stay in
+                    self._resid.update(min(abs(r) * wgt, p.clip_k * self._fc.scale))
                     self._resid_n += 1
-                self._fc.learn(slot, expected, activity, level_too, exposure)
+                y_std = self._fc.learn(slot, expected, activity, level_too)
                 learned = True
-                if level_too:
-                    y = activity / exposure / expected
+                if level_too and y_std is not None:
+                    # the detectors watch the cleaned ratio on the typical window's count scale, so a
+                    # thin night window's Poisson noise is not read as a structural change
+                    y = y_std
                     self._ph_down.update(y)
                     self._ph_up.update(y)
                     if self._ph_down.drift_detected:
