@@ -23,9 +23,12 @@ Nelder 1989, §2.4): a thin night window is neither clipped for its natural nois
 inflate the scale that judges the busy ones.
 
 A slot's index is the running mean of its cleaned visits (``g_j = 1 / (n_j + 1)`` after ``n_j``
-visits, its starting value counting as one) until it forgets at the floor ``γ``: one light night, storm or unrecognised holiday moves a
-slot by at most ``g_j k σ s_j / (w_j L)`` — with the defaults (γ = 0.2, k = 2) and a 10 % scale at
-most 4 % of the slot — where the unclipped update of ``γ = 0.5`` moved it halfway (issue 15). The
+visits, its starting value counting as one) until it forgets at the floor ``γ``: one light night,
+storm or unrecognised holiday moves a slot by at most ``g_j k σ s_j / (w_j L)`` (with γ = 0.2,
+k = 2 and a 10 % scale, 4 % of the slot once it has five visits), where the unclipped update of
+``γ = 0.5`` moved it halfway (issue 15). When the starting values are themselves learned from the
+data (no appraisal baseline), the indices stay at them and only the level learns, so level and
+season cannot trade scale between them (:class:`monitor.valuation.AssetValuer`). The
 level is a ratio of weighted sums rather than a mean of ratios, so windows with small expected
 activity (a bus network at night) weigh in proportion to their expected count.
 
@@ -106,11 +109,13 @@ class SeasonalLevel:
         s = self.index(slot, base)
         return math.sqrt(s / self.sum_s) if s > 0 and self.sum_s > 0 else 1.0
 
-    def learn(self, slot: int, base: float, y: float, level_too: bool = True) -> float | None:
+    def learn(self, slot: int, base: float, y: float, level_too: bool = True, season_too: bool = True) -> float | None:
         """Learn one window's activity ``y`` (activity units) at ``slot``.
 
         ``level_too=False`` updates only the seasonal index (used for windows whose expected
-        activity is too small to say anything about the level).
+        activity is too small to say anything about the level). ``season_too=False`` keeps the
+        slot's index at ``base`` (used when ``base`` is itself learned from the data, so level and
+        season cannot trade scale between them).
 
         Returns the window's ratio on the typical window's scale, Huber-cleaned, ``L + w r*``
         (homoscedastic, so a drift detector can watch it), or ``None`` when nothing was learned.
@@ -130,7 +135,7 @@ class SeasonalLevel:
             ) / _NORMAL_MAD
             self.sum_y = (1 - self.alpha) * self.sum_y + self.alpha * y_clean
             self.sum_s = (1 - self.alpha) * self.sum_s + self.alpha * s
-        if level > 0:
+        if level > 0 and season_too:
             n = self.visits.get(slot, 0)
             g = max(self.gamma, 1.0 / (n + 2))  # the starting index counts as one visit
             self.season[slot] = s + g * (y_clean / level - s)

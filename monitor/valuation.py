@@ -35,10 +35,10 @@ from dataclasses import asdict, dataclass
 import river
 from river import anomaly, drift, stats
 
-from monitor.service_calendar import country_of_timezone, day_type
 from monitor.forecast import SeasonalLevel
 from monitor.profiles import AssetProfile
 from monitor.schemas import DIMENSIONS
+from monitor.service_calendar import country_of_timezone, day_type
 
 #: Ordinal of Monday 1970-01-05, the origin of season slots (so daily slots align by weekday).
 _SEASON_ORIGIN = dt.date(1970, 1, 5).toordinal()
@@ -245,12 +245,19 @@ class AssetValuer:
             alpha=params.alpha, gamma=params.gamma, clip_k=params.clip_k, scale_lambda=params.scale_lambda
         )
         #: sub-daily profile: slots are day type × window of the day (else the profile's season)
-        self._day_windows = max(1, round(86_400.0 / params.window_s))
-        self._by_day_type = profile.season_slot_s < 86_400.0 and self._day_windows * params.window_s == 86_400.0
+        #: slot length: the profile's slot (an hour for bus_dispatch), or the window when longer, so a
+        #: slot pools the windows of its hour (a 15-min window of one route holds a handful of trips)
+        self._slot_s = max(profile.season_slot_s, params.window_s)
+        self._day_slots = max(1, round(86_400.0 / self._slot_s))
+        self._by_day_type = profile.season_slot_s < 86_400.0 and self._day_slots * self._slot_s == 86_400.0
+        #: windows of one visit of a slot; the learned reference averages the first two visits
+        self._visit_windows = max(1, round(self._slot_s / params.window_s))
         self._season_windows = max(1, round(profile.season_s / params.window_s))
         #: expected service learned from the data, per slot (activity per window); used without a baseline
         self._learn_reference = self._baseline is None and self._by_day_type
-        self._ref: dict[int, float] = {}
+        #: learned reference per slot: sum and count of the activity of its first windows with data
+        self._ref_sum: dict[int, float] = {}
+        self._ref_n: dict[int, int] = {}
         self._hst = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=params.hst_window, seed=params.seed)
         self._scaler = FixedScaler(profile.feature_limits)
         self._ph_down = drift.PageHinkley(mode="down", min_instances=12, threshold=3.0, delta=0.05)
@@ -300,8 +307,8 @@ class AssetValuer:
         ws = self.params.window_s
         if self._by_day_type:
             t = self._local(start + ws / 2)
-            tod = int((t.hour * 3600 + t.minute * 60 + t.second) // ws)
-            return day_type(t.date(), self.country) * self._day_windows + tod
+            tod = int((t.hour * 3600 + t.minute * 60 + t.second) // self._slot_s)
+            return day_type(t.date(), self.country) * self._day_slots + tod
         return int(self._local_s(start + ws / 2) // ws) % self._season_windows
 
     def _mean_expected(self) -> float:
@@ -316,7 +323,11 @@ class AssetValuer:
         first window with data. 0 means off-service.
         """
         if self._baseline is None:
-            return self._ref.get(self._wslot(start)) if self._learn_reference else None
+            if not self._learn_reference:
+                return None
+            slot = self._wslot(start)
+            n = self._ref_n.get(slot, 0)
+            return self._ref_sum[slot] / n if n else None
         ws, slot_s = self.params.window_s, self.profile.season_slot_s
         if ws <= slot_s:
             return self._baseline[self._slot(start + ws / 2)] * ws / slot_s
@@ -332,7 +343,7 @@ class AssetValuer:
     def calibrating(self) -> bool:
         """True until the expected service and Q_0 are known (from the appraisal or calibration)."""
         if self._learn_reference:
-            return self._q0 is None or not self._ref
+            return self._q0 is None or not self._ref_n
         return self._baseline is None or self._q0 is None
 
     def _activity_index(self, next_start: float, model: SeasonalLevel | None = None) -> float:
@@ -373,8 +384,8 @@ class AssetValuer:
                 return
             self._horizon_cache.clear()
             self._fc.prime(self._mean_expected())
-        if self._learn_reference and self._ref:
-            served = [v for v in self._ref.values() if v > 0]
+        if self._learn_reference and self._ref_n:
+            served = [v / self._ref_n[k] for k, v in self._ref_sum.items() if v > 0]
             self._fc.prime(sum(served) / len(served) if served else 1.0)
         if self._q0 is None and self._calib_q:
             self._q0 = max(1e-6, sum(self._calib_q) / len(self._calib_q))
@@ -446,7 +457,10 @@ class AssetValuer:
         self.windows_seen += 1
         slot = self._wslot(start)
         ref = self.reference(start)
-        service = ref is not None and ref > 0
+        # expected service: at least one unit of activity expected (min_expected_activity). Below it
+        # a window is the service's edge (its first or last trips); an empty feed there is not yet
+        # evidence of an outage, so silence is counted only from it on
+        service = ref is not None and ref >= p.min_expected_activity
         resumed = not silent and self.silent_in_service_s > 0.0
         if not silent:
             self.silent_in_service_s = 0.0
@@ -488,11 +502,16 @@ class AssetValuer:
 
         calibrating_before = self.calibrating
         first_visit = False
-        if not silent and self._learn_reference and ref is None:
-            # the slot's first window with data is its reference (0: off-service); not judged against itself
-            self._ref[slot] = max(0.0, activity)
-            self._horizon_cache.clear()
-            first_visit = True
+        if not silent and self._learn_reference:
+            # the slot's reference is the mean activity of its first two visits' windows with data
+            # (0: off-service). During the first visit the slot is not judged (it would be judged
+            # against itself); during the second it is, and still refines the reference
+            n = self._ref_n.get(slot, 0)
+            if n < 2 * self._visit_windows:
+                first_visit = n < self._visit_windows
+                self._ref_sum[slot] = self._ref_sum.get(slot, 0.0) + max(0.0, activity)
+                self._ref_n[slot] = n + 1
+                self._horizon_cache.clear()
         if calibrating_before and not silent:
             if self._baseline is None and not self._learn_reference:
                 self._calib_slots.setdefault(self._slot(start + p.window_s / 2), []).append(activity)
@@ -525,7 +544,7 @@ class AssetValuer:
                 # flagged above the forecast: not learned. The counterfactual (what the index would
                 # be had the window been learned) is the anomaly handling's effect on the value.
                 shadow = copy.deepcopy(self._fc)
-                shadow.learn(slot, expected, activity, level_too)
+                shadow.learn(slot, expected, activity, level_too, not self._learn_reference)
                 counterfactual_index = self._activity_index(start + p.window_s, shadow)
             else:
                 if level_too and r is not None:
@@ -533,7 +552,7 @@ class AssetValuer:
                     # errors widen the interval by at most k σ, not for the 96 windows they stay in
                     self._resid.update(min(abs(r) * wgt, p.clip_k * self._fc.scale))
                     self._resid_n += 1
-                y_std = self._fc.learn(slot, expected, activity, level_too)
+                y_std = self._fc.learn(slot, expected, activity, level_too, not self._learn_reference)
                 learned = True
                 if level_too and y_std is not None:
                     # the detectors watch the cleaned ratio on the typical window's count scale, so a
@@ -623,7 +642,9 @@ class AssetValuer:
         out["anomaly_handling"] = anomaly
         quality = v0 * (qf1 - qf0) * (a0 + a1) / 2
         weights = self.profile.quality_weights
-        deltas = {k: weights.get(k, 1.0) * ((self._dims_price.get(k) or 0.0) - (dims0.get(k) or 0.0)) for k in DIMENSIONS}
+        deltas = {
+            k: weights.get(k, 1.0) * ((self._dims_price.get(k) or 0.0) - (dims0.get(k) or 0.0)) for k in DIMENSIONS
+        }
         total = sum(deltas.values())
         for k in DIMENSIONS:
             share = deltas[k] / total if total else 1.0 / len(DIMENSIONS)

@@ -20,8 +20,11 @@ Each pledged asset is a **route group**: the route designators (``rt``) its pled
   does: a fix implying more than 30 m/s is a GPS glitch and does not become the reference);
   attributes ``route_id``, ``trip_id``, ``service_date``, ``scheduled_start_s``, ``block_id``.
 - ``trip_completed`` per trip of the asset's routes that ended (the activity measure): ``trips = 1``,
-  ``duration_s`` = last fix − first fix; ``observed_at`` = the trip's last fix, ``received_at`` = the
-  poll that showed it ended.
+  ``duration_s`` = last fix − first fix; ``observed_at`` = ``received_at`` = the poll that showed it
+  ended, as in :mod:`monitor.sources.auckland`: the completion is known then. Dated at the trip's last
+  fix it would land in a window already closed whenever the polls are slower than the allowed
+  lateness (10-min night polls, three of them to decide), and be dropped as late: activity lost by
+  the hour of the day the collector polls slowly.
 
 Time semantics: ``tmstmp`` (``YYYYMMDD HH:MM``, minute resolution), ``collection_timestamp`` (ISO 8601
 without an offset) and the file name are local wall time of the agency, localised with ``zoneinfo`` in
@@ -456,7 +459,7 @@ def _completed(asset: str, key: tuple[str, str, int], trip: _Trip, poll_ts: floa
     return TelemetryEvent(
         event_id=f"bustime:done:{trip_id}:{service_date}:{stst}",
         asset_id=asset,
-        observed_at=_utc(trip.last),
+        observed_at=_utc(poll_ts),
         received_at=_utc(poll_ts),
         entity_id=trip.vid,
         kind="trip_completed",

@@ -296,7 +296,8 @@ def test_service_day_is_not_the_calendar_day__trips_across_midnight_complete_onc
     assert done["T1"].attributes == {"trip_id": "T1", "route_id": "80", "service_date": "2025-09-24"}
     assert done["T1"].metrics == {"trips": 1.0, "duration_s": 20 * 60.0}
     assert done["T2"].metrics == {"trips": 1.0, "duration_s": 30 * 60.0}
-    assert local(done["T1"].observed_at) == "2025-09-25 00:30"  # the last fix, not the poll that saw it gone
+    # dated at the poll that saw it gone (known then; never late for a closed window), not its last fix
+    assert local(done["T1"].observed_at) == "2025-09-25 00:45" and done["T1"].observed_at == done["T1"].received_at
 
 
 def test_trip_identity_includes_the_service_day() -> None:
@@ -318,7 +319,7 @@ def test_trip_completes_when_its_bus_is_next_seen_on_another_trip() -> None:
     evs = list(events_from_bustime(polls, GROUPS, CHI))
     (d,) = kinds(evs, "trip_completed")
     assert d.attributes["trip_id"] == "T1" and d.entity_id == "2344" and d.metrics["duration_s"] == 120.0
-    assert local(d.observed_at) == "2025-09-24 08:02" and local(d.received_at) == "2025-09-24 08:04"
+    assert local(d.observed_at) == "2025-09-24 08:04" and local(d.received_at) == "2025-09-24 08:04"
     assert evs[-1] is d  # after the poll's heartbeat and positions
 
 
@@ -365,7 +366,7 @@ def test_a_collector_gap_ends_no_trip__the_trip_runs_on_after_it() -> None:
     assert not kinds(list(events_from_bustime(polls, GROUPS, CHI)), "trip_completed")
 
 
-def test_a_trip_carried_across_a_gap_completes_by_the_rules_after_it_at_its_last_fix() -> None:
+def test_a_trip_carried_across_a_gap_completes_by_the_rules_after_it_dated_at_the_poll_that_saw_it_end() -> None:
     polls = [
         poll("2025-09-24 17:08:30", [fix("2025-09-24 17:08", trip="T1"), fix("2025-09-24 17:08", vid="5", trip="T5")])
     ]
@@ -373,8 +374,8 @@ def test_a_trip_carried_across_a_gap_completes_by_the_rules_after_it_at_its_last
     polls[2].rows.append({**fix("2025-09-25 00:11", vid="5", trip="T6"), "collection_timestamp": "2025-09-25T00:11:30"})
     done = {d.attributes["trip_id"]: d for d in kinds(list(events_from_bustime(polls, GROUPS, CHI)), "trip_completed")}
     # T5: its bus reappears on T6 at the second poll after the gap; T1: absent from 3 polls after it
-    assert local(done["T5"].received_at) == "2025-09-25 00:11" and local(done["T5"].observed_at) == "2025-09-24 17:08"
-    assert local(done["T1"].received_at) == "2025-09-25 00:21" and local(done["T1"].observed_at) == "2025-09-24 17:08"
+    assert local(done["T5"].received_at) == "2025-09-25 00:11" == local(done["T5"].observed_at)
+    assert local(done["T1"].received_at) == "2025-09-25 00:21" == local(done["T1"].observed_at)
     assert "T9" not in done  # still running
 
 

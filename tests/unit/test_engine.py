@@ -98,7 +98,11 @@ def test_monitor__dark_feed_is_feed_silent_at_once_and_one_margin_call_only_past
     assert len(calls) == 1 and calls[0].loan_id == "L1"
     grace = dt.timedelta(hours=12)
     assert calls[0].issued_at - dark_from > grace  # never within the grace
-    a1 = [o.message for o in out if o.topic == "valuations" and o.message.asset_id == "A1" and o.message.events_in_window == 0]
+    a1 = [
+        o.message
+        for o in out
+        if o.topic == "valuations" and o.message.asset_id == "A1" and o.message.events_in_window == 0
+    ]
     within = [v for v in a1 if v.in_silence_grace]
     assert len(within) == 48 and {round(v.value) for v in within} == {round(within[0].value)}
     assert all(b.value_lower < a.value_lower for a, b in itertools.pairwise(within))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import gzip
+import itertools
 import json
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_backtest__dark_feed_raises_feed_silent_at_once_and_no_margin_call_withi
     assert all(v.value == pytest.approx(dark[0].value, rel=1e-9) for v in dark)  # carried forward
     assert abs(dark[0].value / before.value - 1) < 0.05
     widths = [v.value - v.value_lower for v in dark]
-    assert all(b > a for a, b in zip(widths, widths[1:], strict=False))  # the interval widens with the silence
+    assert all(b > a for a, b in itertools.pairwise(widths))  # the interval widens with the silence
     assert dark[-1].quality["accessibility"] < 0.1  # the reported accessibility shows the dark feed
 
 
