@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# make demo: local broker -> worker -> replay of real Auckland bus data with one injected outage,
+# make demo: local broker -> worker -> replay of real Auckland bus data with two injected incidents,
 # alerts and margin calls printed live from the output topics. Ctrl-C stops everything it started.
 #
 # Environment: KAFKA_BOOTSTRAP_SERVERS (use your cluster, start no broker), DEMO_RATE (events/s,
-# default 500), DEMO_INCIDENT (default outage:akl-routes-7xx@3h), DEMO_SECONDS (stop by itself
+# default 500), DEMO_INCIDENT (space-separated; default: cut:akl-routes-7xx@3h:0.6, an activity
+# collapse -> margin call, and outage:akl-routes-9xx@3h, a dark feed -> feed-silent), DEMO_SECONDS (stop by itself
 # after this many seconds; default: run until Ctrl-C), PLEDGEWATCH_METRICS_PORT (default 9108).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,7 +15,9 @@ export PLEDGEWATCH_APP_ID="$run_id"
 export PLEDGEWATCH_DATA_DIR="$PWD/.pledgewatch/$run_id"
 export PLEDGEWATCH_DISPLAY_TIMEZONE="${PLEDGEWATCH_DISPLAY_TIMEZONE:-Asia/Shanghai}"
 rate="${DEMO_RATE:-500}"
-incident="${DEMO_INCIDENT:-outage:akl-routes-7xx@3h}"
+incident="${DEMO_INCIDENT:-cut:akl-routes-7xx@3h:0.6 outage:akl-routes-9xx@3h}"
+inject=()
+for i in $incident; do inject+=(--inject "$i"); done
 logs=".pledgewatch/logs"
 mkdir -p "$logs"
 started_broker=0
@@ -54,10 +57,10 @@ echo "demo: topics ${run_id}.*, worker log $logs/$run_id-worker.log"
 pids+=($!)
 echo "demo: worker started (pid ${pids[0]}); metrics on http://127.0.0.1:${PLEDGEWATCH_METRICS_PORT:-9108}/metrics"
 sleep 8
-"$PY/pledgewatch" replay --rate "$rate" --inject "$incident" --no-progress > "$logs/$run_id-replay.log" 2>&1 &
+"$PY/pledgewatch" replay --rate "$rate" "${inject[@]}" --no-progress > "$logs/$run_id-replay.log" 2>&1 &
 pids+=($!)
 echo "demo: replaying Friday 2016-05-20 05:00-15:00 NZST of Auckland Transport trip updates at $rate events/s"
-echo "demo: injected incident: $incident (the feed of that route group goes dark)"
+echo "demo: injected incidents: $incident (cut: 60 % of the trips stop while the feed reports -> margin call; outage: the feed goes dark -> feed-silent, the value carried within its 12 h grace)"
 echo "demo: valuations, alerts and margin calls as they come out of Kafka (times in $PLEDGEWATCH_DISPLAY_TIMEZONE):"
 if [ -n "${DEMO_SECONDS:-}" ]; then
   timeout --signal=INT "$DEMO_SECONDS" "$PY/pledgewatch" watch || true

@@ -286,3 +286,26 @@ def run_backtests(
         res.events = n
         res.seconds = seconds
     return results
+
+
+def interval_coverage(valuations: Iterable[CollateralValuation]) -> tuple[float | None, int]:
+    """Empirical coverage of the 90 % one-step prediction band of window activity.
+
+    The share of windows in expected service with data and a band (``activity_forecast_lower`` /
+    ``_upper``, made before the window was seen) whose activity fell inside it, and how many such
+    windows there were. A well-calibrated band covers about 90 %; docs/valuation.md reports it per
+    data set. ``(None, 0)`` when no window had a band.
+
+    Examples
+    --------
+    >>> interval_coverage([])
+    (None, 0)
+    """
+    n = inside = 0
+    for v in valuations:
+        lo, hi = v.activity_forecast_lower, v.activity_forecast_upper
+        if lo is None or hi is None or not v.service_expected or v.events_in_window == 0:
+            continue
+        n += 1
+        inside += lo <= v.activity <= hi
+    return (inside / n if n else None), n

@@ -758,7 +758,9 @@ class LoanMonitor:
             status = "calibrating"
         else:
             status = line_status(cov, t)
-        top_c, top_r = required_top_up(t.warning, out, value)
+        # against the 90 % lower bound: the margin call is cured when the lower bound is back above
+        # the warning line (rules/rulebooks/default.yaml), so that is what the top-up must restore
+        top_c, top_r = required_top_up(t.warning, out, lower)
         return LoanRiskSnapshot(
             loan_id=self.loan_id,
             as_of=_ts(self.as_of),

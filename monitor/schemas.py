@@ -578,8 +578,9 @@ class Alert(_Strict):
 class MarginCall(_Strict):
     """A margin call (``pledge.margin-calls``): the amount to restore the warning line and the deadline.
 
-    ``required_top_up_collateral = max(0, warning × outstanding − collateral_value)`` yuan of extra
-    collateral, or ``required_repayment = max(0, outstanding − collateral_value / warning)`` yuan.
+    ``required_top_up_collateral = max(0, warning × outstanding − collateral_value_lower)`` yuan of
+    extra collateral, or ``required_repayment = max(0, outstanding − collateral_value_lower / warning)``
+    yuan: what brings the 90 % lower bound back to the warning line, where the call is cured.
     """
 
     schema_version: Literal[1] = 1

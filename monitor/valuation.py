@@ -390,18 +390,25 @@ class AssetValuer:
         if self._q0 is None and self._calib_q:
             self._q0 = max(1e-6, sum(self._calib_q) / len(self._calib_q))
 
-    def _q90(self) -> float:
+    def _q90(self, band: bool = False) -> float:
         """90 % quantile of the absolute one-step ratio residual on the typical window's count scale.
 
         The rolling empirical quantile of the last 96 learned windows once it rests on at least
         :data:`MIN_RESIDUALS` of them; before that (a quantile of a handful of residuals is their
-        largest one) the normal 90 % quantile of the forecaster's robust scale, 1.645 σ.
+        largest one) the normal 90 % quantile 1.645 × the larger of the forecaster's robust scale and
+        (for the one-step ``band`` of a window's activity) the Poisson floor ``1 / sqrt(L s̄)``: a
+        count of mean ``L s̄`` is never less noisy than Poisson, so a warm-up scale still near its
+        start cannot make the band narrower than counting noise. The level's own interval keeps the
+        robust scale: it averages many windows, and widening it in warm-up would call margin on
+        noise the level does not carry.
         """
         if self._resid_n >= MIN_RESIDUALS:
             q = self._resid.get()
             if q is not None and math.isfinite(q):
                 return float(q)
-        return 1.645 * self._fc.scale
+        typical = self._fc.level * self._fc.sum_s
+        poisson = 1.0 / math.sqrt(typical) if band and typical > 0 else 0.0
+        return 1.645 * max(self._fc.scale, poisson)
 
     def _quality(self, dims: dict[str, float | None]) -> float:
         weights = self.profile.quality_weights
@@ -534,7 +541,7 @@ class AssetValuer:
             level_too = expected >= p.min_expected_activity
             r = self._fc.residual(slot, expected, activity)
             wgt = self._fc.weight(slot, expected)
-            q_prev = self._q90()
+            q_prev = self._q90(band=True)
             s_j = self._fc.index(slot, expected)
             if q_prev is not None and math.isfinite(q_prev):
                 # one-step 90 % prediction band of this window's activity, made before seeing it
@@ -550,7 +557,7 @@ class AssetValuer:
                 if level_too and r is not None:
                     # Huber-cleaned like the level's own input (|w r| ≤ k σ): a regime change's
                     # errors widen the interval by at most k σ, not for the 96 windows they stay in
-                    self._resid.update(min(abs(r) * wgt, p.clip_k * self._fc.scale))
+                    self._resid.update(min(abs(r) * wgt, 2 * p.clip_k * self._fc.scale))
                     self._resid_n += 1
                 y_std = self._fc.learn(slot, expected, activity, level_too, not self._learn_reference)
                 learned = True

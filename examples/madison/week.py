@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from monitor.backtest import BacktestResult, load_inputs, run_backtest
+from monitor.backtest import BacktestResult, interval_coverage, load_inputs, run_backtest
 from monitor.engine import CoreParams
 from monitor.errors import PledgewatchError
 from monitor.schemas import CollateralPledged, LoanEventAdapter, LoanOpened
@@ -111,9 +111,7 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
         late[v.asset_id] += v.late_events
     out: dict[str, Any] = {}
     for loan, assets in sorted(loans.items()):
-        # the valuations carry no interval coverage yet (another change adds it): null until they do
-        cov = [getattr(v, "interval_coverage", None) for v in res.valuations if v.asset_id in assets]
-        cov = [c for c in cov if c is not None]
+        cov, cov_n = interval_coverage(v for v in res.valuations if v.asset_id in assets)
         out[loan] = {
             "assets": assets,
             "margin_calls": counts[loan]["margin_calls"],
@@ -126,7 +124,8 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
                 a: sorted(episodes[a].values(), key=lambda e: e["start"] or e["end"] or "") for a in assets
             },
             "late_events": {a: late[a] for a in assets},
-            "interval_coverage": cov[-1] if cov else None,
+            "interval_coverage": round(cov, 4) if cov is not None else None,
+            "interval_coverage_windows": cov_n,
         }
     return out
 
@@ -157,15 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     loans = summarise(res, book, rulebook, zone)
     summary: dict[str, Any] = {
         "benchmark": "madison_week",
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "data": str(args.data),
+        # no wall-clock stamp or run time: a rerun on the same code and data leaves git status clean
+        "data": "../shared/data/madison-metro-bus-avl/polls" if args.data == POLLS else str(args.data),
+        "window_s": params(settings).window_s,
         "inject": args.inject,
         "rulebook": f"{rulebook.name} v{rulebook.version}",
         "records": res.events,
         "valuations": len(res.valuations),
-        "seconds": round(res.seconds, 1),
         "dead_letters": dict(res.sensor.dead_letters),
-        "interval_coverage_note": "null: the valuations carry no interval coverage yet (another change adds it)",
+        "interval_coverage": round(c, 4) if (c := interval_coverage(res.valuations)[0]) is not None else None,
         "loans": loans,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,12 +34,13 @@ BOOK = ROOT / "examples" / "loan_book.jsonl"
 
 
 def demo_input(until: dt.datetime | None = None) -> tuple[list[bytes], list[Any]]:
-    """The demo's loan book and telemetry with its outage; only records received before ``until`` if given."""
+    """The demo's loan book and telemetry with its incidents (a 60 % trip cut on akl-routes-7xx: the margin
+    call; the feed of akl-routes-9xx dark: feed-silent); only records received before ``until`` if given."""
     from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
     from monitor.incidents import apply_incidents, parse_incident
 
     book = load_loan_book(BOOK)
-    outage = [parse_incident("outage:akl-routes-7xx@3h")]
+    outage = [parse_incident("cut:akl-routes-7xx@3h:0.6"), parse_incident("outage:akl-routes-9xx@3h")]
     events = list(apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), outage))
     if until is not None:
         events = [e for e in events if e.received_at is not None and e.received_at < until]

@@ -80,7 +80,15 @@ def test_monitor__activity_collapse_escalates_to_one_margin_call_then_close_out(
     calls = [o.message for o in out if o.topic == "margin-calls"]
     assert len(calls) == 1 and calls[0].status == "issued" and calls[0].loan_id == "L1"
     mc = calls[0]
-    assert mc.required_top_up_collateral == pytest.approx(1.3 * mc.outstanding - mc.collateral_value)
+    # the top-up restores the 90 % lower bound to the warning line (where the call is cured), so it
+    # is more than the point value's gap
+    snap_at_issue = next(
+        o.message
+        for o in out
+        if o.topic == "loan-risk" and o.message.loan_id == "L1" and o.message.as_of == mc.issued_at
+    )
+    assert mc.required_top_up_collateral == pytest.approx(1.3 * mc.outstanding - snap_at_issue.collateral_value_lower)
+    assert mc.required_top_up_collateral > max(0.0, 1.3 * mc.outstanding - mc.collateral_value)
     assert mc.cure_deadline == mc.issued_at + dt.timedelta(days=5)
     assert not [o for o in out if o.topic == "alerts" and o.message.loan_id == "L2"]
 

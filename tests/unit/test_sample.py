@@ -196,17 +196,17 @@ def test_resolved_alerts_carry_a_resolved_message_not_the_firing_text(book, rule
         book,
         read_telemetry(SAMPLE, pledged_assets(book)),
         rulebook,
-        incidents=[parse_incident("cut:akl-routes-7xx@3h+2h:0.6"), parse_incident("outage:akl-routes-9xx@3h+2h")],
+        incidents=[parse_incident("cut:akl-routes-7xx@3h+1h:0.6"), parse_incident("outage:akl-routes-9xx@3h+2h")],
     )
     resolved = [a for a in res.alerts if a.status == "resolved"]
-    assert {a.rule_id for a in resolved} >= {"feed-silent", "coverage-below-close-out"}
+    assert {a.rule_id for a in resolved} >= {"feed-silent", "coverage-below-margin-call"}
     for a in resolved:
         assert a.summary_en.startswith("resolved: ") and a.summary.startswith("已解除：")
         assert "below" not in a.summary_en and "silent" not in a.summary_en
         if a.scope == "loan":
             assert a.summary_en == f"resolved: coverage now {a.facts['coverage_ratio']:.1%}"
     firing = {a.rule_id: a for a in res.alerts if a.status == "firing"}
-    assert "below" in firing["coverage-below-close-out"].summary_en
+    assert "below" in firing["coverage-below-margin-call"].summary_en
 
 
 def test_cut_incident__activity_collapse_with_the_feed_reporting_warns_within_1h_and_margin_calls_within_3h(
