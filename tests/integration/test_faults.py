@@ -1,7 +1,8 @@
 """Fault tests on the real broker (issue 7, point 4): kill things mid-stream, compare with a backtest.
 
-Input: the shipped Auckland sample (2016-05-20) for the demo loan book, with the 7xx routes' feed
-frozen from 3 h (it re-sends its last poll unchanged, case C20): 57,592 telemetry records. The
+Input: the shipped Auckland sample (2016-05-20) for the demo loan book, with 60 % of the 7xx routes'
+trips cut from 3 h (the margin call and the close-out) and the 9xx routes' feed frozen from 3 h (it
+re-sends its last poll unchanged, case C20: feed-silent): 56,079 telemetry records. The
 uninterrupted in-process ``backtest`` of the same input gives the expected alert and margin-call
 ids; after every fault the output topics must hold each of them exactly once, and nothing else.
 
@@ -43,15 +44,18 @@ from tests.integration.conftest import (
     wait_caught_up,
 )
 
-#: The fault input: the 7xx feed frozen from 3 h (C20), which crosses all three lines of L-AKL-002.
-FAULT_INCIDENT = "freeze:akl-routes-7xx@3h"
+#: The fault input: a 60 % trip cut on 7xx from 3 h crosses the margin-call and close-out lines of
+#: L-AKL-002; the 9xx feed frozen from 3 h (C20) is a silence within its grace (feed-silent, no call).
+FAULT_INCIDENTS = ("cut:akl-routes-7xx@3h:0.6", "freeze:akl-routes-9xx@3h")
 
 
 @cache
 def fault_input() -> tuple[list[bytes], list[Any], BacktestResult]:
     """The loan book, the telemetry with the frozen feed, and the uninterrupted backtest of both."""
     book = load_loan_book(BOOK)
-    events = list(apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), [parse_incident(FAULT_INCIDENT)]))
+    events = list(
+        apply_incidents(read_telemetry(SAMPLE, pledged_assets(book)), [parse_incident(i) for i in FAULT_INCIDENTS])
+    )
     expected = run_backtest(book, events, load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"))
     return book, events, expected
 
