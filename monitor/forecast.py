@@ -143,6 +143,13 @@ class SeasonalLevel:
         self.n += 1
         return level + w * rc
 
+    def reset_level(self, level: float) -> None:
+        """Restart the level at ``level`` (ratio, ≥ 0), keeping the weight of the typical window.
+
+        Used when a level shift is confirmed: the level's past is then a different regime.
+        """
+        self.sum_y = max(0.0, level) * self.sum_s
+
     def prime(self, base_mean: float) -> None:
         """Start the level at 1.0 with the weight of one average window (``base_mean`` activity units)."""
         self.sum_y = self.sum_s = max(base_mean, 1e-9)

@@ -95,6 +95,14 @@ class AssetProfile:
         of a city network), so a dark day is always impaired before the next one begins.
         ``daily_ridership``: 3 days — one late daily file is routine (the totals are published
         with a lag), a dark business week is not.
+    shift_confirm_s
+        Shortest span (seconds of windows learned) of a run of evidence before the level-shift
+        detector may confirm a shift (``docs/valuation.md``, level shifts); the detector itself
+        never confirms on fewer than two windows. ``bus_dispatch``: 30 min — longer than a
+        headway gap, a driver change or one late batch of polls, shorter than any cut that
+        matters to a lender. ``daily_ridership``: 7 days — the longest ordinary dip of daily
+        ridership is a holiday week (Christmas to New Year), which a shorter run could not be told
+        apart from.
     """
 
     name: str
@@ -109,6 +117,7 @@ class AssetProfile:
     season_slot_s: float = 3600.0
     season_slots: int = 24
     silence_grace_s: float = 12 * 3600.0
+    shift_confirm_s: float = 1800.0
 
     @property
     def season_s(self) -> float:
@@ -234,6 +243,7 @@ DAILY_RIDERSHIP = AssetProfile(
     season_slot_s=86_400.0,
     season_slots=364,
     silence_grace_s=3 * 86_400.0,
+    shift_confirm_s=7 * 86_400.0,
 )
 
 #: Every profile by name.

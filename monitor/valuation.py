@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 
 import river
 from river import anomaly, drift, stats
+from scipy.stats import poisson
 
 from monitor.forecast import SeasonalLevel
 from monitor.profiles import AssetProfile
@@ -72,7 +73,38 @@ class ValuationParams:
     horizon_windows, discount
         Forecast horizon H (windows) and per-window discount d of the activity index.
     alpha
-        Smoothing of the level per learned window, 0..1 (:class:`monitor.forecast.SeasonalLevel`).
+        Largest smoothing of the level per learned window, 0..1 (:class:`monitor.forecast.SeasonalLevel`);
+        the level's memory is sized by its information below it (``level_halfwidth``).
+    level_halfwidth
+        Largest 90 % half-width (ratio of the level, 0..1) that the level's own noise may have in
+        steady state: the level's smoothing is the largest ``α ≤ alpha`` with
+        ``q sqrt(α / (2 − α)) ≤ level_halfwidth`` (``q`` the 90 % one-step error on the typical
+        window's count scale). 0.03, so that the measurement's noise spans under a third of the
+        10-point gap between the warning and margin-call lines of a typical pledge contract
+        (130 % / 120 %, about 7.7 % of the value at the warning line): noise alone cannot carry a
+        healthy loan from one line across the next. A thin asset (a few trips a window) gets a
+        long memory; a busy one keeps ``alpha``.
+    level_memory_floor_s
+        Shortest memory of the level in seconds of learned windows (7 days): the smallest
+        smoothing is ``2 window_s / level_memory_floor_s`` (an EWMA's mean age is ``1/α``
+        windows, its effective span ``2/α``). A week is the weekly profile's own cycle: a level
+        still follows a gradual change within it, and abrupt ones are the level-shift detector's.
+    shift_ratio
+        Design size δ of the level shift the detector looks for (ratio, 0..1): 0.25, the middle of the
+        10–40 % falls of activity that take a loan pledged at 130–150 % coverage from its pledge to its
+        margin-call or close-out line. Two one-sided CUSUMs of the window's (quasi-)Poisson log
+        likelihood ratio, rate ``(1 − δ) μ`` (down) and ``μ / (1 − δ)`` (up) against the forecast
+        ``μ`` (Page 1954; Lorden 1971): busy assets confirm a cut within a window or two, thin ones
+        take the hours their few counts need. Each window's ratio is divided by the activity's
+        dispersion ``φ = σ² L s̄`` (≥ 1 for a Poisson count; McCullagh & Nelder 1989, §4.5).
+    shift_warning_every_s, shift_confirm_every_s
+        Longest mean time between false signals the detector may give on an asset in steady state,
+        in seconds: 1 year for the early warning, 10 years for a confirmed shift. A CUSUM of log
+        likelihood ratios with decision interval ``h`` has an in-control run length of at least
+        ``e^h`` windows (Lorden 1971; Siegmund 1985, §II.2), so ``h = ln(every_s / window_s)``
+        (15-min windows: 10.5 and 12.8). A window adds at most ``h/2`` (no single window, a bad poll
+        cycle, confirms a shift). On confirmation the level restarts at the mean ratio of the run's
+        windows and learns as their running mean; its interval is that of a mean of that many windows.
     gamma
         Smoothing of a slot's seasonal index per visit, 0..1.
     clip_k, scale_lambda
@@ -110,6 +142,11 @@ class ValuationParams:
     horizon_windows: int = 96
     discount: float = 0.99
     alpha: float = 0.05
+    level_halfwidth: float = 0.03
+    level_memory_floor_s: float = 7 * 86_400.0
+    shift_ratio: float = 0.25
+    shift_warning_every_s: float = 365 * 86_400.0
+    shift_confirm_every_s: float = 3_650 * 86_400.0
     gamma: float = 0.2
     clip_k: float = 2.0
     scale_lambda: float = 0.1
@@ -188,6 +225,8 @@ class WindowResult:
     in_silence_grace: bool = False
     priced_quality_score: float = 0.0
     activity_forecast_band: tuple[float, float] | None = None
+    activity_shortfall: bool = False
+    shortfall_ratio: float | None = None
 
 
 class AssetValuer:
@@ -264,6 +303,23 @@ class AssetValuer:
         self._ph_up = drift.PageHinkley(mode="up", min_instances=12, threshold=3.0, delta=0.05)
         self._resid = stats.RollingQuantile(q=0.9, window_size=96)
         self._resid_n = 0
+        #: the level's smoothing now (sized by information) and windows learned since a confirmed
+        #: level shift (``None``: none, or its running mean has handed over to the EWMA)
+        self._alpha_now = params.alpha
+        self._since_shift: int | None = None
+        #: the level-shift CUSUMs (down, up) and their runs: [statistic, Σ activity, Σ seasonal index,
+        #: windows, dispersion when the run began]
+        self._cusum_down: list[float] = [0.0, 0.0, 0.0, 0, 1.0]
+        self._cusum_up: list[float] = [0.0, 0.0, 0.0, 0, 1.0]
+        #: activity over forecast of the decline CUSUM's run past its warning interval, or the ratio of
+        #: a confirmed decline while it is reported (``None``: no shortfall)
+        self._shortfall_ratio: float | None = None
+        self._level_before_shift = 1.0
+        self._shortfall_run = False
+        #: lag-1 autocorrelation of the learned windows' errors: EW covariance, variance, last error
+        self._e_cov = 0.0
+        self._e_var = 0.0
+        self._e_prev: float | None = None
         self._drift = "none"
         self._drift_left = 0
         self._anomalous_run = 0
@@ -410,6 +466,117 @@ class AssetValuer:
         poisson = 1.0 / math.sqrt(typical) if band and typical > 0 else 0.0
         return 1.645 * max(self._fc.scale, poisson)
 
+    def _level_alpha(self, q: float) -> float:
+        """Smoothing of the level sized by its information (``level_halfwidth``), in [floor, ``alpha``].
+
+        ``q`` is the 90 % one-step error on the typical window's count scale (:meth:`_q90`); the
+        largest ``α`` with ``q sqrt(α / (2 − α)) ≤ H`` is ``2u / (1 + u)``, ``u = (H / q)²``.
+        """
+        p = self.params
+        floor = min(p.alpha, 2.0 * p.window_s / p.level_memory_floor_s)
+        if not math.isfinite(q) or q <= 0.0:
+            return p.alpha
+        u = (p.level_halfwidth / q) ** 2
+        return min(p.alpha, max(floor, 2.0 * u / (1.0 + u)))
+
+    def _level_var(self) -> float:
+        """Variance factor of the level in ``q²``: the EWMA's, or ``1/n`` for a fresh shift's mean of n windows."""
+        a = self._alpha_now
+        var = a / (2.0 - a)
+        if self._since_shift is not None:
+            var = max(var, 1.0 / max(1, self._since_shift))
+        return var
+
+    def _serial_inflation(self, e: float) -> float:
+        """Variance inflation ``(1 + ρ) / (1 − ρ)`` of a run's evidence for serially correlated errors.
+
+        ``e`` is this window's error on a common scale; ``ρ`` is the exponentially weighted lag-1
+        autocorrelation of consecutive learned windows' errors (about 50 windows of memory). The
+        CUSUM assumes independent windows; errors that come in spells (weather, holiday weeks in
+        daily ridership) make a run's sum vary ``(1 + ρ) / (1 − ρ)`` times more (the long-run
+        variance of an AR(1) sum: Box, Jenkins & Reinsel, *Time Series Analysis*, §3.2), so the
+        evidence is divided by it. Bounded to [1, 10]: a negative ρ never sharpens the evidence.
+        Returns the factor as of *before* this window (a run's own errors must not blunt it).
+        """
+        lam = 0.02
+        rho = self._e_cov / self._e_var if self._e_var > 0 else 0.0
+        factor = min(10.0, max(1.0, (1.0 + rho) / (1.0 - rho))) if rho < 0.999 else 10.0
+        if not math.isfinite(e):
+            return factor
+        e = max(-4.0, min(4.0, e))  # one outlier cannot set the autocorrelation
+        if self._e_prev is not None:
+            self._e_cov = (1 - lam) * self._e_cov + lam * e * self._e_prev
+        self._e_var = (1 - lam) * self._e_var + lam * e * e
+        self._e_prev = e
+        return factor
+
+    def _shift_limits(self) -> tuple[float, float]:
+        """Decision intervals (nats) of the early warning and of a confirmed shift: ``ln(every_s / window_s)``."""
+        p = self.params
+        return (
+            math.log(max(math.e, p.shift_warning_every_s / p.window_s)),
+            math.log(max(math.e, p.shift_confirm_every_s / p.window_s)),
+        )
+
+    def _watch_shift(self, activity: float, mu: float, s_j: float, phi: float) -> str | None:
+        """Feed one window to the level-shift CUSUMs; the shift confirmed, if any.
+
+        ``activity`` is the window's count, ``mu`` its forecast (both activity units), ``s_j`` its
+        seasonal index and ``phi`` the dispersion. Returns ``"decline"`` / ``"increase"`` when a
+        run passes the confirmation interval over at least two windows spanning the profile's
+        ``shift_confirm_s``; the level then restarts at the run's mean ratio ``Σ y / Σ s``.
+        """
+        p = self.params
+        warn_h, conf_h = self._shift_limits()
+        down = 1.0 - p.shift_ratio
+        up = 1.0 / down
+        # quasi-Poisson log likelihood ratios of a window: rate ρ μ against μ, divided by φ
+        llr_down = (activity * math.log(down) + mu * (1.0 - down)) / phi
+        llr_up = (activity * math.log(up) - mu * (up - 1.0)) / phi
+        # a window adds at most 1/m of the confirmation interval, m the windows of the shortest run
+        # that may confirm (two at least): the run must be that long in evidence, not only in time,
+        # so one extreme day (a blizzard) after a few ordinary ones does not confirm a shift
+        m = max(2, math.ceil(self.profile.shift_confirm_s / p.window_s - 1e-9))
+        cap = conf_h / m
+        confirmed: str | None = None
+        for run, llr, name in ((self._cusum_down, llr_down, "decline"), (self._cusum_up, llr_up, "increase")):
+            if run[3] == 0:
+                run[4] = phi
+            else:
+                # judged with the dispersion known when the run began: the run's own errors must
+                # not make the evidence against it look like noise
+                llr *= phi / run[4]
+            stat = run[0] + (cap if llr > cap else llr)
+            if stat <= 0.0:
+                run[:] = [0.0, 0.0, 0.0, 0, 1.0]
+                continue
+            run[0], run[1], run[2], run[3] = stat, run[1] + activity, run[2] + s_j, run[3] + 1
+            span_s = run[3] * p.window_s
+            if stat >= conf_h and run[3] >= 2 and span_s >= self.profile.shift_confirm_s and run[2] > 0:
+                confirmed = name
+                self._level_before_shift = max(self._fc.level, 1e-12)
+                self._fc.reset_level(run[1] / run[2])
+                self._since_shift = int(run[3])
+        if confirmed is not None:
+            self._cusum_down[:] = [0.0, 0.0, 0.0, 0, 1.0]
+            self._cusum_up[:] = [0.0, 0.0, 0.0, 0, 1.0]
+            # the errors' autocorrelation so far mixes the old regime with the shift's own run
+            self._e_cov, self._e_var, self._e_prev = 0.0, 0.0, None
+        down_run = self._cusum_down
+        level = self._fc.level
+        if confirmed == "decline":
+            self._shortfall_ratio = self._fc.level / self._level_before_shift
+        elif down_run[2] > 0 and level > 0 and (down_run[0] >= warn_h or self._shortfall_run):
+            # from the warning limit on, the shortfall lasts as long as its run of evidence (until the
+            # CUSUM is back at 0), so evidence hovering at the limit does not flap
+            self._shortfall_run = True
+            self._shortfall_ratio = down_run[1] / (level * down_run[2])
+        elif self._drift != "decline":
+            self._shortfall_ratio = None
+        if down_run[0] <= 0.0:
+            self._shortfall_run = False
+        return confirmed
+
     def _quality(self, dims: dict[str, float | None]) -> float:
         weights = self.profile.quality_weights
         num = den = 0.0
@@ -546,7 +713,15 @@ class AssetValuer:
             if q_prev is not None and math.isfinite(q_prev):
                 # one-step 90 % prediction band of this window's activity, made before seeing it
                 lvl = self._fc.level
-                forecast_band = (max(0.0, s_j * (lvl - q_prev / wgt)), s_j * (lvl + q_prev / wgt))
+                lo, hi = max(0.0, s_j * (lvl - q_prev / wgt)), s_j * (lvl + q_prev / wgt)
+                # a count is never less noisy than Poisson: the exact (discrete) Poisson 5 % / 95 %
+                # quantiles of the forecast are the band's floor, where the normal approximation is
+                # too narrow for a window of a few trips
+                mu = max(0.0, lvl * s_j)
+                if mu > 0.0:
+                    lo = min(lo, float(poisson.ppf(0.05, mu)))
+                    hi = max(hi, float(poisson.ppf(0.95, mu)))
+                forecast_band = (lo, hi)
             if anomalous and not regime and not p.learn_anomalous and r is not None and r > 0:
                 # flagged above the forecast: not learned. The counterfactual (what the index would
                 # be had the window been learned) is the anomaly handling's effect on the value.
@@ -554,12 +729,36 @@ class AssetValuer:
                 shadow.learn(slot, expected, activity, level_too, not self._learn_reference)
                 counterfactual_index = self._activity_index(start + p.window_s, shadow)
             else:
+                shift: str | None = None
                 if level_too and r is not None:
+                    q_step = self._q90()
+                    # the level's memory sized by its information, or a fresh shift's running mean
+                    alpha = self._level_alpha(q_step)
+                    if self._since_shift is not None:
+                        if 1.0 / (self._since_shift + 1) > alpha:
+                            alpha = 1.0 / (self._since_shift + 1)
+                            self._since_shift += 1
+                        else:
+                            self._since_shift = None
+                    self._alpha_now = self._fc.alpha = alpha
+                    # the activity's dispersion: variance / mean of a window's count, from the one-step
+                    # errors on the typical window's scale (σ² L s̄); never below Poisson's 1
+                    q_band = self._q90(band=True)
+                    typical = self._fc.level * self._fc.sum_s
+                    if math.isfinite(q_band) and q_band > 0 and typical > 0:
+                        phi = max(1e-9, (q_band / 1.645) ** 2 * typical) * self._serial_inflation(r * wgt / q_band)
+                        mu = self._fc.forecast(slot, expected)
+                        shift = self._watch_shift(activity, mu, s_j, phi)
                     # Huber-cleaned like the level's own input (|w r| ≤ k σ): a regime change's
                     # errors widen the interval by at most k σ, not for the 96 windows they stay in
                     self._resid.update(min(abs(r) * wgt, 2 * p.clip_k * self._fc.scale))
                     self._resid_n += 1
-                y_std = self._fc.learn(slot, expected, activity, level_too, not self._learn_reference)
+                if shift is not None:
+                    # the level restarted at the run's mean: this window is in it, not learned twice
+                    self._drift, self._drift_left = shift, p.drift_hold_windows
+                    y_std = None
+                else:
+                    y_std = self._fc.learn(slot, expected, activity, level_too, not self._learn_reference)
                 learned = True
                 if level_too and y_std is not None:
                     # the detectors watch the cleaned ratio on the typical window's count scale, so a
@@ -575,6 +774,8 @@ class AssetValuer:
             self._drift_left -= 1
         else:
             self._drift = "none"
+            if not self._shortfall_run:
+                self._shortfall_ratio = None
 
         q0 = self._q0 if self._q0 is not None else max(wq, 1e-6)
         if self.calibrating:
@@ -592,7 +793,8 @@ class AssetValuer:
             level = self._fc.level
             scale = index / level if level > 0 else 1.0
             dark = self.silent_in_service_s / p.window_s
-            spread = math.sqrt(p.alpha / (2.0 - p.alpha) + dark * p.alpha**2 / (1.0 - p.alpha))
+            a = self._alpha_now
+            spread = math.sqrt(self._level_var() + dark * a**2 / (1.0 - a))
             half = q * spread * scale if q is not None and math.isfinite(q) else 0.0
         lower = max(0.0, index - half)
         upper = index + half
@@ -626,6 +828,8 @@ class AssetValuer:
             in_silence_grace=in_grace,
             priced_quality_score=self._q_price,
             activity_forecast_band=forecast_band,
+            activity_shortfall=self._shortfall_ratio is not None,
+            shortfall_ratio=self._shortfall_ratio,
         )
 
     def _attribute(self, a1: float, qf1: float, counterfactual: float | None) -> dict[str, float]:
