@@ -214,7 +214,7 @@ def examples() -> dict[str, list[BaseModel]]:
         "TelemetryEvent": list(first_events),
         "LoanEvent": _loan_event_examples(opened, pledged),
         "CollateralValuation": [next(v for v in res.valuations if v.status == "active")],
-        "LoanRiskSnapshot": [next(s for s in snapshots if s.status == "margin_call")],
+        "LoanRiskSnapshot": [next(s for s in snapshots if s.status in ("margin_call", "close_out"))],
         "Alert": [next(a for a in res.alerts if a.rule_id == "coverage-below-margin-call")],
         "MarginCall": [m for m in calls if m.margin_call_id == calls[0].margin_call_id][:3],  # type: ignore[dict-item]
         "DeadLetter": [dl],
@@ -229,7 +229,7 @@ def examples() -> dict[str, list[BaseModel]]:
                 rulebook=rulebook.name,
                 version=rulebook.version,
                 status="active",
-                reason="validated: 7 rules",
+                reason=f"validated: {len(rulebook.rules)} rules",
                 origin="topic",
                 at=published + dt.timedelta(seconds=2),
             )

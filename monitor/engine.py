@@ -674,6 +674,8 @@ class AssetMonitor:
             in_silence_grace=r.in_silence_grace,
             activity_forecast_lower=r.activity_forecast_band[0] if r.activity_forecast_band else None,
             activity_forecast_upper=r.activity_forecast_band[1] if r.activity_forecast_band else None,
+            activity_shortfall=r.activity_shortfall,
+            shortfall_ratio=r.shortfall_ratio,
         )
         sensor.on_valuation(val)
         self.last_valuation = val
@@ -828,6 +830,8 @@ class LoanMonitor:
             "last_event_age_seconds": v.last_event_age_seconds,
             "silent_in_service_seconds": v.silent_in_service_seconds,
             "in_silence_grace": v.in_silence_grace,
+            "activity_shortfall": v.activity_shortfall,
+            "shortfall_ratio": v.shortfall_ratio if v.shortfall_ratio is not None else 1.0,
             "service_expected": v.service_expected,
             "events_in_window": float(v.events_in_window),
             "windows_seen": float(v.windows_seen),

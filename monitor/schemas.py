@@ -475,6 +475,9 @@ class CollateralValuation(_Strict):
     widening) rather than impaired. ``activity_forecast_lower`` / ``_upper``: the 90 % one-step
     prediction band of this window's activity made before it was seen (``None`` while calibrating
     or off-service); the share of windows inside it is the interval coverage of docs/valuation.md.
+    ``activity_shortfall``: the level-shift detector's evidence of a decline is past its warning
+    limit, or a decline was confirmed (and reported as ``drift``); ``shortfall_ratio``: the activity
+    of that run over its forecast (0..1, e.g. 0.45 = 55 % short), ``None`` without a shortfall.
     """
 
     schema_version: Literal[1] = 1
@@ -513,6 +516,8 @@ class CollateralValuation(_Strict):
     in_silence_grace: bool = False
     activity_forecast_lower: float | None = None
     activity_forecast_upper: float | None = None
+    activity_shortfall: bool = False
+    shortfall_ratio: float | None = None
     attribution: dict[str, float] = Field(default_factory=dict)
     attribution_since_pledge: dict[str, float] = Field(default_factory=dict)
 

@@ -185,6 +185,8 @@ def example_facts(scope: str) -> dict[str, Any]:
             "last_event_age_seconds": 0.0,
             "silent_in_service_seconds": 0.0,
             "in_silence_grace": False,
+            "activity_shortfall": False,
+            "shortfall_ratio": 1.0,
             "service_expected": True,
             "events_in_window": 10.0,
             "windows_seen": 10.0,
