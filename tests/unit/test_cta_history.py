@@ -79,7 +79,9 @@ def test_case_cta_history__no_margin_call_and_no_early_warning_2002_to_february_
 
 def test_case_cta_history__early_warning_then_margin_call_within_14_days_of_the_march_2020_collapse(history) -> None:  # type: ignore[no-untyped-def]
     firing = [a for a in history["alerts"] if a["status"] == "firing" and a["at"] >= "2020-03-01"]
-    warning = next(a for a in firing if a["rule_id"] == "coverage-below-warning")
+    # the early warning: the activity shortfall (the level-shift detector's warning limit) or the
+    # coverage warning, whichever comes first
+    warning = next(a for a in firing if a["rule_id"] in ("activity-shortfall", "coverage-below-warning"))
     margin = next(a for a in firing if a["rule_id"] == "coverage-below-margin-call")
     collapse = dt.date(2020, 3, 15)  # Illinois closed schools on 2020-03-17; ridership fell from the 13th
     assert collapse - dt.timedelta(days=3) <= service_day(warning["at"]) < service_day(margin["at"])

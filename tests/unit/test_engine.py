@@ -67,15 +67,18 @@ def _with_l2(mon: Monitor) -> Monitor:
 
 
 def test_monitor__activity_collapse_escalates_to_one_margin_call_then_close_out(rulebook) -> None:  # type: ignore[no-untyped-def]
-    """The margin call judges the 90 % lower bound, so it may come before the point crosses the
-    warning line (and then inhibits the warning); the close-out judges the point and comes last."""
+    """A warning comes first (the level-shift detector's early warning, ``activity-shortfall``);
+    once the shift is confirmed the level restarts at the collapsed activity, the 90 % lower bound
+    calls margin, and the close-out (on the point value) comes no earlier than the margin call."""
     mon = _with_l2(book(rulebook))
     out = _collapse(mon, range(8), trips=10) + _collapse(mon, range(8, 40))
-    alerts = [(o.message.rule_id, o.message.status) for o in out if o.topic == "alerts" and o.message.loan_id == "L1"]
-    firing = [r for r, s in alerts if s == "firing"]
-    coverage = [r for r in firing if r.startswith("coverage")]
-    assert coverage[-2:] == ["coverage-below-margin-call", "coverage-below-close-out"]
-    assert set(coverage[:-2]) <= {"coverage-below-warning"}
+    fired = [
+        o.message for o in out if o.topic == "alerts" and o.message.loan_id == "L1" and o.message.status == "firing"
+    ]
+    firing = [a.rule_id for a in fired]
+    first = {a.rule_id: a.at for a in reversed(fired)}
+    assert firing[0] in ("activity-shortfall", "coverage-below-warning")
+    assert first[firing[0]] < first["coverage-below-margin-call"] <= first["coverage-below-close-out"]
     assert "feed-silent" not in firing  # the feed kept reporting: this is activity, not silence
     calls = [o.message for o in out if o.topic == "margin-calls"]
     assert len(calls) == 1 and calls[0].status == "issued" and calls[0].loan_id == "L1"

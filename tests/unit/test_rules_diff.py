@@ -15,6 +15,7 @@ from tests.conftest import ROOT
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 DEFAULT = ROOT / "rules" / "rulebooks" / "default.yaml"
 TIGHTER = ROOT / "examples" / "rulebooks" / "tighter-margin-call.yaml"
+PERSISTENT = ROOT / "examples" / "rulebooks" / "persistent-margin-call.yaml"
 
 
 def test_diff__tighter_margin_call_line_adds_nothing_on_the_healthy_sample() -> None:
@@ -32,7 +33,7 @@ def test_diff__tighter_margin_call_line_adds_nothing_on_the_healthy_sample() -> 
     assert 1.22 < min(lower) < min(s.coverage_ratio for s in snaps) < 1.425
 
 
-def test_diff__with_the_demo_cut_the_margin_call_comes_15_minutes_earlier_and_json_says_so() -> None:
+def test_diff__with_the_demo_cut_a_30_min_persistence_moves_the_margin_call_30_minutes_later_and_json_says_so() -> None:
     out = CliRunner().invoke(
         app,
         [
@@ -40,7 +41,7 @@ def test_diff__with_the_demo_cut_the_margin_call_comes_15_minutes_earlier_and_js
             "--rules",
             str(DEFAULT),
             "--compare",
-            str(TIGHTER),
+            str(PERSISTENT),
             "--inject",
             "cut:akl-routes-7xx@3h:0.6",
             "--json",
@@ -49,7 +50,7 @@ def test_diff__with_the_demo_cut_the_margin_call_comes_15_minutes_earlier_and_js
     assert out.exit_code == 0, out.output
     d = json.loads(out.output)
     moved = [(s["b"]["loan_id"], s["b"]["rule_id"], s["shift_seconds"]) for s in d["shifted"]]
-    assert moved == [("L-AKL-002", "coverage-below-margin-call", -900.0)]
+    assert moved == [("L-AKL-002", "coverage-below-margin-call", 1800.0)]
     assert d["margin_calls"] == {"a": 1, "b": 1}
     assert d["only_a"] == [] and d["only_b"] == []
 

@@ -69,14 +69,6 @@ def test_loan_book_opens_each_loan_at_the_opening_coverage(sample) -> None:  # t
     assert pledged[0].asset_id == "sim-0000"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "issue 15, open: on thin assets (about 3 trips a 15-min window, as this 20-bus fleet) the level's "
-        "90 % lower bound swings below the margin-call line on Poisson noise, so the healthy loans get "
-        "margin calls; fixed when the level's memory is sized by information, not windows"
-    ),
-)
 def test_an_outage_silences_the_asset_and_fires_its_alerts_only(sample) -> None:  # type: ignore[no-untyped-def]
     fleet = Fleet(3, 20, sample=sample, incidents=[parse_incident("outage:sim-0001@2h")])
     recs = list(fleet.records(60_000))
