@@ -64,12 +64,14 @@ def params(settings: Settings) -> CoreParams:
 
 
 def kind_of(rulebook: Rulebook, rule_id: str) -> str | None:
-    """``margin_calls``, ``close_outs`` or ``warnings`` for a loan rule, by its action and severity."""
+    """``margin_calls``, ``close_outs`` or ``warnings`` (loan rules; asset warnings but feed-silent)."""
     rule = next((r for r in rulebook.rules if r.id == rule_id), None)
-    if rule is None or rule.scope != "loan":
-        return None
+    if rule is None or rule_id == FEED_SILENT:
+        return None  # feed-silent episodes are listed on their own, beside the collector's gaps
     if rule.action == "margin_call":
         return "margin_calls"
+    if rule.scope != "loan" and rule.severity != "warning":
+        return None
     return {"critical": "close_outs", "warning": "warnings"}.get(rule.severity)
 
 
@@ -89,6 +91,7 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
     episodes: dict[str, dict[str, dict[str, str | None]]] = defaultdict(dict)  # asset -> alert id -> episode
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     by_rule: dict[str, Counter[str]] = defaultdict(Counter)
+    first: dict[str, dict[str, str]] = defaultdict(dict)  # loan -> rule -> first firing (window start, local)
     for a in res.alerts:
         if a.shadow:
             continue
@@ -98,6 +101,7 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
         if a.status != "firing":
             continue
         by_rule[a.loan_id][a.rule_id] += 1
+        first[a.loan_id].setdefault(a.rule_id, local(a.at))
         kind = kind_of(rulebook, a.rule_id)
         if kind is not None:
             counts[a.loan_id][kind] += 1
@@ -119,6 +123,7 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
             "close_outs": counts[loan]["close_outs"],
             "warnings": counts[loan]["warnings"],
             "alerts_firing_by_rule": dict(sorted(by_rule[loan].items())),
+            "first_firing_window_start": dict(sorted(first[loan].items(), key=lambda kv: kv[1])),
             "min_coverage": round(low[loan], 4) if loan in low else None,
             "feed_silent": {
                 a: sorted(episodes[a].values(), key=lambda e: e["start"] or e["end"] or "") for a in assets
