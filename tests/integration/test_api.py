@@ -16,7 +16,8 @@ from monitor.engine import decode_loan_event
 from monitor.schemas import CollateralPledged, LoanOpened
 from tests.integration.conftest import BIN, Worker, demo_input, replay, wait_caught_up
 
-SLICE_END = dt.datetime(2016, 5, 19, 22, 30, tzinfo=dt.UTC)  # 10:30 NZST: the demo's margin call has been issued
+#: 11:30 NZST: the demo's margin call (window 10:45 NZST) has been issued
+SLICE_END = dt.datetime(2016, 5, 19, 23, 30, tzinfo=dt.UTC)
 
 
 def get(url: str) -> tuple[int, Any]:

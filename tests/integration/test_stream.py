@@ -28,7 +28,8 @@ from tests.integration.conftest import (
     wait_caught_up,
 )
 
-SLICE_END = dt.datetime(2016, 5, 19, 22, 0, tzinfo=dt.UTC)  # 10:00 NZST: five hours of the demo day
+#: 11:30 NZST: six and a half hours of the demo day, past its margin call (window 10:45 NZST)
+SLICE_END = dt.datetime(2016, 5, 19, 23, 30, tzinfo=dt.UTC)
 
 
 def applied(env) -> float:  # type: ignore[no-untyped-def]
