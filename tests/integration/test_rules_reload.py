@@ -75,7 +75,7 @@ def test_hot_reload__both_workers_switch_then_reject_an_invalid_rulebook_and_kee
         reasons = [s.reason for s in got if s.status == "rejected"]
         assert all("coverage_ration" in r for r in reasons)
 
-        book, events = demo_input(dt.datetime(2016, 5, 19, 21, 0, tzinfo=dt.UTC))
+        book, events = demo_input(dt.datetime(2016, 5, 19, 23, 30, tzinfo=dt.UTC))  # past the first alerts (10:45 NZST)
         replay(env.settings, book, events)
         wait_caught_up(env.settings, env.run)
         alerts = [Alert.model_validate_json(r.value) for r in read_topic(env.settings, "alerts")]
