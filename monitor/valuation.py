@@ -229,6 +229,27 @@ class WindowResult:
     shortfall_ratio: float | None = None
 
 
+@dataclass(slots=True)
+class _CusumRun:
+    """One one-sided CUSUM of the level-shift detector and the run of windows behind its statistic.
+
+    ``stat`` in nats; ``activity`` and ``index`` the run's Σ activity and Σ seasonal index (their
+    ratio is the run's level); ``windows`` its length; ``phi`` the dispersion when it began.
+    """
+
+    stat: float = 0.0
+    activity: float = 0.0
+    index: float = 0.0
+    windows: int = 0
+    phi: float = 1.0
+
+    def reset(self) -> None:
+        """Back to 0: no evidence, no run."""
+        self.stat = self.activity = self.index = 0.0
+        self.windows = 0
+        self.phi = 1.0
+
+
 class AssetValuer:
     """Per-asset valuation models (river), learning one closed window at a time.
 
@@ -307,14 +328,17 @@ class AssetValuer:
         #: level shift (``None``: none, or its running mean has handed over to the EWMA)
         self._alpha_now = params.alpha
         self._since_shift: int | None = None
-        #: the level-shift CUSUMs (down, up) and their runs: [statistic, Σ activity, Σ seasonal index,
-        #: windows, dispersion when the run began]
-        self._cusum_down: list[float] = [0.0, 0.0, 0.0, 0, 1.0]
-        self._cusum_up: list[float] = [0.0, 0.0, 0.0, 0, 1.0]
+        #: the level-shift CUSUMs (down, up); their decision intervals ln(every_s / window_s) in nats
+        #: (early warning, confirmed shift) and the most one window may add: 1/m of the confirmation
+        #: interval, m the windows of the profile's shortest confirmable run (two at least)
+        self._cusum_down = _CusumRun()
+        self._cusum_up = _CusumRun()
+        self._warn_h = math.log(max(math.e, params.shift_warning_every_s / params.window_s))
+        self._conf_h = math.log(max(math.e, params.shift_confirm_every_s / params.window_s))
+        self._confirm_windows = max(2, math.ceil(profile.shift_confirm_s / params.window_s - 1e-9))
         #: activity over forecast of the decline CUSUM's run past its warning interval, or the ratio of
         #: a confirmed decline while it is reported (``None``: no shortfall)
         self._shortfall_ratio: float | None = None
-        self._level_before_shift = 1.0
         self._shortfall_run = False
         #: lag-1 autocorrelation of the learned windows' errors: EW covariance, variance, last error
         self._e_cov = 0.0
@@ -491,7 +515,9 @@ class AssetValuer:
         """Variance inflation ``(1 + ρ) / (1 − ρ)`` of a run's evidence for serially correlated errors.
 
         ``e`` is this window's error on a common scale; ``ρ`` is the exponentially weighted lag-1
-        autocorrelation of consecutive learned windows' errors (about 50 windows of memory). The
+        autocorrelation of consecutive learned windows' errors (λ = 0.02: a mean age of 50 windows,
+        half the 96-window memory of the residual quantile the dispersion comes from, so it follows a
+        change of regime within that memory). The
         CUSUM assumes independent windows; errors that come in spells (weather, holiday weeks in
         daily ridership) make a run's sum vary ``(1 + ρ) / (1 − ρ)`` times more (the long-run
         variance of an AR(1) sum: Box, Jenkins & Reinsel, *Time Series Analysis*, §3.2), so the
@@ -510,14 +536,6 @@ class AssetValuer:
         self._e_prev = e
         return factor
 
-    def _shift_limits(self) -> tuple[float, float]:
-        """Decision intervals (nats) of the early warning and of a confirmed shift: ``ln(every_s / window_s)``."""
-        p = self.params
-        return (
-            math.log(max(math.e, p.shift_warning_every_s / p.window_s)),
-            math.log(max(math.e, p.shift_confirm_every_s / p.window_s)),
-        )
-
     def _watch_shift(self, activity: float, mu: float, s_j: float, phi: float) -> str | None:
         """Feed one window to the level-shift CUSUMs; the shift confirmed, if any.
 
@@ -527,53 +545,55 @@ class AssetValuer:
         ``shift_confirm_s``; the level then restarts at the run's mean ratio ``Σ y / Σ s``.
         """
         p = self.params
-        warn_h, conf_h = self._shift_limits()
         down = 1.0 - p.shift_ratio
         up = 1.0 / down
         # quasi-Poisson log likelihood ratios of a window: rate ρ μ against μ, divided by φ
         llr_down = (activity * math.log(down) + mu * (1.0 - down)) / phi
         llr_up = (activity * math.log(up) - mu * (up - 1.0)) / phi
-        # a window adds at most 1/m of the confirmation interval, m the windows of the shortest run
-        # that may confirm (two at least): the run must be that long in evidence, not only in time,
-        # so one extreme day (a blizzard) after a few ordinary ones does not confirm a shift
-        m = max(2, math.ceil(self.profile.shift_confirm_s / p.window_s - 1e-9))
-        cap = conf_h / m
+        # a window adds at most 1/m of the confirmation interval: the run must be that long in
+        # evidence, not only in time, so one extreme day (a blizzard) after a few ordinary ones
+        # does not confirm a shift
+        cap = self._conf_h / self._confirm_windows
         confirmed: str | None = None
+        level_before = max(self._fc.level, 1e-12)
         for run, llr, name in ((self._cusum_down, llr_down, "decline"), (self._cusum_up, llr_up, "increase")):
-            if run[3] == 0:
-                run[4] = phi
+            if run.windows == 0:
+                run.phi = phi
             else:
                 # judged with the dispersion known when the run began: the run's own errors must
                 # not make the evidence against it look like noise
-                llr *= phi / run[4]
-            stat = run[0] + (cap if llr > cap else llr)
+                llr *= phi / run.phi
+            stat = run.stat + min(llr, cap)
             if stat <= 0.0:
-                run[:] = [0.0, 0.0, 0.0, 0, 1.0]
+                run.reset()
                 continue
-            run[0], run[1], run[2], run[3] = stat, run[1] + activity, run[2] + s_j, run[3] + 1
-            span_s = run[3] * p.window_s
-            if stat >= conf_h and run[3] >= 2 and span_s >= self.profile.shift_confirm_s and run[2] > 0:
+            run.stat, run.activity, run.index, run.windows = (
+                stat,
+                run.activity + activity,
+                run.index + s_j,
+                run.windows + 1,
+            )
+            if stat >= self._conf_h and run.windows >= self._confirm_windows and run.index > 0:
                 confirmed = name
-                self._level_before_shift = max(self._fc.level, 1e-12)
-                self._fc.reset_level(run[1] / run[2])
-                self._since_shift = int(run[3])
+                self._fc.reset_level(run.activity / run.index)
+                self._since_shift = run.windows
         if confirmed is not None:
-            self._cusum_down[:] = [0.0, 0.0, 0.0, 0, 1.0]
-            self._cusum_up[:] = [0.0, 0.0, 0.0, 0, 1.0]
+            self._cusum_down.reset()
+            self._cusum_up.reset()
             # the errors' autocorrelation so far mixes the old regime with the shift's own run
             self._e_cov, self._e_var, self._e_prev = 0.0, 0.0, None
         down_run = self._cusum_down
         level = self._fc.level
         if confirmed == "decline":
-            self._shortfall_ratio = self._fc.level / self._level_before_shift
-        elif down_run[2] > 0 and level > 0 and (down_run[0] >= warn_h or self._shortfall_run):
+            self._shortfall_ratio = level / level_before
+        elif down_run.index > 0 and level > 0 and (down_run.stat >= self._warn_h or self._shortfall_run):
             # from the warning limit on, the shortfall lasts as long as its run of evidence (until the
             # CUSUM is back at 0), so evidence hovering at the limit does not flap
             self._shortfall_run = True
-            self._shortfall_ratio = down_run[1] / (level * down_run[2])
+            self._shortfall_ratio = down_run.activity / (level * down_run.index)
         elif self._drift != "decline":
             self._shortfall_ratio = None
-        if down_run[0] <= 0.0:
+        if down_run.stat <= 0.0:
             self._shortfall_run = False
         return confirmed
 
@@ -742,13 +762,12 @@ class AssetValuer:
                             self._since_shift = None
                     self._alpha_now = self._fc.alpha = alpha
                     # the activity's dispersion: variance / mean of a window's count, from the one-step
-                    # errors on the typical window's scale (σ² L s̄); never below Poisson's 1
-                    q_band = self._q90(band=True)
+                    # errors on the typical window's scale (σ² L s̄; q_prev, the band's quantile, has
+                    # the Poisson floor)
                     typical = self._fc.level * self._fc.sum_s
-                    if math.isfinite(q_band) and q_band > 0 and typical > 0:
-                        phi = max(1e-9, (q_band / 1.645) ** 2 * typical) * self._serial_inflation(r * wgt / q_band)
-                        mu = self._fc.forecast(slot, expected)
-                        shift = self._watch_shift(activity, mu, s_j, phi)
+                    if math.isfinite(q_prev) and q_prev > 0 and typical > 0:
+                        phi = max(1e-9, (q_prev / 1.645) ** 2 * typical) * self._serial_inflation(r * wgt / q_prev)
+                        shift = self._watch_shift(activity, self._fc.forecast(slot, expected), s_j, phi)
                     # Huber-cleaned like the level's own input (|w r| ≤ k σ): a regime change's
                     # errors widen the interval by at most k σ, not for the 96 windows they stay in
                     self._resid.update(min(abs(r) * wgt, 2 * p.clip_k * self._fc.scale))
