@@ -11,6 +11,7 @@ prints each notice once, even when it reads again.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import subprocess
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
 from tests.integration.conftest import BIN, ROOT, Worker, read_topic, send_loan_book, wait_caught_up
 
 W = dt.timedelta(minutes=15)
+CUT_END = 28  # the cut runs from window 8 (02:00) to window 27; the margin call needs windows to 19 closed
 
 
 def produce_windows(producer: KafkaProducer, env: Any, assets: list[str], windows: range, trips: int = 10) -> None:
@@ -85,14 +87,22 @@ def test_margin_call_workflow__cured_by_repayment_expired_after_restart_and_noti
         )
         produce_windows(producer, env, ["A1", "A2", "A3"], range(8))  # two healthy hours for everyone
         wait_caught_up(env.settings, env.run)
-        produce_windows(producer, env, ["A1", "A2"], range(8, 20), trips=3)  # 70 % of the trips stop
-        produce_windows(producer, env, ["A3"], range(8, 20))
+        # 70 % of the trips stop; the level shift is confirmed and the margin call issued at the 04:45 window
+        # (docs/valuation.md, level shifts), closed once later windows move the clock past it
+        produce_windows(producer, env, ["A1", "A2"], range(8, CUT_END), trips=3)
+        produce_windows(producer, env, ["A3"], range(8, CUT_END))
         issued = calls_of(env, lambda cs: {c.loan_id for c in cs if c.status == "issued"} >= {"L1", "L2"})
         mc1 = next(c for c in issued if c.loan_id == "L1")
         assert mc1.status == "issued" and mc1.required_repayment > 0 and mc1.cure_deadline > mc1.issued_at
 
-        # L1 repays enough to restore its warning line: the same margin call becomes cured
-        repay = Repayment(event_id="L1:repay-1", loan_id="L1", effective_at=T0 + 20 * W, amount=3_000_000.0)
+        # L1 pays the demand (rounded up to the yuan), which restores its warning line: the same margin call
+        # becomes cured
+        repay = Repayment(
+            event_id="L1:repay-1",
+            loan_id="L1",
+            effective_at=T0 + CUT_END * W,
+            amount=float(math.ceil(mc1.required_repayment)),
+        )
         send_loan_book(producer, env.settings, (repay,))
         calls = calls_of(env, lambda cs: any(c.status == "cured" for c in cs))
         assert [c.status for c in calls if c.margin_call_id == mc1.margin_call_id] == ["issued", "cured"]
@@ -106,7 +116,7 @@ def test_margin_call_workflow__cured_by_repayment_expired_after_restart_and_noti
         worker.stop()
         worker = Worker(env)
         worker.start()
-        produce_windows(producer, env, ["A3"], range(20, 36))
+        produce_windows(producer, env, ["A3"], range(CUT_END, CUT_END + 16))
         producer.close()
         calls = calls_of(env, lambda cs: any(c.status == "expired" for c in cs))
         wait_caught_up(env.settings, env.run)
