@@ -126,6 +126,20 @@ class LoanHistory:
     margin_calls: list[MarginCall] = field(default_factory=list)
 
 
+def _write_png(fig: Any, path: Path) -> None:
+    """Write one chart as a 1100 × 420 PNG through kaleido, up to three attempts one second apart.
+
+    Under load kaleido's page can run its render call before its own scripts have loaded
+    (``ReferenceError: kaleido_scopes is not defined``, seen while another Chromium was busy); a
+    fresh attempt renders. The last error is raised (tenacity, ``reraise=True``).
+    """
+    from tenacity import Retrying, stop_after_attempt, wait_fixed
+
+    for attempt in Retrying(stop=stop_after_attempt(3), wait=wait_fixed(1.0), reraise=True):
+        with attempt:
+            fig.write_image(path, width=1100, height=420, scale=1)
+
+
 def histories(
     valuations: Iterable[CollateralValuation],
     snapshots: Iterable[LoanRiskSnapshot],
@@ -426,7 +440,7 @@ def build_report(
             for name, fig in charts.items():
                 path = out / f"{h.loan_id}-{name}.png"
                 try:
-                    fig.write_image(path, width=1100, height=420, scale=1)
+                    _write_png(fig, path)
                 except Exception as exc:  # noqa: BLE001 - kaleido raises its own types when no browser runs
                     msg = f"report: PNG export needs Chrome or Chromium for kaleido (apt-get install chromium): {exc}"
                     raise ConfigError(msg) from None
