@@ -99,7 +99,12 @@ def _params(settings: Settings):  # type: ignore[no-untyped-def]
         max_clock_skew_s=settings.max_clock_skew_s,
         dedup_horizon_s=settings.effective_dedup_horizon_s,
         earliest_event_time_s=settings.earliest_event_time.timestamp(),
-        valuation=ValuationParams(window_s=settings.window_s, calibration_windows=settings.calibration_windows),
+        valuation=ValuationParams(
+            window_s=settings.window_s,
+            calibration_windows=settings.calibration_windows,
+            shift_warning_every_s=settings.shift_warning_every_s,
+            shift_confirm_every_s=settings.shift_confirm_every_s,
+        ),
     )
 
 
@@ -152,7 +157,7 @@ def backtest(
     as_json: Annotated[bool, typer.Option("--json", help="With --compare: print the diff as JSON.")] = False,
 ) -> None:
     """Run the loan book and telemetry through the core in-process (no broker); print the alert timeline."""
-    from monitor.backtest import load_inputs, run_backtests
+    from monitor.backtest import interval_coverage, load_inputs, run_backtests
     from monitor.display import AlertPrinter
     from rules.rulebook import load_rulebook
 
@@ -194,6 +199,14 @@ def backtest(
         f"margin calls issued: {issued}; dead letters: {dead}"
     )
     Console().print(f"[bold]{summary}", soft_wrap=True)
+    cover, n_cover = interval_coverage(res.valuations)
+    if cover is not None:
+        Console().print(
+            f"预测区间覆盖率（单步 90 %）：{cover:.1%}，共 {n_cover:,} 个应运营窗口"
+            if lang == "zh"
+            else f"interval coverage (one-step 90 % band): {cover:.1%} of {n_cover:,} windows in expected service",
+            soft_wrap=True,
+        )
     if any(e.kind == "timepoint_departure" for e in events):
         _print_service(events, telemetry, lang)
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     calibration_windows
         Windows after pledge that measure baseline and Q_0 when the appraisal lacks them (96 = one
         day of 15-min windows; 364 = one year of daily windows).
+    shift_warning_every_s, shift_confirm_every_s
+        Mean time in seconds between false level-shift signals on one asset in steady state: the
+        early warning (default 1 year) and the confirmed shift a margin call can follow (default
+        10 years). Shorter means faster calls on thin assets and more false ones
+        (``docs/valuation.md``, level shifts); the confirmation must not be shorter than the warning.
     rulebook
         Rulebook file used until one arrives on the rules-control topic.
     store
@@ -128,6 +133,8 @@ class Settings(BaseSettings):
     window_s: float = Field(default=900.0, gt=0)
     allowed_lateness_s: float = Field(default=600.0, ge=0)
     calibration_windows: int = Field(default=96, ge=1)
+    shift_warning_every_s: float = Field(default=365 * 86_400.0, gt=0)
+    shift_confirm_every_s: float = Field(default=3_650 * 86_400.0, gt=0)
     rulebook: Path = ROOT / "rules" / "rulebooks" / "default.yaml"
     store: Literal["auto", "rocksdb", "memory"] = "auto"
     data_dir: Path = ROOT / ".pledgewatch"
@@ -173,6 +180,13 @@ class Settings(BaseSettings):
             msg = (
                 f"dedup_horizon_s: got {self.dedup_horizon_s:g}, expected at least window_s + allowed_lateness_s "
                 f"= {self.window_s + self.allowed_lateness_s:g} (a repeat must be recognised while its window is open)"
+            )
+            raise ValueError(msg)
+        if self.shift_confirm_every_s < self.shift_warning_every_s:
+            msg = (
+                f"shift_confirm_every_s: got {self.shift_confirm_every_s:g}, expected at least "
+                f"shift_warning_every_s = {self.shift_warning_every_s:g} (a confirmed shift, which a margin call "
+                "can follow, must be rarer by chance than the early warning before it)"
             )
             raise ValueError(msg)
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):

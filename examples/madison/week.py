@@ -59,7 +59,12 @@ def params(settings: Settings) -> CoreParams:
         max_clock_skew_s=settings.max_clock_skew_s,
         dedup_horizon_s=settings.effective_dedup_horizon_s,
         earliest_event_time_s=settings.earliest_event_time.timestamp(),
-        valuation=ValuationParams(window_s=window_s, calibration_windows=calibration),
+        valuation=ValuationParams(
+            window_s=window_s,
+            calibration_windows=calibration,
+            shift_warning_every_s=settings.shift_warning_every_s,
+            shift_confirm_every_s=settings.shift_confirm_every_s,
+        ),
     )
 
 
@@ -91,7 +96,7 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
     episodes: dict[str, dict[str, dict[str, str | None]]] = defaultdict(dict)  # asset -> alert id -> episode
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     by_rule: dict[str, Counter[str]] = defaultdict(Counter)
-    first: dict[str, dict[str, str]] = defaultdict(dict)  # loan -> rule -> first firing (window start, local)
+    first: dict[str, dict[str, str]] = defaultdict(dict)  # loan -> rule -> first firing (window end, local)
     for a in res.alerts:
         if a.shadow:
             continue
@@ -123,7 +128,7 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
             "close_outs": counts[loan]["close_outs"],
             "warnings": counts[loan]["warnings"],
             "alerts_firing_by_rule": dict(sorted(by_rule[loan].items())),
-            "first_firing_window_start": dict(sorted(first[loan].items(), key=lambda kv: kv[1])),
+            "first_firing_at": dict(sorted(first[loan].items(), key=lambda kv: kv[1])),
             "min_coverage": round(low[loan], 4) if loan in low else None,
             "feed_silent": {
                 a: sorted(episodes[a].values(), key=lambda e: e["start"] or e["end"] or "") for a in assets

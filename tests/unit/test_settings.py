@@ -80,6 +80,15 @@ def test_settings__dedup_horizon_shorter_than_an_open_window_is_refused_and_reac
     assert _params(Settings(window_s=86400)).dedup_horizon_s == 86400 + 600
 
 
+def test_settings__level_shift_false_alarm_horizons_reach_the_valuer_and_keep_their_order() -> None:
+    from monitor.cli import _params
+
+    with pytest.raises(ValidationError, match="shift_confirm_every_s: got 100, expected at least"):
+        Settings(shift_confirm_every_s=100)
+    v = _params(Settings(shift_warning_every_s=86_400, shift_confirm_every_s=30 * 86_400)).valuation
+    assert (v.shift_warning_every_s, v.shift_confirm_every_s) == (86_400, 30 * 86_400)
+
+
 def test_settings__the_local_broker_default_follows_kafka_port(monkeypatch: pytest.MonkeyPatch) -> None:
     """README: set KAFKA_PORT to run beside another Kafka; the CLI must then not talk to the other one."""
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
