@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+from monitor.backtest import interval_coverage, load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.engine import CoreParams
 from monitor.valuation import ValuationParams
 from rules.rulebook import load_rulebook
@@ -85,6 +85,21 @@ def main() -> None:
             "coverage": round(low.coverage_ratio or 0.0, 4),
             "warning_line": low.thresholds.warning,
         },
+        # share of asset-days whose boardings fell inside the one-step 90 % band (docs/valuation.md)
+        "interval_coverage": {
+            name: {"coverage": round(cov, 4) if cov is not None else None, "windows": n}
+            for name, (cov, n) in (
+                ("all", interval_coverage(res.valuations)),
+                *(
+                    (asset, interval_coverage(v for v in res.valuations if v.asset_id == asset))
+                    for asset in sorted({v.asset_id for v in res.valuations})
+                ),
+            )
+        },
+        # the level-shift detector's early warning (docs/valuation.md, level shifts), with its asset
+        "activity_shortfall_warnings": [
+            service_day(a.at).isoformat() + " " + str(a.subject) for a in firing if a.rule_id == "activity-shortfall"
+        ],
         "drift_alerts": [
             service_day(a.at).isoformat() + " " + str(a.subject) for a in firing if a.rule_id == "activity-drift-down"
         ],
@@ -94,7 +109,8 @@ def main() -> None:
     print("| service day | alert | coverage |\n| --- | --- | --- |")
     for row in summary["coverage_alerts"]:
         print(f"| {row['service_day']} | {row['rule']} | {row['coverage']:.1%} |")
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("coverage_alerts", "drift_alerts")}, indent=2))
+    listed = ("coverage_alerts", "drift_alerts", "margin_calls")
+    print(json.dumps({k: v for k, v in summary.items() if k not in listed}, indent=2))
     print(f"backtest: {res.seconds:.1f} s")
 
 

@@ -22,7 +22,7 @@ from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
 from tests.integration.conftest import BIN, ROOT, Worker, read_topic, send_loan_book, wait_caught_up
 
 W = dt.timedelta(minutes=15)
-CUT_END = 28  # the cut runs from window 8 (02:00) to window 27; the margin call needs windows to 19 closed
+CUT_END = 28  # the cut runs from window 8 (02:00) to window 27 (07:00), well past the margin call
 
 
 def produce_windows(producer: KafkaProducer, env: Any, assets: list[str], windows: range, trips: int = 10) -> None:
@@ -87,8 +87,9 @@ def test_margin_call_workflow__cured_by_repayment_expired_after_restart_and_noti
         )
         produce_windows(producer, env, ["A1", "A2", "A3"], range(8))  # two healthy hours for everyone
         wait_caught_up(env.settings, env.run)
-        # 70 % of the trips stop; the level shift is confirmed and the margin call issued at the 04:45 window
-        # (docs/valuation.md, level shifts), closed once later windows move the clock past it
+        # 70 % of the trips stop; the margin call follows once the level shift is confirmed (docs/valuation.md,
+        # level shifts: 03:30 in a backtest of the same input), and its window closes once later windows move
+        # the clock past it
         produce_windows(producer, env, ["A1", "A2"], range(8, CUT_END), trips=3)
         produce_windows(producer, env, ["A3"], range(8, CUT_END))
         issued = calls_of(env, lambda cs: {c.loan_id for c in cs if c.status == "issued"} >= {"L1", "L2"})

@@ -78,11 +78,12 @@ def test_valuer__silent_windows_teach_the_forecaster_nothing_but_lower_quality()
 
 
 def test_valuer__anomalous_windows_are_not_learned_unless_asked() -> None:
-    def run(learn: bool) -> tuple[int, list[bool]]:
+    def run(learn: bool) -> tuple[int, int, float, list[bool]]:
         v = valuer(hst_window=16, learn_anomalous=learn, anomaly_threshold=0.5)
         flags = []
         for i in range(80):
             r = v.update(START + i * 900, 10.0, dims(0.95), normal_features(10.0))
+        n_before = v._fc.n
         for i in range(80, 84):
             r = v.update(
                 START + i * 900,
@@ -91,12 +92,15 @@ def test_valuer__anomalous_windows_are_not_learned_unless_asked() -> None:
                 {"activity_ratio": 3.0, "mean_delay_s": 1800.0, "late_share": 1.0, "updates_per_poll": 500},
             )
             flags.append(r.anomalous)
-        return v._fc.n, flags
+        return n_before, v._fc.n, v._fc.level, flags
 
-    n_protected, flags = run(False)
-    n_learning, _ = run(True)
+    before, after, level, flags = run(False)
     assert all(flags)
-    assert n_learning - n_protected == 4
+    assert after == before and level < 1.05  # flagged above the forecast: neither learned nor a shift
+    before, after, level, _ = run(True)
+    # asked to learn them: they reach the level, as learned windows or as a confirmed level shift
+    # (two windows at 6× the forecast; the shift's own windows restart the level, not learned twice)
+    assert after > before and level > 2.0
 
 
 def test_valuer__anomaly_below_the_forecast_is_learned_and_one_persisting_past_the_hold_becomes_a_regime() -> None:
@@ -227,3 +231,44 @@ def test_warm_up__silent_from_pledge_is_worth_the_appraisal_not_zero() -> None:
     v = AssetValuer(PROFILE, V0, None, None, "UTC", ValuationParams())
     r = v.update(START, 0.0, SILENT_DIMS, {}, silent=True)
     assert (r.status, r.value) == ("calibrating", V0)
+
+
+def _confirmed_at(v: AssetValuer, counts: list[float]) -> int | None:
+    """First window whose index fell below 0.8 (a confirmed decline restarts the level), else None."""
+    for i, y in enumerate(counts):
+        r = v.update(START + i * 900, y, dims(0.95), normal_features(y))
+        if i > 100 and r.activity_index < 0.8:
+            return i
+    return None
+
+
+def test_level_shift__the_halving_design_confirms_a_60pct_cut_sooner_than_the_25pct_design_alone() -> None:
+    import numpy as np
+
+    delays = {0.5: 0, 0.25: 0}
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        counts = [float(y) for y in rng.poisson(10.0, 300)] + [float(y) for y in rng.poisson(4.0, 60)]
+        for large in delays:
+            at = _confirmed_at(valuer(large_shift_ratio=large), counts)
+            assert at is not None and at >= 300, (seed, large, at)
+            delays[large] += at - 300
+    # large_shift_ratio = 0.25 repeats the 25 % design (and still pays the pair's ln 2)
+    assert delays[0.5] < delays[0.25]
+
+
+def test_level_shift__a_timetable_regular_series_does_not_let_two_odd_windows_confirm_a_shift() -> None:
+    # 9, 11, 10, … trips: far more regular than Poisson (dispersion ≈ 0.07); two windows of 3 trips
+    # (a breakdown, a missed poll cycle) must not confirm a shift, as they would if the regular
+    # days' dispersion were believed
+    counts = [float(9 + i % 3) for i in range(300)] + [3.0, 3.0] + [float(9 + i % 3) for i in range(40)]
+    v = valuer()
+    low = min(v.update(START + i * 900, y, dims(0.95), normal_features(y)).activity_index for i, y in enumerate(counts))
+    assert low > 0.9
+    assert v._cusum_down[0].stat < v._warn_h_down  # no shortfall run left behind either
+
+
+def test_level_shift__a_perfectly_regular_series_is_still_watched_and_a_cut_confirmed() -> None:
+    counts = [10.0] * 300 + [4.0] * 20
+    at = _confirmed_at(valuer(), counts)
+    assert at is not None and 300 <= at < 310
