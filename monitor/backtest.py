@@ -63,51 +63,32 @@ def load_loan_book(path: str | Path) -> list[bytes]:
 def read_telemetry(
     path: str | Path, assets: set[str] | None = None, pledges: Iterable[bytes] | None = None
 ) -> Iterator[TelemetryEvent]:
-    """Telemetry of a source file, by its kind.
+    """Telemetry of the pledged ``assets`` in a source file or folder, by the plugin that recognises it.
 
-    Auckland GTFS-rt polls (a folder or a ``.jsonl.gz`` of polls), BusTime ``getvehicles`` polls (a
-    folder of ``vehicles_*.csv.gz``, :mod:`monitor.sources.bustime`: its assets are the route groups
-    and its wall clock the time zone that the loan book's ``pledges`` name), GTFS-rt VehiclePositions
-    flattened to CSV with the day's static GTFS beside it (:mod:`monitor.sources.wmata`), or the CTA
-    daily boarding totals (another ``.csv``, :mod:`monitor.sources.cta`).
+    The source plugin is chosen by content (:mod:`monitor.sources`; ``docs/sources.md``).
+
+    ``pledges`` are the loan book's raw lines: sources that need the pledges (BusTime's route sets
+    and time zone) take them from there; lines that are not valid loan events are skipped.
 
     Raises
     ------
     FileNotFoundError
         When the path does not exist.
     ConfigError
-        When a CTA file has a bad header or row, or BusTime polls come without ``pledges`` that give
-        every asset its routes in one time zone.
+        When no source recognises the content (one message: the file, its first line, the kinds
+        accepted), or the source finds bad content or lacks the pledges it needs.
     """
-    from monitor.sources.bustime import is_bustime_folder
+    from monitor.sources import read_source
 
-    if is_bustime_folder(path):
-        from monitor.sources.bustime import (
-            events_from_bustime,
-            groups_from_pledges,
-            read_bustime_polls,
-            timezone_from_pledges,
-        )
-
-        if pledges is None:
-            msg = f"telemetry {path}: BusTime polls need the loan book's pledges (routes, asset_timezone), got none"
-            raise ConfigError(msg)
-        book = list(pledges)
-        groups = {a: r for a, r in groups_from_pledges(book).items() if assets is None or a in assets}
-        tz = timezone_from_pledges(book)
-        return events_from_bustime(read_bustime_polls(path, tz), groups, tz)
-    if Path(path).suffix.lower() == ".csv":
-        from monitor.sources.cta import events_from_daily_rows, read_daily_boardings
-        from monitor.sources.wmata import events_from_day, is_vehicle_positions_csv, open_day
-
-        if is_vehicle_positions_csv(path):
-            timetable, pings = open_day(path)
-            return (e for e in events_from_day(timetable, pings) if assets is None or e.asset_id in assets)
-
-        return events_from_daily_rows(read_daily_boardings(path), assets)
-    from monitor.sources.auckland import events_from_polls, read_polls
-
-    return events_from_polls(read_polls(path), assets)
+    parsed: list[CollateralPledged] = []
+    for raw in pledges or ():
+        try:
+            ev = decode_loan_event(raw)
+        except InputRejected:
+            continue
+        if isinstance(ev, CollateralPledged):
+            parsed.append(ev)
+    return read_source(path, assets, parsed)
 
 
 def load_inputs(

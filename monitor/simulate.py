@@ -69,14 +69,14 @@ class FleetSample:
 
 
 def load_fleet_sample(path: str | Path = SAMPLE) -> FleetSample:
-    """Read the distributions of :class:`FleetSample` from an Auckland sample.
+    """Read the distributions of :class:`FleetSample` from a feed of trip updates (the Auckland sample).
 
     Raises
     ------
     ConfigError
         When the file is missing or holds no trip updates.
     """
-    from monitor.sources.auckland import events_from_polls, read_polls
+    from monitor.sources import read_source
 
     p = Path(path)
     if not p.exists():
@@ -86,7 +86,8 @@ def load_fleet_sample(path: str | Path = SAMPLE) -> FleetSample:
     gaps: list[float] = []
     delays: list[float] = []
     stops: list[int] = []
-    for ev in events_from_polls(read_polls(p)):
+    # any source that carries trip updates (the Auckland polls, or an export of them as envelopes)
+    for ev in read_source(p):
         if ev.kind == "trip_update":
             trip = ev.attributes["trip_id"]
             ts = ev.observed_at.timestamp()

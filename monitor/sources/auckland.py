@@ -37,8 +37,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from monitor.schemas import TelemetryEvent
+from monitor.sources import Pledged, first_line, open_text
 
-__all__ = ["ON_TIME_S", "Poll", "asset_of_route", "events_from_polls", "read_polls"]
+__all__ = ["ON_TIME_S", "SOURCE", "AucklandSource", "Poll", "asset_of_route", "events_from_polls", "read_polls"]
 
 #: Final delay within this many seconds (either way) counts a trip as on time.
 ON_TIME_S = 300.0
@@ -98,15 +99,13 @@ def read_polls(path: str | Path) -> Iterator[Poll]:
                     msg = f"{f}: response.header.timestamp missing ({exc}), expected a GTFS-rt JSON poll"
                     raise ValueError(msg) from None
         return
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield _poll(json.loads(line))
-                except (KeyError, TypeError) as exc:
-                    msg = f"{p}:{n}: response.header.timestamp missing ({exc}), expected a GTFS-rt JSON poll"
-                    raise ValueError(msg) from None
+    for n, line in enumerate(open_text(p), 1):
+        if line.strip():
+            try:
+                yield _poll(json.loads(line))
+            except (KeyError, TypeError) as exc:
+                msg = f"{p}:{n}: response.header.timestamp missing ({exc}), expected a GTFS-rt JSON poll"
+                raise ValueError(msg) from None
 
 
 def _iso(ts: float) -> dt.datetime:
@@ -232,3 +231,33 @@ def _trip_update(
         attributes=attrs,
     )
     return ev, report_ts, vehicle
+
+
+def _is_poll(obj: Any) -> bool:
+    resp = obj.get("response") if isinstance(obj, dict) else None
+    return isinstance(resp, dict) and isinstance(resp.get("header"), dict)
+
+
+class AucklandSource:
+    """Auckland GTFS-rt TripUpdates JSON polls: a folder of ``*.json.gz`` or one poll a line."""
+
+    name = "auckland-tripupdates"
+    accepts = "GTFS-rt TripUpdates JSON polls (Auckland API), one a line or a folder of *.json.gz"
+
+    def recognise(self, path: Path) -> bool:
+        """Whether the file's first line (or the folder's first poll) is a JSON poll with a header."""
+        if path.is_dir():
+            f = next(iter(sorted(path.glob("*.json.gz"))), None)
+            if f is None:
+                return False
+            with gzip.open(f, "rb") as fh:
+                return _is_poll(json.load(fh))
+        first = first_line(path)
+        return first is not None and _is_poll(json.loads(first[1]))
+
+    def read(self, path: Path, pledged: Pledged) -> Iterator[TelemetryEvent]:
+        """Events of the pledged route groups (``akl-routes-Nxx``); see the module docstring."""
+        return events_from_polls(read_polls(path), set(pledged.assets) if pledged.assets is not None else None)
+
+
+SOURCE = AucklandSource()

@@ -85,6 +85,7 @@ from pydantic import ValidationError
 
 from monitor.errors import ConfigError
 from monitor.schemas import CollateralPledged, LoanEventAdapter, TelemetryEvent
+from monitor.sources import Pledged
 from monitor.sources.wmata import MAX_SPEED_MPS, haversine_m
 
 __all__ = [
@@ -92,9 +93,11 @@ __all__ = [
     "MIN_JUMP_DT_S",
     "MPH_TO_MPS",
     "REQUIRED_COLUMNS",
+    "SOURCE",
     "STALE_FIX_S",
     "BusTimePoll",
     "BusTimeRow",
+    "BusTimeSource",
     "events_from_bustime",
     "groups_from_pledges",
     "is_bustime_folder",
@@ -562,9 +565,12 @@ def events_from_bustime(
         log.warning("bustime adapter: skipped %d malformed rows (first: %s)", skipped, first_problem)
 
 
-def _pledges(loan_book_lines: Iterable[bytes | str]) -> list[CollateralPledged]:
+def _pledges(loan_book_lines: Iterable[bytes | str | CollateralPledged]) -> list[CollateralPledged]:
     out = []
     for raw in loan_book_lines:
+        if isinstance(raw, CollateralPledged):
+            out.append(raw)
+            continue
         try:
             ev = LoanEventAdapter.validate_json(raw)
         except ValueError:  # pydantic's ValidationError is one; the backtest dead-letters such lines
@@ -574,7 +580,7 @@ def _pledges(loan_book_lines: Iterable[bytes | str]) -> list[CollateralPledged]:
     return out
 
 
-def groups_from_pledges(loan_book_lines: Iterable[bytes | str]) -> dict[str, frozenset[str]]:
+def groups_from_pledges(loan_book_lines: Iterable[bytes | str | CollateralPledged]) -> dict[str, frozenset[str]]:
     """Asset id → route designators, from the loan book's ``collateral_pledged`` lines.
 
     Lines that are not valid loan events are skipped (the backtest dead-letters them).
@@ -613,7 +619,7 @@ def groups_from_pledges(loan_book_lines: Iterable[bytes | str]) -> dict[str, fro
     return groups
 
 
-def timezone_from_pledges(loan_book_lines: Iterable[bytes | str]) -> str:
+def timezone_from_pledges(loan_book_lines: Iterable[bytes | str | CollateralPledged]) -> str:
     """The one ``asset_timezone`` of the loan book's pledges with ``routes``: BusTime's wall-clock zone.
 
     Raises
@@ -631,3 +637,32 @@ def timezone_from_pledges(loan_book_lines: Iterable[bytes | str]) -> str:
         msg = f"asset_timezone: got {got}, expected every pledge with routes in one BusTime run to share one zone"
         raise ConfigError(msg)
     return next(iter(zones))
+
+
+class BusTimeSource:
+    """Clever Devices BusTime ``getvehicles`` polls: a folder of ``vehicles_*.csv.gz``."""
+
+    name = "bustime"
+    accepts = "BusTime getvehicles polls, a folder of vehicles_*.csv.gz (assets = the pledges' routes)"
+
+    def recognise(self, path: Path) -> bool:
+        """Whether ``path`` is a folder holding ``vehicles_*.csv.gz`` polls."""
+        return is_bustime_folder(path)
+
+    def read(self, path: Path, pledged: Pledged) -> Iterator[TelemetryEvent]:
+        """Events of the pledged route groups, on the wall clock of the pledges' one time zone.
+
+        Raises
+        ------
+        ConfigError
+            Without pledges that give every asset its routes in one time zone.
+        """
+        if not pledged.pledges:
+            msg = f"telemetry {path}: BusTime polls need the loan book's pledges (routes, asset_timezone), got none"
+            raise ConfigError(msg)
+        groups = {a: r for a, r in groups_from_pledges(pledged.pledges).items() if pledged.wants(a)}
+        tz = timezone_from_pledges(pledged.pledges)
+        return events_from_bustime(read_bustime_polls(path, tz), groups, tz)
+
+
+SOURCE = BusTimeSource()

@@ -34,9 +34,12 @@ from monitor.schemas import (
     TelemetryEvent,
     Thresholds,
 )
+from monitor.sources import Pledged, first_line
 
 __all__ = [
     "ASSET_COLUMNS",
+    "SOURCE",
+    "CtaDailySource",
     "DailyRow",
     "events_from_daily_rows",
     "read_daily_boardings",
@@ -237,3 +240,28 @@ def renewal_loan_book(
             )
         )
     return events
+
+
+class CtaDailySource:
+    """CTA daily boarding totals (``service_date,day_type,bus,rail_boardings,total_rides``)."""
+
+    name = "cta-daily"
+    accepts = "daily boardings CSV with the columns " + ",".join(_FIELDS)
+
+    def recognise(self, path: Path) -> bool:
+        """Whether the file's header names every column of the daily boardings."""
+        if not path.is_file():
+            return False
+        first = first_line(path)
+        if first is None:
+            return False
+        header = next(csv.reader([first[1]]), [])
+        return all(f in header for f in _FIELDS)
+
+    def read(self, path: Path, pledged: Pledged) -> Iterator[TelemetryEvent]:
+        """One ``daily_total`` event per service day and pledged mode (``cta-bus``, ``cta-rail``)."""
+        assets = set(pledged.assets) if pledged.assets is not None else None
+        return events_from_daily_rows(read_daily_boardings(path), assets)
+
+
+SOURCE = CtaDailySource()

@@ -47,11 +47,14 @@ from pathlib import Path
 
 from monitor.errors import ConfigError
 from monitor.schemas import TelemetryEvent
+from monitor.sources import Pledged
 
 __all__ = [
+    "SOURCE",
     "DayAnalysis",
     "Ping",
     "Timetable",
+    "VehiclePositionsCsvSource",
     "analyse_day",
     "events_from_day",
     "is_vehicle_positions_csv",
@@ -644,3 +647,22 @@ def loan_book(timetable: Timetable, asset_id: str = "wmata-bus", value: float = 
         },
     ]
     return [orjson.dumps(e) for e in events]
+
+
+class VehiclePositionsCsvSource:
+    """GTFS-rt VehiclePositions flattened to CSV, with the day's static GTFS (``gtfs_service_*``) beside it."""
+
+    name = "vehicle-positions-csv"
+    accepts = "GTFS-rt VehiclePositions as CSV (vehicle.position.latitude, vehicle.trip.trip_id ...) + static GTFS"
+
+    def recognise(self, path: Path) -> bool:
+        """Whether the file's header is that of flattened VehiclePositions."""
+        return path.is_file() and is_vehicle_positions_csv(path)
+
+    def read(self, path: Path, pledged: Pledged) -> Iterator[TelemetryEvent]:
+        """The day's events (asset ``wmata-bus``) when it is pledged; see :func:`events_from_day`."""
+        timetable, pings = open_day(path)
+        return (e for e in events_from_day(timetable, pings) if pledged.wants(e.asset_id))
+
+
+SOURCE = VehiclePositionsCsvSource()
