@@ -22,7 +22,12 @@ from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
 from tests.integration.conftest import BIN, ROOT, Worker, read_topic, send_loan_book, wait_caught_up
 
 W = dt.timedelta(minutes=15)
-CUT_END = 28  # the cut runs from window 8 (02:00) to window 27 (07:00), well past the margin call
+# the cut runs from window 8 (02:00) to window 23 (06:00): past the margin call (03:30 in a backtest of the
+# same input) yet before L2's deadline (its cure period, 6 h after the call), which only the windows
+# produced after the restart pass, whenever between 02:15 and 05:30 the call comes
+CUT_END = 24
+L2_CURE = "6h"
+AFTER_RESTART = 28  # windows of A3 after the restart: to 13:00, past any such deadline
 
 
 def produce_windows(producer: KafkaProducer, env: Any, assets: list[str], windows: range, trips: int = 10) -> None:
@@ -79,7 +84,7 @@ def test_margin_call_workflow__cured_by_repayment_expired_after_restart_and_noti
             (
                 make_loan(),  # L1: cure period 5 days
                 make_pledge(),
-                make_loan(event_id="L2:opened", loan_id="L2", cure_period="2h"),
+                make_loan(event_id="L2:opened", loan_id="L2", cure_period=L2_CURE),
                 make_pledge(event_id="L2:pledged:A2", loan_id="L2", asset_id="A2", pledge_registration_no="REG-2"),
                 make_loan(event_id="L3:opened", loan_id="L3"),
                 make_pledge(event_id="L3:pledged:A3", loan_id="L3", asset_id="A3", pledge_registration_no="REG-3"),
@@ -117,7 +122,7 @@ def test_margin_call_workflow__cured_by_repayment_expired_after_restart_and_noti
         worker.stop()
         worker = Worker(env)
         worker.start()
-        produce_windows(producer, env, ["A3"], range(CUT_END, CUT_END + 16))
+        produce_windows(producer, env, ["A3"], range(CUT_END, CUT_END + AFTER_RESTART))
         producer.close()
         calls = calls_of(env, lambda cs: any(c.status == "expired" for c in cs))
         wait_caught_up(env.settings, env.run)
