@@ -16,8 +16,9 @@ import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
-from monitor.errors import ConfigError, PledgewatchError, RulebookError
+from monitor.errors import ConfigError, PledgewatchError, ProfileError, RulebookError
 from monitor.settings import ROOT, Settings
 
 app = typer.Typer(
@@ -27,8 +28,12 @@ app = typer.Typer(
 )
 rules_app = typer.Typer(help="Rulebooks: validate and publish.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics of pledgewatch.", no_args_is_help=True)
+profiles_app = typer.Typer(
+    help="Asset profiles: what a kind of pledged data reports; validate files.", no_args_is_help=True
+)
 app.add_typer(rules_app, name="rules")
 app.add_typer(topics_app, name="topics")
+app.add_typer(profiles_app, name="profiles")
 
 err = Console(stderr=True, soft_wrap=True)  # one problem per line, even when piped
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
@@ -39,19 +44,21 @@ RulesOpt = Annotated[Path | None, typer.Option("--rules", help="Rulebook YAML (d
 TelemetryOpt = Annotated[
     Path,
     typer.Option(
-        help="Auckland polls (folder of *.json.gz or a .jsonl.gz), GTFS-rt VehiclePositions CSV with the day's "
-        "static GTFS beside it, or CTA daily boardings (.csv): docs/sources.md."
+        help="Telemetry file or folder, recognised by content: TelemetryEvent envelopes (.jsonl[.gz]), Auckland "
+        "polls, BusTime polls, GTFS-rt VehiclePositions CSV with its static GTFS, CTA daily boardings, or any "
+        "installed source plugin: docs/sources.md."
     ),
 ]
 InjectOpt = Annotated[list[str] | None, typer.Option("--inject", help="Incident, e.g. outage:akl-routes-7xx@3h.")]
 
 
 def _fail(exc: Exception) -> None:
-    if isinstance(exc, RulebookError):
+    # escaped: a message may hold brackets ("expected [low, high]") that rich would read as markup
+    if isinstance(exc, RulebookError | ProfileError):
         for p in exc.problems:
-            err.print(f"[red]{p}")
+            err.print(f"[red]{escape(p)}")
     else:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
     raise typer.Exit(1)
 
 
@@ -123,6 +130,37 @@ def rules_check(file: Path) -> None:
     """Validate a rulebook; prints file:line: reason for each problem. Exit 0 when valid, 1 otherwise."""
     rb = _rulebook_or_exit(file)
     Console().print(f"{file}: rulebook {rb.name!r} version {rb.version}: {len(rb.rules)} rules OK")
+
+
+@profiles_app.command("check")
+def profiles_check(files: list[Path]) -> None:
+    """Validate asset-profile files; prints file:line: reason for each problem. Exit 0 when all are valid, else 1."""
+    from monitor.profiles import load_profile
+
+    bad = False
+    for f in files:
+        try:
+            p = load_profile(f)
+        except ProfileError as exc:
+            bad = True
+            for problem in exc.problems:
+                err.print(f"[red]{escape(problem)}")
+            continue
+        kinds, (kind, metric) = len(p.kinds), p.activity
+        Console().print(f"{f}: profile {p.name!r}: {kinds} record kinds, activity {kind}.{metric} OK", soft_wrap=True)
+    if bad:
+        raise typer.Exit(1)
+
+
+@profiles_app.command("list")
+def profiles_list() -> None:
+    """The built-in profiles and their files."""
+    from monitor.profiles import PROFILE_DIR, PROFILES
+
+    for name, p in sorted(PROFILES.items()):
+        Console().print(
+            f"{name}: {PROFILE_DIR / (name + '.yaml')} (activity {p.activity[0]}.{p.activity[1]})", soft_wrap=True
+        )
 
 
 @rules_app.command("publish")

@@ -9,6 +9,7 @@ __all__ = [
     "ConfigError",
     "InputRejected",
     "PledgewatchError",
+    "ProfileError",
     "RulebookError",
 ]
 
@@ -53,3 +54,17 @@ class InputRejected(PledgewatchError, ValueError):
         self.message = message
         self.asset_id = asset_id
         super().__init__(f"{reason}: {message}")
+
+
+class ProfileError(ConfigError):
+    """An asset-profile file failed validation.
+
+    Parameters
+    ----------
+    problems
+        One ``"file:line: reason"`` string per problem found.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

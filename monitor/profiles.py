@@ -12,11 +12,28 @@ Auckland feed (day-wrap delays near −86,400 s are implausible).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
 
-from monitor.errors import ConfigError
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["DAILY_RIDERSHIP", "PROFILES", "AssetProfile", "KindSpec", "MetricSpec", "get_profile"]
+from monitor.errors import ConfigError, ProfileError
+
+__all__ = [
+    "BUS_DISPATCH",
+    "DAILY_RIDERSHIP",
+    "PROFILES",
+    "AssetProfile",
+    "KindSpec",
+    "MetricSpec",
+    "get_profile",
+    "load_profile",
+    "parse_profile",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,138 +150,242 @@ class AssetProfile:
         return f"{self.season_slots} values, one per {self.season_slot_s:g} s of local time"
 
 
-_COUNT = "count"
+#: Folder of the built-in profile files (package data).
+PROFILE_DIR = Path(__file__).resolve().parent / "asset_profiles"
+#: The quality dimensions a profile may weight (``monitor.schemas.DIMENSIONS``).
+_DIMENSIONS = ("normativity", "completeness", "accuracy", "consistency", "timeliness", "accessibility")
 
-BUS_DISPATCH = AssetProfile(
-    name="bus_dispatch",
-    kinds={
-        "feed_poll": KindSpec(
-            metrics={"entities": MetricSpec(_COUNT, (0, 20_000))},
-            required_metrics=("entities",),
-        ),
-        "trip_update": KindSpec(
-            metrics={
-                "delay_s": MetricSpec("s", (-1_800, 7_200)),
-                "stop_sequence": MetricSpec(_COUNT, (0, 500)),
-            },
-            required_metrics=("delay_s",),
-            required_attributes=("trip_id", "route_id"),
-        ),
-        "trip_completed": KindSpec(
-            metrics={
-                "trips": MetricSpec(_COUNT, (0, 50)),
-                "on_time_trips": MetricSpec(_COUNT, (0, 50)),
-                "duration_s": MetricSpec("s", (0, 6 * 3_600)),
-                "final_delay_s": MetricSpec("s", (-1_800, 7_200)),
-                "stop_sequence": MetricSpec(_COUNT, (0, 500)),
-            },
-            required_metrics=("trips",),
-            required_attributes=("trip_id",),
-            ratios={"on_time_ratio": ("on_time_trips", "trips")},
-        ),
-        "vehicle_position": KindSpec(
-            metrics={
-                "lat": MetricSpec("deg", (-90, 90)),
-                "lon": MetricSpec("deg", (-180, 180)),
-                "speed_mps": MetricSpec("m/s", (0, 40)),
-                "bearing_deg": MetricSpec("deg", (0, 360)),
-                "passengers": MetricSpec(_COUNT, (0, 250)),
-                # speed implied by the distance from the bus's previous fix (GTFS-rt adapters); beyond
-                # 30 m/s (≈ 108 km/h) the fix is a GPS glitch, so the record is implausible (C18)
-                "jump_speed_mps": MetricSpec("m/s", (0, 30)),
-            },
-            required_metrics=("lat", "lon"),
-        ),
-        "timepoint_departure": KindSpec(
-            metrics={
-                "deviation_s": MetricSpec("s", (-3_600, 7_200)),
-                "on_time": MetricSpec(_COUNT, (0, 1)),
-            },
-            required_metrics=("deviation_s", "on_time"),
-            required_attributes=("trip_id", "route_id"),
-        ),
-        "boarding": KindSpec(
-            metrics={"passengers": MetricSpec(_COUNT, (0, 250))},
-            required_metrics=("passengers",),
-        ),
-        "dispatch": KindSpec(
-            metrics={
-                "vehicles": MetricSpec(_COUNT, (0, 5_000)),
-                "vehicle_km": MetricSpec("km", (0, 1_000_000)),
-                "trips": MetricSpec(_COUNT, (0, 100_000)),
-                "missed_trips": MetricSpec(_COUNT, (0, 100_000)),
-            },
-        ),
-    },
-    activity=("trip_completed", "trips"),
-    poll_kind="feed_poll",
-    poll_interval_s=120.0,
-    latency_sla_s=300.0,
-    feature_limits={
-        "activity_ratio": (0.0, 3.0),
-        "mean_delay_s": (-600.0, 1_800.0),
-        "late_share": (0.0, 1.0),
-        "updates_per_poll": (0.0, 500.0),
-        "passengers": (0.0, 250.0),
-        "delay_s": (0.0, 3_600.0),
-        "trips": (0.0, 50.0),
-    },
-    quality_weights={
-        "normativity": 1.0,
-        "completeness": 1.0,
-        "accuracy": 1.0,
-        "consistency": 1.0,
-        "timeliness": 1.0,
-        "accessibility": 1.0,
-    },
-)
 
-#: Daily ridership totals of a transit operator (e.g. the CTA's daily boarding totals): one record a
-#: day per asset, whose ``boardings`` is the activity measure. The record is its own heartbeat, so a
-#: day without it has completeness and accessibility 0. Use with daily windows
-#: (``PLEDGEWATCH_WINDOW_S=86400``); the season is a 52-week year of daily slots.
-DAILY_RIDERSHIP = AssetProfile(
-    name="daily_ridership",
-    kinds={
-        "daily_total": KindSpec(
-            metrics={"boardings": MetricSpec(_COUNT, (0, 50_000_000))},
-            required_metrics=("boardings",),
-            required_attributes=("day_type",),
-        ),
-    },
-    activity=("daily_total", "boardings"),
-    poll_kind="daily_total",
-    poll_interval_s=86_400.0,
-    latency_sla_s=2 * 86_400.0,
-    feature_limits={"activity_ratio": (0.0, 3.0)},
-    quality_weights=dict.fromkeys(
-        ("normativity", "completeness", "accuracy", "consistency", "timeliness", "accessibility"), 1.0
-    ),
-    season_slot_s=86_400.0,
-    season_slots=364,
-    silence_grace_s=3 * 86_400.0,
-    shift_confirm_s=7 * 86_400.0,
-)
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _MetricFile(_Strict):
+    unit: Annotated[str, Field(min_length=1)]
+    plausible: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _range(self) -> _MetricFile:
+        lo, hi = self.plausible
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"plausible: got [{lo:g}, {hi:g}], expected [low, high] with low <= high, both finite")
+        return self
+
+
+class _KindFile(_Strict):
+    metrics: dict[str, _MetricFile] = Field(default_factory=dict)
+    required_metrics: tuple[str, ...] = ()
+    required_attributes: tuple[str, ...] = ()
+    ratios: dict[str, tuple[str, str]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names(self) -> _KindFile:
+        for m in self.required_metrics:
+            if m not in self.metrics:
+                raise ValueError(
+                    f"required_metrics: got {m!r}, expected one of the kind's metrics {sorted(self.metrics)}"
+                )
+        for name, pair in self.ratios.items():
+            for m in pair:
+                if m not in self.metrics:
+                    raise ValueError(
+                        f"ratios.{name}: got {m!r}, expected one of the kind's metrics {sorted(self.metrics)}"
+                    )
+        return self
+
+
+class _ActivityFile(_Strict):
+    kind: str
+    metric: str
+
+
+class _PollFile(_Strict):
+    kind: str
+    interval_s: Annotated[float, Field(gt=0)]
+
+
+class _SeasonFile(_Strict):
+    slot_s: Annotated[float, Field(gt=0)]
+    slots: Annotated[int, Field(ge=1)]
+
+
+class _ProfileFile(_Strict):
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    description: str = ""
+    kinds: Annotated[dict[str, _KindFile], Field(min_length=1)]
+    activity: _ActivityFile
+    poll: _PollFile
+    latency_sla_s: Annotated[float, Field(gt=0)]
+    late_delay_s: Annotated[float, Field(ge=0)] = 300.0
+    feature_limits: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    quality_weights: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    season: _SeasonFile
+    silence_grace_s: Annotated[float, Field(gt=0)]
+    shift_confirm_s: Annotated[float, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _references(self) -> _ProfileFile:
+        kind = self.kinds.get(self.activity.kind)
+        if kind is None:
+            raise ValueError(
+                f"activity.kind: got {self.activity.kind!r}, expected one of the kinds {sorted(self.kinds)}"
+            )
+        if self.activity.metric not in kind.metrics:
+            msg = (
+                f"activity.metric: got {self.activity.metric!r}, expected a metric of {self.activity.kind}: "
+                f"{sorted(kind.metrics)}"
+            )
+            raise ValueError(msg)
+        if self.poll.kind not in self.kinds:
+            raise ValueError(f"poll.kind: got {self.poll.kind!r}, expected one of the kinds {sorted(self.kinds)}")
+        for name, (lo, hi) in self.feature_limits.items():
+            if not lo < hi:
+                raise ValueError(f"feature_limits.{name}: got [{lo:g}, {hi:g}], expected [low, high] with low < high")
+        for dim in self.quality_weights:
+            if dim not in _DIMENSIONS:
+                raise ValueError(f"quality_weights: got {dim!r}, expected one of the dimensions {list(_DIMENSIONS)}")
+        if self.quality_weights and sum(self.quality_weights.values()) <= 0:
+            raise ValueError("quality_weights: got all 0, expected at least one positive weight")
+        return self
+
+    def profile(self) -> AssetProfile:
+        return AssetProfile(
+            name=self.name,
+            kinds={
+                k: KindSpec(
+                    metrics={m: MetricSpec(v.unit, v.plausible) for m, v in spec.metrics.items()},
+                    required_metrics=spec.required_metrics,
+                    required_attributes=spec.required_attributes,
+                    ratios=dict(spec.ratios),
+                )
+                for k, spec in self.kinds.items()
+            },
+            activity=(self.activity.kind, self.activity.metric),
+            poll_kind=self.poll.kind,
+            poll_interval_s=self.poll.interval_s,
+            latency_sla_s=self.latency_sla_s,
+            feature_limits=dict(self.feature_limits),
+            quality_weights={d: self.quality_weights.get(d, 1.0) for d in _DIMENSIONS},
+            late_delay_s=self.late_delay_s,
+            season_slot_s=self.season.slot_s,
+            season_slots=self.season.slots,
+            silence_grace_s=self.silence_grace_s,
+            shift_confirm_s=self.shift_confirm_s,
+        )
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+    """1-based line of the YAML node at a pydantic error location (the deepest one found)."""
+    line = node.start_mark.line + 1 if node is not None else 0
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = next(((k, v) for k, v in node.value if str(k.value) == str(part)), None)
+            if nxt is None:
+                break
+            line, node = nxt[0].start_mark.line + 1, nxt[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def parse_profile(text: str, filename: str = "<profile>") -> AssetProfile:
+    """Parse and validate an asset-profile YAML document.
+
+    Raises
+    ------
+    ProfileError
+        With one ``file:line: reason`` per problem: YAML errors, unknown or missing keys, wrong
+        types, ranges with low above high, an activity or poll kind (or metric) the profile does
+        not declare, a ratio or required metric that is not a metric of its kind, an unknown
+        quality dimension.
+    """
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 1
+        raise ProfileError([f"{filename}:{line}: YAML error: {getattr(exc, 'problem', None) or exc}"]) from None
+    if not isinstance(data, dict):
+        raise ProfileError([f"{filename}:1: got {type(data).__name__}, expected a mapping of profile fields"])
+    try:
+        return _ProfileFile.model_validate(data).profile()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+            where = ".".join(str(x) for x in loc)
+            reason = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                reason = "missing, expected it (docs/sources.md, asset profiles)"
+            elif err["type"] == "extra_forbidden":
+                reason = "unknown field, expected one of the profile's fields (docs/sources.md, asset profiles)"
+            elif err["type"] != "value_error":
+                expected = err["msg"].removeprefix("Input should be ").removeprefix("input should be ")
+                reason = f"got {err.get('input')!r}, expected {expected[:1].lower() + expected[1:]}"
+            problems.append(f"{filename}:{_line_of(node, loc)}: {where + ': ' if where else ''}{reason}")
+        raise ProfileError(problems) from None
+
+
+def load_profile(path: str | Path) -> AssetProfile:
+    """Read and validate an asset-profile file (see :func:`parse_profile`).
+
+    Raises
+    ------
+    ProfileError
+        On any problem, including a file that cannot be read.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProfileError([f"{p}: cannot read profile: {exc.strerror}"]) from None
+    return parse_profile(text, str(p))
+
+
+BUS_DISPATCH = load_profile(PROFILE_DIR / "bus_dispatch.yaml")
+#: Daily ridership totals of a transit operator (``asset_profiles/daily_ridership.yaml``).
+DAILY_RIDERSHIP = load_profile(PROFILE_DIR / "daily_ridership.yaml")
 
 #: Every profile by name.
 PROFILES: dict[str, AssetProfile] = {p.name: p for p in (BUS_DISPATCH, DAILY_RIDERSHIP)}
 
 
 def get_profile(name: str) -> AssetProfile:
-    """Return the profile called ``name``.
+    """Return the built-in profile called ``name``, or the profile file at the path ``name``.
+
+    A pledge names its asset's profile by name (``bus_dispatch``, ``daily_ridership``: the files in
+    ``monitor/asset_profiles/``) or by the path of a profile file (ending ``.yaml`` / ``.yml``),
+    read relative to the working directory of the process. A file is read again when it changes
+    (its modification time or size); models checkpointed under another version of a profile are
+    rebuilt by replay (the profile is part of the checkpoint's stamp).
 
     Raises
     ------
     ConfigError
-        When no profile has that name.
+        When no profile has that name; a ``ProfileError`` (a ``ConfigError``) when the file is bad.
 
     Examples
     --------
     >>> get_profile("bus_dispatch").activity
     ('trip_completed', 'trips')
     """
+    if name.endswith((".yaml", ".yml")):
+        p = Path(name)
+        try:
+            st = p.stat()
+        except OSError as exc:
+            raise ProfileError([f"asset_profile: {name}: cannot read profile: {exc.strerror}"]) from None
+        return _profile_file(str(p.resolve()), st.st_mtime_ns, st.st_size)
     try:
         return PROFILES[name]
     except KeyError:
-        msg = f"asset_profile: got {name!r}, expected one of {sorted(PROFILES)}"
+        msg = f"asset_profile: got {name!r}, expected one of {sorted(PROFILES)} or the path of a profile file (.yaml)"
         raise ConfigError(msg) from None
+
+
+@lru_cache(maxsize=64)
+def _profile_file(path: str, mtime_ns: int, size: int) -> AssetProfile:
+    return load_profile(path)

@@ -33,7 +33,8 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.profiles import PROFILES
+from monitor.errors import ConfigError
+from monitor.profiles import get_profile
 
 __all__ = [
     "DIMENSIONS",
@@ -358,7 +359,12 @@ class CollateralPledged(_LoanEventBase):
     @field_validator("asset_profile")
     @classmethod
     def _profile(cls, v: str) -> str:
-        return _member("asset_profile", v, PROFILES)
+        # a built-in profile's name or the path of a profile file (docs/sources.md, asset profiles)
+        try:
+            get_profile(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc).splitlines()[0]) from None
+        return v
 
     @field_validator("asset_timezone")
     @classmethod
@@ -373,7 +379,7 @@ class CollateralPledged(_LoanEventBase):
     @model_validator(mode="after")
     def _baseline_shape(self) -> CollateralPledged:
         base = self.appraisal.baseline_activity
-        profile = PROFILES[self.asset_profile]
+        profile = get_profile(self.asset_profile)
         if base is not None and len(base) != profile.season_slots:
             msg = (
                 f"appraisal.baseline_activity: got {len(base)} values, expected for profile "

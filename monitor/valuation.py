@@ -173,10 +173,15 @@ class ValuationParams:
 
 
 def model_stamp(profile: AssetProfile, params: ValuationParams) -> dict[str, object]:
-    """What a model checkpoint must match to be reused: model versions, feature schema, parameters."""
+    """What a model checkpoint must match to be reused: model versions, the asset profile, parameters.
+
+    The whole profile is stamped (kinds, ranges, season, grace, …), so a profile file changed under
+    a running asset rebuilds its models by replay like a parameter change (C12).
+    """
     return {
         "models": dict(MODEL_VERSIONS),
         "features": sorted(profile.feature_limits.items()),
+        "profile": asdict(profile),
         "params": asdict(params),
     }
 

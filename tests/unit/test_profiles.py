@@ -1,0 +1,161 @@
+"""Asset profiles as files: the built-ins are files, a pledge may name a file, broken files are refused by line."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from monitor.backtest import load_inputs, run_backtest
+from monitor.errors import ProfileError
+from monitor.profiles import BUS_DISPATCH, PROFILE_DIR, PROFILES, get_profile, load_profile, parse_profile
+from monitor.valuation import ValuationParams, model_stamp
+from rules.rulebook import load_rulebook
+from tests.conftest import ROOT
+
+GOOD = """\
+name: small_feed
+kinds:
+  poll:
+    metrics:
+      entities: {unit: count, plausible: [0, 100]}
+    required_metrics: [entities]
+  done:
+    metrics:
+      trips: {unit: count, plausible: [0, 50]}
+      late: {unit: count, plausible: [0, 50]}
+    ratios:
+      late_ratio: [late, trips]
+activity: {kind: done, metric: trips}
+poll: {kind: poll, interval_s: 60}
+latency_sla_s: 300
+feature_limits:
+  activity_ratio: [0, 3]
+quality_weights:
+  accuracy: 2
+season: {slot_s: 3600, slots: 24}
+silence_grace_s: 43200
+shift_confirm_s: 1800
+"""
+
+
+def test_profiles__the_built_ins_are_the_package_files_and_check_clean() -> None:
+    for name, profile in PROFILES.items():
+        assert load_profile(PROFILE_DIR / f"{name}.yaml") == profile
+    run = subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "pledgewatch"),
+            "profiles",
+            "check",
+            *sorted(map(str, PROFILE_DIR.glob("*.yaml"))),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0 and run.stdout.count(" OK") == len(PROFILES), run.stdout + run.stderr
+
+
+def test_profiles__a_valid_file_fills_unweighted_dimensions_with_1() -> None:
+    p = parse_profile(GOOD, "small.yaml")
+    assert p.activity == ("done", "trips") and p.poll_interval_s == 60.0
+    assert p.quality_weights["accuracy"] == 2.0 and p.quality_weights["timeliness"] == 1.0
+
+
+BROKEN = [
+    ("YAML syntax", GOOD.replace("latency_sla_s: 300", "latency_sla_s: [300"), 16, "YAML error"),
+    ("not a mapping", "- a\n- b\n", 1, "expected a mapping of profile fields"),
+    ("unknown field", GOOD + "colour: blue\n", 23, "colour: unknown field"),
+    ("missing field", GOOD.replace("latency_sla_s: 300\n", ""), 1, "latency_sla_s: missing"),
+    (
+        "wrong type",
+        GOOD.replace("latency_sla_s: 300", "latency_sla_s: soon"),
+        15,
+        "latency_sla_s: got 'soon', expected",
+    ),
+    (
+        "not positive",
+        GOOD.replace("interval_s: 60", "interval_s: 0"),
+        14,
+        "poll.interval_s: got 0, expected greater than 0",
+    ),
+    ("range upside down", GOOD.replace("plausible: [0, 100]", "plausible: [100, 0]"), 5, "plausible: got [100, 0]"),
+    (
+        "unknown activity kind",
+        GOOD.replace("{kind: done, metric", "{kind: trips_done, metric"),
+        1,
+        "activity.kind: got 'trips_done'",
+    ),
+    (
+        "activity metric of another kind",
+        GOOD.replace("metric: trips}", "metric: entities}"),
+        1,
+        "activity.metric: got 'entities'",
+    ),
+    ("unknown poll kind", GOOD.replace("poll: {kind: poll", "poll: {kind: heartbeat"), 1, "poll.kind: got 'heartbeat'"),
+    (
+        "required metric not declared",
+        GOOD.replace("required_metrics: [entities]", "required_metrics: [vehicles]"),
+        3,
+        "required_metrics: got 'vehicles'",
+    ),
+    (
+        "ratio of an unknown metric",
+        GOOD.replace("late_ratio: [late, trips]", "late_ratio: [early, trips]"),
+        7,
+        "ratios.late_ratio: got 'early'",
+    ),
+    ("unknown quality dimension", GOOD.replace("accuracy: 2", "beauty: 2"), 1, "quality_weights: got 'beauty'"),
+    ("negative weight", GOOD.replace("accuracy: 2", "accuracy: -1"), 19, "quality_weights.accuracy: got -1"),
+    ("empty season", GOOD.replace("slots: 24", "slots: 0"), 20, "season.slots: got 0"),
+    (
+        "feature limits upside down",
+        GOOD.replace("activity_ratio: [0, 3]", "activity_ratio: [3, 3]"),
+        1,
+        "feature_limits.activity_ratio",
+    ),
+    ("bad name", GOOD.replace("name: small_feed", "name: Small Feed"), 1, "name: got 'Small Feed'"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "line", "reason"), BROKEN, ids=[c[0] for c in BROKEN])
+def test_profiles_check__a_broken_profile_is_refused_with_its_line_and_reason(
+    tmp_path: Path, case: str, text: str, line: int, reason: str
+) -> None:
+    f = tmp_path / "broken.yaml"
+    f.write_text(text)
+    with pytest.raises(ProfileError) as err:
+        load_profile(f)
+    assert any(p.startswith(f"{f}:{line}: ") and reason in p for p in err.value.problems), (case, err.value.problems)
+    run = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "pledgewatch"), "profiles", "check", str(f)], capture_output=True, text=True
+    )
+    assert run.returncode == 1 and f"{f}:{line}: " in run.stderr and reason in run.stderr.replace("\n", " "), run.stderr
+
+
+def test_profiles__a_pledge_may_name_a_profile_file_and_gets_the_same_valuation(tmp_path: Path) -> None:
+    custom = tmp_path / "operator_dispatch.yaml"
+    custom.write_text(
+        (PROFILE_DIR / "bus_dispatch.yaml").read_text().replace("name: bus_dispatch", "name: operator_dispatch")
+    )
+    book = ROOT / "examples" / "loan_book.jsonl"
+    lines = book.read_text().splitlines()
+    moved = tmp_path / "book.jsonl"
+    moved.write_text(
+        "\n".join(ln.replace('"asset_profile":"bus_dispatch"', f'"asset_profile":"{custom}"') for ln in lines) + "\n"
+    )
+    assert str(custom) in moved.read_text()
+    sample = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+    rules = load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml")
+    a = run_backtest(*load_inputs(book, sample)[:2], rules)
+    b = run_backtest(*load_inputs(moved, sample)[:2], rules)
+    assert [v.value for v in a.valuations] == [v.value for v in b.valuations] != []
+    with pytest.raises(ProfileError, match="cannot read profile"):
+        get_profile(str(tmp_path / "missing.yaml"))
+
+
+def test_profiles__a_changed_profile_changes_the_model_checkpoint_stamp() -> None:
+    params = ValuationParams()
+    assert model_stamp(BUS_DISPATCH, params) == model_stamp(load_profile(PROFILE_DIR / "bus_dispatch.yaml"), params)
+    assert model_stamp(BUS_DISPATCH, params) != model_stamp(replace(BUS_DISPATCH, silence_grace_s=3600.0), params)
