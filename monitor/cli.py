@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from monitor.errors import ConfigError, PledgewatchError, ProfileError, RulebookError
+from monitor.errors import ConfigError, FileProblems, PledgewatchError, ProfileError, RulebookError
 from monitor.settings import ROOT, Settings
 
 app = typer.Typer(
@@ -54,7 +54,7 @@ InjectOpt = Annotated[list[str] | None, typer.Option("--inject", help="Incident,
 
 def _fail(exc: Exception) -> None:
     # escaped: a message may hold brackets ("expected [low, high]") that rich would read as markup
-    if isinstance(exc, RulebookError | ProfileError):
+    if isinstance(exc, FileProblems):
         for p in exc.problems:
             err.print(f"[red]{escape(p)}")
     else:

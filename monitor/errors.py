@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "FileProblems",
     "InputRejected",
     "PledgewatchError",
     "ProfileError",
@@ -22,18 +23,22 @@ class ConfigError(PledgewatchError, ValueError):
     """A setting, loan book or asset profile is wrong: the message names field, value and expectation."""
 
 
-class RulebookError(PledgewatchError, ValueError):
-    """A rulebook failed validation.
+class FileProblems(PledgewatchError, ValueError):
+    """A file (rulebook, asset profile) failed validation, with every problem found.
 
     Parameters
     ----------
     problems
-        One ``"file:line: reason"`` string per problem found.
+        One ``"file:line: reason"`` string per problem found; the message joins them by lines.
     """
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class RulebookError(FileProblems):
+    """A rulebook failed validation (``problems``: one ``file:line: reason`` each)."""
 
 
 class InputRejected(PledgewatchError, ValueError):
@@ -56,15 +61,5 @@ class InputRejected(PledgewatchError, ValueError):
         super().__init__(f"{reason}: {message}")
 
 
-class ProfileError(ConfigError):
-    """An asset-profile file failed validation.
-
-    Parameters
-    ----------
-    problems
-        One ``"file:line: reason"`` string per problem found.
-    """
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(self.problems))
+class ProfileError(FileProblems, ConfigError):
+    """An asset-profile file failed validation (``problems``: one ``file:line: reason`` each)."""
