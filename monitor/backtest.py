@@ -99,17 +99,24 @@ def load_inputs(
     Raises
     ------
     ConfigError
-        When an incident names an asset the loan book does not pledge, or the telemetry holds no
-        record of a pledged asset (the usual cause: the default loan book with another data set).
+        When a loan-book line is not a valid loan event (named by line: a pledge whose profile file
+        cannot be loaded would otherwise leave its loan unmonitored without a word), an incident
+        names an asset the loan book does not pledge, or the telemetry holds no record of a pledged
+        asset (the usual cause: the default loan book with another data set).
     FileNotFoundError
         When the telemetry path does not exist.
     """
     book = load_loan_book(loan_book)
+    for n, raw in enumerate(book, 1):
+        try:
+            decode_loan_event(raw)
+        except InputRejected as exc:
+            raise ConfigError(f"loan book {loan_book}:{n}: {exc.message}") from None
     assets = pledged_assets(book)
     incidents = [parse_incident(i) for i in inject]
     for inc in incidents:
         if inc.asset_id not in assets:
-            msg = f"--inject: got asset {inc.asset_id!r}, expected one the loan book pledges: {sorted(assets)}"
+            msg = f"--inject: got asset {inc.asset_id!r}, expected one that the loan book pledges: {sorted(assets)}"
             raise ConfigError(msg)
     events = list(read_telemetry(telemetry, assets, pledges=book))
     if not events:

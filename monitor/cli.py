@@ -129,7 +129,7 @@ def _rulebook_or_exit(file: Path):  # type: ignore[no-untyped-def]
 def rules_check(file: Path) -> None:
     """Validate a rulebook; prints file:line: reason for each problem. Exit 0 when valid, 1 otherwise."""
     rb = _rulebook_or_exit(file)
-    Console().print(f"{file}: rulebook {rb.name!r} version {rb.version}: {len(rb.rules)} rules OK")
+    Console().print(f"{file}: rulebook {rb.name!r} version {rb.version}: {len(rb.rules)} rules OK", soft_wrap=True)
 
 
 @profiles_app.command("check")
@@ -263,12 +263,13 @@ def export(
     The same assets as ``backtest`` with the same loan book: a backtest of the export gives the same
     alerts and margin calls as one of the source.
     """
-    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
+    from monitor.backtest import load_inputs
     from monitor.sources.envelope import write_envelopes
 
     try:
-        book = load_loan_book(loan_book)
-        n = write_envelopes(read_telemetry(telemetry, pledged_assets(book), pledges=book), out)
+        # the same checks as backtest: a valid loan book, and records of at least one pledged asset
+        _, events, _ = load_inputs(loan_book, telemetry)
+        n = write_envelopes(events, out)
     except (PledgewatchError, FileNotFoundError, ValueError, OSError) as exc:
         _fail(exc)
         return

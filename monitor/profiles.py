@@ -13,6 +13,7 @@ Auckland feed (day-wrap delays near −86,400 s are implausible).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -291,6 +292,24 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
     return line
 
 
+def _duplicate_keys(node: yaml.Node | None, path: str = "") -> list[tuple[str, int, int]]:
+    """Keys given twice in one YAML mapping (YAML loaders keep the last one silently): (key, line, first line)."""
+    out: list[tuple[str, int, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in node.value:
+            key, line = str(k.value), k.start_mark.line + 1
+            full = f"{path}.{key}" if path else key
+            if key in seen:
+                out.append((full, line, seen[key]))
+            seen.setdefault(key, line)
+            out.extend(_duplicate_keys(v, full))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out.extend(_duplicate_keys(v, f"{path}.{i}"))
+    return out
+
+
 def parse_profile(text: str, filename: str = "<profile>") -> AssetProfile:
     """Parse and validate an asset-profile YAML document.
 
@@ -309,7 +328,16 @@ def parse_profile(text: str, filename: str = "<profile>") -> AssetProfile:
         line = getattr(getattr(exc, "problem_mark", None), "line", 0) + 1
         raise ProfileError([f"{filename}:{line}: YAML error: {getattr(exc, 'problem', None) or exc}"]) from None
     if not isinstance(data, dict):
-        raise ProfileError([f"{filename}:1: got {type(data).__name__}, expected a mapping of profile fields"])
+        got = "an empty file" if data is None else f"a YAML {type(data).__name__}"
+        raise ProfileError([f"{filename}:1: got {got}, expected a mapping of profile fields"])
+    dupes = _duplicate_keys(node)
+    if dupes:
+        raise ProfileError(
+            [
+                f"{filename}:{line}: {key}: given twice (first at line {first}), expected once"
+                for key, line, first in dupes
+            ]
+        )
     try:
         return _ProfileFile.model_validate(data).profile()
     except ValidationError as exc:
@@ -318,6 +346,11 @@ def parse_profile(text: str, filename: str = "<profile>") -> AssetProfile:
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
             where = ".".join(str(x) for x in loc)
             reason = err["msg"].removeprefix("Value error, ")
+            # a check across fields names its field first ("activity.kind: got ..."): point at that line
+            named = re.match(r"([A-Za-z_][\w.]*): ", reason) if err["type"] == "value_error" else None
+            line_loc: tuple[int | str, ...] = loc
+            if named:
+                line_loc = loc + tuple(int(x) if x.isdigit() else x for x in named.group(1).split("."))
             if err["type"] == "missing":
                 reason = "missing, expected it (docs/sources.md, asset profiles)"
             elif err["type"] == "extra_forbidden":
@@ -325,7 +358,7 @@ def parse_profile(text: str, filename: str = "<profile>") -> AssetProfile:
             elif err["type"] != "value_error":
                 expected = err["msg"].removeprefix("Input should be ").removeprefix("input should be ")
                 reason = f"got {err.get('input')!r}, expected {expected[:1].lower() + expected[1:]}"
-            problems.append(f"{filename}:{_line_of(node, loc)}: {where + ': ' if where else ''}{reason}")
+            problems.append(f"{filename}:{_line_of(node, line_loc)}: {where + ': ' if where else ''}{reason}")
         raise ProfileError(problems) from None
 
 

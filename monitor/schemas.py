@@ -34,7 +34,7 @@ from pydantic import (
 )
 
 from monitor.errors import ConfigError
-from monitor.profiles import get_profile
+from monitor.profiles import PROFILES, get_profile
 
 __all__ = [
     "DIMENSIONS",
@@ -363,7 +363,9 @@ class CollateralPledged(_LoanEventBase):
         try:
             get_profile(v)
         except ConfigError as exc:
-            raise ValueError(str(exc).splitlines()[0]) from None
+            why = str(exc).splitlines()[0].removeprefix("asset_profile: ")
+            msg = f"a built-in profile ({', '.join(sorted(PROFILES))}) or a valid profile file; {why}"
+            raise ValueError(msg) from None
         return v
 
     @field_validator("asset_timezone")

@@ -113,6 +113,9 @@ def sources() -> list[TelemetrySource]:
     """
     found: dict[str, str] = {}
     for ep in entry_points(group=GROUP):
+        if ep.name in BUILT_IN and ep.value != BUILT_IN[ep.name]:
+            # allowed (a bank may replace a reader), but never silently
+            log.warning("source plugin %r (%s) replaces the built-in %s", ep.name, ep.value, BUILT_IN[ep.name])
         found.setdefault(ep.name, ep.value)
     for name, target in BUILT_IN.items():
         found.setdefault(name, target)
@@ -132,7 +135,8 @@ def open_text(path: Path) -> Iterator[str]:
     """
     with path.open("rb") as probe:
         gz = probe.read(2) == b"\x1f\x8b"
-    with gzip.open(path, "rt", encoding="utf-8") if gz else path.open(encoding="utf-8") as fh:
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is dropped, not read as part of the header
+    with gzip.open(path, "rt", encoding="utf-8-sig") if gz else path.open(encoding="utf-8-sig") as fh:
         yield from fh
 
 

@@ -81,7 +81,7 @@ def read_daily_boardings(path: str | Path) -> list[DailyRow]:
         the field, the value and what was expected.
     """
     rows: list[DailyRow] = []
-    with Path(path).open(encoding="utf-8", newline="") as fh:
+    with Path(path).open(encoding="utf-8-sig", newline="") as fh:  # -sig: a byte-order mark is not the header
         reader = csv.DictReader(fh)
         missing = [f for f in _FIELDS if f not in (reader.fieldnames or [])]
         if missing:

@@ -43,7 +43,9 @@ class EnvelopeSource:
             obj = json.loads(first[1])
         except ValueError:
             return False
-        return isinstance(obj, dict) and ENVELOPE_KEYS <= obj.keys()
+        # two of the four keys and no poll wrapper: an envelope with a field missing or misnamed is
+        # still an envelope, and its reader then names the field, rather than "not any telemetry kind"
+        return isinstance(obj, dict) and len(ENVELOPE_KEYS & obj.keys()) >= 2 and "response" not in obj
 
     def read(self, path: Path, pledged: Pledged) -> Iterator[TelemetryEvent]:
         """The file's envelopes of the pledged assets, in file order.
@@ -60,14 +62,27 @@ class EnvelopeSource:
             try:
                 ev = TelemetryEvent.model_validate_json(line)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                field = ".".join(str(x) for x in err["loc"]) or "(record)"
-                got = err.get("input")
-                shown = repr(got) if not isinstance(got, dict) else "an object"
-                msg = f"{path}:{n}: {field}: got {shown}, expected {err['msg'].lower()} (a TelemetryEvent envelope)"
-                raise ConfigError(msg) from None
+                raise ConfigError(f"{path}:{n}: {_reason(exc)} (a TelemetryEvent envelope, docs/topics.md)") from None
             if pledged.wants(ev.asset_id):
                 yield ev
+
+
+def _reason(exc: ValidationError) -> str:
+    """``field: got …, expected …`` of the first error of an envelope line."""
+    err = exc.errors()[0]
+    field = ".".join(str(x) for x in err["loc"])
+    if err["type"] == "json_invalid":
+        return f"not a JSON object ({err['msg'].removeprefix('Invalid JSON: ')})"
+    if err["type"] == "missing":
+        return f"{field}: missing, expected it"
+    if err["type"] == "extra_forbidden":
+        return f"{field}: unknown field, expected only the envelope's fields"
+    msg = err["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+    if "got " in msg:  # the schema's own message already shows the value
+        return f"{field or '(record)'}: expected {msg}"
+    got = err.get("input")
+    shown = "an object" if isinstance(got, dict) else repr(got)
+    return f"{field or '(record)'}: got {shown}, expected {msg}"
 
 
 def write_envelopes(events: Iterable[TelemetryEvent], out: Path) -> int:
@@ -78,7 +93,8 @@ def write_envelopes(events: Iterable[TelemetryEvent], out: Path) -> int:
     n = 0
     with out.open("wb") as raw:
         # mtime 0: the same events give the same bytes (a committed export does not change on a rerun)
-        sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if out.suffix == ".gz" else raw
+        # and no file name in the header: the same feed gives the same bytes whatever the file is called
+        sink = gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) if out.suffix == ".gz" else raw
         with io.TextIOWrapper(sink, encoding="utf-8") as fh:
             for ev in events:
                 fh.write(ev.model_dump_json() + "\n")

@@ -64,6 +64,8 @@ def test_profiles__a_valid_file_fills_unweighted_dimensions_with_1() -> None:
 
 
 BROKEN = [
+    ("duplicate key", GOOD + "latency_sla_s: 60\n", 23, "latency_sla_s: given twice (first at line 15)"),
+    ("empty file", "", 1, "got an empty file, expected a mapping"),
     ("YAML syntax", GOOD.replace("latency_sla_s: 300", "latency_sla_s: [300"), 16, "YAML error"),
     ("not a mapping", "- a\n- b\n", 1, "expected a mapping of profile fields"),
     ("unknown field", GOOD + "colour: blue\n", 23, "colour: unknown field"),
@@ -84,35 +86,40 @@ BROKEN = [
     (
         "unknown activity kind",
         GOOD.replace("{kind: done, metric", "{kind: trips_done, metric"),
-        1,
+        13,
         "activity.kind: got 'trips_done'",
     ),
     (
         "activity metric of another kind",
         GOOD.replace("metric: trips}", "metric: entities}"),
-        1,
+        13,
         "activity.metric: got 'entities'",
     ),
-    ("unknown poll kind", GOOD.replace("poll: {kind: poll", "poll: {kind: heartbeat"), 1, "poll.kind: got 'heartbeat'"),
+    (
+        "unknown poll kind",
+        GOOD.replace("poll: {kind: poll", "poll: {kind: heartbeat"),
+        14,
+        "poll.kind: got 'heartbeat'",
+    ),
     (
         "required metric not declared",
         GOOD.replace("required_metrics: [entities]", "required_metrics: [vehicles]"),
-        3,
+        6,
         "required_metrics: got 'vehicles'",
     ),
     (
         "ratio of an unknown metric",
         GOOD.replace("late_ratio: [late, trips]", "late_ratio: [early, trips]"),
-        7,
+        12,
         "ratios.late_ratio: got 'early'",
     ),
-    ("unknown quality dimension", GOOD.replace("accuracy: 2", "beauty: 2"), 1, "quality_weights: got 'beauty'"),
+    ("unknown quality dimension", GOOD.replace("accuracy: 2", "beauty: 2"), 18, "quality_weights: got 'beauty'"),
     ("negative weight", GOOD.replace("accuracy: 2", "accuracy: -1"), 19, "quality_weights.accuracy: got -1"),
     ("empty season", GOOD.replace("slots: 24", "slots: 0"), 20, "season.slots: got 0"),
     (
         "feature limits upside down",
         GOOD.replace("activity_ratio: [0, 3]", "activity_ratio: [3, 3]"),
-        1,
+        17,
         "feature_limits.activity_ratio",
     ),
     ("bad name", GOOD.replace("name: small_feed", "name: Small Feed"), 1, "name: got 'Small Feed'"),
@@ -159,3 +166,19 @@ def test_profiles__a_changed_profile_changes_the_model_checkpoint_stamp() -> Non
     params = ValuationParams()
     assert model_stamp(BUS_DISPATCH, params) == model_stamp(load_profile(PROFILE_DIR / "bus_dispatch.yaml"), params)
     assert model_stamp(BUS_DISPATCH, params) != model_stamp(replace(BUS_DISPATCH, silence_grace_s=3600.0), params)
+
+
+def test_profiles__a_pledge_whose_profile_cannot_be_loaded_refuses_the_loan_book_by_line(tmp_path: Path) -> None:
+    from monitor.errors import ConfigError
+
+    book = tmp_path / "book.jsonl"
+    lines = (ROOT / "examples" / "loan_book.jsonl").read_text().splitlines()
+    book.write_text(
+        "\n".join(ln.replace('"asset_profile":"bus_dispatch"', '"asset_profile":"nope.yaml"') for ln in lines)
+    )
+    sample = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+    # silently dead-lettering the pledge would leave its loan unmonitored
+    with pytest.raises(
+        ConfigError, match=r"book\.jsonl:2: collateral_pledged\.asset_profile: got 'nope\.yaml'.*cannot read"
+    ):
+        load_inputs(book, sample)

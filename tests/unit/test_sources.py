@@ -106,8 +106,29 @@ def test_envelope__a_bad_line_names_the_file_the_line_the_field_and_what_was_exp
     bad = '{"event_id":"e2","asset_id":"A1","observed_at":"yesterday","kind":"feed_poll"}'
     path = tmp_path / "envelopes.jsonl"
     path.write_text(good + "\n" + bad + "\n")
-    with pytest.raises(ConfigError, match=r"envelopes\.jsonl:2: observed_at: got 'yesterday', expected"):
+    with pytest.raises(ConfigError, match=r"envelopes\.jsonl:2: observed_at: expected an RFC 3339 time.*'yesterday'"):
         list(read_telemetry(path))
+    # an envelope with a field missing is still read as an envelope, and the field is named
+    path.write_text(good.replace('"asset_id":"A1",', "") + "\n")
+    with pytest.raises(ConfigError, match=r"envelopes\.jsonl:1: asset_id: missing, expected it"):
+        list(read_telemetry(path))
+
+
+def test_sources__a_byte_order_mark_is_not_part_of_the_header(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    csv_path = tmp_path / "daily.csv"
+    csv_path.write_bytes(
+        b"\xef\xbb\xbfservice_date,day_type,bus,rail_boardings,total_rides\n01/02/2019,W,100,200,300\n"
+    )
+    assert recognise(csv_path).name == "cta-daily"
+    assert [e.metrics for e in read_telemetry(csv_path, {"cta-bus"})] == [{"boardings": 100.0}]
+
+
+def test_export__the_same_feed_gives_the_same_bytes_whatever_the_file_is_called(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    events = list(read_telemetry(SAMPLE, {"akl-routes-7xx"}))[:500]
+    a, b = tmp_path / "a.jsonl.gz", tmp_path / "other-name.jsonl.gz"
+    write_envelopes(events, a)
+    write_envelopes(events, b)
+    assert a.read_bytes() == b.read_bytes()
 
 
 def test_sources__the_built_ins_are_entry_points_like_any_plugin() -> None:
