@@ -143,8 +143,11 @@ def open_text(path: Path) -> Iterator[str]:
 def first_line(path: Path) -> tuple[int, str] | None:
     """Number and text of the first non-blank line of a (possibly gzipped) text file; ``None`` if none.
 
+    ``None`` too for a path that is not a file (a folder), so a recogniser needs no check of its own.
     Raises ``UnicodeDecodeError`` / ``gzip.BadGzipFile`` / ``OSError`` for binary or unreadable content.
     """
+    if not path.is_file():
+        return None
     for n, line in enumerate(open_text(path), 1):
         if line.strip():
             return n, line.rstrip("\r\n")

@@ -250,8 +250,6 @@ class CtaDailySource:
 
     def recognise(self, path: Path) -> bool:
         """Whether the file's header names every column of the daily boardings."""
-        if not path.is_file():
-            return False
         first = first_line(path)
         if first is None:
             return False

@@ -34,8 +34,6 @@ class EnvelopeSource:
 
     def recognise(self, path: Path) -> bool:
         """Whether the first non-blank line of the file is a JSON object with the envelope's keys."""
-        if not path.is_file():
-            return False
         first = first_line(path)
         if first is None:
             return False

@@ -35,8 +35,6 @@ class DispatchLogSource:
 
     def recognise(self, path: Path) -> bool:
         """Whether the file's first line is the dispatch log's header."""
-        if not path.is_file():
-            return False
         first = first_line(path)
         return first is not None and tuple(next(csv.reader([first[1]]), []))[: len(HEADER)] == HEADER
 
