@@ -32,17 +32,22 @@ __all__ = [
 ]
 
 
-def pledged_assets(loan_book: Iterable[bytes]) -> set[str]:
-    """Asset ids pledged in a loan book (raw events); undecodable lines are skipped here."""
-    assets: set[str] = set()
+def pledges_of(loan_book: Iterable[bytes]) -> list[CollateralPledged]:
+    """The ``collateral_pledged`` events of a loan book (raw events); undecodable lines are skipped here."""
+    out: list[CollateralPledged] = []
     for raw in loan_book:
         try:
             ev = decode_loan_event(raw)
         except InputRejected:
             continue
         if isinstance(ev, CollateralPledged):
-            assets.add(ev.asset_id)
-    return assets
+            out.append(ev)
+    return out
+
+
+def pledged_assets(loan_book: Iterable[bytes]) -> set[str]:
+    """Asset ids pledged in a loan book (raw events); undecodable lines are skipped here."""
+    return {p.asset_id for p in pledges_of(loan_book)}
 
 
 def load_loan_book(path: str | Path) -> list[bytes]:
@@ -80,15 +85,7 @@ def read_telemetry(
     """
     from monitor.sources import read_source
 
-    parsed: list[CollateralPledged] = []
-    for raw in pledges or ():
-        try:
-            ev = decode_loan_event(raw)
-        except InputRejected:
-            continue
-        if isinstance(ev, CollateralPledged):
-            parsed.append(ev)
-    return read_source(path, assets, parsed)
+    return read_source(path, assets, pledges_of(pledges or ()))
 
 
 def load_inputs(

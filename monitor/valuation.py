@@ -178,12 +178,22 @@ def model_stamp(profile: AssetProfile, params: ValuationParams) -> dict[str, obj
     The whole profile is stamped (kinds, ranges, season, grace, …), so a profile file changed under
     a running asset rebuilds its models by replay like a parameter change (C12).
     """
-    return {
+    # computed once per (profile, params) pair: a checkpoint is written per record on the hot path,
+    # and the pair is held here, so an id is never reused for another object while cached
+    cached = _STAMPS.get((id(profile), id(params)))
+    if cached is not None and cached[0] is profile and cached[1] is params:
+        return cached[2]
+    stamp: dict[str, object] = {
         "models": dict(MODEL_VERSIONS),
         "features": sorted(profile.feature_limits.items()),
         "profile": asdict(profile),
         "params": asdict(params),
     }
+    _STAMPS[(id(profile), id(params))] = (profile, params, stamp)
+    return stamp
+
+
+_STAMPS: dict[tuple[int, int], tuple[AssetProfile, ValuationParams, dict[str, object]]] = {}
 
 
 class FixedScaler:
