@@ -246,7 +246,7 @@ def backtest(
             soft_wrap=True,
         )
     if any(e.kind == "timepoint_departure" for e in events):
-        _print_service(events, telemetry, lang)
+        _print_service(events, lang)
 
 
 @app.command()
@@ -276,28 +276,26 @@ def export(
     Console().print(f"wrote {n:,} envelopes to {out}", soft_wrap=True)
 
 
-def _print_service(events: list, telemetry: Path, lang: str) -> None:  # type: ignore[type-arg]
+def _print_service(events: list, lang: str) -> None:  # type: ignore[type-arg]
     """Per-route service of a vehicle-positions backtest: OTP at timepoints, completed and missed trips."""
     from rich.table import Table
 
-    from monitor.sources.wmata import EARLY_S, LATE_S, open_day, service_by_route
-    from monitor.sources.wmata import SOURCE as VEHICLE_POSITIONS
+    from monitor.sources.vehicle_positions import EARLY_S, LATE_S, service_by_route
 
-    # the raw CSV has its static GTFS beside it; an exported envelope file does not, so scheduled
-    # trips (and missed ones) are known only from the raw feed
-    timetable = open_day(telemetry)[0] if VEHICLE_POSITIONS.recognise(Path(telemetry)) else None
     zh = lang == "zh"
     heads = (
-        ("线路", "时刻点发车", "准点", "准点率", "完成班次", "缺失班次")
+        ("线路", "时刻点发车", "准点", "准点率", "计划班次", "完成班次", "缺失班次")
         if zh
-        else ("route", "timepoint departures", "on time", "OTP", "trips completed", "missed trips")
+        else ("route", "timepoint departures", "on time", "OTP", "trips scheduled", "trips completed", "missed trips")
     )
     title = "准点率（早2分钟至晚7分钟）" if zh else "On-time performance (2 min early to 7 min late)"
     table = Table(*heads, title=title)
-    for route, r in service_by_route(events, timetable).items():
+    for route, r in service_by_route(events).items():
         otp = f"{r.otp:.1%}" if r.otp is not None else "–"
-        missed = f"{len(r.missed)}" + (f": {' '.join(r.missed)}" if r.missed else "")
-        table.add_row(route, f"{r.departures:,}", f"{r.on_time:,}", otp, f"{r.completed:,}", missed)
+        # a multi-day archive can miss many: the first few by id, the rest counted
+        shown = " ".join(r.missed[:5]) + (f" +{len(r.missed) - 5}" if len(r.missed) > 5 else "")
+        missed = f"{len(r.missed)}" + (f": {shown}" if r.missed else "")
+        table.add_row(route, f"{r.departures:,}", f"{r.on_time:,}", otp, f"{r.scheduled:,}", f"{r.completed:,}", missed)
     Console().print(table)
     early, late = f"{EARLY_S:.0f}", f"{LATE_S:.0f}"
     note = f"准点：早 {early} 秒至晚 {late} 秒" if zh else f"on time: {early} s early to {late} s late"

@@ -50,6 +50,7 @@ BUILT_IN = {
     "auckland-tripupdates": "monitor.sources.auckland:SOURCE",
     "bustime": "monitor.sources.bustime:SOURCE",
     "vehicle-positions-csv": "monitor.sources.wmata:SOURCE",
+    "gtfs-rt-vehicle-positions": "monitor.sources.vehicle_positions:SOURCE",
     "cta-daily": "monitor.sources.cta:SOURCE",
 }
 log = logging.getLogger(__name__)

@@ -89,7 +89,7 @@ def test_wmata_backtest__otp_per_route_matches_an_independent_count_and_the_thre
     res = run_backtest(book, events, load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"))
     assert not res.sensor.dead_letters  # every derived record passes the strict decoder and the profile
     assert len(res.valuations) >= 18  # 5 h of 15-min windows valued
-    service = service_by_route(events, timetable)
+    service = service_by_route(events)
     expected_otp, expected_missed = independent_otp_and_missed(avl)
     assert set(service) == set(expected_otp) == {"C53", "D40", "D96"}
     for route, otp in expected_otp.items():
