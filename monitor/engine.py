@@ -626,7 +626,8 @@ class AssetMonitor:
         self.late_carry = self.dup_carry = self.contradiction_carry = 0
         dims = w.dimensions(self.profile, self.cadence_s())
         expected = self.valuer.expected_activity(w.start)
-        inputs = (w.start, w.activity, dims, w.features(expected), w.records == 0)
+        activity = w.measured_activity(self.profile)
+        inputs = (w.start, activity, dims, w.features(expected, activity), w.records == 0)
         self.history.append(inputs)
         r = self.valuer.update(*inputs)
         self.valuer_updates += 1
@@ -647,7 +648,7 @@ class AssetMonitor:
             value_lower=r.value_lower,
             value_upper=r.value_upper,
             appraisal_value=self.appraisal_value,
-            activity=w.activity,
+            activity=activity,
             activity_expected=r.expected_activity,
             activity_index=r.activity_index,
             activity_index_lower=r.activity_index_lower,

@@ -12,17 +12,19 @@ Auckland feed (day-wrap delays near −86,400 s are implausible).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
 
 from monitor.errors import ConfigError, ProfileError
+from monitor.geo import ServiceRegion
 
 __all__ = [
     "BUS_DISPATCH",
@@ -87,6 +89,12 @@ class AssetProfile:
         Record kind -> :class:`KindSpec`.
     activity
         ``(kind, metric)`` whose sum per window is the activity measure.
+    activity_exposure
+        Optional metric of the activity kind giving the observed time (hours) each record stands
+        for. With it a window's activity is the rate over observed time scaled to the window,
+        ``Σ metric ÷ Σ exposure × window hours``, so a collector that observed part of a window
+        (its own gaps, sparse polls) is not read as lost activity: unobserved time is
+        uncertainty, not impairment. Without it, the plain sum.
     poll_kind, poll_interval_s
         The collector's heartbeat kind and its expected cadence in seconds; the share of
         poll slots of a window with data is the accessibility dimension.
@@ -121,6 +129,10 @@ class AssetProfile:
         matters to a lender. ``daily_ridership``: 7 days — the longest ordinary dip of daily
         ridership is a holiday week (Christmas to New Year), which a shorter run could not be told
         apart from.
+    service_area
+        Where the fleet's vehicles count as in service (:class:`monitor.geo.ServiceRegion`), for
+        activity measures that need no trips (``vehicle_service``); a pledge's own
+        ``service_area`` box takes precedence. ``None``: everywhere.
     """
 
     name: str
@@ -136,6 +148,8 @@ class AssetProfile:
     season_slots: int = 24
     silence_grace_s: float = 12 * 3600.0
     shift_confirm_s: float = 1800.0
+    service_area: ServiceRegion | None = None
+    activity_exposure: str | None = None
 
     @property
     def season_s(self) -> float:
@@ -198,6 +212,7 @@ class _KindFile(_Strict):
 class _ActivityFile(_Strict):
     kind: str
     metric: str
+    exposure: str | None = None
 
 
 class _PollFile(_Strict):
@@ -208,6 +223,33 @@ class _PollFile(_Strict):
 class _SeasonFile(_Strict):
     slot_s: Annotated[float, Field(gt=0)]
     slots: Annotated[int, Field(ge=1)]
+
+
+class _AreaFile(_Strict):
+    """``service_area``: exactly one of a box ``[west, south, east, north]`` or GeoJSON (inline or a file)."""
+
+    box: tuple[float, float, float, float] | None = None
+    geojson: dict[str, Any] | str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> _AreaFile:
+        if (self.box is None) == (self.geojson is None):
+            raise ValueError("got both or neither of box and geojson, expected exactly one")
+        return self
+
+    def region(self, base: Path | None) -> ServiceRegion:
+        if self.box is not None:
+            return ServiceRegion.from_box(*self.box)
+        obj = self.geojson
+        if isinstance(obj, str):
+            path = Path(obj) if base is None or Path(obj).is_absolute() else base / obj
+            try:
+                obj = json.loads(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise ValueError(f"geojson: cannot read {path}: {exc.strerror}, expected a GeoJSON file") from None
+            except ValueError as exc:
+                raise ValueError(f"geojson: {path} is not JSON ({exc}), expected a GeoJSON file") from None
+        return ServiceRegion.from_geojson(obj)
 
 
 class _ProfileFile(_Strict):
@@ -223,6 +265,19 @@ class _ProfileFile(_Strict):
     season: _SeasonFile
     silence_grace_s: Annotated[float, Field(gt=0)]
     shift_confirm_s: Annotated[float, Field(gt=0)]
+    service_area: _AreaFile | None = None
+    #: the area, built (and checked) by the validator below; a GeoJSON path is relative to the file
+    _region: ServiceRegion | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _area(self, info: ValidationInfo) -> _ProfileFile:
+        if self.service_area is not None:
+            base = (info.context or {}).get("base")
+            try:
+                self._region = self.service_area.region(base)
+            except ValueError as exc:
+                raise ValueError(f"service_area.{exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> _ProfileFile:
@@ -234,6 +289,12 @@ class _ProfileFile(_Strict):
         if self.activity.metric not in kind.metrics:
             msg = (
                 f"activity.metric: got {self.activity.metric!r}, expected a metric of {self.activity.kind}: "
+                f"{sorted(kind.metrics)}"
+            )
+            raise ValueError(msg)
+        if self.activity.exposure is not None and self.activity.exposure not in kind.metrics:
+            msg = (
+                f"activity.exposure: got {self.activity.exposure!r}, expected a metric of {self.activity.kind}: "
                 f"{sorted(kind.metrics)}"
             )
             raise ValueError(msg)
@@ -262,6 +323,7 @@ class _ProfileFile(_Strict):
                 for k, spec in self.kinds.items()
             },
             activity=(self.activity.kind, self.activity.metric),
+            activity_exposure=self.activity.exposure,
             poll_kind=self.poll.kind,
             poll_interval_s=self.poll.interval_s,
             latency_sla_s=self.latency_sla_s,
@@ -272,6 +334,7 @@ class _ProfileFile(_Strict):
             season_slots=self.season.slots,
             silence_grace_s=self.silence_grace_s,
             shift_confirm_s=self.shift_confirm_s,
+            service_area=self._region,
         )
 
 
@@ -339,7 +402,8 @@ def parse_profile(text: str, filename: str = "<profile>") -> AssetProfile:
             ]
         )
     try:
-        return _ProfileFile.model_validate(data).profile()
+        base = Path(filename).parent if not filename.startswith("<") else None
+        return _ProfileFile.model_validate(data, context={"base": base}).profile()
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -382,8 +446,11 @@ BUS_DISPATCH = load_profile(PROFILE_DIR / "bus_dispatch.yaml")
 #: Daily ridership totals of a transit operator (``asset_profiles/daily_ridership.yaml``).
 DAILY_RIDERSHIP = load_profile(PROFILE_DIR / "daily_ridership.yaml")
 
+#: A bus fleet's positions without trips: vehicle-hours in service (``asset_profiles/bus_vehicle_service.yaml``).
+BUS_VEHICLE_SERVICE = load_profile(PROFILE_DIR / "bus_vehicle_service.yaml")
+
 #: Every profile by name.
-PROFILES: dict[str, AssetProfile] = {p.name: p for p in (BUS_DISPATCH, DAILY_RIDERSHIP)}
+PROFILES: dict[str, AssetProfile] = {p.name: p for p in (BUS_DISPATCH, DAILY_RIDERSHIP, BUS_VEHICLE_SERVICE)}
 
 
 def get_profile(name: str) -> AssetProfile:

@@ -122,6 +122,8 @@ class WindowStats:
     late: int = 0
     polls: int = 0
     activity: float = 0.0
+    #: observed time (hours) of the activity records, for a profile with an ``activity_exposure``
+    exposure: float = 0.0
     max_ts: float | None = None
     delay_sum_s: float = 0.0
     delay_n: int = 0
@@ -165,6 +167,8 @@ class WindowStats:
         akind, ametric = profile.activity
         if kind == akind:
             self.activity += metrics.get(ametric, 0.0)
+            if profile.activity_exposure is not None:
+                self.exposure += metrics.get(profile.activity_exposure, 0.0)
         delay = metrics.get("delay_s")
         if delay is not None:
             self.delay_sum_s += delay
@@ -206,10 +210,24 @@ class WindowStats:
             "accessibility": access,
         }
 
-    def features(self, expected_activity: float) -> dict[str, float]:
-        """Window features for the anomaly detector (raw units; scaled later with profile limits)."""
+    def measured_activity(self, profile: AssetProfile) -> float:
+        """The window's activity, in the profile's activity units.
+
+        The sum; or, for a profile with ``activity_exposure``, the rate over observed time scaled to
+        the window (``Σ metric ÷ Σ exposure × window hours``; 0 with nothing observed).
+        """
+        if profile.activity_exposure is None:
+            return self.activity
+        return self.activity / self.exposure * (self.length_s / 3600.0) if self.exposure > 0 else 0.0
+
+    def features(self, expected_activity: float, activity: float | None = None) -> dict[str, float]:
+        """Window features for the anomaly detector (raw units; scaled later with profile limits).
+
+        ``activity``: the window's measured activity (:meth:`measured_activity`), default the sum.
+        """
+        act = self.activity if activity is None else activity
         feats = {
-            "activity_ratio": self.activity / expected_activity if expected_activity > 0 else 1.0,
+            "activity_ratio": act / expected_activity if expected_activity > 0 else 1.0,
             "mean_delay_s": self.delay_sum_s / self.delay_n if self.delay_n else 0.0,
             "late_share": self.late_trips / self.delay_n if self.delay_n else 0.0,
             "updates_per_poll": self.plausible / self.polls if self.polls else 0.0,

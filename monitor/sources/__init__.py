@@ -51,6 +51,7 @@ BUILT_IN = {
     "bustime": "monitor.sources.bustime:SOURCE",
     "vehicle-positions-csv": "monitor.sources.wmata:SOURCE",
     "gtfs-rt-vehicle-positions": "monitor.sources.vehicle_positions:SOURCE",
+    "gps-polls-csv": "monitor.sources.gps_polls:SOURCE",
     "cta-daily": "monitor.sources.cta:SOURCE",
 }
 log = logging.getLogger(__name__)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -123,6 +124,42 @@ BROKEN = [
         "feature_limits.activity_ratio",
     ),
     ("bad name", GOOD.replace("name: small_feed", "name: Small Feed"), 1, "name: got 'Small Feed'"),
+    (
+        "activity exposure not a metric of the kind",
+        GOOD.replace("{kind: done, metric: trips}", "{kind: done, metric: trips, exposure: hours}"),
+        13,
+        "activity.exposure: got 'hours'",
+    ),
+    (
+        "service area box upside down",
+        GOOD + "service_area:\n  box: [-89.2, 42.9, -89.6, 43.2]\n",
+        24,
+        "service_area.box: got [-89.2, 42.9, -89.6, 43.2], expected [west, south, east, north]",
+    ),
+    (
+        "service area with both a box and GeoJSON",
+        GOOD + "service_area:\n  box: [-89.6, 42.9, -89.2, 43.2]\n  geojson: area.geojson\n",
+        23,
+        "service_area: got both or neither of box and geojson",
+    ),
+    (
+        "service area polygon crossing itself",
+        GOOD + "service_area:\n  geojson: {type: Polygon, coordinates: [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}\n",
+        24,
+        "service_area.geojson: invalid Polygon: Self-intersection",
+    ),
+    (
+        "service area of points",
+        GOOD + "service_area:\n  geojson: {type: Point, coordinates: [0, 0]}\n",
+        24,
+        "service_area.geojson: got a 'Point' geometry, expected Polygon or MultiPolygon",
+    ),
+    (
+        "service area file missing",
+        GOOD + "service_area:\n  geojson: nowhere.geojson\n",
+        24,
+        "service_area.geojson: cannot read",
+    ),
 ]
 
 
@@ -182,3 +219,31 @@ def test_profiles__a_pledge_whose_profile_cannot_be_loaded_refuses_the_loan_book
         ConfigError, match=r"book\.jsonl:2: collateral_pledged\.asset_profile: got 'nope\.yaml'.*cannot read"
     ):
         load_inputs(book, sample)
+
+
+def test_profiles__a_service_area_from_a_geojson_file_beside_the_profile(tmp_path: Path) -> None:
+    """A path in ``service_area.geojson`` is relative to the profile file; holes are outside."""
+    area = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[-89.6, 42.9], [-89.2, 42.9], [-89.2, 43.2], [-89.6, 43.2], [-89.6, 42.9]],
+                        [[-89.41, 43.06], [-89.39, 43.06], [-89.39, 43.08], [-89.41, 43.08], [-89.41, 43.06]],
+                    ],
+                },
+            }
+        ],
+    }
+    (tmp_path / "madison.geojson").write_text(json.dumps(area))
+    f = tmp_path / "fleet.yaml"
+    f.write_text(GOOD + "service_area:\n  geojson: madison.geojson\n")
+    region = load_profile(f).service_area
+    assert region is not None
+    assert region.contains(43.0, -89.5) and region.contains(42.9, -89.4)  # inside, and on the edge
+    assert not region.contains(43.07, -89.40)  # in the hole
+    assert not region.contains(44.0, -89.4)
