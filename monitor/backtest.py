@@ -8,6 +8,7 @@ production code path without a broker.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ __all__ = [
     "run_backtest",
     "run_backtests",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def pledges_of(loan_book: Iterable[bytes]) -> list[CollateralPledged]:
@@ -122,6 +125,15 @@ def load_inputs(
             f"({sorted(assets)}); expected --loan-book with the loans that pledge its assets"
         )
         raise ConfigError(msg)
+    unseen = sorted(assets - {e.asset_id for e in events})
+    if unseen:
+        # not refused: a loan book may pledge assets of several feeds; but they will read as silent
+        log.warning(
+            "--telemetry: %s holds no record of the pledged assets %s: they will read as silent (feed-silent, "
+            "then impaired after their profile's silence grace)",
+            telemetry,
+            unseen,
+        )
     return book, events, incidents
 
 

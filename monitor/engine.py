@@ -388,6 +388,8 @@ class AssetMonitor:
             maxlen=params.replay_windows
         )
         self.last_closed_event: float | None = None
+        #: start of the first window valued (POSIX s): the age of an asset that never reported counts from it
+        self.first_window_start: float | None = None
         self.last_valuation: CollateralValuation | None = None
         #: last plausible (lat, lon) reported, degrees: never an implausible one such as (0, 0) (C18)
         self.last_position: tuple[float, float] | None = None
@@ -439,6 +441,7 @@ class AssetMonitor:
         state.setdefault("last_fix", {})  # checkpoints from before issue 15
         state.setdefault("cadence", stats.RollingQuantile(q=0.9, window_size=256))
         state.setdefault("last_poll_ts", None)
+        state.setdefault("first_window_start", None)
         self.__dict__.update(state)
         current = model_stamp(self.profile, self.params.valuation)
         if stamp == current:
@@ -634,9 +637,12 @@ class AssetMonitor:
         end = w.end
         if w.max_ts is not None and (self.last_closed_event is None or w.max_ts > self.last_closed_event):
             self.last_closed_event = w.max_ts
-        # age at the window's end, from records up to it (later ones may already be buffered)
+        # age at the window's end, from records up to it (later ones may already be buffered); an
+        # asset that never reported has been silent since its first window, not for one window
+        if self.first_window_start is None:
+            self.first_window_start = w.start
         last = self.last_closed_event
-        age = end - last if last is not None else end - w.start
+        age = end - last if last is not None else end - self.first_window_start
         val = CollateralValuation(
             asset_id=self.asset_id,
             asset_profile=self.profile_name,

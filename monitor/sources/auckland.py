@@ -70,6 +70,18 @@ def asset_of_route(route_id: str) -> str:
     return f"{PREFIX}{_strip(route_id)[:1]}xx"
 
 
+def is_route_group(asset_id: str) -> bool:
+    """Whether an asset id is one :func:`asset_of_route` can give (``akl-routes-<digit>xx``).
+
+    Examples
+    --------
+    >>> is_route_group("akl-routes-7xx"), is_route_group("akl-ghost")
+    (True, False)
+    """
+    rest = asset_id.removeprefix(PREFIX)
+    return rest != asset_id and len(rest) == 3 and rest.endswith("xx")
+
+
 def _poll(obj: dict[str, Any]) -> Poll:
     resp = obj.get("response") or {}
     header = resp.get("header") or {}
@@ -131,7 +143,10 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
     for poll in polls:
         received = _iso(poll.header_ts)
         now_trips: dict[str, dict[str, Any]] = {}
-        per_asset: dict[str, list[TelemetryEvent]] = {a: [] for a in (assets or ())}
+        # a heartbeat for every pledged route group (a group with no trip in a poll is still reachable),
+        # never for an asset id no Auckland route maps to: that is another feed's asset, whose silence
+        # must not read as "reachable, zero activity"
+        per_asset: dict[str, list[TelemetryEvent]] = {a: [] for a in (assets or ()) if is_route_group(a)}
         for ent in poll.entities:
             tu = ent.get("trip_update") if isinstance(ent, dict) else None
             trip = tu.get("trip") if isinstance(tu, dict) else None

@@ -137,3 +137,41 @@ def test_sources__the_built_ins_are_entry_points_like_any_plugin() -> None:
     registered = {ep.name: ep.value for ep in entry_points(group=GROUP)}
     assert registered == BUILT_IN  # pyproject.toml and monitor.sources.BUILT_IN say the same
     assert sorted(s.name for s in sources()) == sorted(BUILT_IN)
+
+
+def test_an_asset_the_feed_does_not_carry_gets_no_heartbeat_and_reads_as_silent_since_monitoring_began(
+    tmp_path, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    """A pledge naming an asset no Auckland route maps to (a typo, or another feed's asset): the Auckland
+    reader sends it no heartbeat (which would read as "reachable, zero activity" and impair it at once),
+    the backtest says which pledged assets have no record, and its feed-silent alert counts the silence
+    from its first window, not one window."""
+    import logging
+
+    import orjson
+
+    from monitor.backtest import load_inputs
+    from rules.rulebook import load_rulebook
+
+    out = []
+    for line in (ROOT / "examples" / "loan_book.jsonl").read_bytes().splitlines():
+        out.append(line)
+        d = orjson.loads(line)
+        if d["type"] == "collateral_pledged" and d["asset_id"] == "akl-routes-0xx":
+            d.update(asset_id="akl-ghost", event_id=d["event_id"] + ":ghost")
+            d["pledge_registration_no"] += "-G"
+            out.append(orjson.dumps(d))
+    book_path = tmp_path / "ghost.jsonl"
+    book_path.write_bytes(b"\n".join(out) + b"\n")
+    with caplog.at_level(logging.WARNING, logger="monitor.backtest"):
+        book, events, _ = load_inputs(book_path, ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz")
+    assert "no record of the pledged assets ['akl-ghost']" in caplog.text
+    assert not [e for e in events if e.asset_id == "akl-ghost"]
+    res = run_backtest(book, events, load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"))
+    silent = [a for a in res.alerts if a.rule_id == "feed-silent" and a.asset_id == "akl-ghost"]
+    assert silent, [a.rule_id for a in res.alerts]
+    first = next(v for v in res.valuations if v.asset_id == "akl-ghost")
+    fired = next(v for v in res.valuations if v.asset_id == "akl-ghost" and v.window_end == silent[0].at)
+    # silent since its first window began, not for the one window just closed
+    assert fired.last_event_age_seconds == (fired.window_end - first.window_start).total_seconds() >= 1800
+    assert "no record for" in silent[0].summary_en and "last event" not in silent[0].summary_en
