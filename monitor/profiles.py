@@ -15,13 +15,23 @@ from __future__ import annotations
 import json
 import math
 import re
+import zoneinfo
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from monitor.errors import ConfigError, ProfileError
 from monitor.geo import ServiceRegion
@@ -89,6 +99,9 @@ class AssetProfile:
         Record kind -> :class:`KindSpec`.
     activity
         ``(kind, metric)`` whose sum per window is the activity measure.
+    timezone
+        IANA zone of the operations this kind of data comes from, used when a pledge gives no
+        ``asset_timezone`` (a profile written for one operator); ``None``: the pledge's default.
     activity_exposure
         Optional metric of the activity kind giving the observed time (hours) each record stands
         for. With it a window's activity is the rate over observed time scaled to the window,
@@ -150,6 +163,7 @@ class AssetProfile:
     shift_confirm_s: float = 1800.0
     service_area: ServiceRegion | None = None
     activity_exposure: str | None = None
+    timezone: str | None = None
 
     @property
     def season_s(self) -> float:
@@ -266,8 +280,19 @@ class _ProfileFile(_Strict):
     silence_grace_s: Annotated[float, Field(gt=0)]
     shift_confirm_s: Annotated[float, Field(gt=0)]
     service_area: _AreaFile | None = None
+    timezone: str | None = None
     #: the area, built (and checked) by the validator below; a GeoJSON path is relative to the file
     _region: ServiceRegion | None = PrivateAttr(default=None)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                zoneinfo.ZoneInfo(v)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"got {v!r}, expected an IANA time zone such as 'Asia/Shanghai'") from None
+        return v
 
     @model_validator(mode="after")
     def _area(self, info: ValidationInfo) -> _ProfileFile:
@@ -335,6 +360,7 @@ class _ProfileFile(_Strict):
             silence_grace_s=self.silence_grace_s,
             shift_confirm_s=self.shift_confirm_s,
             service_area=self._region,
+            timezone=self.timezone,
         )
 
 

@@ -343,7 +343,8 @@ class CollateralPledged(_LoanEventBase):
     adapters that group a feed by the pledge (BusTime: ``monitor.sources.bustime``); without it an
     adapter's own grouping applies. ``asset_country`` (ISO 3166-1 alpha-2, optional) names whose
     public holidays run a Sunday service; without it the country of ``asset_timezone`` in the IANA
-    ``zone.tab`` applies (``docs/valuation.md``, expected service).
+    ``zone.tab`` applies (``docs/valuation.md``, expected service). Without ``asset_timezone`` the
+    profile's ``timezone`` applies, else Asia/Shanghai.
     """
 
     type: Literal["collateral_pledged"] = "collateral_pledged"
@@ -355,6 +356,15 @@ class CollateralPledged(_LoanEventBase):
     service_area: ServiceArea | None = None
     routes: Annotated[list[Annotated[str, Field(min_length=1, max_length=40)]], Field(min_length=1)] | None = None
     asset_country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+
+    @model_validator(mode="after")
+    def _profile_zone(self) -> CollateralPledged:
+        # a pledge without asset_timezone takes its profile's zone, when the profile names one
+        if "asset_timezone" not in self.model_fields_set:
+            zone = get_profile(self.asset_profile).timezone
+            if zone is not None:
+                object.__setattr__(self, "asset_timezone", zone)  # frozen model: set once, while validating
+        return self
 
     @field_validator("asset_profile")
     @classmethod

@@ -154,6 +154,7 @@ BROKEN = [
         24,
         "service_area.geojson: got a 'Point' geometry, expected Polygon or MultiPolygon",
     ),
+    ("unknown time zone", GOOD + "timezone: Mars/Olympus\n", 23, "timezone: got 'Mars/Olympus', expected an IANA"),
     (
         "service area file missing",
         GOOD + "service_area:\n  geojson: nowhere.geojson\n",
@@ -247,3 +248,27 @@ def test_profiles__a_service_area_from_a_geojson_file_beside_the_profile(tmp_pat
     assert region.contains(43.0, -89.5) and region.contains(42.9, -89.4)  # inside, and on the edge
     assert not region.contains(43.07, -89.40)  # in the hole
     assert not region.contains(44.0, -89.4)
+
+
+def test_profiles__a_pledge_without_asset_timezone_takes_the_profile_zone(tmp_path: Path) -> None:
+    from monitor.schemas import CollateralPledged
+
+    f = tmp_path / "madison_fleet.yaml"
+    f.write_text(GOOD + "timezone: America/Chicago\n")
+    base = {
+        "event_id": "p",
+        "loan_id": "L",
+        "effective_at": "2025-09-24T17:45:00-05:00",
+        "type": "collateral_pledged",
+        "asset_id": "a",
+        "asset_profile": str(f),
+        "appraisal": {"value": 1.0, "appraised_on": "2025-09-22", "appraiser": "x"},
+        "pledge_registration_no": "R",
+    }
+
+    def pledge(**kw: str) -> CollateralPledged:
+        return CollateralPledged.model_validate_json(json.dumps({**base, **kw}))
+
+    assert pledge().asset_timezone == "America/Chicago"
+    assert pledge(asset_timezone="Asia/Shanghai").asset_timezone == "Asia/Shanghai"  # the pledge's own zone wins
+    assert pledge(asset_profile="bus_dispatch").asset_timezone == "Asia/Shanghai"  # no zone in the profile
