@@ -52,7 +52,7 @@ from monitor.schemas import (
 )
 from monitor.sensors import NullSensor, Sensor
 from monitor.valuation import MODEL_VERSIONS, AssetValuer, ValuationParams, model_stamp
-from monitor.windows import WindowStats, check_record, window_start
+from monitor.windows import WindowGrid, WindowStats, check_record, window_start
 from rules.lifecycle import RuleState, Transition, alert_id, evaluate_subject
 from rules.rulebook import Rulebook, render_summary
 
@@ -375,6 +375,8 @@ class AssetMonitor:
         self.valuer = self._new_valuer()
         self.valuer_updates = 0  # model updates so far: a checkpoint re-pickles the models only when it moved
         self.windows: dict[float, WindowStats] = {}
+        #: window boundaries in the asset's time zone: a daily window is a local day (C17)
+        self.grid = WindowGrid(params.window_s, pledge.asset_timezone)
         self.closed_until: float | None = None
         self.max_ts: float | None = None
         self.seen: dict[str, tuple[float, int]] = {}
@@ -442,6 +444,19 @@ class AssetMonitor:
         state.setdefault("cadence", stats.RollingQuantile(q=0.9, window_size=256))
         state.setdefault("last_poll_ts", None)
         state.setdefault("first_window_start", None)
+        if "grid" not in state:  # a checkpoint from before C17: windows on the UTC grid move to the local one
+            grid = WindowGrid(state["params"].window_s, state["pledge"].asset_timezone)
+            state["grid"] = grid
+            if state.get("closed_until") is not None:
+                state["closed_until"] = grid.start(state["closed_until"])
+            moved: dict[float, WindowStats] = {}
+            for w in state.get("windows", {}).values():
+                start = grid.start(w.start)
+                if start in moved:
+                    continue  # two old windows meeting in one new one: the later is dropped, its records replayed never
+                w.start, w.length_s = start, grid.end(start) - start
+                moved[start] = w
+            state["windows"] = moved
         self.__dict__.update(state)
         current = model_stamp(self.profile, self.params.valuation)
         if stamp == current:
@@ -493,7 +508,7 @@ class AssetMonitor:
     def _window(self, start: float) -> WindowStats:
         w = self.windows.get(start)
         if w is None:
-            w = self.windows[start] = WindowStats(start=start, length_s=self.params.window_s)
+            w = self.windows[start] = WindowStats(start=start, length_s=self.grid.end(start) - start)
         return w
 
     def on_event(
@@ -521,7 +536,7 @@ class AssetMonitor:
         prev = self.seen.get(ev.event_id)
         if prev is not None:
             # counted in the record's own window when open, else in the newest open one, else the next
-            target = self.windows.get(window_start(ts, self.params.window_s))
+            target = self.windows.get(self.grid.start(ts))
             if target is None and self.windows:
                 target = self.windows[max(self.windows)]
             if target is not None:
@@ -534,7 +549,7 @@ class AssetMonitor:
                 sensor.on_event(topic, "duplicate")
             return []
         check = check_record(self.profile, ev, self.pledge.service_area)  # raises: the record never touches state
-        start = window_start(ts, self.params.window_s)
+        start = self.grid.start(ts)
         if self.closed_until is not None and start < self.closed_until:
             self.late_carry += 1
             if count:
@@ -574,7 +589,7 @@ class AssetMonitor:
         if count:
             sensor.on_event(topic, "ok")
         horizon = self.max_ts - self.params.allowed_lateness_s
-        if horizon < self.closed_until + self.params.window_s:
+        if horizon < self.grid.end(self.closed_until):
             return []  # no window ends by the watermark: the common case, decided without a call
         return self._close_until(horizon, sensor)
 
@@ -583,30 +598,32 @@ class AssetMonitor:
         horizon = stream_time - self.params.grace_s
         if self.closed_until is None:
             # silence is counted from the first clock tick after registration, not before it
-            self.closed_until = window_start(stream_time, self.params.window_s)
+            self.closed_until = self.grid.start(stream_time)
             return []
         return self._close_until(horizon, sensor)
 
     def _close_until(self, horizon: float, sensor: Sensor) -> list[Output]:
         out: list[Output] = []
         length = self.params.window_s
+        grid = self.grid
         assert self.closed_until is not None
         if horizon - self.closed_until > self.params.max_gap_windows * length:
-            skipped = int((horizon - self.closed_until) // length) - self.params.max_gap_windows
+            keep_from = grid.start(horizon - self.params.max_gap_windows * length)
+            skipped = round((keep_from - self.closed_until) / length)
             log.warning(
                 "asset %s silent for %d windows; skipping the oldest %d",
                 self.asset_id,
                 skipped + self.params.max_gap_windows,
                 skipped,
             )
-            self.closed_until += skipped * length
+            self.closed_until = keep_from
             for s in [s for s in self.windows if s < self.closed_until]:
                 del self.windows[s]
-        while self.closed_until + length <= horizon:
+        while (end := grid.end(self.closed_until)) <= horizon:
             start = self.closed_until
-            w = self.windows.pop(start, None) or WindowStats(start=start, length_s=length)
+            w = self.windows.pop(start, None) or WindowStats(start=start, length_s=end - start)
             out.append(self._valuate(w, sensor))
-            self.closed_until = start + length
+            self.closed_until = end
         if out:
             self._prune()
         return out

@@ -1,6 +1,9 @@
 """Event-time tumbling windows per asset, with the per-record checks behind the quality dimensions.
 
-A window ``[start, start + length)`` collects the accepted records of one asset.
+A window ``[start, end)`` collects the accepted records of one asset. Windows that tile a day
+(15 min, 1 h, a day) are cut on the asset's **local** day (:class:`WindowGrid`): a daily window
+runs from local midnight to the next (23 or 25 h on DST days), and an hourly one keeps to local
+hours in zones with half-hour offsets (case C17).
 It closes when the asset's watermark (its latest event time minus the allowed
 lateness) passes its end, or when the stream clock shows the asset silent (see
 :meth:`monitor.engine.AssetMonitor.on_clock`). A record for a closed window is
@@ -9,14 +12,16 @@ lateness) passes its end, or when the stream clock shows the asset silent (see
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import zoneinfo
 from dataclasses import dataclass, field
 
 from monitor.errors import InputRejected
 from monitor.profiles import AssetProfile
 from monitor.schemas import DIMENSIONS, ServiceArea, TelemetryEvent
 
-__all__ = ["RecordCheck", "WindowStats", "check_record", "window_start"]
+__all__ = ["RecordCheck", "WindowGrid", "WindowStats", "check_record", "window_start"]
 
 
 def window_start(ts: float, length_s: float) -> float:
@@ -28,6 +33,65 @@ def window_start(ts: float, length_s: float) -> float:
     900.0
     """
     return math.floor(ts / length_s) * length_s
+
+
+class WindowGrid:
+    """Tumbling windows of ``length_s`` seconds cut in the asset's time zone (case C17).
+
+    A length that divides a day (``86400 % length_s == 0``) tiles each **local** day from its
+    midnight: window ``k`` of a day is ``[midnight + k·L, min(midnight + (k+1)·L, next midnight))``,
+    so a daily window is one local service day on every date, DST days included (23 or 25 h);
+    a day holds ``round(day length / L)`` windows, the last taking a DST day's odd hour (an hourly
+    grid has 23 or 25 windows that day). Other lengths keep the epoch-aligned grid of
+    :func:`window_start`. Times are POSIX seconds.
+
+    Examples
+    --------
+    >>> g = WindowGrid(86400.0, "Pacific/Auckland")
+    >>> s = g.start(1459598400.0)  # 2016-04-03 01:00 NZDT; DST ends at 03:00 that day
+    >>> (g.end(s) - s) / 3600
+    25.0
+    """
+
+    __slots__ = ("_day", "length_s", "local", "zone")
+
+    def __init__(self, length_s: float, timezone: str = "UTC") -> None:
+        self.length_s = length_s
+        self.zone = zoneinfo.ZoneInfo(timezone)
+        self.local = length_s <= 86_400.0 and (86_400.0 / length_s).is_integer()
+        self._day: tuple[float, float] = (math.inf, -math.inf)  # the last local day looked up: [midnight, next)
+
+    def _bounds(self, ts: float) -> tuple[float, float]:
+        lo, hi = self._day
+        if lo <= ts < hi:
+            return lo, hi
+        day = dt.datetime.fromtimestamp(ts, self.zone).date()
+        lo = dt.datetime.combine(day, dt.time(0), tzinfo=self.zone).timestamp()
+        if lo > ts:  # a zone whose midnight does not exist that day (DST at 00:00): the day began earlier
+            lo = ts - 3600.0
+        hi = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=self.zone).timestamp()
+        self._day = (lo, hi)
+        return lo, hi
+
+    def _per_day(self, lo: float, hi: float) -> int:
+        # windows on this local day: a whole number of them, the last one taking a DST day's odd hour
+        return max(1, round((hi - lo) / self.length_s))
+
+    def start(self, ts: float) -> float:
+        """Start of the window holding ``ts``."""
+        if not self.local:
+            return window_start(ts, self.length_s)
+        lo, hi = self._bounds(ts)
+        k = min(math.floor((ts - lo) / self.length_s), self._per_day(lo, hi) - 1)
+        return lo + k * self.length_s
+
+    def end(self, start: float) -> float:
+        """End (exclusive) of the window starting at ``start``: the next window's start."""
+        if not self.local:
+            return start + self.length_s
+        lo, hi = self._bounds(start)
+        k = round((start - lo) / self.length_s)
+        return hi if k >= self._per_day(lo, hi) - 1 else lo + (k + 1) * self.length_s
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,8 @@ PARAMS = CoreParams(
 
 
 def service_day(at: dt.datetime) -> dt.date:
-    """Service day (Chicago) of a daily window, from its close time (the window end, 00:00 UTC)."""
-    return at.date() - dt.timedelta(days=1)
+    """Service day (Chicago) of a daily window, from its close time (the window end, local midnight)."""
+    return at.astimezone(zoneinfo.ZoneInfo("America/Chicago")).date() - dt.timedelta(days=1)
 
 
 def main() -> None:

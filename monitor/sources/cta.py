@@ -106,17 +106,22 @@ def read_daily_boardings(path: str | Path) -> list[DailyRow]:
 
 
 def events_from_daily_rows(
-    rows: Iterable[DailyRow], assets: set[str] | None = None, timezone: str = TIMEZONE
+    rows: Iterable[DailyRow],
+    assets: set[str] | None = None,
+    timezone: str = TIMEZONE,
+    timezones: dict[str, str] | None = None,
 ) -> Iterator[TelemetryEvent]:
     """One ``daily_total`` record per row and asset, in service-date order (stable for duplicates).
 
-    ``assets`` limits the output to those asset ids (default: both).
+    ``assets`` limits the output to those asset ids (default: both). Each record is stamped at
+    local noon of its service day in the asset's zone: ``timezones[asset]`` (the pledge's
+    ``asset_timezone``), else ``timezone`` — so a service day is the asset's own (case C17).
     """
-    tz = zoneinfo.ZoneInfo(timezone)
+    zones = {a: zoneinfo.ZoneInfo((timezones or {}).get(a, timezone)) for a in ASSET_COLUMNS}
     wanted = [a for a in ASSET_COLUMNS if assets is None or a in assets]
     for row in sorted(rows, key=lambda r: r.day):
-        noon = dt.datetime.combine(row.day, dt.time(12), tzinfo=tz)
         for asset in wanted:
+            noon = dt.datetime.combine(row.day, dt.time(12), tzinfo=zones[asset])
             yield TelemetryEvent(
                 event_id=f"{asset}:{row.day.isoformat()}",
                 asset_id=asset,
@@ -257,9 +262,13 @@ class CtaDailySource:
         return all(f in header for f in _FIELDS)
 
     def read(self, path: Path, pledged: Pledged) -> Iterator[TelemetryEvent]:
-        """One ``daily_total`` event per service day and pledged mode (``cta-bus``, ``cta-rail``)."""
+        """One ``daily_total`` event per service day and pledged mode (``cta-bus``, ``cta-rail``).
+
+        Stamped at local noon in the pledge's ``asset_timezone`` (America/Chicago without a pledge).
+        """
         assets = set(pledged.assets) if pledged.assets is not None else None
-        return events_from_daily_rows(read_daily_boardings(path), assets)
+        zones = {p.asset_id: p.asset_timezone for p in pledged.pledges}
+        return events_from_daily_rows(read_daily_boardings(path), assets, timezones=zones)
 
 
 SOURCE = CtaDailySource()

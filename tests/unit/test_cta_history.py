@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,8 @@ ENV = {
 
 
 def service_day(at: str) -> dt.date:
-    """The service day (Chicago) of a daily window, from its close time (window end, 00:00 UTC)."""
-    return dt.datetime.fromisoformat(at).date() - dt.timedelta(days=1)
+    """The service day (Chicago) of a daily window, from its close time (window end, local midnight)."""
+    return dt.datetime.fromisoformat(at).astimezone(zoneinfo.ZoneInfo("America/Chicago")).date() - dt.timedelta(days=1)
 
 
 @pytest.fixture(scope="module")
