@@ -19,14 +19,18 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.registry import Collector
 
-from monitor.schemas import DIMENSIONS, CollateralValuation, LoanRiskSnapshot
+from monitor.schemas import DIMENSIONS, Alert, CollateralValuation, LoanRiskSnapshot
 
 __all__ = ["Metrics", "Portfolio", "PrometheusSensor", "serve_metrics"]
 
@@ -125,6 +129,51 @@ class Portfolio:
 _STATUS = ("ok", "warning", "margin_call", "close_out", "calibrating", "closed")
 
 
+class FiringAlerts(Collector):
+    """``pledgewatch_alerts_firing``: computed at each scrape from the loans' alert states (case C14).
+
+    A gauge kept by ``inc()`` on firing and ``dec()`` on resolve forgets what it counted when the
+    worker restarts with an alert firing (it then reads nothing, and −1 once the alert resolves);
+    this one counts the firing, non-shadow alerts of the loans the worker holds now, restored from
+    the changelog like the rest of their state. A (rule, severity, loan) once reported reads 0 after
+    its alerts resolve, not nothing. ``source`` is set by the worker once its loan book exists.
+    """
+
+    NAME = "pledgewatch_alerts_firing"
+    HELP = "Alerts firing now (shadow rules excluded) by rule, severity and loan"
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[Alert]] | None = None
+        self._reported: set[tuple[str, str, str]] = set()
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        """The metric's name and labels, without reading state."""
+        return [GaugeMetricFamily(self.NAME, self.HELP, labels=["rule", "severity", "loan"])]
+
+    def _firing(self) -> Tally[tuple[str, str, str]]:
+        if self.source is None:
+            return Tally()
+        for _ in range(3):  # the event loop may change the loans while the scrape thread reads them
+            try:
+                return Tally(
+                    (a.rule_id, a.severity, a.loan_id)
+                    for a in list(self.source())
+                    if a.status == "firing" and not a.shadow
+                )
+            except RuntimeError:
+                continue
+        return Tally()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One sample per (rule, severity, loan) firing now or reported before (then 0)."""
+        firing = self._firing()
+        self._reported |= firing.keys()
+        g = GaugeMetricFamily(self.NAME, self.HELP, labels=["rule", "severity", "loan"])
+        for key in sorted(self._reported):
+            g.add_metric(list(key), float(firing.get(key, 0)))
+        yield g
+
+
 @dataclass(frozen=True)
 class Metrics:
     """Every pledgewatch metric (names and PromQL in ``docs/metrics.md``)."""
@@ -132,7 +181,7 @@ class Metrics:
     events: Counter
     dead_letters: Counter
     alerts: Counter
-    alerts_firing: Gauge
+    alerts_firing: FiringAlerts
     event_to_alert: Histogram
     alertmanager_push_failures: Counter
     rule_errors: Counter
@@ -166,12 +215,7 @@ class Metrics:
                 ["rule", "severity", "status", "shadow"],
                 registry=registry,
             ),
-            alerts_firing=Gauge(
-                p + "alerts_firing",
-                "Alerts firing now (shadow rules excluded) by rule, severity and loan",
-                ["rule", "severity", "loan"],
-                registry=registry,
-            ),
+            alerts_firing=_registered(FiringAlerts(), registry),
             event_to_alert=Histogram(
                 p + "event_to_alert_seconds",
                 "Wall time from the produce timestamp of the record that closed a window (or moved a loan) "
@@ -238,6 +282,11 @@ def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> Threa
     return server
 
 
+def _registered(collector: FiringAlerts, registry: CollectorRegistry) -> FiringAlerts:
+    registry.register(collector)
+    return collector
+
+
 class PrometheusSensor:
     """Implements ``monitor.sensors.Sensor`` on :class:`Metrics`."""
 
@@ -296,14 +345,8 @@ class PrometheusSensor:
         self._pledged[loan] = pledged
 
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
-        """Count an alert transition; keep the firing gauge per rule, severity and loan."""
+        """Count an alert transition (the firing gauge is derived from state: :class:`FiringAlerts`)."""
         self.m.alerts.labels(rule_id, severity, status, "true" if shadow else "false").inc()
-        if not shadow:
-            firing = self.m.alerts_firing.labels(rule_id, severity, loan_id)
-            if status == "firing":
-                firing.inc()
-            elif status == "resolved":
-                firing.dec()
 
     def on_rule_error(self, rule_id: str) -> None:
         """Count a rule fault."""

@@ -27,7 +27,7 @@ import logging
 import pickle
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -210,6 +210,8 @@ class Node:
         if metrics is not None:  # one series per output topic from the start, so alert rules see 0, not nothing
             for logical in OUTPUT_TOPICS:
                 metrics.publish_failures.labels(settings.topic(logical))
+            # the firing gauge reads the loans' alert states at each scrape (C14)
+            metrics.alerts_firing.source = self.firing_alerts
         self.worker = worker_id()
         #: (max_skew_s, earliest event time in POSIX s, max_bytes): fixed, so not recomputed per record
         self.bounds = (settings.max_clock_skew_s, settings.earliest_event_time.timestamp(), settings.max_message_bytes)
@@ -558,12 +560,22 @@ class Node:
             self._telemetry_tps = (now, tps)
         return tps
 
+    def firing_alerts(self) -> Iterator[Alert]:
+        """The alerts firing now on the loans this worker holds (read by the metrics thread)."""
+        for loan in list(self.loans.loans.values()):
+            yield from list(loan.active_alerts.values())
+
     def load_assigned(self) -> None:
-        """Load the state of every asset of this worker's partitions once per assignment (silent ones too)."""
+        """Load the state of every asset and loan of this worker's partitions once per assignment.
+
+        Silent assets too (their silence must keep closing windows), and loans: a loan restored with
+        an alert firing shows in ``pledgewatch_alerts_firing`` before its next event (C14).
+        """
         assignment = frozenset(self.app.consumer.assignment())
         if assignment == self.loaded_for:
             return
         self.loaded_for = assignment
+        self.loan_state.load_all()
         n = self.s.partitions
         for aid in self.asset_state.load_all():
             # the partition its records and its changelog entries use (Kafka's default partitioner)

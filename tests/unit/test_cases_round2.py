@@ -109,3 +109,47 @@ def test_case_c17_daily_windows_are_local_service_days_across_dst(timezone: str)
     after_calibration = [v for v in vals if v.status == "active"]
     assert after_calibration and all(v.activity == v.activity_expected for v in after_calibration)
     assert not [a for a in res.alerts if a.rule_id.startswith("coverage-below")]
+
+
+def test_case_c14_the_firing_gauge_is_derived_from_restored_alert_states_not_kept_by_increments(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """A loan whose coverage-below-warning fires; the worker restarts mid-episode (state restored from a
+    pickle, as from the changelog); then coverage recovers: the gauge reads 1 after the restart, 0 after."""
+    import datetime as dt
+    import pickle
+
+    from prometheus_client import CollectorRegistry
+
+    from monitor.engine import Monitor
+    from monitor.schemas import BalanceChanged, Repayment
+    from streams.prometheus import Metrics, PrometheusSensor
+    from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
+    from tests.unit.test_prometheus import scrape
+
+    key = ("pledgewatch_alerts_firing", (("loan", "L1"), ("rule", "coverage-below-warning"), ("severity", "warning")))
+
+    def worker(mon: Monitor | None = None):  # type: ignore[no-untyped-def]
+        metrics = Metrics.create(CollectorRegistry())
+        new = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
+        if mon is not None:  # the restart: the loans' state comes back from the changelog
+            new.loan_book.loans = pickle.loads(pickle.dumps(mon.loan_book.loans))
+        metrics.alerts_firing.source = lambda: (
+            a for loan in new.loan_book.loans.values() for a in loan.active_alerts.values()
+        )
+        return new, metrics
+
+    mon, metrics = worker()
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+    for i in range(6):
+        for ev in healthy_window_events("A1", T0 + dt.timedelta(minutes=15 * i), prefix=f"v{i}"):
+            mon.on_telemetry(ev)
+    at = T0 + dt.timedelta(hours=2)
+    # value ≈ 10 M: outstanding 8 M puts coverage at ≈ 1.25, under the 1.3 warning line, over 1.2
+    mon.on_loan_event(BalanceChanged(event_id="b1", loan_id="L1", effective_at=at, outstanding=8_000_000.0))
+    assert scrape(metrics)[key] == 1.0
+
+    mon, metrics = worker(mon)  # restart mid-episode
+    assert scrape(metrics)[key] == 1.0
+
+    mon.on_loan_event(Repayment(event_id="r1", loan_id="L1", effective_at=at + dt.timedelta(minutes=1), amount=2e6))
+    assert scrape(metrics)[key] == 0.0
