@@ -153,3 +153,54 @@ def test_case_c14_the_firing_gauge_is_derived_from_restored_alert_states_not_kep
 
     mon.on_loan_event(Repayment(event_id="r1", loan_id="L1", effective_at=at + dt.timedelta(minutes=1), amount=2e6))
     assert scrape(metrics)[key] == 0.0
+
+
+def test_case_c21_a_coverage_hovering_at_its_warning_line_is_one_episode_not_one_per_crossing(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """1,000 steady steps of a coverage whose mean sits on the 1.3 warning line (noise sd 0.025, seeded):
+    the default rulebook resolves the warning one contract gap above the line (1.4), so the noise
+    cannot re-fire it; the old rule (resolve at the line) fires at nearly every other up-crossing."""
+    import datetime as dt
+    import random
+
+    from monitor.engine import Monitor
+    from monitor.schemas import BalanceChanged
+    from monitor.sensors import CountingSensor
+    from rules.rulebook import parse_rulebook
+    from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
+
+    def episodes(book) -> int:  # type: ignore[no-untyped-def]
+        mon = Monitor(book, CoreParams(), CountingSensor())
+        mon.on_loan_event(make_loan())
+        mon.on_loan_event(make_pledge())  # appraisal 10 M: coverage = 10 M / outstanding
+        value = 0.0
+        for k in range(6):  # an hour of healthy windows: the loan is valued and active
+            for ev in healthy_window_events("A1", T0 + dt.timedelta(minutes=15 * k), prefix=f"v{k}"):
+                for out in mon.on_telemetry(ev):
+                    if out.topic == "loan-risk":
+                        value = out.message.collateral_value
+        assert value > 0
+        rng = random.Random(21)
+        fired = 0
+        for i in range(1000):
+            coverage = rng.gauss(1.3, 0.025)
+            ev = BalanceChanged(
+                event_id=f"b{i}",
+                loan_id="L1",
+                effective_at=T0 + dt.timedelta(hours=2, minutes=i),
+                outstanding=value / coverage,
+            )
+            for out in mon.on_loan_event(ev):
+                msg = out.message
+                fired += out.topic == "alerts" and msg.rule_id == "coverage-below-warning" and msg.status == "firing"
+        return fired
+
+    assert episodes(rulebook) <= 2  # 1 on this seed: the first crossing
+    old = (
+        (ROOT / "rules" / "rulebooks" / "default.yaml")
+        .read_text()
+        .replace(
+            "loan.thresholds.warning + (loan.thresholds.warning - loan.thresholds.margin_call)",
+            "loan.thresholds.warning",
+        )
+    )
+    assert episodes(parse_rulebook(old)) > 100  # the case as measured: one episode per crossing
