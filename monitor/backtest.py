@@ -267,7 +267,13 @@ def run_backtests(
                 mon.on_reject(exc)
             continue
         if due < len(pending):
-            apply_loan_events(ev.observed_at.timestamp())
+            # loan events due by the record's time, bounded like the record itself: one far ahead of the
+            # stream's own time (held until confirmed, C19) must not pull later loan events forward
+            t = ev.observed_at.timestamp()
+            clock = monitors[0].asset_book.clock
+            if clock is not None:
+                t = min(t, clock + cp.window_s + cp.allowed_lateness_s)
+            apply_loan_events(t)
         for mon, res in zip(monitors, results, strict=True):
             try:
                 res.outputs.extend(mon.on_telemetry(ev))
@@ -279,7 +285,9 @@ def run_backtests(
     seconds = time.perf_counter() - t0
     for mon, res in zip(monitors, results, strict=True):
         if last is not None:
-            res.outputs.extend(mon.flush(last.timestamp()))
+            # to the stream's own time: records still held far ahead of it are dead-lettered, not followed
+            clock = mon.asset_book.clock
+            res.outputs.extend(mon.flush(clock if clock is not None else last.timestamp()))
         res.events = n
         res.seconds = seconds
     return results

@@ -392,6 +392,10 @@ class AssetMonitor:
         self.last_closed_event: float | None = None
         #: start of the first window valued (POSIX s): the age of an asset that never reported counts from it
         self.first_window_start: float | None = None
+        #: records far ahead of the asset's own event time, held until the stream confirms the jump (C19)
+        self.ahead: list[tuple[TelemetryEvent, float]] = []
+        #: event time (s) of the last plausible position: an older fix never rolls it back (C19)
+        self.last_position_ts: float | None = None
         self.last_valuation: CollateralValuation | None = None
         #: last plausible (lat, lon) reported, degrees: never an implausible one such as (0, 0) (C18)
         self.last_position: tuple[float, float] | None = None
@@ -444,6 +448,8 @@ class AssetMonitor:
         state.setdefault("cadence", stats.RollingQuantile(q=0.9, window_size=256))
         state.setdefault("last_poll_ts", None)
         state.setdefault("first_window_start", None)
+        state.setdefault("ahead", [])
+        state.setdefault("last_position_ts", None)
         if "grid" not in state:  # a checkpoint from before C17: windows on the UTC grid move to the local one
             grid = WindowGrid(state["params"].window_s, state["pledge"].asset_timezone)
             state["grid"] = grid
@@ -511,6 +517,35 @@ class AssetMonitor:
             w = self.windows[start] = WindowStats(start=start, length_s=self.grid.end(start) - start)
         return w
 
+    def screen(
+        self, ev: TelemetryEvent, ts: float
+    ) -> tuple[list[tuple[TelemetryEvent, float]], list[tuple[TelemetryEvent, float]]]:
+        """Hold a record far ahead of the asset's own event time until the stream confirms the jump (C19).
+
+        A record more than one window plus the allowed lateness after the asset's newest event time
+        would move its watermark and make every later record late. It is held, with any that follow
+        it ahead, until either the stream confirms the new time — the profile's heartbeat at two
+        distinct times ahead, held records spanning a window, or the hold full — and they are
+        applied in arrival order; or a record comes back at the asset's own time, and the held ones
+        were a clock fault: they are returned to be dead-lettered ``implausible_time``. Judged on the
+        stream's own event time, so a replay or backtest (where the wall clock is no guide) is
+        protected as the live stream is.
+
+        Returns ``(to apply now, to reject)``, each a list of ``(record, event time s)``.
+        """
+        p = self.params
+        ahead = self.max_ts is not None and ts > self.max_ts + p.window_s + p.allowed_lateness_s
+        if not ahead:
+            rejected, self.ahead = self.ahead, []
+            return [(ev, ts)], rejected
+        self.ahead.append((ev, ts))
+        times = [t for _, t in self.ahead]
+        beats = {t for e, t in self.ahead if e.kind == self.profile.poll_kind}
+        if len(beats) >= 2 or max(times) - min(times) >= p.window_s or len(self.ahead) >= p.hold_unknown:
+            confirmed, self.ahead = self.ahead, []
+            return confirmed, []
+        return [], []
+
     def on_event(
         self,
         ev: TelemetryEvent,
@@ -574,7 +609,10 @@ class AssetMonitor:
                 self.last_poll_ts = ts
         w.add(self.profile, ev, check, ts, stale)
         if check.plausible and "lat" in metrics and "lon" in metrics:
-            self.last_position = (metrics["lat"], metrics["lon"])
+            # the last-known position only moves forward in event time: a late fix is history (C19)
+            if self.last_position_ts is None or ts >= self.last_position_ts:
+                self.last_position = (metrics["lat"], metrics["lon"])
+                self.last_position_ts = ts
         trip = ev.attributes.get("trip_id")
         if trip is not None and ev.kind == "trip_update":
             seq = ev.metrics.get("stop_sequence", 0.0)
@@ -1285,12 +1323,38 @@ class AssetBook:
             self.held.setdefault(ev.asset_id, []).append(ev)
             self.sensor.on_event("pledge.telemetry", "held")
             return []
-        ts = ev.observed_at.timestamp()
-        out = asset.on_event(ev, self.sensor, count=count, ts=ts)
-        if self.clock is None or ts > self.clock:
-            self.clock = ts
-            if tick:
-                out.extend(self.tick(ts))
+        apply, rejected = asset.screen(ev, ev.observed_at.timestamp())
+        out = self._reject_ahead(asset, rejected)
+        for rec, ts in apply:
+            out.extend(asset.on_event(rec, self.sensor, count=count, ts=ts))
+            if self.clock is None or ts > self.clock:
+                self.clock = ts
+                if tick:
+                    out.extend(self.tick(ts))
+        return out
+
+    def _reject_ahead(self, asset: AssetMonitor, rejected: list[tuple[TelemetryEvent, float]]) -> list[Output]:
+        """Dead-letter held records the stream did not confirm (``implausible_time``, C19)."""
+        out: list[Output] = []
+        base = asset.max_ts if asset.max_ts is not None else 0.0
+        for rec, ts in rejected:
+            msg = (
+                f"observed_at: got {rec.observed_at.isoformat()}, {ts - base:.0f} s ahead of asset "
+                f"{asset.asset_id}'s event time ({_ts(base).isoformat()}) while its later records continue "
+                "at that time; expected an event time the stream confirms"
+            )
+            exc = InputRejected("implausible_time", msg, asset.asset_id)
+            self.on_reject(exc)
+            dl = dead_letter(
+                rec.model_dump_json().encode(),
+                exc,
+                topic="pledge.telemetry",
+                partition=None,
+                offset=None,
+                key=rec.asset_id,
+                now=base,
+            )
+            out.append(Output("dead-letter", rec.asset_id, dl))
         return out
 
     def tick(self, stream_time: float) -> list[Output]:
@@ -1309,9 +1373,17 @@ class AssetBook:
         self.sensor.on_event("pledge.telemetry", "invalid")
 
     def flush(self, until: float) -> list[Output]:
-        """Close every window that ends by ``until`` (end of a backtest), as if the clock reached it."""
+        """Close every window that ends by ``until`` (end of a backtest), as if the clock reached it.
+
+        Records still held ahead of their asset's time (C19) were never confirmed: dead-lettered.
+        """
+        out: list[Output] = []
+        for asset in self.assets.values():
+            if asset.ahead:
+                held, asset.ahead = asset.ahead, []
+                out.extend(self._reject_ahead(asset, held))
         self._next_tick = None
-        return self.tick(until + self.params.grace_s)
+        return out + self.tick(until + self.params.grace_s)
 
 
 class LoanBook:

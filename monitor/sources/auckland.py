@@ -17,6 +17,11 @@ asset the adapter emits:
   left service: ``metrics.trips = 1``, ``on_time_trips`` (final delay within
   ±300 s), ``final_delay_s``, ``duration_s``. This is the activity measure.
 
+A poll whose header time goes backwards (by at most :data:`MAX_BACKSTEP_S`) is out of order: its
+trip updates are passed on (the core counts the older reports as contradictions, visible in the
+consistency dimension) but it neither completes trips nor sends a heartbeat, so a trip it lacks is
+not counted twice (case C19).
+
 Times in the feed are POSIX seconds UTC (the epoch unit is fixed by this adapter,
 never guessed); event ids are ``trip@report-time``, so a report re-sent unchanged
 in the next poll is a duplicate, not new activity. Feed-version suffixes
@@ -44,6 +49,11 @@ __all__ = ["ON_TIME_S", "SOURCE", "AucklandSource", "Poll", "asset_of_route", "e
 #: Final delay within this many seconds (either way) counts a trip as on time.
 ON_TIME_S = 300.0
 PREFIX = "akl-routes-"
+#: A poll whose header time is at most this much (s) older than the previous one's is out of order
+#: (a lagging replica or a cached response: GTFS-rt producers refresh every 10-60 s and caches hold
+#: a response for a minute or two); one older by more means the previous poll was the outlier (a
+#: clock fault far ahead), and the feed continues from this one (case C19).
+MAX_BACKSTEP_S = 300.0
 log = logging.getLogger(__name__)
 
 
@@ -140,8 +150,12 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
     """
     active: dict[str, dict[str, Any]] = {}
     skipped = 0
+    last_header: float | None = None
     for poll in polls:
         received = _iso(poll.header_ts)
+        behind = last_header is not None and last_header - MAX_BACKSTEP_S <= poll.header_ts <= last_header
+        if not behind:
+            last_header = poll.header_ts
         now_trips: dict[str, dict[str, Any]] = {}
         # a heartbeat for every pledged route group (a group with no trip in a poll is still reachable),
         # never for an asset id no Auckland route maps to: that is another feed's asset, whose silence
@@ -178,6 +192,12 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
                 "seq": metrics.get("stop_sequence"),
                 "vehicle": vehicle,
             }
+        if behind:
+            # out of order: its reports go on (older than what the core has: contradictions), the
+            # trip states and the heartbeat stay with the newest poll
+            for asset in sorted(per_asset):
+                yield from per_asset[asset]
+            continue
         for trip_id, info in active.items():
             if trip_id in now_trips:
                 continue

@@ -204,3 +204,98 @@ def test_case_c21_a_coverage_hovering_at_its_warning_line_is_one_episode_not_one
         )
     )
     assert episodes(parse_rulebook(old)) > 100  # the case as measured: one episode per crossing
+
+
+def _auckland_with_a_poll_ahead(tmp_path: Path) -> tuple[Path, Path]:
+    """The shipped Auckland sample, and a copy with one poll's header time 2 days ahead inserted mid-file."""
+    import gzip
+    import json
+
+    sample = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+    lines = gzip.decompress(sample.read_bytes()).decode().splitlines()
+    mid = len(lines) // 2
+    bad = json.loads(lines[mid])
+    bad["response"]["header"]["timestamp"] += 2 * 86_400  # a producer clock fault: 2 days ahead
+    out = tmp_path / "ahead.jsonl.gz"
+    out.write_bytes(gzip.compress(("\n".join([*lines[: mid + 1], json.dumps(bad), *lines[mid + 1 :]]) + "\n").encode()))
+    return sample, out
+
+
+def test_case_c19a_a_poll_far_ahead_of_the_streams_own_time_is_dead_lettered_and_changes_nothing_else(
+    tmp_path: Path, rulebook
+) -> None:  # type: ignore[no-untyped-def]
+    from monitor.backtest import load_loan_book, pledged_assets
+
+    book = load_loan_book(ROOT / "examples" / "loan_book.jsonl")
+    sample, ahead = _auckland_with_a_poll_ahead(tmp_path)
+    runs = [run_backtest(book, read_telemetry(p, pledged_assets(book), book), rulebook) for p in (sample, ahead)]
+    clean, faulty = runs
+    dead = [o.message for o in faulty.outputs if o.topic == "dead-letter"]
+    assert dead and all(d.reason == "implausible_time" for d in dead)
+    assert len(dead) == len(pledged_assets(book))  # the poll's heartbeat of each route group, nothing more
+    # the rest of the stream is unaffected: the same valuations, alerts and margin calls
+    key = [[(v.asset_id, v.window_start, round(v.value, 6)) for v in r.valuations] for r in runs]
+    assert key[0] == key[1]
+    assert [(a.rule_id, a.status, a.at) for a in clean.alerts] == [(a.rule_id, a.status, a.at) for a in faulty.alerts]
+    assert not faulty.margin_calls
+    assert sum(v.late_events for v in faulty.valuations) == sum(v.late_events for v in clean.valuations)
+
+
+def test_case_c19b_a_late_fix_never_rolls_the_last_known_position_back(rulebook) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from monitor.engine import Monitor
+    from monitor.sensors import CountingSensor
+    from tests.conftest import T0, make_event, make_loan, make_pledge
+
+    mon = Monitor(rulebook, CoreParams(), CountingSensor())
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+
+    def fix(n: int, minutes: float, lat: float) -> None:
+        mon.on_telemetry(
+            make_event(
+                event_id=f"f{n}",
+                kind="vehicle_position",
+                entity_id="bus-1",
+                observed_at=T0 + dt.timedelta(minutes=minutes),
+                metrics={"lat": lat, "lon": 174.76},
+                attributes={},
+            )
+        )
+
+    fix(1, 2, -36.84)
+    fix(2, 1, -36.80)  # older observed_at, arriving later
+    asset = mon.asset_book.assets["A1"]
+    assert asset.last_position == (-36.84, 174.76)
+
+
+def test_case_c19c_a_poll_whose_header_goes_backwards_counts_its_trips_once(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """The input's routes are 274xx (route group akl-routes-2xx): a poll at 10:00:30, then one at 10:00:20
+    repeating T1's older report and lacking T3, then T3 again: T3 completes once, when it really leaves."""
+    import datetime as dt
+
+    from tests.conftest import make_loan, make_pledge
+
+    at = dt.datetime(2016, 5, 1, tzinfo=dt.UTC)
+    book = [
+        make_loan(effective_at=at).model_dump_json().encode(),
+        make_pledge(asset_id="akl-routes-2xx", effective_at=at).model_dump_json().encode(),
+    ]
+    events = list(read_telemetry(case_input("c19-backwards-header.jsonl.gz"), {"akl-routes-2xx"}, book))
+    done = [e.attributes["trip_id"] for e in events if e.kind == "trip_completed"]
+    assert done == ["T3"]  # T1 is still running at the last poll; T3 left once
+    beats = [e.observed_at for e in events if e.kind == "feed_poll"]
+    assert beats == sorted(beats)  # no heartbeat goes back in time
+    from monitor.engine import Monitor, decode_loan_event
+    from monitor.sensors import CountingSensor
+
+    mon = Monitor(rulebook, CoreParams(), CountingSensor())
+    for raw in book:
+        mon.on_loan_event(decode_loan_event(raw))
+    for ev in events:
+        mon.on_telemetry(ev)
+    # the out-of-order poll's older report of T1 is counted as a contradiction: the consistency dimension
+    (window,) = mon.asset_book.assets["akl-routes-2xx"].windows.values()
+    assert window.contradictions == 1
+    assert window.dimensions(mon.asset_book.assets["akl-routes-2xx"].profile)["consistency"] < 1.0
