@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     store
         faust table store: ``rocksdb`` (rocksdict) or ``memory``; ``auto`` picks rocksdb when available.
     data_dir
-        Where the worker keeps its local table state.
+        Where the worker keeps its local table state, one folder per app id
+        (:attr:`state_dir`: ``<data_dir>/<app_id>``).
     metrics_port, metrics_host
         Port and bind address of the Prometheus ``/metrics`` endpoint (loopback by default; a
         container sets ``0.0.0.0`` so Prometheus can reach it).
@@ -143,6 +144,15 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
     web_advertised_host: str | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        """The worker's local table state: ``data_dir / app_id``.
+
+        The table files are named by table and partition only, so two app ids sharing a folder
+        would read each other's offsets; one folder per app id keeps a reused ``data_dir`` safe.
+        """
+        return self.data_dir / self.app_id
 
     @property
     def canonical_url(self) -> str:

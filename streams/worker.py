@@ -734,6 +734,25 @@ def offset_holes(
     return holes
 
 
+def count_commit_failures(app: faust.App, counter: Any) -> None:
+    """Count offset commits that fail in ``counter`` (``pledgewatch_commit_failures_total``, case C05).
+
+    faust's consumer logs a refused commit and returns ``False`` from ``Consumer._commit`` (its
+    transport hook; aiokafka's ``CommitFailedError`` during a rebalance among them); nothing counts
+    it. The hook is wrapped, not replaced: the commit itself is faust's.
+    """
+    consumer: Any = app.consumer
+    original = consumer._commit
+
+    async def commit(offsets: Any) -> bool:
+        ok = bool(await original(offsets))
+        if not ok and offsets:
+            counter.inc()
+        return ok
+
+    consumer._commit = commit
+
+
 def create_app(
     settings: Settings,
     rulebook: Rulebook,
@@ -786,7 +805,10 @@ def create_app(
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         consumer_max_fetch_size=max(settings.max_message_bytes, 1_048_576),
         store=_store_url(settings),
-        datadir=str(settings.data_dir),
+        # one folder per app id: the table files (asset-state-0.db ...) are named by table only, so a
+        # folder reused by a worker of another app id would restore its offsets against our changelog
+        # and crash recovery (ConsistencyError: persisted offset higher than highwater)
+        datadir=str(settings.state_dir),
         topic_partitions=settings.partitions,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
@@ -920,6 +942,7 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     # faust's own sensor (consumer offsets and lag, commit latency, rebalances) on the same registry and
     # endpoint, under a fixed prefix so dashboards do not depend on the consumer group name
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
+    count_commit_failures(app, metrics.commit_failures)
     log.warning(
         "worker %s: broker %s, topics %s*, metrics http://127.0.0.1:%s/metrics, rulebook %s v%s",
         settings.app_id,

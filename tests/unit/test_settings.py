@@ -99,3 +99,22 @@ def test_settings__the_local_broker_default_follows_kafka_port(monkeypatch: pyte
     assert Settings().bootstrap_servers == "127.0.0.1:9092"
     monkeypatch.setenv("PLEDGEWATCH_BOOTSTRAP_SERVERS", "kafka.bank:9093")
     assert Settings().bootstrap_servers == "kafka.bank:9093"
+
+
+def test_state_folder__one_per_app_id_so_a_reused_data_dir_never_mixes_two_apps_tables(tmp_path: Path) -> None:
+    """Issue 17: a data_dir reused by a worker of another app id crashed recovery (faust ConsistencyError:
+    persisted offset higher than the changelog's highwater), because table files are named by table only."""
+    from monitor.engine import CoreParams
+    from monitor.sensors import CountingSensor
+    from rules.rulebook import load_rulebook
+    from streams.worker import create_app
+    from tests.conftest import ROOT
+
+    rulebook = load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml")
+    dirs = []
+    for app_id in ("pledgewatch-a", "pledgewatch-b"):
+        s = Settings(app_id=app_id, data_dir=tmp_path, store="memory")
+        app, _ = create_app(s, rulebook, CoreParams(), CountingSensor())
+        assert Path(app.conf.datadir) == tmp_path / app_id
+        dirs.append(Path(app.conf.tabledir))
+    assert dirs[0] != dirs[1] and all(tmp_path in d.parents for d in dirs)
