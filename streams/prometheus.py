@@ -186,6 +186,7 @@ class Metrics:
     alertmanager_push_failures: Counter
     rule_errors: Counter
     publish_failures: Counter
+    commit_failures: Counter
     rulebook_info: Gauge
     rulebook_rejected: Counter
     processing: Histogram
@@ -230,6 +231,11 @@ class Metrics:
             ),
             rule_errors=Counter(
                 p + "rule_errors", "Rule conditions that raised at run time", ["rule"], registry=registry
+            ),
+            commit_failures=Counter(
+                p + "commit_failures",
+                "Offset commits the broker refused or that failed (a rebalance in progress, a fenced member)",
+                registry=registry,
             ),
             rulebook_info=Gauge(
                 p + "rulebook_info", "1 for the rulebook this worker runs", ["rulebook", "version"], registry=registry

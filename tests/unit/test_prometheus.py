@@ -107,3 +107,25 @@ def test_portfolio_exposition__escapes_labels_and_renders_non_finite_values_as_p
     assert nan != nan
     assert not any(name == "pledgewatch_asset_pledge_info" for name, _ in got)
     assert p.count() == 3
+
+
+def test_commit_failures__a_refused_commit_is_counted_and_a_good_one_is_not() -> None:
+    """C05: faust's consumer returns False from its commit hook when the broker refuses it; that is a metric."""
+    import asyncio
+
+    from streams.worker import count_commit_failures
+
+    metrics = Metrics.create(CollectorRegistry())
+    results = iter([True, False, False])
+
+    class FakeConsumer:  # faust.transport.consumer.Consumer's hook: ``async _commit(offsets) -> bool``
+        async def _commit(self, offsets):  # type: ignore[no-untyped-def]
+            return next(results)
+
+    class FakeApp:
+        consumer = FakeConsumer()
+
+    count_commit_failures(FakeApp(), metrics.commit_failures)  # type: ignore[arg-type]
+    for _ in range(3):
+        asyncio.run(FakeApp.consumer._commit({("pledge.telemetry", 0): 10}))
+    assert scrape(metrics)[("pledgewatch_commit_failures_total", ())] == 2.0
