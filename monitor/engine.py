@@ -17,7 +17,7 @@ import logging
 import math
 import pickle
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -1357,14 +1357,20 @@ class AssetBook:
             out.append(Output("dead-letter", rec.asset_id, dl))
         return out
 
-    def tick(self, stream_time: float) -> list[Output]:
-        """Advance the stream clock; silent assets' windows close, checked once per window boundary."""
+    def tick(self, stream_time: float, owned: Callable[[str], bool] | None = None) -> list[Output]:
+        """Advance the stream clock; silent assets' windows close, checked once per window boundary.
+
+        ``owned`` (the stream's): whether this worker still holds an asset's partition. An asset whose
+        partition moved to another worker in a rebalance is that worker's to close; closing its windows
+        here on this worker's clock would value it silent while its records wait there (case C05).
+        """
         if self._next_tick is not None and stream_time < self._next_tick:
             return []
         self._next_tick = window_start(stream_time, self.params.window_s) + self.params.window_s
         out: list[Output] = []
         for asset in self.assets.values():
-            out.extend(asset.on_clock(stream_time, self.sensor))
+            if owned is None or owned(asset.asset_id):
+                out.extend(asset.on_clock(stream_time, self.sensor))
         return out
 
     def on_reject(self, exc: InputRejected) -> None:

@@ -497,7 +497,7 @@ class Node:
                 self.partition_wall[part] = time.monotonic()
                 wm = self.watermark()
                 if wm is not None:
-                    outputs += self.assets.tick(wm)
+                    outputs += self.assets.tick(wm, self.owns)
             except InputRejected as exc:
                 self.assets.on_reject(exc)
                 await self.reject(event, exc)
@@ -535,7 +535,9 @@ class Node:
             except AssertionError:  # revoked since the cached assignment was read: re-read it next time
                 self._telemetry_tps = (-1.0, [])
                 continue
-            backlog = highwater is not None and highwater > next_offset
+            # an unknown high watermark (no fetch since a rebalance assigned it) is a partition not
+            # known to be caught up: it holds the clock like one with a backlog (case C05)
+            backlog = highwater is None or highwater > next_offset
             wall = self.partition_wall.get(tp.partition)
             if wall is None:
                 if backlog or (now - self.started < IDLE_PARTITION_S and highwater):
@@ -544,6 +546,14 @@ class Node:
             if backlog or now - wall < IDLE_PARTITION_S:
                 times.append(self.partition_max[tp.partition])
         return min(times) if times else None
+
+    def owns(self, asset_id: str) -> bool:
+        """Whether the asset's telemetry partition is assigned to this worker now (C05).
+
+        An asset whose partition is unknown here (never seen) is not this worker's to close.
+        """
+        part = self.asset_partition.get(asset_id)
+        return part is not None and any(tp.partition == part for tp in self.telemetry_partitions(time.monotonic()))
 
     def telemetry_partitions(self, now: float) -> list[Any]:
         """The assigned telemetry partitions, re-read from the consumer at most every 0.5 s.
@@ -590,7 +600,7 @@ class Node:
         idle = time.time() - self.last_telemetry_wall
         if idle < IDLE_ADVANCE_S:
             return []
-        return self.assets.tick(self.assets.clock + idle)
+        return self.assets.tick(self.assets.clock + idle, self.owns)
 
     async def on_loan_record(self, event: faust.EventT) -> None:
         """Handle one record of the loan agent (a loan event or a valuation routed to a loan)."""

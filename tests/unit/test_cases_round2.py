@@ -299,3 +299,27 @@ def test_case_c19c_a_poll_whose_header_goes_backwards_counts_its_trips_once(rule
     (window,) = mon.asset_book.assets["akl-routes-2xx"].windows.values()
     assert window.contradictions == 1
     assert window.dimensions(mon.asset_book.assets["akl-routes-2xx"].profile)["consistency"] < 1.0
+
+
+def test_case_c05_a_worker_closes_no_window_of_an_asset_whose_partition_moved_away(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """After a rebalance an asset's partition belongs to another worker: this worker's clock must not
+    close its windows as silent while its records wait on the new owner (the stream passes ``owned``)."""
+    import datetime as dt
+
+    from monitor.engine import Monitor
+    from monitor.sensors import CountingSensor
+    from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
+
+    mon = Monitor(rulebook, CoreParams(), CountingSensor())
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+    mon.on_loan_event(make_pledge(event_id="p2", asset_id="A2", pledge_registration_no="R2"))
+    for ev in healthy_window_events("A2", T0, prefix="a2"):
+        mon.on_telemetry(ev)
+    book = mon.asset_book
+    later = (T0 + dt.timedelta(hours=3)).timestamp()
+    moved = book.tick(later, owned=lambda aid: aid != "A2")  # A2's partition went to another worker
+    assert not [o for o in moved if o.topic == "valuations" and o.message.asset_id == "A2"]
+    book._next_tick = None
+    kept = book.tick(later)  # the owner's clock closes them
+    assert [o for o in kept if o.topic == "valuations" and o.message.asset_id == "A2"]
