@@ -34,6 +34,7 @@ __all__ = [
     "GROUP",
     "Pledged",
     "TelemetrySource",
+    "add_route_group",
     "first_line",
     "open_text",
     "read_source",
@@ -92,6 +93,26 @@ class TelemetrySource(Protocol):
         content is bad.
         """
         ...
+
+
+def add_route_group(
+    groups: dict[str, frozenset[str] | None], pledge: CollateralPledged, routes: frozenset[str]
+) -> None:
+    """Record ``pledge``'s asset as the route set ``routes`` in ``groups`` (asset id → routes).
+
+    Raises
+    ------
+    ConfigError
+        When the asset was pledged before with other routes (one asset is one route set).
+    """
+    earlier = groups.get(pledge.asset_id, routes)
+    if earlier != routes:
+        msg = (
+            f"collateral_pledged {pledge.event_id}: asset {pledge.asset_id!r} routes: got {sorted(routes)}, expected "
+            f"the same routes as its earlier pledge {sorted(earlier or ())}"
+        )
+        raise ConfigError(msg)
+    groups[pledge.asset_id] = routes
 
 
 def _load(name: str, target: str) -> TelemetrySource:

@@ -85,7 +85,7 @@ from pydantic import ValidationError
 
 from monitor.errors import ConfigError
 from monitor.schemas import CollateralPledged, LoanEventAdapter, TelemetryEvent
-from monitor.sources import Pledged
+from monitor.sources import Pledged, add_route_group
 from monitor.sources.wmata import MAX_SPEED_MPS, haversine_m
 
 __all__ = [
@@ -608,14 +608,7 @@ def groups_from_pledges(loan_book_lines: Iterable[bytes | str | CollateralPledge
                 '["80", ...] naming the BusTime route designators (rt) the asset is made of'
             )
             raise ConfigError(msg)
-        routes = frozenset(p.routes)
-        if groups.get(p.asset_id, routes) != routes:
-            msg = (
-                f"collateral_pledged {p.event_id}: asset {p.asset_id!r} routes: got {sorted(routes)}, expected the "
-                f"same routes as its earlier pledge {sorted(groups[p.asset_id])}"
-            )
-            raise ConfigError(msg)
-        groups[p.asset_id] = routes
+        add_route_group(groups, p, frozenset(p.routes))  # type: ignore[arg-type]
     return groups
 
 

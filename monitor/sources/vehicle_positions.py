@@ -63,7 +63,7 @@ from pathlib import Path
 
 from monitor.errors import ConfigError
 from monitor.schemas import CollateralPledged, TelemetryEvent
-from monitor.sources import Pledged
+from monitor.sources import Pledged, add_route_group
 from monitor.sources.gtfs_static import StaticGtfs, TripPlan, find_static_gtfs, load_static
 
 __all__ = [
@@ -385,13 +385,7 @@ def asset_routes(static: StaticGtfs, pledges: Iterable[CollateralPledged]) -> di
                 f"(it has {sorted(known)[:20]})"
             )
             raise ConfigError(msg)
-        if out.get(p.asset_id, routes) != routes:
-            msg = (
-                f"collateral_pledged {p.event_id}: asset {p.asset_id!r} routes: got {sorted(routes)}, expected the "
-                f"same routes as its earlier pledge {sorted(out[p.asset_id] or ())}"
-            )
-            raise ConfigError(msg)
-        out[p.asset_id] = routes
+        add_route_group(out, p, routes)
     return out or {default_asset(static): None}
 
 
@@ -627,6 +621,35 @@ def parse_feed(name: str, data: bytes):  # type: ignore[no-untyped-def]
     return feed
 
 
+def feed_pings(feed) -> Iterator[Ping]:  # type: ignore[no-untyped-def]
+    """The pings of one ``FeedMessage``, in entity order.
+
+    Entities without a vehicle, a trip id or a position are skipped; a fix without its own
+    timestamp takes the header's.
+    """
+    for ent in feed.entity:
+        if not ent.HasField("vehicle"):
+            continue
+        v = ent.vehicle
+        if not v.trip.trip_id or not v.HasField("position"):
+            continue
+        pos = v.position
+        yield Ping(
+            vehicle=v.vehicle.id or ent.id,
+            trip_id=v.trip.trip_id,
+            route_id=v.trip.route_id,
+            ts=float(v.timestamp or feed.header.timestamp),
+            lat=pos.latitude,
+            lon=pos.longitude,
+            speed=pos.speed if pos.HasField("speed") else None,
+            bearing=pos.bearing if pos.HasField("bearing") else None,
+            seq=v.current_stop_sequence if v.HasField("current_stop_sequence") else None,
+            status=v.current_status if v.HasField("current_status") else None,
+            stop_id=v.stop_id or None,
+            start_date=v.trip.start_date or None,
+        )
+
+
 def read_archive(path: str | Path) -> tuple[list[Ping], list[Poll]]:
     """Pings (time-ordered, each (vehicle, fix time) once) and polls of a folder or tar of FeedMessages.
 
@@ -646,34 +669,10 @@ def read_archive(path: str | Path) -> tuple[list[Ping], list[Poll]]:
         feed = parse_feed(name, data)
         per_route: Counter[str] = Counter()
         newest = 0.0
-        for ent in feed.entity:
-            if not ent.HasField("vehicle"):
-                continue
-            v = ent.vehicle
-            if not v.trip.trip_id or not v.HasField("position"):
-                continue
-            pos = v.position
-            ts = float(v.timestamp or feed.header.timestamp)
-            newest = max(newest, ts)
-            vehicle = v.vehicle.id or ent.id
-            per_route[v.trip.route_id] += 1
-            pings.setdefault(
-                (vehicle, ts),
-                Ping(
-                    vehicle=vehicle,
-                    trip_id=v.trip.trip_id,
-                    route_id=v.trip.route_id,
-                    ts=ts,
-                    lat=pos.latitude,
-                    lon=pos.longitude,
-                    speed=pos.speed if pos.HasField("speed") else None,
-                    bearing=pos.bearing if pos.HasField("bearing") else None,
-                    seq=v.current_stop_sequence if v.HasField("current_stop_sequence") else None,
-                    status=v.current_status if v.HasField("current_status") else None,
-                    stop_id=v.stop_id or None,
-                    start_date=v.trip.start_date or None,
-                ),
-            )
+        for ping in feed_pings(feed):
+            newest = max(newest, ping.ts)
+            per_route[ping.route_id] += 1
+            pings.setdefault((ping.vehicle, ping.ts), ping)
         at = float(feed.header.timestamp) or newest
         if not at:
             raise ConfigError(f"{name}: header.timestamp missing and no vehicle timestamp, expected the poll's time")

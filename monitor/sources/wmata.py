@@ -34,6 +34,7 @@ from monitor.sources.vehicle_positions import (
     asset_routes,
     coverage_of,
     events_for_assets,
+    feed_pings,
     haversine_m,
     parse_feed,
     service_by_route,
@@ -154,36 +155,13 @@ def read_vehicle_positions_pb(paths: Iterable[str | Path]) -> list[Ping]:
     ConfigError
         When a file cannot be read or is not a FeedMessage.
     """
-    pings = []
+    pings: list[Ping] = []
     for path in paths:
         try:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise ConfigError(f"{path}: not a readable GTFS-realtime FeedMessage ({exc.strerror})") from None
-        feed = parse_feed(str(path), data)
-        for ent in feed.entity:
-            if not ent.HasField("vehicle"):
-                continue
-            v = ent.vehicle
-            if not v.trip.trip_id or not v.HasField("position"):
-                continue
-            pos = v.position
-            pings.append(
-                Ping(
-                    vehicle=v.vehicle.id or ent.id,
-                    trip_id=v.trip.trip_id,
-                    route_id=v.trip.route_id,
-                    ts=float(v.timestamp or feed.header.timestamp),
-                    lat=pos.latitude,
-                    lon=pos.longitude,
-                    speed=pos.speed if pos.HasField("speed") else None,
-                    bearing=pos.bearing if pos.HasField("bearing") else None,
-                    seq=v.current_stop_sequence if v.HasField("current_stop_sequence") else None,
-                    status=v.current_status if v.HasField("current_status") else None,
-                    stop_id=v.stop_id or None,
-                    start_date=v.trip.start_date or None,
-                )
-            )
+        pings.extend(feed_pings(parse_feed(str(path), data)))
     pings.sort(key=lambda q: q.ts)
     return pings
 
