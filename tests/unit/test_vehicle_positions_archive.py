@@ -43,7 +43,8 @@ POLL_S = 30  # the test feed's poll period, s (GTFS-rt collectors poll every 15 
 D40_MISSED = {"6321100", "19843100", "17787100"}
 
 
-def _feed(pings, at: int):  # type: ignore[no-untyped-def]
+def feed_message(pings, at: int):  # type: ignore[no-untyped-def]
+    """A GTFS-rt ``FeedMessage`` at header time ``at`` holding ``(ping, start_date)`` pairs as vehicle entities."""
     from google.transit import gtfs_realtime_pb2
 
     feed = gtfs_realtime_pb2.FeedMessage()
@@ -99,7 +100,7 @@ def build_feed(out: Path) -> Path:
     folder.mkdir()
     for k, (slot, pings) in enumerate(sorted(polls.items())):
         at = (slot + 1) * POLL_S - 1
-        feed = _feed(pings, at)
+        feed = feed_message(pings, at)
         if at < 1_771_500_000:  # Monday: protobuf, every other poll gzipped
             data = feed.SerializeToString()
             name = f"vp-{at}.pb"

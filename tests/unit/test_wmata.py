@@ -119,28 +119,10 @@ def test_wmata_gps_glitches_are_implausible_and_lower_accuracy(avl: Path) -> Non
 
 def test_protobuf_vehicle_positions_read_back_as_the_csv_pings(avl: Path, tmp_path: Path) -> None:
     """The GTFS-rt protobuf path: feeds built from CSV rows parse back to the same pings."""
-    from google.transit import gtfs_realtime_pb2
+    from tests.unit.test_vehicle_positions_archive import feed_message
 
     pings = read_avl_csv(avl)[:500]
-    feed = gtfs_realtime_pb2.FeedMessage()
-    feed.header.gtfs_realtime_version = "2.0"
-    feed.header.timestamp = int(pings[-1].ts)
-    for k, p in enumerate(pings):
-        ent = feed.entity.add(id=f"{p.vehicle}-{k}")
-        v = ent.vehicle
-        v.trip.trip_id, v.trip.route_id = p.trip_id, p.route_id
-        v.position.latitude, v.position.longitude = p.lat, p.lon
-        if p.speed is not None:
-            v.position.speed = p.speed
-        if p.bearing is not None:
-            v.position.bearing = p.bearing
-        if p.seq is not None:
-            v.current_stop_sequence = p.seq
-        if p.status is not None:
-            v.current_status = p.status
-        v.timestamp = int(p.ts)
-        v.stop_id = p.stop_id or ""
-        v.vehicle.id = p.vehicle
+    feed = feed_message([(p, p.start_date or "") for p in pings], int(pings[-1].ts))
     path = tmp_path / "feed.pb"
     path.write_bytes(feed.SerializeToString())
     back = read_vehicle_positions_pb([path])
