@@ -152,7 +152,7 @@ def test_sasl_ssl_end_to_end_wrong_credentials_refused_and_the_password_is_in_no
                 urllib.request.urlopen(req, timeout=30)
             assert refused.value.code in (405, 413)
         finally:
-            worker.stop()
+            worker.stop(settle=True)  # a graceful stop, not a SIGKILL after 30 s: its shutdown logs are grepped too
 
         logs = {p.name: p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log")}
         logs["cli"] = cli.stdout + cli.stderr
