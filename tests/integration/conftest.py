@@ -161,7 +161,7 @@ class Worker:
                         return
                 except (OSError, KafkaError):
                     pass
-                time.sleep(0.5)
+                time.sleep(0.2)
         finally:
             admin.close()
         raise AssertionError(f"worker not ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
@@ -248,7 +248,7 @@ def wait_caught_up(
             behind = {tp: end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()}
             if all(v <= 0 for v in behind.values()):
                 return
-            time.sleep(1.0)
+            time.sleep(0.25)
         raise AssertionError(f"worker still behind after {timeout} s: { {str(k): v for k, v in behind.items() if v} }")
     finally:
         consumer.close()

@@ -41,6 +41,15 @@ def applied(env) -> float:  # type: ignore[no-untyped-def]
     return sum(env.metric("pledgewatch_events_total", outcome=o, topic="pledge.telemetry") for o in ("ok", "held"))
 
 
+def wait_pledged(worker, asset: str, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the pledge of ``asset`` has reached the asset side (through the loan agent and an internal
+    topic); records sent before that are held and applied on its arrival."""
+    deadline = time.monotonic() + timeout
+    while worker.metric("pledgewatch_asset_pledge_info", asset=asset) < 1:
+        assert time.monotonic() < deadline, f"the pledge of {asset} did not reach the asset side in {timeout:g} s"
+        time.sleep(0.2)
+
+
 def test_stream__real_bus_data_gives_the_backtests_alerts_and_margin_call(env, worker) -> None:  # type: ignore[no-untyped-def]
     book, events = demo_input(SLICE_END)
     expected = run_backtest(book, events, load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"))
@@ -149,7 +158,9 @@ def test_case_c02_duplicate_across_a_worker_restart_counts_once(env, worker) -> 
     )
     send_telemetry(producer, env.settings, [*healthy_window_events("A1", start), e9001])
     worker.start()
-    time.sleep(12)  # clock records flush the asset's state to its changelog every 5 s
+    # clock records flush the asset's state to its changelog every 5 s, and a record is committed only once
+    # checkpointed: all committed = the state holds e-9001
+    wait_caught_up(env.settings, env.run)
     worker.stop()
     worker.start()
     send_telemetry(producer, env.settings, [e9001])
@@ -171,11 +182,13 @@ def test_case_c03_telemetry_before_its_pledge_survives_a_worker_restart(env, wor
     producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
     send_telemetry(producer, env.settings, healthy_window_events("A1", start))  # no loan has pledged A1 yet: held
     worker.start()
-    time.sleep(12)  # clock records persist the held records to the asset's changelog every 5 s
+    # clock records persist the held records to the asset's changelog every 5 s, and a record is committed
+    # only once checkpointed: all committed = the held records are in the changelog
+    wait_caught_up(env.settings, env.run)
     worker.stop()
     worker.start()
     send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
-    time.sleep(3)
+    wait_pledged(worker, "A1")
     for i in range(1, 4):
         send_telemetry(producer, env.settings, healthy_window_events("A1", start + i * w, prefix=f"r{i}"))
     producer.close()
@@ -212,7 +225,7 @@ def test_state_checkpoint_over_kafkas_default_1_mib__9000_held_records_survive_a
     assert "Crashed" not in worker.log.read_text()
     worker.start()
     send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
-    time.sleep(3)
+    wait_pledged(worker, "A1")
     w = dt.timedelta(minutes=15)
     for i in range(1, 4):
         send_telemetry(producer, env.settings, healthy_window_events("A1", start + i * w, prefix=f"r{i}"))
@@ -270,10 +283,7 @@ def test_case_c09_c15_c16_poison_numbers_times_and_typos_reach_the_dead_letter_t
     send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
     # the pledge reaches the asset side through an internal topic: records sent before it arrives are
     # held and replayed later, which this test is not about (they would be counted "held" on arrival)
-    deadline = time.monotonic() + 60
-    while worker.metric("pledgewatch_asset_pledge_info", asset="A1") < 1:
-        assert time.monotonic() < deadline, "the pledge of A1 did not reach the asset side in 60 s"
-        time.sleep(0.5)
+    wait_pledged(worker, "A1")
     body = orjson.loads(make_event(event_id="x", observed_at=now, received_at=now).model_dump_json())
     epoch = int(now.timestamp())
     cases = {
