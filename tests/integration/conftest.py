@@ -244,7 +244,13 @@ def wait_caught_up(
         behind: dict[Any, int] = {}
         while time.monotonic() < deadline:
             ends = consumer.end_offsets(parts)
-            committed = admin.list_group_offsets({group: None}).get(group, {})
+            try:
+                committed = admin.list_group_offsets({group: None}).get(group, {})
+            except KafkaError as exc:  # e.g. CoordinatorLoadInProgress just after a broker (re)start
+                if not exc.retriable:
+                    raise
+                time.sleep(0.25)
+                continue
             behind = {tp: end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items()}
             if all(v <= 0 for v in behind.values()):
                 return
