@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 UTC = dt.UTC
 T0 = dt.datetime(2024, 3, 4, 0, 0, tzinfo=UTC)
+
+
+SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+BOOK = ROOT / "examples" / "loan_book.jsonl"
+
+
+@functools.cache
+def sample_telemetry() -> tuple[TelemetryEvent, ...]:
+    """The shipped Auckland sample read for the demo loan book's pledged assets, once a session (≈ 1 s a read).
+
+    The events are frozen models in a tuple, so no test can change what the next one reads; every test
+    backtesting the sample still runs its own backtest.
+    """
+    from monitor.backtest import load_loan_book, pledged_assets, read_telemetry
+
+    return tuple(read_telemetry(SAMPLE, pledged_assets(load_loan_book(BOOK))))
 
 
 def shared_data(*parts: str) -> Path:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+from monitor.backtest import load_loan_book, run_backtest
 from monitor.errors import ConfigError
 from monitor.incidents import parse_incident
 from monitor.report import LABELS, build_report, histories
 from rules.rulebook import load_rulebook
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sample_telemetry
 
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 CHROMIUM = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,7 +38,7 @@ def demo():  # type: ignore[no-untyped-def]
     book = load_loan_book(ROOT / "examples" / "loan_book.jsonl")
     return run_backtest(
         book,
-        read_telemetry(SAMPLE, pledged_assets(book)),
+        sample_telemetry(),
         load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"),
         incidents=[parse_incident("outage:akl-routes-7xx@3h")],
     )

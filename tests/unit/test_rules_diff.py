@@ -6,11 +6,11 @@ import json
 
 from typer.testing import CliRunner
 
-from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtests
+from monitor.backtest import load_loan_book, run_backtests
 from monitor.cli import app
 from monitor.diff import diff_alerts
 from rules.rulebook import load_rulebook
-from tests.conftest import ROOT
+from tests.conftest import ROOT, sample_telemetry
 
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 DEFAULT = ROOT / "rules" / "rulebooks" / "default.yaml"
@@ -20,9 +20,7 @@ PERSISTENT = ROOT / "examples" / "rulebooks" / "persistent-margin-call.yaml"
 
 def test_diff__tighter_margin_call_line_adds_nothing_on_the_healthy_sample() -> None:
     book = load_loan_book(ROOT / "examples" / "loan_book.jsonl")
-    a, b = run_backtests(
-        book, read_telemetry(SAMPLE, pledged_assets(book)), [load_rulebook(DEFAULT), load_rulebook(TIGHTER)]
-    )
+    a, b = run_backtests(book, sample_telemetry(), [load_rulebook(DEFAULT), load_rulebook(TIGHTER)])
     d = diff_alerts(a.alerts, b.alerts, a.margin_calls, b.margin_calls)
     assert d.only_a == [] and d.only_b == [] and d.shifted == []
     assert a.margin_calls == [] and b.margin_calls == []

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.incidents import parse_incident
 from monitor.sources.auckland import Poll, events_from_polls
-from tests.conftest import ROOT, shared_data
+from tests.conftest import ROOT, sample_telemetry, shared_data
 
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 BOOK = ROOT / "examples" / "loan_book.jsonl"
@@ -49,7 +49,7 @@ def test_loan_book__three_loans_start_near_the_data_asset_pledge_rate(book: list
 
 
 def test_backtest__normal_day_raises_no_alert(book: list[bytes], rulebook) -> None:  # type: ignore[no-untyped-def]
-    res = run_backtest(book, read_telemetry(SAMPLE, pledged_assets(book)), rulebook)
+    res = run_backtest(book, sample_telemetry(), rulebook)
     assert res.events > 40_000 and not res.sensor.dead_letters
     assert res.alerts == [] and res.margin_calls == []
     assert len(res.valuations) == 4 * 39
@@ -62,7 +62,7 @@ def test_backtest__dark_feed_raises_feed_silent_at_once_and_no_margin_call_withi
     the silent time; no coverage alert and no margin call while the silence is within its grace."""
     res = run_backtest(
         book,
-        read_telemetry(SAMPLE, pledged_assets(book)),
+        sample_telemetry(),
         rulebook,
         incidents=[parse_incident("outage:akl-routes-7xx@3h")],
     )
@@ -156,7 +156,7 @@ def test_core_imports_no_kafka_library() -> None:
 def test_backtest__frozen_feed_counts_repeats_as_duplicates_not_activity(book, rulebook) -> None:  # type: ignore[no-untyped-def]
     res = run_backtest(
         book,
-        read_telemetry(SAMPLE, pledged_assets(book)),
+        sample_telemetry(),
         rulebook,
         incidents=[parse_incident("freeze:akl-routes-7xx@3h+1h")],
     )
@@ -203,7 +203,7 @@ def test_resolved_alerts_carry_a_resolved_message_not_the_firing_text(book, rule
     )
     res = run_backtest(
         [*book, repay.model_dump_json().encode()],
-        read_telemetry(SAMPLE, pledged_assets(book)),
+        sample_telemetry(),
         rulebook,
         incidents=[parse_incident("cut:akl-routes-7xx@3h:0.6"), parse_incident("outage:akl-routes-9xx@3h+2h")],
     )
@@ -230,7 +230,7 @@ def test_cut_incident__activity_collapse_with_the_feed_reporting_warns_first_and
     of one false signal a year; docs/valuation.md.)"""
     res = run_backtest(
         book,
-        read_telemetry(SAMPLE, pledged_assets(book)),
+        sample_telemetry(),
         rulebook,
         incidents=[parse_incident("cut:akl-routes-7xx@3h:0.6")],
     )
