@@ -377,20 +377,26 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
             problems.append(f"{at('inhibits')}: inhibits: got {inhibits!r}, expected a list of rule ids")
             inhibits = []
         summary = raw.get("summary", rid)
-        if isinstance(summary, str):
-            summary = {"zh": summary, "en": summary}
-        if not isinstance(summary, dict) or not summary or set(summary) - {"zh", "en"}:
+        given: dict[str, Any] = {"": summary} if isinstance(summary, str) else summary  # "": one text, both languages
+        if (
+            not isinstance(summary, str | dict)
+            or not summary
+            or (isinstance(summary, dict) and set(summary) - {"zh", "en"})
+        ):
             problems.append(f"{at('summary')}: summary: expected a string or a mapping with keys zh and/or en")
-            summary = {"zh": rid, "en": rid}
-        summary = {"zh": summary.get("zh", summary.get("en", rid)), "en": summary.get("en", summary.get("zh", rid))}
-        for lang, tmpl in summary.items():
+            given, summary = {}, {"zh": rid, "en": rid}
+        # each text the author wrote is checked once, named by the language it was written for
+        for lang, tmpl in given.items():
             try:
                 render_summary(str(tmpl), example_facts(scope))
             except KeyError as exc:
+                where = f"summary ({lang})" if lang else "summary"
                 problems.append(
-                    f"{at('summary')}: summary ({lang}): placeholder names fact {exc} "
-                    f"that does not exist for scope {scope!r}"
+                    f"{at('summary')}: {where}: placeholder names fact {exc} that does not exist for scope {scope!r}"
                 )
+        if isinstance(summary, str):
+            summary = {"zh": summary, "en": summary}
+        summary = {"zh": summary.get("zh", summary.get("en", rid)), "en": summary.get("en", summary.get("zh", rid))}
         rules.append(
             Rule(
                 id=rid,
@@ -434,5 +440,6 @@ def load_rulebook(path: str | Path) -> Rulebook:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RulebookError([f"{p}:0: cannot read rulebook: {exc.strerror}"]) from None
+        # no line: there is no file to point into
+        raise RulebookError([f"{p}: cannot read rulebook: {exc.strerror}"]) from None
     return parse_rulebook(text, str(p))

@@ -77,3 +77,22 @@ def test_rules_check__valid_rulebook_exits_0(tmp_path: Path) -> None:
     path.write_text(HEAD + RULE)
     result = CliRunner().invoke(app, ["rules", "check", str(path)])
     assert result.exit_code == 0 and "1 rules OK" in result.output
+
+
+def test_rules_check__a_summary_is_named_by_the_language_it_was_written_in_and_a_missing_file_has_no_line(
+    tmp_path: Path,
+) -> None:
+    """Issue 20: an English-only summary was reported as '(zh)' too; a missing file at line 0."""
+    runner = CliRunner()
+    f = tmp_path / "rb.yaml"
+    f.write_text(HEAD + RULE + '    summary:\n      en: "cov {{ loan.coverage_ratoi | pct }}"\n')
+    out = runner.invoke(app, ["rules", "check", str(f)])
+    assert out.exit_code == 1
+    text = " ".join(out.output.split())
+    assert "summary (en): placeholder names fact 'coverage_ratoi'" in text and "(zh)" not in text
+    f.write_text(HEAD + RULE + '    summary: "cov {{ loan.coverage_ratoi | pct }}"\n')
+    text = " ".join(runner.invoke(app, ["rules", "check", str(f)]).output.split())
+    assert text.count("placeholder names fact") == 1 and "summary: placeholder" in text  # one text: one problem
+    missing = tmp_path / "nonexistent.yaml"
+    text = " ".join(runner.invoke(app, ["rules", "check", str(missing)]).output.split())
+    assert f"{missing}: cannot read rulebook" in text and ":0:" not in text
