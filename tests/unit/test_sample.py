@@ -264,3 +264,14 @@ def test_cut_incident__same_trips_cut_every_run_and_bad_share_is_one_clear_error
     for bad in ("cut:A1@1h:1.5", "cut:A1@1h:0", "outage:A1@1h:0.5"):
         with pytest.raises(ConfigError, match="SHARE"):
             parse_incident(bad)
+
+
+def test_margin_call_notice_says_what_the_top_up_restores(book, rulebook) -> None:  # type: ignore[no-untyped-def]
+    """Issue 20 point 6: the notice names the line the top-up restores (the warning line) and the repayment
+    alternative, in both languages; before, only docs/core-banking.md said so."""
+    res = run_backtest(book, sample_telemetry(), rulebook, incidents=[parse_incident("cut:akl-routes-7xx@3h:0.6")])
+    mc = next(a for a in res.alerts if a.rule_id == "coverage-below-margin-call" and a.status == "firing")
+    warning = "130.0%"  # the sample's loans: warning line 1.3 (examples/loan_book.jsonl)
+    assert f"restores the 90% lower bound of coverage to the warning line {warning}" in mc.summary_en
+    assert "or repay ¥" in mc.summary_en
+    assert f"回到预警线 {warning}" in mc.summary and "或偿还 ¥" in mc.summary
