@@ -806,6 +806,8 @@ def create_app(
         )
     elif settings.security_protocol == "SSL":
         credentials = faust.SSLCredentials(settings.ssl_context())
+    # faust writes its lock and table files under datadir but does not create its parents
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
         broker=brokers,
