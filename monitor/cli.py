@@ -52,6 +52,17 @@ TelemetryOpt = Annotated[
 InjectOpt = Annotated[list[str] | None, typer.Option("--inject", help="Incident, e.g. outage:akl-routes-7xx@3h.")]
 
 
+def _console(stderr: bool = False) -> Console:
+    """The console command output goes to, never cutting a number.
+
+    A terminal keeps its own width; a pipe or a file (where rich assumes 80 columns and cuts cells to
+    "¥1,872,6…") gets a width no table reaches: 200 columns hold every table pledgewatch prints
+    (the widest, the alert timeline, is about 180).
+    """
+    c = Console(stderr=stderr)
+    return c if c.is_terminal else Console(stderr=stderr, width=max(200, c.width))
+
+
 def _fail(exc: Exception) -> None:
     # escaped: a message may hold brackets ("expected [low, high]") that rich would read as markup
     if isinstance(exc, FileProblems):
@@ -129,7 +140,7 @@ def _rulebook_or_exit(file: Path):  # type: ignore[no-untyped-def]
 def rules_check(file: Path) -> None:
     """Validate a rulebook; prints file:line: reason for each problem. Exit 0 when valid, 1 otherwise."""
     rb = _rulebook_or_exit(file)
-    Console().print(f"{file}: rulebook {rb.name!r} version {rb.version}: {len(rb.rules)} rules OK", soft_wrap=True)
+    _console().print(f"{file}: rulebook {rb.name!r} version {rb.version}: {len(rb.rules)} rules OK", soft_wrap=True)
 
 
 @profiles_app.command("check")
@@ -147,7 +158,7 @@ def profiles_check(files: list[Path]) -> None:
                 err.print(f"[red]{escape(problem)}")
             continue
         kinds, (kind, metric) = len(p.kinds), p.activity
-        Console().print(f"{f}: profile {p.name!r}: {kinds} record kinds, activity {kind}.{metric} OK", soft_wrap=True)
+        _console().print(f"{f}: profile {p.name!r}: {kinds} record kinds, activity {kind}.{metric} OK", soft_wrap=True)
     if bad:
         raise typer.Exit(1)
 
@@ -158,7 +169,7 @@ def profiles_list() -> None:
     from monitor.profiles import PROFILE_DIR, PROFILES
 
     for name, p in sorted(PROFILES.items()):
-        Console().print(
+        _console().print(
             f"{name}: {PROFILE_DIR / (name + '.yaml')} (activity {p.activity[0]}.{p.activity[1]})", soft_wrap=True
         )
 
@@ -173,7 +184,7 @@ def rules_publish(file: Path) -> None:
     s = _settings()
     create_topics(s)
     offset = publish_rulebook(s, rb)
-    Console().print(
+    _console().print(
         f"published rulebook {rb.name!r} version {rb.version} to {s.topic('rules-control')} "
         f"(offset {offset}); workers report on {s.topic('rules-status')}",
         soft_wrap=True,
@@ -236,10 +247,10 @@ def backtest(
         f"{len(res.valuations):,} valuations, {len(res.alerts)} alert transitions, "
         f"margin calls issued: {issued}; dead letters: {dead}"
     )
-    Console().print(f"[bold]{summary}", soft_wrap=True)
+    _console().print(f"[bold]{summary}", soft_wrap=True)
     cover, n_cover = interval_coverage(res.valuations)
     if cover is not None:
-        Console().print(
+        _console().print(
             f"预测区间覆盖率（单步 90 %）：{cover:.1%}，共 {n_cover:,} 个应运营窗口"
             if lang == "zh"
             else f"interval coverage (one-step 90 % band): {cover:.1%} of {n_cover:,} windows in expected service",
@@ -273,7 +284,7 @@ def export(
     except (PledgewatchError, FileNotFoundError, ValueError, OSError) as exc:
         _fail(exc)
         return
-    Console().print(f"wrote {n:,} envelopes to {out}", soft_wrap=True)
+    _console().print(f"wrote {n:,} envelopes to {out}", soft_wrap=True)
 
 
 def _print_service(events: list, lang: str) -> None:  # type: ignore[type-arg]
@@ -296,10 +307,10 @@ def _print_service(events: list, lang: str) -> None:  # type: ignore[type-arg]
         shown = " ".join(r.missed[:5]) + (f" +{len(r.missed) - 5}" if len(r.missed) > 5 else "")
         missed = f"{len(r.missed)}" + (f": {shown}" if r.missed else "")
         table.add_row(route, f"{r.departures:,}", f"{r.on_time:,}", otp, f"{r.scheduled:,}", f"{r.completed:,}", missed)
-    Console().print(table)
+    _console().print(table)
     early, late = f"{EARLY_S:.0f}", f"{LATE_S:.0f}"
     note = f"准点：早 {early} 秒至晚 {late} 秒" if zh else f"on time: {early} s early to {late} s late"
-    Console().print(note, style="dim")
+    _console().print(note, style="dim")
 
 
 def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignore[no-untyped-def]
@@ -336,9 +347,9 @@ def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignor
         row("only in A (removed)", al)
     for _a, y, s in d.shifted:
         row("B earlier" if s < 0 else "B later", y, f" by {abs(s) / 60:.0f} min")
-    Console(width=max(140, Console().width)).print(table)
+    Console(width=max(140, _console().width)).print(table)
     mc = d.to_json()["margin_calls"]
-    Console().print(
+    _console().print(
         f"same: {len(d.same)}, added: {len(d.only_b)}, removed: {len(d.only_a)}, moved: {len(d.shifted)}; "
         f"margin calls issued A {mc['a']} → B {mc['b']}",  # type: ignore[index]
         soft_wrap=True,
@@ -352,7 +363,7 @@ def topics_create() -> None:
 
     s = _settings()
     created = create_topics(s)
-    Console().print(f"created {len(created)} topics on {s.bootstrap_servers}: {', '.join(created) or 'none needed'}")
+    _console().print(f"created {len(created)} topics on {s.bootstrap_servers}: {', '.join(created) or 'none needed'}")
 
 
 @topics_app.command("rewind")
@@ -384,7 +395,7 @@ def topics_rewind(
     except ConfigError as exc:
         _fail(exc)
     for p, (old, new) in moved.items():
-        Console().print(f"{s.topic(topic)}[{p}]: committed {old} -> {new}")
+        _console().print(f"{s.topic(topic)}[{p}]: committed {old} -> {new}")
 
 
 @topics_app.command("delete")
@@ -393,7 +404,7 @@ def topics_delete(prefix: Annotated[str, typer.Option(help="Delete topics starti
     from streams.topics import delete_topics
 
     s = _settings()
-    Console().print(f"deleted: {', '.join(delete_topics(s, prefix)) or 'none'}")
+    _console().print(f"deleted: {', '.join(delete_topics(s, prefix)) or 'none'}")
 
 
 @app.command()
@@ -424,7 +435,7 @@ def replay(
         n = produce_telemetry(producer, s, events, rate=rate, total=len(events), progress=progress)
     finally:
         producer.close()
-    Console().print(f"produced {n_loans} loan events and {n:,} telemetry records to {s.topic_prefix}*")
+    _console().print(f"produced {n_loans} loan events and {n:,} telemetry records to {s.topic_prefix}*")
 
 
 @app.command()
@@ -481,7 +492,7 @@ def simulate(
 
         stats = asyncio.run(produce_records(s, fleet.records(events), rate=rate, on_progress=tick))
         bar.update(task, completed=stats.records)
-    Console().print(
+    _console().print(
         f"produced {stats.records:,} telemetry records of {assets} assets × {vehicles} vehicles "
         f"in {stats.seconds:.1f} s ({stats.rate:,.0f} records/s) to {s.topic('telemetry')}"
         + (f", after {n_loan_events} loan events to {s.topic('loan-book')}" if loans else " (--no-loans)")
@@ -579,7 +590,7 @@ def report(
     except (PledgewatchError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
-    Console().print(f"wrote {paths[0]}" + (f" and {len(paths) - 1} PNGs" if len(paths) > 1 else ""))
+    _console().print(f"wrote {paths[0]}" + (f" and {len(paths) - 1} PNGs" if len(paths) > 1 else ""))
 
 
 @app.command()
@@ -654,9 +665,9 @@ def stress(
             f"¥{r.required_top_up_collateral:,.0f}",
             f"¥{r.required_repayment:,.0f}",
         )
-    Console().print(table)
+    _console().print(table)
     crossing = [r.loan_id for r in results if r.crosses]
-    Console().print(f"{len(crossing)} of {len(results)} loans cross a line: {', '.join(crossing) or 'none'}")
+    _console().print(f"{len(crossing)} of {len(results)} loans cross a line: {', '.join(crossing) or 'none'}")
 
 
 @app.command()

@@ -69,3 +69,19 @@ def test_stress_cli__json_lists_every_loan_with_the_line_it_would_cross() -> Non
     assert all(r["crosses"] and r["coverage_after"] < r["coverage_before"] for r in rows)
     bad = CliRunner().invoke(app, ["stress", "--source", "nowhere"])
     assert bad.exit_code == 1 and "source: got 'nowhere', expected 'backtest' or 'topics'" in bad.output
+
+
+def test_stress_written_to_a_pipe_never_cuts_a_number() -> None:
+    """Issue 20 point 3: piped, rich assumed 80 columns and cut yuan amounts ('¥1,872,6…')."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    out = CliRunner().invoke(app, ["stress", "--activity-drop", "0.5"])  # CliRunner's output is not a terminal
+    assert out.exit_code == 0, out.output
+    assert "…" not in out.output
+    amounts = re.findall(r"¥[\d,]+", out.output)
+    assert len(amounts) >= 6 and all(len(a) > 2 for a in amounts)
+    assert "top-up (collateral)" in out.output and "or repayment" in out.output  # headers whole too
