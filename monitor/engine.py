@@ -917,7 +917,7 @@ class LoanMonitor:
                 text += f", feed reachable {acc:.0%}"
             drivers = sorted((x, k) for k, x in v.attribution_since_pledge.items() if abs(x) >= 1.0)[:3]
             if drivers:
-                text += "; since pledge " + ", ".join(f"{k.removeprefix('quality.')} ¥{x:+,.0f}" for x, k in drivers)
+                text += "; since pledge " + _drivers_text(drivers)
             if worst is None or change < worst[0]:
                 worst = (change, text)
         return worst[1] if worst else "no valuation yet"
@@ -1390,6 +1390,20 @@ class AssetBook:
                 out.extend(self._reject_ahead(asset, held))
         self._next_tick = None
         return out + self.tick(until + self.params.grace_s)
+
+
+def _drivers_text(drivers: list[tuple[float, str]]) -> str:
+    """``accessibility and completeness ¥-282,584 each, activity ¥-90,000``: parts of equal amount named together.
+
+    A dark feed lowers accessibility and completeness alike (both fall to 0, equally weighted), so
+    their parts are equal by the method, not by a fault: said once, "each", so no one reads a bug.
+    """
+    groups: dict[str, list[str]] = {}
+    for x, k in drivers:
+        groups.setdefault(f"¥{x:+,.0f}", []).append(k.removeprefix("quality."))
+    return ", ".join(
+        f"{' and '.join(names)} {amount}" + (" each" if len(names) > 1 else "") for amount, names in groups.items()
+    )
 
 
 class LoanBook:

@@ -275,3 +275,14 @@ def test_margin_call_notice_says_what_the_top_up_restores(book, rulebook) -> Non
     assert f"restores the 90% lower bound of coverage to the warning line {warning}" in mc.summary_en
     assert "or repay ¥" in mc.summary_en
     assert f"回到预警线 {warning}" in mc.summary and "或偿还 ¥" in mc.summary
+
+
+def test_alert_explanation_names_equal_parts_once() -> None:
+    """Issue 20 point 7: a dark feed's 'why' listed 'accessibility ¥-282,584, completeness ¥-282,584', which
+    reads like a bug; the parts are equal by the method (both dimensions fall to 0 alike, equally weighted)
+    and are named once, 'each'."""
+    from monitor.engine import _drivers_text
+
+    drivers = [(-282_584.3, "quality.accessibility"), (-282_584.1, "quality.completeness"), (-90_000.0, "activity")]
+    assert _drivers_text(drivers) == "accessibility and completeness ¥-282,584 each, activity ¥-90,000"
+    assert _drivers_text([(-5.0, "activity")]) == "activity ¥-5"
