@@ -44,10 +44,18 @@ def service_day(at: dt.datetime) -> dt.date:
     return at.astimezone(zoneinfo.ZoneInfo("America/Chicago")).date() - dt.timedelta(days=1)
 
 
-def main() -> None:
-    """Run the history, write the JSON summary and the figure, print the Markdown rows."""
+def run() -> Any:
+    """The CTA history backtest (``BacktestResult``)."""
     book = load_loan_book(BOOK)
-    res = run_backtest(book, read_telemetry(CSV, pledged_assets(book)), load_rulebook(RULES), PARAMS)
+    return run_backtest(book, read_telemetry(CSV, pledged_assets(book)), load_rulebook(RULES), PARAMS)
+
+
+def summarise(res: Any) -> dict[str, Any]:
+    """The committed summary (``benchmarks/results/cta_history.json``) of a history backtest.
+
+    ``tests/unit/test_cta_history.py`` compares it with the committed file and with the figures of
+    docs/valuation.md, so neither can drift from the code.
+    """
     firing = [a for a in res.alerts if a.status == "firing"]
     coverage = [a for a in firing if a.rule_id.startswith("coverage-")]
     by_year: dict[int, int] = defaultdict(int)
@@ -105,6 +113,13 @@ def main() -> None:
             service_day(a.at).isoformat() + " " + str(a.subject) for a in firing if a.rule_id == "activity-drift-down"
         ],
     }
+    return summary
+
+
+def main() -> None:
+    """Run the history, write the JSON summary and the figure, print the Markdown rows."""
+    res = run()
+    summary = summarise(res)
     RESULT.write_text(json.dumps(summary, indent=2) + "\n")
     plot(res)
     print("| service day | alert | coverage |\n| --- | --- | --- |")

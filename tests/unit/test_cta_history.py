@@ -142,3 +142,32 @@ def test_season_slot__a_52_week_year_keeps_weekdays_and_most_thanksgivings_align
     thanksgiving = {y: dt.date(y, 11, 22 + (3 - dt.date(y, 11, 1).weekday()) % 7) for y in range(2002, 2025)}
     same = sum(season_slot(thanksgiving[y]) == season_slot(thanksgiving[y - 1]) for y in range(2003, 2025))
     assert same >= 17  # the fourth Thursday moves a week against the 52-week year about one year in six
+
+
+def test_cta_history__the_committed_result_and_the_docs_figures_are_what_the_code_gives_now() -> None:
+    """Issue 20 point 4: `make cta-history` changed the tracked result and printed figures other than the
+    docs'. The summary is regenerated here from the current code and compared with the committed file and
+    the figures docs/valuation.md quotes; a difference names what to rerun."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "examples" / "cta"))
+    try:
+        import history as cta_history
+    finally:
+        sys.path.pop(0)
+    now = cta_history.summarise(cta_history.run())
+    committed = json.loads((ROOT / "benchmarks" / "results" / "cta_history.json").read_text())
+    stale = sorted(k for k in now if now[k] != committed.get(k))
+    assert not stale, f"benchmarks/results/cta_history.json is stale in {stale}: run `make cta-history`"
+    doc = (ROOT / "docs" / "valuation.md").read_text()
+    issued = [m for m in now["margin_calls"] if m["status"] == "issued"]
+    cov = now["interval_coverage"]
+    quoted = {
+        "first margin call day": f"service day **{issued[0]['service_day']}**",
+        "first margin call id": issued[0]["id"],
+        "interval coverage": f"{cov['all']['coverage']:.1%}".replace("%", " %") + f" of {cov['all']['windows']:,}",
+        "bus interval coverage": f"bus {cov['cta-bus']['coverage']:.1%}".replace("%", " %"),
+        "rail interval coverage": f"rail {cov['cta-rail']['coverage']:.1%}".replace("%", " %"),
+    }
+    missing = {k: v for k, v in quoted.items() if v not in doc}
+    assert not missing, f"docs/valuation.md does not quote the current figures: {missing}"
