@@ -58,6 +58,14 @@ pids+=($!)
 echo "demo: worker started (pid ${pids[0]}); metrics on http://127.0.0.1:${PLEDGEWATCH_METRICS_PORT:-9108}/metrics"
 sleep 8
 "$PY/pledgewatch" replay --rate "$rate" "${inject[@]}" --no-progress > "$logs/$run_id-replay.log" 2>&1 &
+replay_pid=$!
+pids+=($replay_pid)
+# say when the replay is done: the watch below keeps listening, and a silent screen reads as a hang
+( while kill -0 "$replay_pid" 2>/dev/null; do sleep 1; done
+  sleep 5
+  echo "demo: replay finished: every record is on the topics. The last 15-min window (to 15:00 NZST) stays open:"
+  echo "demo: it closes when event time passes its end, which a live feed does and a replay, ending there, cannot."
+  echo "demo: Ctrl-C stops the watch, the worker and the broker." ) &
 pids+=($!)
 echo "demo: replaying Friday 2016-05-20 05:00-15:00 NZST of Auckland Transport trip updates at $rate events/s"
 echo "demo: injected incidents: $incident (cut: 60 % of the trips stop while the feed reports -> margin call; outage: the feed goes dark -> feed-silent, the value carried within its 12 h grace)"

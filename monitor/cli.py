@@ -324,6 +324,8 @@ def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignor
     if as_json:
         print(orjson.dumps(d.to_json(), option=orjson.OPT_INDENT_2).decode())
         return
+    from monitor.display import format_time
+
     zone = zoneinfo.ZoneInfo(tz)
     name = [f"{rb.name} v{rb.version}" for rb in rulebooks]
     table = Table(title=f"alerts of A ({name[0]}) vs B ({name[1]})", expand=False)
@@ -334,7 +336,7 @@ def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignor
         cov = al.facts.get("coverage_ratio")
         table.add_row(
             change + note,
-            al.at.astimezone(zone).strftime("%m-%d %H:%M %Z"),
+            format_time(al.at, zone),
             al.loan_id,
             al.rule_id,
             al.subject,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import zoneinfo
 
 from rich.console import Console
@@ -9,7 +10,7 @@ from rich.table import Table
 
 from monitor.schemas import Alert, MarginCall
 
-__all__ = ["TERMS", "AlertPrinter", "format_yuan"]
+__all__ = ["TERMS", "AlertPrinter", "format_time", "format_yuan"]
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -49,6 +50,22 @@ def severity_label(level: str, lang: str) -> str:
     return TERMS[lang]["severity_warning" if level == "warning" else level]
 
 
+def format_time(t: dt.datetime, tz: dt.tzinfo) -> str:
+    """One stamp for every line pledgewatch prints: local date and time with the UTC offset.
+
+    The offset, not the zone abbreviation: "CST" is China Standard Time and US Central alike.
+
+    Examples
+    --------
+    >>> import zoneinfo
+    >>> format_time(dt.datetime(2016, 5, 19, 20, 30, tzinfo=dt.UTC), zoneinfo.ZoneInfo("Asia/Shanghai"))
+    '2016-05-20 04:30 +08:00'
+    """
+    local = t.astimezone(tz)
+    off = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M} {off[:3]}:{off[3:]}"
+
+
 def format_yuan(amount: float) -> str:
     """Yuan with thousands separators.
 
@@ -82,7 +99,7 @@ class AlertPrinter:
     def _table(self) -> Table:
         t = Table(show_header=not self._header, box=None, pad_edge=False, expand=False)
         when, loan, rule, severity, coverage, why = _HEADS[self.lang]
-        t.add_column(when, width=21)
+        t.add_column(when, width=23, no_wrap=True)  # "2016-05-20 04:30 +08:00"
         t.add_column(loan, width=15)
         t.add_column(rule, width=27)
         t.add_column(severity, width=8)
@@ -107,7 +124,7 @@ class AlertPrinter:
         else:
             why = f"resolved: coverage now {cov_s}"
         t.add_row(
-            a.at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z"),
+            format_time(a.at, self.tz),
             a.loan_id,
             f"{a.rule_id}{state}{shadow}",
             f"[{_STYLE.get(a.severity, '')}]{severity_label(a.severity, self.lang)}[/]",
@@ -119,7 +136,7 @@ class AlertPrinter:
     def margin_call(self, m: MarginCall) -> None:
         """Print one margin-call record."""
         t = self._table()
-        deadline = f"{m.cure_deadline.astimezone(self.tz):%Y-%m-%d %H:%M %Z}"
+        deadline = format_time(m.cure_deadline, self.tz)
         top_up, repay = format_yuan(m.required_top_up_collateral), format_yuan(m.required_repayment)
         if self.lang == "zh":
             why = (
@@ -133,7 +150,7 @@ class AlertPrinter:
             why = f"margin call {m.margin_call_id} {m.status}"
         level = "critical" if m.status in ("issued", "expired") else "info"
         t.add_row(
-            m.updated_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z"),
+            format_time(m.updated_at, self.tz),
             m.loan_id,
             f"margin-call:{m.status}",
             f"[{_STYLE[level]}]{severity_label(level, self.lang)}[/]",

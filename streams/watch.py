@@ -7,6 +7,7 @@ readable timeline: what core banking and risk officers would receive.
 
 from __future__ import annotations
 
+import datetime as dt
 import zoneinfo
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 from rich.console import Console
 
-from monitor.display import AlertPrinter
+from monitor.display import AlertPrinter, format_time, format_yuan
 from monitor.schemas import Alert, LoanRiskSnapshot, MarginCall
 from monitor.settings import Settings
 
@@ -59,15 +60,17 @@ def watch(
     consumer.assign(parts)
     if from_beginning:
         consumer.seek_to_beginning()
-    last_cov: dict[str, tuple[str, float | None, str]] = {}
+    last_cov: dict[str, tuple[str, float | None, str, float]] = {}
     state = {"last_at": ""}
 
     def coverage_line() -> None:
         if last_cov and any(v[2] != "calibrating" for v in last_cov.values()):
             at = max(v[0] for v in last_cov.values())
             parts_s = " | ".join(
-                f"{loan} awaiting valuation" if status == "calibrating" or cov is None else f"{loan} {cov:.1%} {status}"
-                for loan, (_, cov, status) in sorted(last_cov.items())
+                f"{loan} awaiting valuation"
+                if status == "calibrating" or cov is None
+                else f"{loan} {cov:.1%} {status} {format_yuan(value)}"
+                for loan, (_, cov, status, value) in sorted(last_cov.items())
             )
             if at != state["last_at"]:  # one line per window of event time
                 console.print(f"[dim]{at} coverage: {parts_s}[/]")
@@ -79,7 +82,10 @@ def watch(
         elif kind == "mc":
             printer.margin_call(msg)
         else:
-            last_cov[msg.loan_id] = (msg.as_of.astimezone(tz).strftime("%m-%d %H:%M"), msg.coverage_ratio, msg.status)
+            # stamped like the alerts: at the start of the window the valuation closed (as_of is its end),
+            # so a coverage and the alert it raised read the same time
+            start = msg.as_of - dt.timedelta(seconds=settings.window_s)
+            last_cov[msg.loan_id] = (format_time(start, tz), msg.coverage_ratio, msg.status, msg.collateral_value)
 
     # what is already on the topics is shown in event-time order: read as it comes, partitions and topics
     # interleave, so a loan's coverage could show a state hours old and a margin call before its warning

@@ -161,10 +161,14 @@ def test_watch_started_after_the_fact__shows_the_backlog_in_event_time_order(
     lines = [ln for ln in capsys.readouterr().out.splitlines() if " coverage: " in ln]
     assert lines, "watch printed no coverage line"
     stamps = [ln.split(" coverage: ")[0].strip() for ln in lines]
-    # MM-DD HH:MM: the loans open on 2023-12-31, the fleet runs from 2024-01-01, so December comes first
-    assert stamps == sorted(stamps, key=lambda st: ("0" if st.startswith("12-") else "1") + st)
+    # "YYYY-MM-DD HH:MM +00:00", the alerts' format: in event-time order
+    assert stamps == sorted(stamps) and all(st.endswith("+00:00") for st in stamps)
     final = lines[-1]
     for loan, snap in latest.items():
         calibrating = snap.status == "calibrating" or snap.coverage_ratio is None
-        shown = f"{loan} awaiting valuation" if calibrating else f"{loan} {snap.coverage_ratio:.1%} {snap.status}"
+        shown = (
+            f"{loan} awaiting valuation"
+            if calibrating
+            else f"{loan} {snap.coverage_ratio:.1%} {snap.status} ¥{snap.collateral_value:,.0f}"
+        )
         assert shown in final, (loan, final)
