@@ -73,7 +73,7 @@ def watch(
                 for loan, (_, cov, status, value) in sorted(last_cov.items())
             )
             if at != state["last_at"]:  # one line per window of event time
-                console.print(f"[dim]{at} coverage: {parts_s}[/]")
+                console.print(f"[dim]{at} coverage: {parts_s}[/]", soft_wrap=True)  # one line per window
                 state["last_at"] = at
 
     def show(kind: str, msg: Any) -> None:
