@@ -17,7 +17,7 @@ import logging
 import math
 import pickle
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any
@@ -519,7 +519,7 @@ class AssetMonitor:
 
     def screen(
         self, ev: TelemetryEvent, ts: float
-    ) -> tuple[list[tuple[TelemetryEvent, float]], list[tuple[TelemetryEvent, float]]]:
+    ) -> tuple[Sequence[tuple[TelemetryEvent, float]], Sequence[tuple[TelemetryEvent, float]]]:
         """Hold a record far ahead of the asset's own event time until the stream confirms the jump (C19).
 
         A record more than one window plus the allowed lateness after the asset's newest event time
@@ -536,8 +536,10 @@ class AssetMonitor:
         p = self.params
         ahead = self.max_ts is not None and ts > self.max_ts + p.window_s + p.allowed_lateness_s
         if not ahead:
+            if not self.ahead:  # the per-record path: nothing held, nothing allocated but the pair
+                return ((ev, ts),), ()
             rejected, self.ahead = self.ahead, []
-            return [(ev, ts)], rejected
+            return ((ev, ts),), rejected
         self.ahead.append((ev, ts))
         times = [t for _, t in self.ahead]
         beats = {t for e, t in self.ahead if e.kind == self.profile.poll_kind}
@@ -1333,9 +1335,11 @@ class AssetBook:
                     out.extend(self.tick(ts))
         return out
 
-    def _reject_ahead(self, asset: AssetMonitor, rejected: list[tuple[TelemetryEvent, float]]) -> list[Output]:
+    def _reject_ahead(self, asset: AssetMonitor, rejected: Sequence[tuple[TelemetryEvent, float]]) -> list[Output]:
         """Dead-letter held records the stream did not confirm (``implausible_time``, C19)."""
         out: list[Output] = []
+        if not rejected:
+            return out
         base = asset.max_ts if asset.max_ts is not None else 0.0
         for rec, ts in rejected:
             msg = (
