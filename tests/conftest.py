@@ -35,14 +35,19 @@ def sample_telemetry() -> tuple[TelemetryEvent, ...]:
     return tuple(read_telemetry(SAMPLE, pledged_assets(load_loan_book(BOOK))))
 
 
-def shared_data(*parts: str) -> Path:
-    """Path under ../shared/data; skips when absent on a user's machine, fails under CI=true."""
-    path = SHARED.joinpath("data", *parts)
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared; skips when absent on a user's machine, fails under CI=true."""
+    path = SHARED.joinpath(*parts)
     if not path.exists():
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{path} is missing: CI must have ../shared/data")
+            pytest.fail(f"{path} is missing: CI must have ../shared")
         pytest.skip(f"{path} not present (../shared is not shipped to users)")
     return path
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data (see :func:`shared_path`)."""
+    return shared_path("data", *parts)
 
 
 @pytest.fixture

@@ -17,22 +17,14 @@ from monitor.backtest import read_telemetry, run_backtest
 from monitor.engine import CoreParams
 from monitor.valuation import ValuationParams
 from rules.rulebook import load_rulebook
-from tests.conftest import ROOT, SHARED
+from tests.conftest import ROOT, shared_path
 
-CASES = SHARED / "cases" / "inputs"
 AKL = zoneinfo.ZoneInfo("Pacific/Auckland")
 
 
 def case_input(name: str) -> Path:
     """A file of ``../shared/cases/inputs`` (skips off CI when ../shared is absent, fails under CI=true)."""
-    import os
-
-    path = CASES / name
-    if not path.exists():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{path} is missing: CI must have ../shared/cases")
-        pytest.skip(f"{path} not present (../shared is not shipped to users)")
-    return path
+    return shared_path("cases", "inputs", name)
 
 
 def daily_book(timezone: str) -> list[bytes]:
