@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python benchmarks/memory.py [--events 10000000]``. Writes
 ``benchmarks/results/memory.json`` and the ``memory`` rows of ``docs/benchmarks.md``.
 
-The core (:class:`monitor.engine.Monitor`) runs in this process on simulated telemetry
+The core (:class:`monitor.core.router.Monitor`) runs in this process on simulated telemetry
 (:mod:`monitor.simulate`, seeded from the Auckland sample), its outputs dropped as a worker drops
 them once published; the records are generated in a child process (the second core) and arrive as
 JSON bytes, so this process's RSS is the core's own.
@@ -31,7 +31,7 @@ from typing import Any
 
 from report import header, publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
-from monitor.engine import CoreParams, Monitor, decode_loan_event, decode_telemetry
+from monitor.core import CoreParams, Monitor, decode_loan_event, decode_telemetry
 from monitor.errors import InputRejected
 from monitor.sensors import CountingSensor
 from monitor.simulate import Fleet

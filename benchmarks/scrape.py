@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from report import publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
-from monitor.engine import CoreParams, Monitor, decode_loan_event
+from monitor.core import CoreParams, Monitor, decode_loan_event
 from rules.rulebook import load_rulebook
 from streams.prometheus import Metrics, PrometheusSensor
 

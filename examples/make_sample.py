@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from monitor.engine import CoreParams, Monitor  # noqa: E402
+from monitor.core import CoreParams, Monitor  # noqa: E402
 from monitor.schemas import Appraisal, CollateralPledged, LoanOpened, Thresholds  # noqa: E402
 from monitor.sources.auckland import asset_of_route, events_from_polls, read_polls  # noqa: E402
 from monitor.valuation import ValuationParams  # noqa: E402

@@ -1,7 +1,7 @@
 """``pledgewatch backtest``: run a loan book and recorded telemetry through the core, in-process.
 
-The records go through the same bytes → :func:`monitor.engine.decode_telemetry`
-→ :class:`monitor.engine.Monitor` path as in the stream, so a backtest is the
+The records go through the same bytes → :func:`monitor.core.decode.decode_telemetry_record`
+→ :class:`monitor.core.router.Monitor` path as in the stream, so a backtest is the
 production code path without a broker.
 """
 
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.engine import CoreParams, Monitor, Output, decode_loan_event, decode_telemetry
+from monitor.core import CoreParams, Monitor, Output, decode_loan_event
+from monitor.core.decode import decode_telemetry_record
 from monitor.errors import ConfigError, InputRejected
 from monitor.incidents import Incident, apply_incidents, parse_incident
 from monitor.schemas import Alert, CollateralPledged, CollateralValuation, LoanRiskSnapshot, MarginCall, TelemetryEvent
@@ -256,16 +257,8 @@ def run_backtests(
     if incidents:
         evs = apply_incidents(_events_only(telemetry), incidents)
     last: dt.datetime | None = None  # latest event time seen
-    n = 0
-    for item in evs:
-        raw = item.model_dump_json().encode() if isinstance(item, TelemetryEvent) else item
-        n += 1
-        try:
-            ev = decode_telemetry(raw, wall, cp.max_clock_skew_s, cp.earliest_event_time_s)
-        except InputRejected as exc:
-            for mon in monitors:
-                mon.on_reject(exc)
-            continue
+    seen = [0]
+    for ev in _decoded(evs, wall, cp, monitors, seen):
         if due < len(pending):
             # loan events due by the record's time, bounded like the record itself: one far ahead of the
             # stream's own time (held until confirmed, C19) must not pull later loan events forward
@@ -288,9 +281,34 @@ def run_backtests(
             # to the stream's own time: records still held far ahead of it are dead-lettered, not followed
             clock = mon.asset_book.clock
             res.outputs.extend(mon.flush(clock if clock is not None else last.timestamp()))
-        res.events = n
+        res.events = seen[0]
         res.seconds = seconds
     return results
+
+
+def _decoded(
+    items: Iterable[TelemetryEvent | bytes], wall: float, cp: CoreParams, monitors: list[Monitor], seen: list[int]
+) -> Iterator[TelemetryEvent]:
+    """The observations of the telemetry records, each decoded as the worker decodes it.
+
+    A record may be one observation or a batch (:class:`~monitor.schemas.TelemetryBatch`); an
+    unusable record or observation is counted as rejected by every monitor, as the worker
+    dead-letters it. ``seen[0]`` counts the observations read, usable or not (a rejected record as one).
+    """
+    for item in items:
+        raw = item.model_dump_json().encode() if isinstance(item, TelemetryEvent) else item
+        try:
+            events, rejected = decode_telemetry_record(raw, wall, cp.max_clock_skew_s, cp.earliest_event_time_s)
+        except InputRejected as exc:
+            seen[0] += 1
+            for mon in monitors:
+                mon.on_reject(exc)
+            continue
+        seen[0] += len(events) + len(rejected)
+        for bad in rejected:
+            for mon in monitors:
+                mon.on_reject(bad.error)
+        yield from events
 
 
 def interval_coverage(valuations: Iterable[CollateralValuation]) -> tuple[float | None, int]:

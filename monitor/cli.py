@@ -108,7 +108,7 @@ def _settings() -> Settings:
 
 
 def _params(settings: Settings):  # type: ignore[no-untyped-def]
-    from monitor.engine import CoreParams
+    from monitor.core import CoreParams
     from monitor.valuation import ValuationParams
 
     return CoreParams(
@@ -413,9 +413,17 @@ def topics_delete(prefix: Annotated[str, typer.Option(help="Delete topics starti
 def replay(
     telemetry: TelemetryOpt = SAMPLE,
     loan_book: Annotated[Path, typer.Option(help="Loan events to produce first.")] = LOAN_BOOK,
-    rate: Annotated[float, typer.Option(help="Events per second (0 = as fast as possible).")] = 1000.0,
+    rate: Annotated[float, typer.Option(help="Observations per second (0 = as fast as possible).")] = 1000.0,
     inject: InjectOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    batch: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=10_000,
+            help="Most observations of one asset's poll sent as one record (1 = one record each).",
+        ),
+    ] = 500,
 ) -> None:
     """Produce the loan book, then recorded telemetry, onto the topics (with rate control)."""
     from monitor.backtest import load_inputs
@@ -434,10 +442,12 @@ def replay(
     producer = make_producer(s)
     try:
         n_loans = produce_loan_book(producer, s, book)
-        n = produce_telemetry(producer, s, events, rate=rate, total=len(events), progress=progress)
+        n = produce_telemetry(
+            producer, s, events, rate=rate, total=len(events), progress=progress, max_observations=batch
+        )
     finally:
         producer.close()
-    _console().print(f"produced {n_loans} loan events and {n:,} telemetry records to {s.topic_prefix}*")
+    _console().print(f"produced {n_loans} loan events and {n:,} telemetry observations to {s.topic_prefix}*")
 
 
 @app.command()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from monitor.schemas import (
     Repayment,
     RulebookStatus,
     RulebookUpdate,
+    TelemetryBatch,
     TelemetryEvent,
     Thresholds,
 )
@@ -48,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: message name -> (model or adapter, title)
 MESSAGES: dict[str, tuple[Any, str]] = {
     "TelemetryEvent": (TelemetryEvent, "Operational record of a pledged data asset"),
+    "TelemetryBatch": (TelemetryBatch, "Several observations of one asset in one record (e.g. one poll)"),
     "LoanEvent": (TypeAdapter(LoanEvent), "Loan lifecycle event from core banking (tagged union on `type`)"),
     "CollateralValuation": (CollateralValuation, "Revalued collateral of one asset at a window close"),
     "LoanRiskSnapshot": (LoanRiskSnapshot, "Risk position of one loan"),
@@ -68,6 +71,13 @@ class Channel:
     key: str
     action: str
     description: str
+    #: further message kinds the topic carries besides ``message``
+    also: tuple[str, ...] = ()
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        """Every message kind of the topic."""
+        return (self.message, *self.also)
 
 
 CHANNELS: list[Channel] = [
@@ -76,7 +86,9 @@ CHANNELS: list[Channel] = [
         "TelemetryEvent",
         "asset id",
         "receive",
-        "Telemetry of pledged data assets (producers: data platforms).",
+        "Telemetry of pledged data assets (producers: data platforms): one observation a record, or one "
+        "asset's poll as a `TelemetryBatch` (each observation decoded and dead-lettered on its own).",
+        also=("TelemetryBatch",),
     ),
     Channel(
         "loan-book", "LoanEvent", "loan id", "receive", "Loan lifecycle from core banking; ordered per loan by the key."
@@ -163,13 +175,25 @@ def _loan_event_examples(opened: LoanOpened, pledged: CollateralPledged) -> list
     ]
 
 
+def _batch_example(telemetry: Iterable[TelemetryEvent]) -> TelemetryBatch:
+    """The first poll of the sample with at least two observations of one asset, as a batch (at most 3 of them)."""
+    group: list[TelemetryEvent] = []
+    for ev in telemetry:
+        if group and (ev.asset_id, ev.received_at) != (group[0].asset_id, group[0].received_at):
+            if len(group) >= 2:
+                break
+            group = []
+        group.append(ev)
+    return TelemetryBatch(asset_id=group[0].asset_id, observations=group[:3])
+
+
 def examples() -> dict[str, list[BaseModel]]:
     """Message name -> real examples: a backtest of the shipped sample with the demo outage, plus the loan book.
 
     Deterministic: the sample, the loan book and the models' seeds fix every value.
     """
     from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
-    from monitor.engine import decode_loan_event, decode_telemetry
+    from monitor.core import decode_loan_event, decode_telemetry
     from monitor.errors import InputRejected
     from monitor.incidents import parse_incident
     from rules.rulebook import load_rulebook
@@ -203,7 +227,7 @@ def examples() -> dict[str, list[BaseModel]]:
         decode_telemetry(bad, when.timestamp())
         raise AssertionError("the dead-letter example must be rejected")
     except InputRejected as exc:
-        from monitor.engine import dead_letter
+        from monitor.core import dead_letter
 
         dl = dead_letter(
             bad, exc, topic="pledge.telemetry", partition=2, offset=48_113, key="akl-routes-2xx", now=when.timestamp()
@@ -212,6 +236,7 @@ def examples() -> dict[str, list[BaseModel]]:
     snapshots = res.of("loan-risk")
     return {
         "TelemetryEvent": list(first_events),
+        "TelemetryBatch": [_batch_example(read_telemetry(sample, pledged_assets(book)))],
         "LoanEvent": _loan_event_examples(opened, pledged),
         "CollateralValuation": [next(v for v in res.valuations if v.status == "active")],
         "LoanRiskSnapshot": [next(s for s in snapshots if s.status in ("margin_call", "close_out"))],
@@ -256,29 +281,29 @@ def asyncapi(prefix: str = "pledge.") -> dict[str, Any]:
         channels[cid] = {
             "address": prefix + TOPICS[ch.logical],
             "description": ch.description,
-            "messages": {ch.message: {"$ref": f"#/components/messages/{ch.message}"}},
+            "messages": {m: {"$ref": f"#/components/messages/{m}"} for m in ch.messages},
             "bindings": {"kafka": kafka},
         }
         verb = "consume" if ch.action == "receive" else "publish"
         operations[f"{verb}_{cid}"] = {
             "action": ch.action,
             "channel": {"$ref": f"#/channels/{cid}"},
-            "messages": [{"$ref": f"#/channels/{cid}/messages/{ch.message}"}],
+            "messages": [{"$ref": f"#/channels/{cid}/messages/{m}"} for m in ch.messages],
         }
-        messages[ch.message] = {
-            "name": ch.message,
-            "title": MESSAGES[ch.message][1],
-            "contentType": "application/json",
-            "payload": {
-                "schemaFormat": "application/schema+json;version=draft-2020-12",
-                "schema": {"$ref": f"./{ch.message}.schema.json"},
-            },
-            "bindings": {"kafka": {"key": {"type": "string", "description": ch.key}}},
-            "examples": [
-                {"name": f"{ch.message}-{i + 1}", "payload": m.model_dump(mode="json")}
-                for i, m in enumerate(ex[ch.message])
-            ],
-        }
+        for name in ch.messages:
+            messages[name] = {
+                "name": name,
+                "title": MESSAGES[name][1],
+                "contentType": "application/json",
+                "payload": {
+                    "schemaFormat": "application/schema+json;version=draft-2020-12",
+                    "schema": {"$ref": f"./{name}.schema.json"},
+                },
+                "bindings": {"kafka": {"key": {"type": "string", "description": ch.key}}},
+                "examples": [
+                    {"name": f"{name}-{i + 1}", "payload": m.model_dump(mode="json")} for i, m in enumerate(ex[name])
+                ],
+            }
     return {
         "asyncapi": "3.0.0",
         "info": {

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 __all__ = ["SeasonalLevel"]
 
@@ -126,6 +127,10 @@ class SeasonalLevel:
         level = self.level
         r = y / s - level
         w = self.weight(slot, base)
+        if w <= 0.0:
+            # an index so small beside the typical window that its weight underflows (a subnormal
+            # index, found by the model contract's property test) is an off-service slot, as s = 0 is
+            return None
         lim = self.clip_k * self.scale / w
         rc = r if -lim <= r <= lim else (lim if r > 0 else -lim)
         y_clean = max(0.0, s * (level + rc))
@@ -143,6 +148,53 @@ class SeasonalLevel:
         self.n += 1
         return level + w * rc
 
+    # --- river's model contract (``learn_one`` / ``predict_one`` over plain dicts) -------------
+    #: the constructor's parameters; the other fields are learned state
+    PARAMS: ClassVar[tuple[str, ...]] = ("alpha", "gamma", "clip_k", "scale_lambda", "scale0")
+
+    def learn_one(self, x: dict[str, Any], y: float) -> None:
+        """Learn one window's activity ``y`` (activity units) for ``x = {"slot": int, "base": float}``.
+
+        river's regressor contract (``river.base.Regressor.learn_one``): ``x`` is read, never changed,
+        and features other than ``slot`` and ``base`` are ignored. Same as :meth:`learn` with the level
+        and the season both learning.
+
+        Raises
+        ------
+        ValueError
+            When ``x`` lacks ``slot`` or ``base``, naming the key.
+
+        >>> m = SeasonalLevel(alpha=0.5, gamma=0.2)
+        >>> m.predict_one({"slot": 3, "base": 10.0})
+        10.0
+        >>> m.learn_one({"slot": 3, "base": 10.0, "route": "7xx"}, 12.0)  # 20 % above: cleaned at 2 scales
+        >>> round(m.predict_one({"slot": 3, "base": 10.0}), 3)
+        10.909
+        """
+        slot, base = _slot_base(x)
+        self.learn(slot, base, float(y))
+
+    def predict_one(self, x: dict[str, Any]) -> float:
+        """Forecast of a window's activity (activity units, ≥ 0) for ``x = {"slot": int, "base": float}``.
+
+        Raises
+        ------
+        ValueError
+            When ``x`` lacks ``slot`` or ``base``.
+        """
+        slot, base = _slot_base(x)
+        return self.forecast(slot, base)
+
+    def _get_params(self) -> dict[str, float]:
+        """The constructor's parameters under their names (river's ``Base._get_params``)."""
+        return {name: getattr(self, name) for name in self.PARAMS}
+
+    def clone(self) -> SeasonalLevel:
+        """A new, unlearned forecaster with the same parameters (river's ``Base.clone``)."""
+        return SeasonalLevel(
+            alpha=self.alpha, gamma=self.gamma, clip_k=self.clip_k, scale_lambda=self.scale_lambda, scale0=self.scale0
+        )
+
     def reset_level(self, level: float) -> None:
         """Restart the level at ``level`` (ratio, ≥ 0), keeping the weight of the typical window.
 
@@ -153,3 +205,17 @@ class SeasonalLevel:
     def prime(self, base_mean: float) -> None:
         """Start the level at 1.0 with the weight of one average window (``base_mean`` activity units)."""
         self.sum_y = self.sum_s = max(base_mean, 1e-9)
+
+
+def _slot_base(x: dict[str, Any]) -> tuple[int, float]:
+    """``(slot, base)`` of a forecaster's feature dict; ValueError naming a missing or unusable key."""
+    try:
+        return int(x["slot"]), float(x["base"])
+    except KeyError as exc:
+        raise ValueError(
+            f"forecaster features: {exc.args[0]!r} missing, expected {{'slot': int, 'base': float}}"
+        ) from None
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"forecaster features: slot={x.get('slot')!r}, base={x.get('base')!r}; expected an int and a number"
+        ) from None

@@ -58,12 +58,22 @@ __all__ = [
     "RulebookStatus",
     "RulebookUpdate",
     "ServiceArea",
+    "TelemetryBatch",
     "TelemetryEvent",
     "Thresholds",
     "parse_cure_period",
 ]
 
 SCHEMA_VERSION = 1
+
+#: The closed vocabularies of the messages, named so the core can type its values with them.
+ValuationStatus = Literal["calibrating", "active"]
+Drift = Literal["none", "decline", "increase"]
+LoanStatus = Literal["ok", "warning", "margin_call", "close_out", "calibrating", "closed"]
+LineStatus = Literal["ok", "warning", "margin_call", "close_out"]
+AlertStatus = Literal["firing", "resolved"]
+Severity = Literal["info", "warning", "critical"]
+Scope = Literal["loan", "asset"]
 
 #: The six quality dimensions, named as GB/T 36344-2018 names them.
 DIMENSIONS: tuple[str, ...] = (
@@ -194,6 +204,40 @@ class TelemetryEvent(_Strict):
     kind: Annotated[str, Field(min_length=1, max_length=64)]
     metrics: dict[str, float] = Field(default_factory=dict)
     attributes: dict[str, str] = Field(default_factory=dict)
+
+
+#: Most observations one telemetry record may carry: a poll of a large fleet's route group (a few
+#: hundred vehicles) fits with room; beyond it a producer should split. Bounds the work one record can
+#: cause, as ``max_message_bytes`` bounds its bytes.
+MAX_BATCH_OBSERVATIONS = 10_000
+
+
+class TelemetryBatch(_Strict):
+    """Several observations of one asset in one record (topic ``pledge.telemetry``), e.g. one poll.
+
+    Each observation is a whole :class:`TelemetryEvent`, decoded by the same rules as a record of its
+    own; an observation that breaks them is dead-lettered alone, with its index, and the others are
+    used. Batches amortise the stream framework's per-record cost over many observations (issue 18).
+
+    Attributes
+    ----------
+    asset_id
+        The asset every observation names (the Kafka key).
+    observations
+        1 to :data:`MAX_BATCH_OBSERVATIONS` observations, in the order they are applied.
+    """
+
+    schema_version: Literal[1] = 1
+    asset_id: _ID
+    observations: Annotated[list[TelemetryEvent], Field(min_length=1, max_length=MAX_BATCH_OBSERVATIONS)]
+
+    @model_validator(mode="after")
+    def _one_asset(self) -> TelemetryBatch:
+        for i, ob in enumerate(self.observations):
+            if ob.asset_id != self.asset_id:
+                msg = f"observations.{i}.asset_id: got {ob.asset_id!r}, expected the batch's asset {self.asset_id!r}"
+                raise ValueError(msg)
+        return self
 
 
 class Thresholds(_Strict):
@@ -504,7 +548,7 @@ class CollateralValuation(_Strict):
     loan_ids: list[str]
     window_start: AwareDatetime
     window_end: AwareDatetime
-    status: Literal["calibrating", "active"]
+    status: ValuationStatus
     value: _YUAN
     value_lower: _YUAN
     value_upper: _YUAN
@@ -521,7 +565,7 @@ class CollateralValuation(_Strict):
     anomaly_score: float
     anomalous: bool
     learned: bool
-    drift: Literal["none", "decline", "increase"]
+    drift: Drift
     windows_seen: int
     events_in_window: int
     late_events: int
@@ -559,7 +603,7 @@ class LoanRiskSnapshot(_Strict):
     schema_version: Literal[1] = 1
     loan_id: str
     as_of: AwareDatetime
-    status: Literal["ok", "warning", "margin_call", "close_out", "calibrating", "closed"]
+    status: LoanStatus
     currency: Literal["CNY"] = "CNY"
     outstanding: _YUAN
     collateral_value: _YUAN
@@ -580,10 +624,10 @@ class Alert(_Strict):
 
     schema_version: Literal[1] = 1
     alert_id: str
-    status: Literal["firing", "resolved"]
+    status: AlertStatus
     rule_id: str
-    severity: Literal["info", "warning", "critical"]
-    scope: Literal["loan", "asset"]
+    severity: Severity
+    scope: Scope
     subject: str
     loan_id: str
     asset_id: str | None = None
@@ -637,6 +681,9 @@ class DeadLetter(_Strict):
     asset_id: str | None = None
     original_b64: str
     received_at: AwareDatetime
+    #: for one observation of a :class:`TelemetryBatch`: its index (0-based); ``original_b64`` then
+    #: holds that observation's JSON, not the whole record
+    observation_index: int | None = None
 
     @field_validator("reason")
     @classmethod

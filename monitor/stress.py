@@ -7,7 +7,7 @@ For each pledged asset, from its latest valuation (``docs/valuation.md``)::
 where ``a`` is the activity drop and ``q`` the quality drop (ratios 0..1) applied to that asset (or
 to all). An asset not yet valued keeps its appraisal. Each loan's shocked coverage is
 ``Σ V' / outstanding``, judged against its own lines, with the top-up that would restore its warning
-line (:func:`monitor.engine.required_top_up`). Pure functions of the snapshots; no state changes.
+line (:func:`monitor.core.margin.required_top_up`). Pure functions of the snapshots; no state changes.
 
 Sources: a backtest of recorded data (``pledgewatch stress`` default: the shipped sample), or the
 latest records of the ``loan-risk`` and ``valuations`` topics of a running deployment (``--source topics``).
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from monitor.engine import line_status, required_top_up
+from monitor.core import line_status, required_top_up
 from monitor.errors import ConfigError
 from monitor.schemas import CollateralValuation, LoanRiskSnapshot
 

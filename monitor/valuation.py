@@ -31,14 +31,15 @@ import math
 import warnings
 import zoneinfo
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import river
-from river import anomaly, drift, stats
+from river import anomaly, base, drift, stats
 from scipy.stats import poisson
 
 from monitor.forecast import SeasonalLevel
 from monitor.profiles import AssetProfile
-from monitor.schemas import DIMENSIONS
+from monitor.schemas import DIMENSIONS, Drift, ValuationStatus
 from monitor.service_calendar import country_of_timezone, day_type
 
 #: Ordinal of Monday 1970-01-05, the origin of season slots (so daily slots align by weekday).
@@ -196,8 +197,12 @@ def model_stamp(profile: AssetProfile, params: ValuationParams) -> dict[str, obj
 _STAMPS: dict[tuple[int, int], tuple[AssetProfile, ValuationParams, dict[str, object]]] = {}
 
 
-class FixedScaler:
+class FixedScaler(base.Transformer):
     """Scale features to [0, 1] with fixed limits; unknown features are dropped, never NaN.
+
+    A river transformer (``river.base.Transformer``): stateless, so ``learn_one`` learns nothing, and
+    ``FixedScaler(limits) | window_anomaly_detector(params)`` is the valuer's anomaly model as one
+    river pipeline (the model contract suite, ``tests/unit/test_model_contract.py``, runs on it).
 
     River 0.26.1's ``MinMaxScaler`` yields NaN for a feature it has not seen (online-ml/river#2001),
     which HalfSpaceTrees then silently mis-scores; fixed limits from the asset profile avoid both.
@@ -211,9 +216,9 @@ class FixedScaler:
     def __init__(self, limits: dict[str, tuple[float, float]]) -> None:
         self.limits = dict(limits)
 
-    def transform_one(self, x: dict[str, float]) -> dict[str, float]:
-        """Scale ``x``: known finite features to [0, 1] (clipped); others dropped."""
-        out: dict[str, float] = {}
+    def transform_one(self, x: dict[Any, Any]) -> dict[Any, Any]:
+        """Scale ``x`` (feature name -> float): known finite features to [0, 1] (clipped); others dropped."""
+        out: dict[Any, float] = {}
         for name, (lo, hi) in self.limits.items():
             v = x.get(name)
             if v is None or not math.isfinite(v):
@@ -223,11 +228,23 @@ class FixedScaler:
         return out
 
 
+def window_anomaly_detector(params: ValuationParams) -> anomaly.HalfSpaceTrees:
+    """The anomaly detector of a window's scaled features, as every valuer builds it.
+
+    river's ``HalfSpaceTrees`` (Tan, Ting & Liu 2011, "Fast anomaly detection for streaming data",
+    IJCAI) with 10 trees (river's default) of height 6 rather than river's 8: a reference window of
+    ``params.hst_window`` (32) windows spreads its mass over 2^6 = 64 leaves a tree, where 256 would
+    leave most leaves empty and every window look rare. Seeded by ``params.seed`` so that a replay
+    scores alike. Scores are 0..1; features must be scaled to [0, 1] first (:class:`FixedScaler`).
+    """
+    return anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=params.hst_window, seed=params.seed)
+
+
 @dataclass(slots=True)
 class WindowResult:
     """What the valuer concluded for one closed window (inputs of ``CollateralValuation``)."""
 
-    status: str
+    status: ValuationStatus
     value: float
     value_lower: float
     value_upper: float
@@ -242,7 +259,7 @@ class WindowResult:
     anomaly_score: float
     anomalous: bool
     learned: bool
-    drift: str
+    drift: Drift
     windows_seen: int
     attribution: dict[str, float]
     attribution_since_pledge: dict[str, float]
@@ -347,7 +364,7 @@ class AssetValuer:
         #: learned reference per slot: sum and count of the activity of its first windows with data
         self._ref_sum: dict[int, float] = {}
         self._ref_n: dict[int, int] = {}
-        self._hst = anomaly.HalfSpaceTrees(n_trees=10, height=6, window_size=params.hst_window, seed=params.seed)
+        self._hst = window_anomaly_detector(params)
         self._scaler = FixedScaler(profile.feature_limits)
         self._ph_down = drift.PageHinkley(mode="down", min_instances=12, threshold=3.0, delta=0.05)
         self._ph_up = drift.PageHinkley(mode="up", min_instances=12, threshold=3.0, delta=0.05)
@@ -378,7 +395,7 @@ class AssetValuer:
         self._e_cov = 0.0
         self._e_var = 0.0
         self._e_prev: float | None = None
-        self._drift = "none"
+        self._drift: Drift = "none"
         self._drift_left = 0
         self._anomalous_run = 0
         # window start -> (window slot, reference activity or None): the horizon slides one window at a time
@@ -572,7 +589,7 @@ class AssetValuer:
         self._e_prev = e
         return factor
 
-    def _watch_shift(self, activity: float, mu: float, s_j: float, phi: float) -> str | None:
+    def _watch_shift(self, activity: float, mu: float, s_j: float, phi: float) -> Drift | None:
         """Feed one window to the level-shift CUSUMs; the shift confirmed, if any.
 
         ``activity`` is the window's count, ``mu`` its forecast (both activity units), ``s_j`` its
@@ -580,9 +597,9 @@ class AssetValuer:
         run passes the confirmation interval over at least two windows spanning the profile's
         ``shift_confirm_s``; the level then restarts at the run's mean ratio ``Σ y / Σ s``.
         """
-        confirmed: str | None = None
+        confirmed: Drift | None = None
         level_before = max(self._fc.level, 1e-12)
-        family = [(run, self._conf_h_down, "decline") for run in self._cusum_down]
+        family: list[tuple[_CusumRun, float, Drift]] = [(run, self._conf_h_down, "decline") for run in self._cusum_down]
         family.append((self._cusum_up, self._conf_h, "increase"))
         for run, conf_h, name in family:
             # quasi-Poisson log likelihood ratio of the window: rate ratio × μ against μ, divided by φ
@@ -788,7 +805,7 @@ class AssetValuer:
                 shadow.learn(slot, expected, activity, level_too, not self._learn_reference)
                 counterfactual_index = self._activity_index(start + p.window_s, shadow)
             else:
-                shift: str | None = None
+                shift: Drift | None = None
                 if level_too and r is not None:
                     q_step = self._q90()
                     # the level's memory sized by its information, or a fresh shift's running mean

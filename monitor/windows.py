@@ -6,7 +6,7 @@ runs from local midnight to the next (23 or 25 h on DST days), and an hourly one
 hours in zones with half-hour offsets (case C17).
 It closes when the asset's watermark (its latest event time minus the allowed
 lateness) passes its end, or when the stream clock shows the asset silent (see
-:meth:`monitor.engine.AssetMonitor.on_clock`). A record for a closed window is
+:meth:`monitor.core.assets.AssetMonitor.on_clock`). A record for a closed window is
 *late*: counted, never applied (state is not rolled back).
 """
 
@@ -248,7 +248,7 @@ class WindowStats:
         plausible ÷ records; consistency = 1 − contradictions ÷ records; timeliness = timely ÷
         records with a receive time (a stale repeat is timed and untimely); accessibility = poll
         slots with data ÷ slots. A poll slot lasts the feed's own cadence ``cadence_s`` (learned by
-        the asset, see :class:`monitor.engine.AssetMonitor`), never less than the profile's
+        the asset, see :class:`monitor.core.assets.AssetMonitor`), never less than the profile's
         ``poll_interval_s``: a collector that polls every 10 min is not 80 % inaccessible against a
         2-min profile, one that misses its own cadence is. An empty window has completeness and
         accessibility 0 and the others ``None``.

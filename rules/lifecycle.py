@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import cel
 
+from monitor.schemas import AlertStatus
 from rules.rulebook import Rule, Rulebook
 
 __all__ = ["RuleSensor", "RuleState", "Transition", "alert_id", "evaluate_subject"]
@@ -60,7 +61,7 @@ class Transition:
 
     rule: Rule
     subject: str
-    status: str
+    status: AlertStatus
     episode_start: float
     at: float
 

@@ -19,7 +19,7 @@ import cel
 import yaml
 
 from monitor.errors import RulebookError
-from monitor.schemas import DIMENSIONS
+from monitor.schemas import DIMENSIONS, Scope, Severity
 
 __all__ = [
     "Rule",
@@ -88,8 +88,8 @@ class Rule:
     """
 
     id: str
-    scope: str
-    severity: str
+    scope: Scope
+    severity: Severity
     when: str
     for_s: float
     keep_firing_for_s: float

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.backtest import interval_coverage, load_loan_book, pledged_assets, read_telemetry, run_backtest
-from monitor.engine import CoreParams
+from monitor.core import CoreParams
 from monitor.valuation import ValuationParams
 from rules.rulebook import load_rulebook
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.backtest import BacktestResult, interval_coverage, load_inputs, run_backtest
-from monitor.engine import CoreParams
+from monitor.core import CoreParams
 from monitor.errors import PledgewatchError
 from monitor.schemas import CollateralPledged, LoanEventAdapter, LoanOpened
 from monitor.settings import Settings

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from monitor.backtest import run_backtest
-from monitor.engine import CoreParams, Monitor, decode_telemetry
+from monitor.core import CoreParams, Monitor, decode_telemetry
 from monitor.errors import InputRejected
 from monitor.schemas import CollateralValuation
 from monitor.sensors import CountingSensor
@@ -96,7 +96,7 @@ def test_case_c09_nan_and_inf_never_reach_a_model(rulebook) -> None:  # type: ig
     mon_a, mon_b = Monitor(rulebook, CoreParams()), Monitor(rulebook, CoreParams())
     for mon, data in ((mon_a, windows(6)), (mon_b, windows(1) + [poison] * 5 + windows(5, start=1))):
         for raw in loan_book():
-            from monitor.engine import decode_loan_event
+            from monitor.core import decode_loan_event
 
             mon.on_loan_event(decode_loan_event(raw))
         for raw in data:
@@ -172,7 +172,7 @@ def test_case_c15_digit_strings_and_odd_formats_are_never_guessed(value: str) ->
 
 
 def test_case_c15_received_at_and_loan_effective_at_are_range_checked() -> None:
-    from monitor.engine import decode_loan_event
+    from monitor.core import decode_loan_event
 
     raw = orjson.dumps(
         {
@@ -192,7 +192,7 @@ def test_case_c15_received_at_and_loan_effective_at_are_range_checked() -> None:
 
 
 def test_case_c16_misspelled_profile_or_required_field_is_rejected_at_the_door() -> None:
-    from monitor.engine import decode_loan_event
+    from monitor.core import decode_loan_event
 
     pledge = orjson.loads(make_pledge().model_dump_json())
     with pytest.raises(InputRejected, match="asset_profile"):
@@ -205,7 +205,7 @@ def test_case_c16_misspelled_profile_or_required_field_is_rejected_at_the_door()
 
 
 def test_case_c09_amounts_are_bounded_so_sums_stay_finite() -> None:
-    from monitor.engine import decode_loan_event
+    from monitor.core import decode_loan_event
 
     with pytest.raises(InputRejected):
         decode_loan_event(
@@ -269,7 +269,7 @@ def test_case_c18_impossible_readings_lower_accuracy_stay_out_of_activity_and_ne
     """C18: (0,0), a swapped lat/lon, a position outside the service area, passengers -3 and 65533."""
     import datetime as dt
 
-    from monitor.engine import Monitor
+    from monitor.core import Monitor
     from monitor.schemas import ServiceArea
     from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
 
@@ -338,7 +338,7 @@ def test_case_c18_impossible_readings_lower_accuracy_stay_out_of_activity_and_ne
 
 
 def test_case_c03_loan_event_of_a_loan_never_opened_is_rejected_as_unknown_loan(rulebook) -> None:  # type: ignore[no-untyped-def]
-    from monitor.engine import Monitor
+    from monitor.core import Monitor
     from monitor.schemas import Repayment
 
     mon = Monitor(rulebook)

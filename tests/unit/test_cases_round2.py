@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from monitor.backtest import read_telemetry, run_backtest
-from monitor.engine import CoreParams
+from monitor.core import CoreParams
 from monitor.valuation import ValuationParams
 from rules.rulebook import load_rulebook
 from tests.conftest import ROOT, shared_path
@@ -111,7 +111,7 @@ def test_case_c14_the_firing_gauge_is_derived_from_restored_alert_states_not_kep
 
     from prometheus_client import CollectorRegistry
 
-    from monitor.engine import Monitor
+    from monitor.core import Monitor
     from monitor.schemas import BalanceChanged, Repayment
     from streams.prometheus import Metrics, PrometheusSensor
     from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
@@ -154,7 +154,7 @@ def test_case_c21_a_coverage_hovering_at_its_warning_line_is_one_episode_not_one
     import datetime as dt
     import random
 
-    from monitor.engine import Monitor
+    from monitor.core import Monitor
     from monitor.schemas import BalanceChanged
     from monitor.sensors import CountingSensor
     from rules.rulebook import parse_rulebook
@@ -236,7 +236,7 @@ def test_case_c19a_a_poll_far_ahead_of_the_streams_own_time_is_dead_lettered_and
 def test_case_c19b_a_late_fix_never_rolls_the_last_known_position_back(rulebook) -> None:  # type: ignore[no-untyped-def]
     import datetime as dt
 
-    from monitor.engine import Monitor
+    from monitor.core import Monitor
     from monitor.sensors import CountingSensor
     from tests.conftest import T0, make_event, make_loan, make_pledge
 
@@ -279,7 +279,7 @@ def test_case_c19c_a_poll_whose_header_goes_backwards_counts_its_trips_once(rule
     assert done == ["T3"]  # T1 is still running at the last poll; T3 left once
     beats = [e.observed_at for e in events if e.kind == "feed_poll"]
     assert beats == sorted(beats)  # no heartbeat goes back in time
-    from monitor.engine import Monitor, decode_loan_event
+    from monitor.core import Monitor, decode_loan_event
     from monitor.sensors import CountingSensor
 
     mon = Monitor(rulebook, CoreParams(), CountingSensor())
@@ -298,7 +298,7 @@ def test_case_c05_a_worker_closes_no_window_of_an_asset_whose_partition_moved_aw
     close its windows as silent while its records wait on the new owner (the stream passes ``owned``)."""
     import datetime as dt
 
-    from monitor.engine import Monitor
+    from monitor.core import Monitor
     from monitor.sensors import CountingSensor
     from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
 

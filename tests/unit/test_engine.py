@@ -8,7 +8,7 @@ import pickle
 
 import pytest
 
-from monitor.engine import CoreParams, Monitor, required_top_up
+from monitor.core import CoreParams, Monitor, required_top_up
 from monitor.schemas import BalanceChanged, InterestAccrued, Repayment
 from monitor.sensors import CountingSensor
 from tests.conftest import T0, healthy_window_events, make_event, make_loan, make_pledge
@@ -218,6 +218,27 @@ def test_asset_state__pickle_round_trip_gives_identical_valuations(rulebook) -> 
     out_a = [o.message for o in feed(a, range(40, 50), prefix="x") if o.topic == "valuations"]
     out_b = [o.message for o in feed(b, range(40, 50), prefix="x") if o.topic == "valuations"]
     assert out_a == out_b and out_a
+
+
+def test_state_pickled_before_the_core_split_still_loads(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """Changelog states written before monitor/engine.py became monitor/core/ name ``monitor.engine.*``."""
+    from monitor.core.assets import AssetMonitor
+    from monitor.core.loans import LoanMonitor, _AssetSlot
+
+    a = book(rulebook)
+    feed(a, range(20))
+    classes = (AssetMonitor, LoanMonitor, _AssetSlot)
+    saved = [c.__module__ for c in classes]
+    try:
+        for c in classes:  # pickle as the old code did
+            c.__module__ = "monitor.engine"
+        old_asset, old_loan = pickle.dumps(a.assets["A1"]), pickle.dumps(next(iter(a.loans.values())))
+    finally:
+        for c, m in zip(classes, saved, strict=True):
+            c.__module__ = m
+    assert b"monitor.engine" in old_asset and b"monitor.engine" in old_loan
+    assert isinstance(pickle.loads(old_asset), AssetMonitor) and isinstance(pickle.loads(old_loan), LoanMonitor)
+    assert b"monitor.core.assets" in pickle.dumps(pickle.loads(old_asset))  # written back under the new name
 
 
 def test_shadow_rule__alert_recorded_with_shadow_flag_but_never_a_margin_call() -> None:

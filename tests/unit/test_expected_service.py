@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.engine import CoreParams, Monitor
+from monitor.core import CoreParams, Monitor
 from monitor.profiles import get_profile
 from monitor.schemas import DIMENSIONS
 from monitor.sensors import CountingSensor

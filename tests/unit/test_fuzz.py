@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.backtest import load_loan_book
-from monitor.engine import Monitor, decode_loan_event, decode_telemetry
+from monitor.core import Monitor, decode_loan_event, decode_telemetry
 from monitor.errors import InputRejected
 from monitor.schemas import REASON_CODES
 from rules.rulebook import load_rulebook

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.engine import CoreParams, Monitor
+from monitor.core import CoreParams, Monitor
 from streams.prometheus import Metrics, PrometheusSensor
 from tests.conftest import T0, healthy_window_events, make_event, make_loan, make_pledge
 

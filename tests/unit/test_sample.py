@@ -281,7 +281,7 @@ def test_alert_explanation_names_equal_parts_once() -> None:
     """Issue 20 point 7: a dark feed's 'why' listed 'accessibility ¥-282,584, completeness ¥-282,584', which
     reads like a bug; the parts are equal by the method (both dimensions fall to 0 alike, equally weighted)
     and are named once, 'each'."""
-    from monitor.engine import _drivers_text
+    from monitor.core.loans import _drivers_text
 
     drivers = [(-282_584.3, "quality.accessibility"), (-282_584.1, "quality.completeness"), (-90_000.0, "activity")]
     assert _drivers_text(drivers) == "accessibility and completeness ¥-282,584 each, activity ¥-90,000"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from monitor.engine import decode_loan_event, decode_telemetry
+from monitor.core import decode_loan_event, decode_telemetry
 from monitor.errors import InputRejected
 from monitor.schemas import (
     REASON_CODES,

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.engine import decode_loan_event, decode_telemetry
+from monitor.core import decode_loan_event, decode_telemetry
 from monitor.errors import InputRejected
 from monitor.settings import Settings
 
@@ -104,7 +104,7 @@ def test_settings__the_local_broker_default_follows_kafka_port(monkeypatch: pyte
 def test_state_folder__one_per_app_id_so_a_reused_data_dir_never_mixes_two_apps_tables(tmp_path: Path) -> None:
     """Issue 17: a data_dir reused by a worker of another app id crashed recovery (faust ConsistencyError:
     persisted offset higher than the changelog's highwater), because table files are named by table only."""
-    from monitor.engine import CoreParams
+    from monitor.core import CoreParams
     from monitor.sensors import CountingSensor
     from rules.rulebook import load_rulebook
     from streams.worker import create_app

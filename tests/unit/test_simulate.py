@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from monitor.backtest import run_backtest
-from monitor.engine import decode_loan_event, decode_telemetry
+from monitor.core import decode_loan_event, decode_telemetry
 from monitor.errors import ConfigError
 from monitor.incidents import parse_incident
 from monitor.schemas import CollateralPledged, LoanOpened

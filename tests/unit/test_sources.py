@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from monitor.backtest import BacktestResult, load_inputs, read_telemetry, run_backtest
-from monitor.engine import CoreParams
+from monitor.core import CoreParams
 from monitor.errors import ConfigError
 from monitor.sources import BUILT_IN, GROUP, recognise, sources
 from monitor.sources.envelope import write_envelopes

@@ -1,0 +1,617 @@
+"""The asset side of the core: one asset's windows and valuation, and a worker's book of assets.
+
+:class:`AssetMonitor` holds one pledged asset's windows, screening and valuation models;
+:class:`AssetBook` the assets of one worker with their stream clock and held early telemetry.
+
+Why one module of about 580 lines: the book and the monitor share one invariant (a record is
+screened, held or applied once, and windows close on one clock), and the book is the monitor's only
+caller; apart, each would have to be read with the other open.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from river import stats
+
+from monitor.core.common import CoreParams, Output, _content_digest, _ts
+from monitor.core.decode import Provenance, dead_letter
+from monitor.errors import InputRejected
+from monitor.profiles import get_profile
+from monitor.schemas import (
+    CollateralPledged,
+    CollateralReleased,
+    CollateralValuation,
+    TelemetryEvent,
+)
+from monitor.sensors import Sensor
+from monitor.valuation import MODEL_VERSIONS, AssetValuer, model_stamp
+from monitor.windows import WindowGrid, WindowStats, check_record, window_start
+
+#: a record the core holds: ``(record, event time in POSIX s, where it came from or None)``
+Held = tuple[TelemetryEvent, float, Provenance | None]
+
+log = logging.getLogger(__name__)
+
+
+class AssetMonitor:
+    """One pledged asset: windows, de-duplication, data-quality checks and valuation models.
+
+    Parameters
+    ----------
+    pledge
+        The :class:`CollateralPledged` event that registered the asset.
+    params
+        :class:`CoreParams`.
+    """
+
+    def __init__(self, pledge: CollateralPledged, params: CoreParams) -> None:
+        self.asset_id = pledge.asset_id
+        self.pledge = pledge
+        self.profile_name = pledge.asset_profile
+        self.profile = get_profile(pledge.asset_profile)
+        self.params = params
+        self.loan_ids: list[str] = [pledge.loan_id]
+        self.appraisal_value = pledge.appraisal.value
+        self.valuer = self._new_valuer()
+        self.valuer_updates = 0  # model updates so far: a checkpoint re-pickles the models only when it moved
+        self.windows: dict[float, WindowStats] = {}
+        #: window boundaries in the asset's time zone: a daily window is a local day (C17)
+        self.grid = WindowGrid(params.window_s, pledge.asset_timezone)
+        self.closed_until: float | None = None
+        self.max_ts: float | None = None
+        self.seen: dict[str, tuple[float, int]] = {}
+        self.seen_kept = 0  # size of ``seen`` after its last pruning
+        self.trips: dict[str, tuple[float, float]] = {}
+        self.late_carry = 0
+        self.dup_carry = 0
+        self.contradiction_carry = 0
+        # the inputs of the last windows, to rebuild the models by replay (checkpoint of another version)
+        self.history: deque[tuple[float, float, dict[str, float | None], dict[str, float], bool]] = deque(
+            maxlen=params.replay_windows
+        )
+        self.last_closed_event: float | None = None
+        #: start of the first window valued (POSIX s): the age of an asset that never reported counts from it
+        self.first_window_start: float | None = None
+        #: records far ahead of the asset's own event time, held until the stream confirms the jump (C19)
+        self.ahead: list[tuple[TelemetryEvent, float, Provenance | None]] = []
+        #: event time (s) of the last plausible position: an older fix never rolls it back (C19)
+        self.last_position_ts: float | None = None
+        self.last_valuation: CollateralValuation | None = None
+        #: last plausible (lat, lon) reported, degrees: never an implausible one such as (0, 0) (C18)
+        self.last_position: tuple[float, float] | None = None
+        #: per entity (vehicle): (report time s, lat, lon) of its last fix, to tell a stale repeat
+        self.last_fix: dict[str, tuple[float, float, float]] = {}
+        #: the feed's own poll cadence: rolling 90 % quantile of gaps between heartbeats within a
+        #: window (longer gaps are silence, judged as such); the quantile, not the mean, so a
+        #: collector whose cadence changes over the day is judged against its slower normal cadence
+        self.cadence = stats.RollingQuantile(q=0.9, window_size=256)
+        self.last_poll_ts: float | None = None
+
+    def _new_valuer(self) -> AssetValuer:
+        a = self.pledge.appraisal
+        return AssetValuer(
+            self.profile,
+            a.value,
+            a.baseline_activity,
+            a.quality_baseline,
+            self.pledge.asset_timezone,
+            self.params.valuation,
+            country=self.pledge.asset_country,
+        )
+
+    def cadence_s(self) -> float | None:
+        """The feed's normal poll cadence in seconds (``None`` until two heartbeats were seen)."""
+        q = self.cadence.get()
+        return float(q) if q is not None and math.isfinite(q) else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Checkpoint: the models travel as a nested pickle stamped with river's version and the feature schema."""
+        state = self.__dict__.copy()
+        # the models change once per window, the rest of the state per record: a checkpoint between two
+        # window closes reuses the models' pickle (re-pickling river's trees was ~25 % of a loaded worker)
+        blob = state.pop("_valuer_blob", None)
+        if blob is None or blob[0] is not self.valuer or blob[1] != self.valuer_updates:
+            blob = (self.valuer, self.valuer_updates, pickle.dumps(self.valuer, protocol=5))
+            self._valuer_blob = blob
+        state["valuer"] = blob[2]
+        state["model_stamp"] = model_stamp(self.profile, self.params.valuation)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore; models stamped by another river version or feature schema are rebuilt by replay (C12)."""
+        stamp = state.pop("model_stamp", None)
+        blob = state.pop("valuer")
+        state.setdefault("last_position", None)  # checkpoints from before C18
+        state.setdefault("seen_kept", 0)
+        state.setdefault("valuer_updates", 0)
+        state.setdefault("last_fix", {})  # checkpoints from before issue 15
+        state.setdefault("cadence", stats.RollingQuantile(q=0.9, window_size=256))
+        state.setdefault("last_poll_ts", None)
+        state.setdefault("first_window_start", None)
+        # held records with where they came from (checkpoints from before kept (record, time) pairs)
+        state["ahead"] = [(e, t, *rest[:1]) if rest else (e, t, None) for e, t, *rest in state.get("ahead", [])]
+        state.setdefault("last_position_ts", None)
+        if "grid" not in state:  # a checkpoint from before C17: windows on the UTC grid move to the local one
+            grid = WindowGrid(state["params"].window_s, state["pledge"].asset_timezone)
+            state["grid"] = grid
+            if state.get("closed_until") is not None:
+                state["closed_until"] = grid.start(state["closed_until"])
+            moved: dict[float, WindowStats] = {}
+            for w in state.get("windows", {}).values():
+                start = grid.start(w.start)
+                if start in moved:
+                    continue  # two old windows meeting in one new one: the later is dropped, its records replayed never
+                w.start, w.length_s = start, grid.end(start) - start
+                moved[start] = w
+            state["windows"] = moved
+        self.__dict__.update(state)
+        current = model_stamp(self.profile, self.params.valuation)
+        if stamp == current:
+            try:
+                self.valuer = pickle.loads(blob)  # our own checkpoint, same versions
+                return
+            except Exception as exc:  # noqa: BLE001 - an unreadable checkpoint is rebuilt, never fatal
+                log.warning("asset %s: checkpoint unreadable (%s); rebuilding models by replay", self.asset_id, exc)
+        else:
+            changed = sorted(k for k in current if not isinstance(stamp, dict) or stamp.get(k) != current[k])
+            log.warning(
+                "asset %s: checkpoint differs in %s from this build; rebuilding models by replaying %d windows",
+                self.asset_id,
+                ", ".join(changed),
+                len(self.history),
+            )
+        self.valuer = self._new_valuer()
+        for inputs in self.history:
+            self.valuer.update(*inputs)
+
+    def reappraise(self, pledge: CollateralPledged) -> None:
+        """Take a fresh appraisal (e.g. at loan renewal): new V_0, baseline and Q_0, fresh models.
+
+        Windows, de-duplication memory and the data-quality carry-overs are kept; the models start
+        again from the new appraisal, as a new pledge's would, and the replay history restarts.
+        """
+        log.info(
+            "asset %s: re-appraised at %s (¥%.0f -> ¥%.0f)",
+            self.asset_id,
+            pledge.effective_at.isoformat(),
+            self.appraisal_value,
+            pledge.appraisal.value,
+        )
+        self.pledge = pledge
+        self.appraisal_value = pledge.appraisal.value
+        self.valuer = self._new_valuer()
+        self.history.clear()
+
+    def add_loan(self, loan_id: str) -> None:
+        """Record one more loan this asset is pledged to."""
+        if loan_id not in self.loan_ids:
+            self.loan_ids.append(loan_id)
+
+    def remove_loan(self, loan_id: str) -> None:
+        """Forget a loan the asset was released from."""
+        if loan_id in self.loan_ids:
+            self.loan_ids.remove(loan_id)
+
+    def _window(self, start: float) -> WindowStats:
+        w = self.windows.get(start)
+        if w is None:
+            w = self.windows[start] = WindowStats(start=start, length_s=self.grid.end(start) - start)
+        return w
+
+    def screen(
+        self, ev: TelemetryEvent, ts: float, source: Provenance | None = None
+    ) -> tuple[Sequence[Held], Sequence[Held]]:
+        """Hold a record far ahead of the asset's own event time until the stream confirms the jump (C19).
+
+        A record more than one window plus the allowed lateness after the asset's newest event time
+        would move its watermark and make every later record late. It is held, with any that follow
+        it ahead, until either the stream confirms the new time — the profile's heartbeat at two
+        distinct times ahead, held records spanning a window, or the hold full — and they are
+        applied in arrival order; or a record comes back at the asset's own time, and the held ones
+        were a clock fault: they are returned to be dead-lettered ``implausible_time``. Judged on the
+        stream's own event time, so a replay or backtest (where the wall clock is no guide) is
+        protected as the live stream is.
+
+        A record to hold is first checked against the profile (:func:`check_record`), so that one the
+        profile refuses is refused now, as the record in hand, and never held.
+
+        Returns ``(to apply now, to reject)``, each a list of ``(record, event time s, source)``.
+
+        Raises
+        ------
+        InputRejected
+            ``unknown_metric`` / ``undefined_ratio`` for a record to hold that the profile refuses.
+        """
+        p = self.params
+        ahead = self.max_ts is not None and ts > self.max_ts + p.window_s + p.allowed_lateness_s
+        if not ahead:
+            if not self.ahead:  # the per-record path: nothing held, nothing allocated but the triple
+                return ((ev, ts, source),), ()
+            rejected, self.ahead = self.ahead, []
+            return ((ev, ts, source),), rejected
+        check_record(self.profile, ev, self.pledge.service_area)  # raises: a refused record is never held
+        self.ahead.append((ev, ts, source))
+        times = [t for _, t, _ in self.ahead]
+        beats = {t for e, t, _ in self.ahead if e.kind == self.profile.poll_kind}
+        if len(beats) >= 2 or max(times) - min(times) >= p.window_s or len(self.ahead) >= p.hold_unknown:
+            confirmed, self.ahead = self.ahead, []
+            return confirmed, []
+        return [], []
+
+    def on_event(
+        self,
+        ev: TelemetryEvent,
+        sensor: Sensor,
+        topic: str = "pledge.telemetry",
+        count: bool = True,
+        ts: float | None = None,
+    ) -> list[Output]:
+        """Apply one decoded record; return the valuations of any windows it closed.
+
+        ``count=False`` leaves ``pledgewatch_events_total`` alone: a record held before its pledge
+        was counted (``held``) when it arrived and is not counted again when it is replayed. ``ts`` is
+        ``ev.observed_at`` in POSIX seconds when the caller has it already (computed otherwise).
+
+        Raises
+        ------
+        InputRejected
+            ``unknown_metric`` / ``undefined_ratio`` from the profile checks.
+        """
+        if ts is None:
+            ts = ev.observed_at.timestamp()
+        digest = _content_digest(ev.kind, ts, ev.entity_id, ev.metrics, ev.attributes)
+        prev = self.seen.get(ev.event_id)
+        if prev is not None:
+            # counted in the record's own window when open, else in the newest open one, else the next
+            target = self.windows.get(self.grid.start(ts))
+            if target is None and self.windows:
+                target = self.windows[max(self.windows)]
+            if target is not None:
+                target.duplicates += 1
+                target.contradictions += prev[1] != digest
+            else:
+                self.dup_carry += 1
+                self.contradiction_carry += prev[1] != digest
+            if count:
+                sensor.on_event(topic, "duplicate")
+            return []
+        check = check_record(self.profile, ev, self.pledge.service_area)  # raises: the record never touches state
+        start = self.grid.start(ts)
+        if self.closed_until is not None and start < self.closed_until:
+            self.late_carry += 1
+            if count:
+                sensor.on_event(topic, "late")
+            return []
+        self.seen[ev.event_id] = (ts, digest)
+        w = self._window(start)
+        metrics = ev.metrics
+        stale = False
+        if ev.entity_id is not None and "lat" in metrics and "lon" in metrics:
+            # a fix re-sent unchanged (same vehicle, same position, same or older report time) is
+            # stale: untimely in quality, never fresh evidence (issue 15)
+            lat, lon = metrics["lat"], metrics["lon"]
+            prev_fix = self.last_fix.get(ev.entity_id)
+            stale = prev_fix is not None and ts <= prev_fix[0] and prev_fix[1] == lat and prev_fix[2] == lon
+            if prev_fix is None or ts >= prev_fix[0]:
+                self.last_fix[ev.entity_id] = (ts, lat, lon)
+        elif ev.kind == self.profile.poll_kind:
+            if self.last_poll_ts is not None and 0.0 < ts - self.last_poll_ts <= self.params.window_s:
+                self.cadence.update(ts - self.last_poll_ts)
+            if self.last_poll_ts is None or ts > self.last_poll_ts:
+                self.last_poll_ts = ts
+        w.add(self.profile, ev, check, ts, stale)
+        if check.plausible and "lat" in metrics and "lon" in metrics:
+            # the last-known position only moves forward in event time: a late fix is history (C19)
+            if self.last_position_ts is None or ts >= self.last_position_ts:
+                self.last_position = (metrics["lat"], metrics["lon"])
+                self.last_position_ts = ts
+        trip = ev.attributes.get("trip_id")
+        if trip is not None and ev.kind == "trip_update":
+            seq = ev.metrics.get("stop_sequence", 0.0)
+            last = self.trips.get(trip)
+            if last is not None and (ts < last[0] or seq < last[1]):
+                w.contradictions += 1
+            self.trips[trip] = (max(ts, last[0]) if last else ts, max(seq, last[1]) if last else seq)
+        if self.closed_until is None:
+            self.closed_until = start
+        if self.max_ts is None or ts > self.max_ts:
+            self.max_ts = ts
+        if count:
+            sensor.on_event(topic, "ok")
+        horizon = self.max_ts - self.params.allowed_lateness_s
+        if horizon < self.grid.end(self.closed_until):
+            return []  # no window ends by the watermark: the common case, decided without a call
+        return self._close_until(horizon, sensor)
+
+    def on_clock(self, stream_time: float, sensor: Sensor) -> list[Output]:
+        """Close windows the stream clock shows silent (``stream_time`` in POSIX seconds)."""
+        horizon = stream_time - self.params.grace_s
+        if self.closed_until is None:
+            # silence is counted from the first clock tick after registration, not before it
+            self.closed_until = self.grid.start(stream_time)
+            return []
+        return self._close_until(horizon, sensor)
+
+    def _close_until(self, horizon: float, sensor: Sensor) -> list[Output]:
+        out: list[Output] = []
+        length = self.params.window_s
+        grid = self.grid
+        assert self.closed_until is not None
+        if horizon - self.closed_until > self.params.max_gap_windows * length:
+            keep_from = grid.start(horizon - self.params.max_gap_windows * length)
+            skipped = round((keep_from - self.closed_until) / length)
+            log.warning(
+                "asset %s silent for %d windows; skipping the oldest %d",
+                self.asset_id,
+                skipped + self.params.max_gap_windows,
+                skipped,
+            )
+            self.closed_until = keep_from
+            for s in [s for s in self.windows if s < self.closed_until]:
+                del self.windows[s]
+        while (end := grid.end(self.closed_until)) <= horizon:
+            start = self.closed_until
+            w = self.windows.pop(start, None) or WindowStats(start=start, length_s=end - start)
+            out.append(self._valuate(w, sensor))
+            self.closed_until = end
+        if out:
+            self._prune()
+        return out
+
+    def _prune(self) -> None:
+        assert self.closed_until is not None
+        cutoff = self.closed_until - self.params.dedup_horizon_s
+        # rebuilt only once it doubled since the last rebuild: amortised O(1) a record, not O(horizon)
+        if len(self.seen) > max(1024, 2 * self.seen_kept):
+            self.seen = {k: v for k, v in self.seen.items() if v[0] >= cutoff}
+            self.seen_kept = len(self.seen)
+        trip_cut = self.closed_until - 4 * self.params.window_s
+        if len(self.trips) > 256:
+            self.trips = {k: v for k, v in self.trips.items() if v[0] >= trip_cut}
+
+    def _valuate(self, w: WindowStats, sensor: Sensor) -> Output:
+        w.late += self.late_carry
+        w.duplicates += self.dup_carry
+        w.contradictions += self.contradiction_carry
+        self.late_carry = self.dup_carry = self.contradiction_carry = 0
+        dims = w.dimensions(self.profile, self.cadence_s())
+        expected = self.valuer.expected_activity(w.start)
+        activity = w.measured_activity(self.profile)
+        inputs = (w.start, activity, dims, w.features(expected, activity), w.records == 0)
+        self.history.append(inputs)
+        r = self.valuer.update(*inputs)
+        self.valuer_updates += 1
+        end = w.end
+        if w.max_ts is not None and (self.last_closed_event is None or w.max_ts > self.last_closed_event):
+            self.last_closed_event = w.max_ts
+        # age at the window's end, from records up to it (later ones may already be buffered); an
+        # asset that never reported has been silent since its first window, not for one window
+        if self.first_window_start is None:
+            self.first_window_start = w.start
+        last = self.last_closed_event
+        age = end - last if last is not None else end - self.first_window_start
+        val = CollateralValuation(
+            asset_id=self.asset_id,
+            asset_profile=self.profile_name,
+            loan_ids=list(self.loan_ids),
+            window_start=_ts(w.start),
+            window_end=_ts(end),
+            status=r.status,
+            value=r.value,
+            value_lower=r.value_lower,
+            value_upper=r.value_upper,
+            appraisal_value=self.appraisal_value,
+            activity=activity,
+            activity_expected=r.expected_activity,
+            activity_index=r.activity_index,
+            activity_index_lower=r.activity_index_lower,
+            activity_index_upper=r.activity_index_upper,
+            quality_score=r.quality_score,
+            quality_baseline=r.quality_baseline,
+            quality=r.quality,
+            window_quality=r.window_quality,
+            anomaly_score=r.anomaly_score,
+            anomalous=r.anomalous,
+            learned=r.learned,
+            drift=r.drift,
+            windows_seen=r.windows_seen,
+            events_in_window=w.records,
+            late_events=w.late,
+            duplicates=w.duplicates,
+            last_event_at=_ts(last) if last is not None else None,
+            last_event_age_seconds=max(0.0, age),
+            model_versions=MODEL_VERSIONS,
+            attribution=r.attribution,
+            attribution_since_pledge=r.attribution_since_pledge,
+            service_expected=r.service_expected,
+            silent_in_service_seconds=r.silent_in_service_s,
+            in_silence_grace=r.in_silence_grace,
+            activity_forecast_lower=r.activity_forecast_band[0] if r.activity_forecast_band else None,
+            activity_forecast_upper=r.activity_forecast_band[1] if r.activity_forecast_band else None,
+            activity_shortfall=r.activity_shortfall,
+            shortfall_ratio=r.shortfall_ratio,
+        )
+        sensor.on_valuation(val)
+        self.last_valuation = val
+        return Output("valuations", self.asset_id, val)
+
+
+class AssetBook:
+    """The asset side of one worker: pledged assets, their stream clock, held early telemetry.
+
+    In the stream it serves the telemetry agent (records keyed by asset); in a backtest it is one
+    half of :class:`Monitor`.
+
+    Parameters
+    ----------
+    params
+        :class:`CoreParams`.
+    sensor
+        Receives metrics hooks.
+    """
+
+    def __init__(self, params: CoreParams, sensor: Sensor) -> None:
+        self.params = params
+        self.sensor = sensor
+        self.assets: dict[str, AssetMonitor] = {}
+        #: telemetry of assets whose pledge has not arrived, with where each record came from
+        self.held: dict[str, list[tuple[TelemetryEvent, Provenance | None]]] = {}
+        self.clock: float | None = None
+        self._next_tick: float | None = None
+
+    def register(self, ev: CollateralPledged | CollateralReleased) -> list[Output]:
+        """Register (or release) an asset for a loan; replays telemetry held for a new asset."""
+        asset = self.assets.get(ev.asset_id)
+        if isinstance(ev, CollateralReleased):
+            if asset is not None:
+                asset.remove_loan(ev.loan_id)
+            return []
+        if asset is not None:
+            asset.add_loan(ev.loan_id)
+            if ev.appraisal != asset.pledge.appraisal:
+                asset.reappraise(ev)  # one appraisal per data asset: the newest governs
+            return []
+        self.assets[ev.asset_id] = AssetMonitor(ev, self.params)
+        out: list[Output] = []
+        for item in self.held.pop(ev.asset_id, []):
+            # checkpoints from before provenance was kept hold bare records
+            held, source = item if isinstance(item, tuple) else (item, None)
+            try:
+                out.extend(self.on_telemetry(held, count=False, source=source))  # counted as "held" on arrival
+            except InputRejected as exc:
+                self.on_reject(exc)
+                out.append(self._dead_letter(held, exc, source, held.observed_at.timestamp()))
+        return out
+
+    @staticmethod
+    def _dead_letter(rec: TelemetryEvent, exc: InputRejected, source: Provenance | None, now: float) -> Output:
+        """The dead-letter output of a record the core held and refused on release, naming where it came from."""
+        src = source or Provenance()
+        dl = dead_letter(
+            rec.model_dump_json().encode(),
+            exc,
+            topic=src.topic,
+            partition=src.partition,
+            offset=src.offset,
+            key=rec.asset_id,
+            now=now,
+            observation_index=src.batch_index,
+        )
+        return Output("dead-letter", rec.asset_id, dl)
+
+    def on_telemetry(
+        self, ev: TelemetryEvent, tick: bool = True, count: bool = True, source: Provenance | None = None
+    ) -> list[Output]:
+        """Apply one decoded telemetry event; advances the stream clock.
+
+        Parameters
+        ----------
+        ev
+            The decoded event.
+        tick
+            Close silent assets' windows against the new clock here (in-process). The stream
+            passes False and ticks with its own watermark across partitions.
+        count
+            Count the record in the events metric (False for a held record's replay).
+        source
+            Where the record came from (Kafka partition, offset, batch index): kept while the record
+            is held, so that a held record refused on release is dead-lettered under its own origin.
+
+        Raises
+        ------
+        InputRejected
+            ``unknown_asset`` when the hold buffer of an unpledged asset is full, or a profile
+            rejection (``unknown_metric``, ``undefined_ratio``).
+        """
+        asset = self.assets.get(ev.asset_id)
+        if asset is None:
+            if sum(len(h) for h in self.held.values()) >= self.params.hold_unknown:
+                msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
+                raise InputRejected("unknown_asset", msg, ev.asset_id)
+            self.held.setdefault(ev.asset_id, []).append((ev, source))
+            self.sensor.on_event("pledge.telemetry", "held")
+            return []
+        apply, rejected = asset.screen(ev, ev.observed_at.timestamp(), source)
+        out = self._reject_ahead(asset, rejected)
+        for rec, ts, src in apply:
+            if rec is ev:  # the record in hand: a refusal is the caller's to dead-letter
+                out.extend(asset.on_event(rec, self.sensor, count=count, ts=ts))
+            else:  # released from the hold (checked when held): a refusal is dead-lettered under its origin
+                try:
+                    out.extend(asset.on_event(rec, self.sensor, count=count, ts=ts))
+                except InputRejected as exc:
+                    self.on_reject(exc)
+                    out.append(self._dead_letter(rec, exc, src, ts))
+                    continue
+            if self.clock is None or ts > self.clock:
+                self.clock = ts
+                if tick:
+                    out.extend(self.tick(ts))
+        return out
+
+    def _reject_ahead(self, asset: AssetMonitor, rejected: Sequence[Held]) -> list[Output]:
+        """Dead-letter held records the stream did not confirm (``implausible_time``, C19)."""
+        out: list[Output] = []
+        if not rejected:
+            return out
+        base = asset.max_ts if asset.max_ts is not None else 0.0
+        for rec, ts, src in rejected:
+            msg = (
+                f"observed_at: got {rec.observed_at.isoformat()}, {ts - base:.0f} s ahead of asset "
+                f"{asset.asset_id}'s event time ({_ts(base).isoformat()}) while its later records continue "
+                "at that time; expected an event time the stream confirms"
+            )
+            exc = InputRejected("implausible_time", msg, asset.asset_id)
+            self.on_reject(exc)
+            out.append(self._dead_letter(rec, exc, src, base))
+        return out
+
+    def tick_due(self, stream_time: float) -> bool:
+        """Whether :meth:`tick` at ``stream_time`` (POSIX s) would check the assets: a window boundary passed.
+
+        >>> from monitor.sensors import NullSensor
+        >>> m = AssetBook(CoreParams(), NullSensor())
+        >>> m.tick_due(1_463_700_000.0), m.tick(1_463_700_000.0), m.tick_due(1_463_700_001.0)
+        (True, [], False)
+        """
+        return self._next_tick is None or stream_time >= self._next_tick
+
+    def tick(self, stream_time: float, owned: Callable[[str], bool] | None = None) -> list[Output]:
+        """Advance the stream clock; silent assets' windows close, checked once per window boundary.
+
+        ``owned`` (the stream's): whether this worker still holds an asset's partition. An asset whose
+        partition moved to another worker in a rebalance is that worker's to close; closing its windows
+        here on this worker's clock would value it silent while its records wait there (case C05).
+        """
+        if self._next_tick is not None and stream_time < self._next_tick:
+            return []
+        self._next_tick = window_start(stream_time, self.params.window_s) + self.params.window_s
+        out: list[Output] = []
+        for asset in self.assets.values():
+            if owned is None or owned(asset.asset_id):
+                out.extend(asset.on_clock(stream_time, self.sensor))
+        return out
+
+    def on_reject(self, exc: InputRejected) -> None:
+        """Count a rejected telemetry record (dead-lettered; its content never reaches any state)."""
+        self.sensor.on_dead_letter(exc.reason)
+        self.sensor.on_event("pledge.telemetry", "invalid")
+
+    def flush(self, until: float) -> list[Output]:
+        """Close every window that ends by ``until`` (end of a backtest), as if the clock reached it.
+
+        Records still held ahead of their asset's time (C19) were never confirmed: dead-lettered.
+        """
+        out: list[Output] = []
+        for asset in self.assets.values():
+            if asset.ahead:
+                held, asset.ahead = asset.ahead, []
+                out.extend(self._reject_ahead(asset, held))
+        self._next_tick = None
+        return out + self.tick(until + self.params.grace_s)

@@ -1,0 +1,118 @@
+"""Effects reach the broker before the state that records them is checkpointed (at-least-once, C01).
+
+A state in the changelog that has closed a window whose valuation never reached the broker loses
+that valuation for good after a crash: the record is read again, finds itself in the restored
+state, and emits nothing; so does a checkpoint written while a clock tick's valuations are still in
+flight. Two CI runs of fault (a) lost the frozen feed's ``feed-silent`` alert; this ordering is one
+way that can happen (the loss did not reproduce locally, so it is not proven to be the cause). The
+real worker runs in ``tests/integration/test_faults.py``; here the order is checked on the Node's
+own methods with the Kafka parts replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from monitor.core.common import Output
+from streams.worker import CLOCK_KEY, Node
+
+
+#: an earlier record of partition 0 waiting for its checkpoint to be acknowledged
+class _Event:
+    message = SimpleNamespace(topic="it.telemetry", partition=0, offset=6)
+
+
+EARLIER = _Event()
+
+
+def node_with(order: list[str]) -> Node:
+    """A Node without faust: a clock record ticks one asset's window closed; publish and persist are recorded."""
+    node = Node.__new__(Node)
+    node.asset_handling = False
+    node.pledges_topic, node.telemetry_topic = "it.internal.asset-pledges", "it.telemetry"
+    node.pending_acks, node.persisted_at, node.flushed, node.dirty, node.asset_partition = {}, {}, set(), {}, {}
+    node.on_clock_record = lambda value: None  # type: ignore[method-assign]
+    node.load_assigned = lambda: None  # type: ignore[method-assign]
+    node.watermark = lambda: 1_463_700_000.0  # type: ignore[method-assign]
+    node.owns = lambda asset_id: True  # type: ignore[method-assign]
+    node.assets = SimpleNamespace(tick=lambda wm, owns: [Output("valuations", "akl-routes-9xx", object())])  # type: ignore[assignment]
+    node.persist = lambda part, changed: order.append(f"persist {sorted(changed)}")  # type: ignore[method-assign]
+
+    async def publish(outputs: list[Output], origin_ts: float | None = None) -> None:
+        # while the broker has not acknowledged the outputs, the checkpoint timer writes nothing
+        node.pending_acks[0] = [EARLIER]
+        order.append(f"checkpoint during publish -> {node.flush_pending(0.0)}")
+        order.append(f"publish {[o.key for o in outputs]}")
+
+    node.publish = publish  # type: ignore[method-assign]
+    return node
+
+
+def test_a_clock_ticks_outputs_are_published_before_the_asset_state_is_persisted() -> None:
+    order: list[str] = []
+    node = node_with(order)
+    clock_record = SimpleNamespace(
+        message=SimpleNamespace(
+            topic="it.internal.asset-pledges", partition=0, key=CLOCK_KEY, value=b"{}", offset=7, timestamp=None
+        )
+    )
+    asyncio.run(node.on_asset_record(clock_record))  # type: ignore[arg-type]
+    assert order == [
+        "checkpoint during publish -> []",
+        "publish ['akl-routes-9xx']",
+        "persist ['akl-routes-9xx']",
+    ]
+    assert node.asset_handling is False
+    # once the record is handled, the timer's checkpoint runs as before
+    node.persist = lambda part, changed: order.append(f"checkpoint {part}")  # type: ignore[method-assign]
+    assert node.flush_pending(0.0) == [EARLIER] and order[-1] == "checkpoint 0"
+
+
+def test_a_handler_that_fails_midway_leaves_the_checkpoint_free() -> None:
+    node = node_with([])
+
+    async def failing(outputs: list[Any], origin_ts: float | None = None) -> None:
+        raise RuntimeError("broker gone")
+
+    node.publish = failing  # type: ignore[method-assign]
+    record = SimpleNamespace(
+        message=SimpleNamespace(
+            topic="it.internal.asset-pledges", partition=0, key=CLOCK_KEY, value=b"{}", offset=8, timestamp=None
+        )
+    )
+    try:
+        asyncio.run(node.on_asset_record(record))  # type: ignore[arg-type]
+    except RuntimeError:
+        pass
+    assert node.asset_handling is False
+
+
+def test_a_loan_records_alerts_are_published_before_the_loan_state_is_saved(monkeypatch: Any) -> None:
+    """The loan side: an alert the loan state records as firing must be on the broker first (C01)."""
+    import streams.worker as worker
+
+    order: list[str] = []
+    node = Node.__new__(Node)
+    node.s = SimpleNamespace(topic=lambda logical: f"it.{logical}")  # type: ignore[assignment]
+    node.ingress_limits = lambda: (0.0, 0.0, 0.0, 0)  # type: ignore[method-assign]
+    monkeypatch.setattr(worker, "decode_loan_event", lambda value, *limits: SimpleNamespace(loan_id="L-AKL-003"))
+    node.loan_state = SimpleNamespace(  # type: ignore[assignment]
+        load=lambda key: None, save=lambda key: order.append(f"save {key}")
+    )
+    node.loans = SimpleNamespace(  # type: ignore[assignment]
+        on_loan_event=lambda ev: [Output("alerts", ev.loan_id, object())]
+    )
+
+    async def publish(outputs: list[Output], origin_ts: float | None = None) -> None:
+        order.append(f"publish {[o.topic for o in outputs]}")
+
+    node.publish = publish  # type: ignore[method-assign]
+    record = SimpleNamespace(
+        message=SimpleNamespace(
+            topic="it.loan-book", partition=1, key=b"L-AKL-003", value=b"{}", offset=3, timestamp=None
+        )
+    )
+    asyncio.run(node.on_loan_record(record))  # type: ignore[arg-type]
+    assert order == ["publish ['alerts']", "save L-AKL-003"]

@@ -1,0 +1,175 @@
+"""The stream clock is the consumer group's (case C05): partition statuses travel in the clock records.
+
+A worker whose own partitions are all idle (the frozen feed's partition, drained; an empty one) used
+to have no clock at all and left its assets' windows open for good after a rebalance. It now follows
+the other workers' partitions through their reports. The clock is
+:class:`monitor.core.watermarks.Watermarks`; the worker feeds it from a fake consumer here (committed
+offsets, high watermarks, the assignment). The real case is
+``tests/integration/test_faults.py::test_case_c05_fault_d__...`` on the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from faust.types import TP as FaustTP
+
+from monitor.core.watermarks import HOLD, IDLE, IDLE_PARTITION_S, Watermarks
+from streams.worker import Node
+
+TOPIC = "it.telemetry"
+
+
+def tp(part: int) -> FaustTP:
+    return FaustTP(TOPIC, part)
+
+
+class FakeConsumer:
+    def __init__(self, assigned: list[int], highwater: dict[int, int | None]) -> None:
+        self.assigned = {tp(p) for p in assigned}
+        self.hw = highwater
+        self._committed_offset: dict[Any, int | None] = {}
+
+    def assignment(self) -> set[Any]:
+        return self.assigned
+
+    def highwater(self, t: Any) -> int | None:
+        assert t in self.assigned, "Partition is not assigned"
+        return self.hw.get(t.partition)
+
+
+class ClockNode(Node):
+    """A Node with only the clock's state (no app, tables or books)."""
+
+    def __init__(self, consumer: FakeConsumer, partitions: int = 4) -> None:
+        self.app = type("App", (), {"consumer": consumer})()
+        self.telemetry_topic = TOPIC
+        self._telemetry_tps = (-1.0, [])
+        self.clocks = Watermarks(partitions, started=time.monotonic() - 60.0)  # started a minute ago
+        self.worker = "w-test"
+
+    def delivered(self, part: int, offset: int, event_time: float, ago_s: float = 0.0) -> None:
+        self.clocks.delivered(part, offset, event_time, time.monotonic() - ago_s)
+
+    def partition_status(self, t: Any, now: float) -> float | str:
+        return self.own_statuses(now)[t.partition]
+
+    @property
+    def partition_reports(self) -> dict[int, tuple[float, float | str]]:
+        return self.clocks.reports
+
+    @property
+    def group_idle(self) -> bool:
+        return self.clocks.group_idle
+
+
+def report(sent_at: float, **statuses: float | str) -> bytes:
+    return json.dumps({"worker": "other", "sent_at": sent_at, "partitions": statuses}).encode()
+
+
+def test_a_worker_whose_own_partitions_are_idle_follows_the_other_workers_partitions() -> None:
+    # this worker holds the frozen feed's partition (drained, quiet) and an empty one
+    node = ClockNode(FakeConsumer([0, 1], {0: 500, 1: 0}))
+    node.delivered(0, 499, 1_000.0, ago_s=IDLE_PARTITION_S + 1)
+    assert node.watermark() is None  # partitions 2 and 3 never reported: they hold the clock
+    node.on_clock_record(report(10.0, **{"2": 5_000.0, "3": 4_000.0}))
+    assert node.watermark() == 4_000.0  # before C05: None for good, its windows never closed
+    assert node.group_idle is False
+
+
+def test_a_partition_reported_in_hold_or_never_reported_holds_the_whole_clock() -> None:
+    node = ClockNode(FakeConsumer([0], {0: 10}))
+    node.delivered(0, 9, 7_000.0)  # delivering now: holds at its time
+    node.on_clock_record(report(10.0, **{"1": IDLE, "2": HOLD, "3": 8_000.0}))
+    assert node.watermark() is None
+    node.on_clock_record(report(11.0, **{"2": 6_500.0}))
+    assert node.watermark() == 6_500.0  # the lowest of the delivering partitions, own or reported
+
+
+def test_the_newest_report_of_a_partition_wins_a_revoked_owners_late_report_does_not() -> None:
+    node = ClockNode(FakeConsumer([0], {0: 10}))
+    node.delivered(0, 9, 9_000.0)
+    node.on_clock_record(report(20.0, **{"1": IDLE, "2": IDLE, "3": IDLE}))  # the new owner's
+    node.on_clock_record(report(19.0, **{"1": 100.0}))  # the old owner's, sent before, read after
+    assert node.partition_reports[1] == (20.0, IDLE)
+    assert node.watermark() == 9_000.0
+
+
+def test_own_partitions_are_judged_locally_not_by_reports() -> None:
+    node = ClockNode(FakeConsumer([0, 1, 2, 3], {0: 10, 1: 10, 2: 10, 3: 10}))
+    for p in range(4):
+        node.delivered(p, 9, 1_000.0 * (p + 1))
+    node.on_clock_record(report(99.0, **{"0": HOLD, "1": 1.0}))  # stale claims about our partitions
+    assert node.watermark() == 1_000.0
+
+
+def test_a_backlog_or_an_unknown_high_watermark_holds_an_idle_partition_does_not() -> None:
+    node = ClockNode(FakeConsumer([0, 1, 2, 3], {0: 10, 1: None, 2: 0, 3: 20}))
+    node.delivered(0, 9, 1_000.0, ago_s=IDLE_PARTITION_S + 1)  # caught up and quiet: idle
+    node.delivered(3, 9, 3_000.0, ago_s=IDLE_PARTITION_S + 1)  # quiet but 10 records unread: holds at its time
+    assert node.partition_status(tp(0), time.monotonic()) == IDLE
+    assert node.partition_status(tp(1), time.monotonic()) == HOLD  # assigned, never fetched (C05)
+    assert node.partition_status(tp(2), time.monotonic()) == IDLE  # empty
+    assert node.partition_status(tp(3), time.monotonic()) == 3_000.0
+    assert node.watermark() is None
+    node.app.consumer.hw[1] = 0
+    assert node.watermark() == 3_000.0
+
+
+def test_only_a_wholly_idle_group_lets_processing_time_advance_the_clock() -> None:
+    node = ClockNode(FakeConsumer([0, 1], {0: 10, 1: 0}))
+    node.delivered(0, 9, 1_000.0, ago_s=IDLE_PARTITION_S + 1)
+    node.on_clock_record(report(1.0, **{"2": 2_000.0, "3": IDLE}))
+    node.watermark()
+    assert node.group_idle is False  # another worker's partition still delivers: its time is the clock
+    node.on_clock_record(report(2.0, **{"2": IDLE}))
+    assert node.watermark() is None and node.group_idle is True
+
+
+def test_clock_reports_round_trip_and_unreadable_ones_are_ignored() -> None:
+    sender = ClockNode(FakeConsumer([0, 1], {0: 10, 1: 0}))
+    sender.delivered(0, 9, 1_234.5)
+    body = json.loads(sender.clock_report())
+    assert body["partitions"] == {"0": 1_234.5, "1": IDLE} and body["worker"] == "w-test"
+    receiver = ClockNode(FakeConsumer([2, 3], {2: 0, 3: 0}))
+    receiver.on_clock_record(sender.clock_report())
+    assert receiver.partition_reports[0][1] == 1_234.5 and receiver.partition_reports[1][1] == IDLE
+    for junk in (
+        b"{}",
+        b"",
+        None,
+        b"not json",
+        b'{"sent_at": "x", "partitions": {}}',
+        b'{"sent_at": 5, "partitions": {"0": [1]}}',
+    ):
+        receiver.on_clock_record(junk)
+    assert receiver.partition_reports[0][1] == 1_234.5
+
+
+def test_a_clock_standing_still_for_a_minute_names_the_partition_that_holds_it(caplog: Any) -> None:
+    """Fault (a) in CI: a frozen feed's windows stopped closing after a restart, and nothing said why."""
+    import logging
+    from types import SimpleNamespace
+
+    from streams.worker import CLOCK_HELD_WARN_S
+
+    statuses: dict[int, Any] = {0: 1_463_688_025.0, 1: "idle"}
+    node: Any = SimpleNamespace(
+        clocks=Watermarks(2, started=0.0),
+        own_statuses=lambda now: dict(statuses),
+        clock_seen=(None, 0.0),
+        clock_warned=0.0,
+    )
+    check = lambda at: Node.check_clock_held(node, at)  # noqa: E731
+    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+        assert not check(1.0)  # first sight of this clock value
+        assert not check(1.0 + CLOCK_HELD_WARN_S - 1)
+        assert check(1.0 + CLOCK_HELD_WARN_S)
+        assert "stream clock held at 1463688025.0" in caplog.text and "{0: 1463688025.0, 1: 'idle'}" in caplog.text
+        assert not check(1.0 + CLOCK_HELD_WARN_S + 5)  # once a minute, not every tick
+        statuses[0] = 1_463_688_900.0  # the clock moves: no warning, the count starts again
+        assert not check(200.0) and not check(200.0 + CLOCK_HELD_WARN_S - 1)
+        statuses[0] = "idle"  # every partition idle (a quiet group): standing still is expected
+        assert not check(400.0) and not check(400.0 + 10 * CLOCK_HELD_WARN_S)

@@ -1,0 +1,86 @@
+"""A record the core holds keeps where it came from (the batch-record flake of the real-broker suite).
+
+The worker can take an asset's telemetry before the asset side has its pledge (the pledge travels
+through the loan agent and an internal topic): such a record is held. One the profile refuses when
+the pledge arrives was dead-lettered with no partition, offset or batch index, so a producer could
+not find which observation of which record was bad. Same for a record held far ahead of the asset's
+own event time (C19).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from monitor.core import CoreParams, Monitor, Provenance
+from monitor.errors import InputRejected
+from monitor.schemas import DeadLetter
+from tests.conftest import T0, make_event, make_loan, make_pledge
+
+
+def dead_letters(outputs: list) -> list[DeadLetter]:  # type: ignore[type-arg]
+    return [o.message for o in outputs if o.topic == "dead-letter"]
+
+
+def test_a_record_held_for_its_pledge_and_refused_on_release_is_dead_lettered_under_its_origin(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = Monitor(rulebook)
+    mon.on_loan_event(make_loan())
+    bad = make_event(event_id="ratio", metrics={"trips": 0.0, "on_time_trips": 0.0})
+    good = make_event(event_id="ok", attributes={"trip_id": "t2"})
+    assert mon.on_telemetry(bad, Provenance("it.telemetry", 3, 41, 2)) == []  # held: no pledge yet
+    assert mon.on_telemetry(good, Provenance("it.telemetry", 3, 41, 3)) == []
+    dls = dead_letters(mon.on_loan_event(make_pledge()))
+    assert [(d.reason, d.source_topic, d.partition, d.offset, d.observation_index) for d in dls] == [
+        ("undefined_ratio", "it.telemetry", 3, 41, 2)
+    ]
+    assert "ok" in mon.assets["A1"].seen and "ratio" not in mon.assets["A1"].seen
+
+
+def test_a_held_record_from_an_old_checkpoint_without_origin_is_still_released(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = Monitor(rulebook)
+    mon.on_loan_event(make_loan())
+    mon.asset_book.held["A1"] = [make_event(event_id="old")]  # the pre-provenance checkpoint layout
+    mon.on_loan_event(make_pledge())
+    assert "old" in mon.assets["A1"].seen
+
+
+def _pledged(rulebook) -> Monitor:  # type: ignore[no-untyped-def]
+    mon = Monitor(rulebook)
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+    mon.on_telemetry(make_event(event_id="now"))
+    return mon
+
+
+def test_a_record_far_ahead_that_the_profile_refuses_is_refused_in_hand_not_held(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = _pledged(rulebook)
+    ahead = T0 + dt.timedelta(days=2)
+    bad = make_event(
+        event_id="ahead-bad", observed_at=ahead, received_at=ahead, metrics={"trips": 0.0, "on_time_trips": 0.0}
+    )
+    with pytest.raises(InputRejected) as info:
+        mon.on_telemetry(bad, Provenance(partition=1, offset=7))
+    assert info.value.reason == "undefined_ratio" and mon.assets["A1"].ahead == []
+
+
+def test_records_held_ahead_and_not_confirmed_are_dead_lettered_under_their_origin(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = _pledged(rulebook)
+    ahead = T0 + dt.timedelta(days=2)
+    mon.on_telemetry(make_event(event_id="ahead", observed_at=ahead, received_at=ahead), Provenance("t", 1, 7, 0))
+    back = T0 + dt.timedelta(minutes=1)
+    dls = dead_letters(
+        mon.on_telemetry(make_event(event_id="back", observed_at=back, received_at=back), Provenance("t", 1, 8))
+    )
+    assert [(d.reason, d.partition, d.offset, d.observation_index) for d in dls] == [("implausible_time", 1, 7, 0)]
+
+
+def test_an_old_checkpoint_of_records_held_ahead_restores_with_no_origin() -> None:
+    from monitor.core import AssetMonitor
+
+    asset = AssetMonitor(make_pledge(), CoreParams())
+    state = asset.__getstate__()
+    state["ahead"] = [(make_event(), T0.timestamp())]  # the pre-provenance (record, time) pairs
+    restored = AssetMonitor.__new__(AssetMonitor)
+    restored.__setstate__(state)
+    assert restored.ahead == [(make_event(), T0.timestamp(), None)]
