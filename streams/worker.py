@@ -23,7 +23,9 @@ write happens while a record of the state's own partition is handled.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import pickle
 import time
 import weakref
@@ -37,16 +39,18 @@ from faust.streams import _current_event  # the store and changelog partition of
 from kafka.partitioner.default import murmur2
 from pydantic import BaseModel, ValidationError
 
-from monitor.engine import (
+from monitor.core import (
     AssetBook,
     CoreParams,
     LoanBook,
     Output,
+    Provenance,
     dead_letter,
     decode_loan_event,
-    decode_telemetry,
 )
-from monitor.errors import InputRejected
+from monitor.core.decode import RejectedObservation, decode_telemetry_record, is_batch
+from monitor.core.watermarks import Status, Watermarks
+from monitor.errors import ConfigError, InputRejected
 from monitor.schemas import Alert, CollateralPledged, CollateralReleased, CollateralValuation, MarginCall
 from monitor.sensors import Sensor
 from monitor.settings import Settings
@@ -85,10 +89,12 @@ OUTPUT_TOPICS = ("valuations", "loan-valuations", "loan-risk", "alerts", "margin
 #: earlier one is neither acknowledged nor in flight can only be a record faust dropped; the wait is
 #: short because re-read records whose window has closed meanwhile only count as late.
 OFFSET_HOLE_GRACE_S = 5.0
-#: Key of the clock records the timer sends to each assigned partition of ``internal.asset-pledges``.
+#: Seconds the group's stream clock may stand still, with a partition not idle, before the worker warns
+#: (:meth:`Node.check_clock_held`): a live feed polls every 10-60 s and moves event time that often, so a
+#: minute without movement means a partition holds the clock, and silent assets' windows stay open.
+CLOCK_HELD_WARN_S = 60.0
+#: Key of the clock records the timer sends to every partition of ``internal.asset-pledges``.
 CLOCK_KEY = b"__clock__"
-#: Processing-time seconds after which a caught-up telemetry partition stops holding the stream clock.
-IDLE_PARTITION_S = 3.0
 
 
 def _store_url(settings: Settings) -> str:
@@ -218,16 +224,27 @@ class Node:
         #: the input topics' names, checked per record: formatted once
         self.telemetry_topic = settings.topic("telemetry")
         self.pledges_topic = settings.topic("asset-pledges")
+        self.loan_topic = settings.topic("loan-book")
+        #: the agents' input topics: the only ones whose offsets the group commits (the tables' changelog
+        #: partitions are assigned too, for recovery and standbys, and are never committed)
+        self.input_topics = frozenset(
+            {self.telemetry_topic, self.pledges_topic, self.loan_topic, settings.topic("loan-valuations")}
+        )
         self.asset_partition: dict[str, int] = {}
-        self.partition_max: dict[int, float] = {}
-        self.partition_offset: dict[int, int] = {}
-        self.partition_wall: dict[int, float] = {}
-        self.started = time.monotonic()
+        #: the group's stream clock: this worker's partitions and the others' reports
+        self.clocks = Watermarks(settings.partitions, started=time.monotonic())
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
         self.loaded_for: frozenset[Any] = frozenset()
+        #: (the group clock last seen, when it last changed) and when the held clock was last reported
+        self.clock_seen: tuple[float | None, float] = (None, time.monotonic())
+        self.clock_warned = 0.0
         self.metadata_ready = False
         self.pending_acks: dict[int, list[Any]] = {}
+        #: True while the telemetry agent is inside :meth:`on_asset_record` (the checkpoint waits)
+        self.asset_handling = False
+        #: agent source label -> (tp, offset) of the record it is handling (in flight for the hole repair)
+        self.in_hand: dict[str, tuple[Any, int]] = {}
         self.flushed: set[int] = set()
         self.persisted_at: dict[int, float] = {}
         #: the telemetry agent's stream (manual acks), once it runs
@@ -235,6 +252,8 @@ class Node:
         self._telemetry_tps: tuple[float, list[Any]] = (-1.0, [])
         #: partition -> ((committed, lowest acked), first seen, monotonic seconds): see repair_offset_holes
         self.offset_holes_seen: dict[Any, tuple[tuple[int, int], float]] = {}
+        #: fault injection for the reliability tests only (case C05): ``(event_id, seconds)`` or None
+        self.fault_slow_record = fault_slow_record()
 
     # --- state -------------------------------------------------------------------------------
     def acks_after(self, event: faust.EventT) -> list[faust.EventT]:
@@ -261,7 +280,12 @@ class Node:
         must not keep its records unacknowledged. Without this, adding a worker under load hung the
         rebalance (faust's ``wait_empty``) for good. The table write is made in the context of one of
         the partition's own records, as if that record were being handled.
+
+        Nothing is written while a record is half handled (:attr:`asset_handling`): the state in memory
+        then holds changes whose outputs the broker has not acknowledged; the timer's next run writes it.
         """
+        if self.asset_handling:  # a record is half handled: its outputs are not acknowledged yet
+            return []
         now = time.monotonic()
         done: list[faust.EventT] = []
         for part, waiting in list(self.pending_acks.items()):
@@ -386,16 +410,16 @@ class Node:
         calls: list[MarginCall] = []
         items: list[tuple[str, str, BaseModel, float | None, float | None]] = []
         for o in outputs:
-            if o.topic == "valuations":
-                val: CollateralValuation = o.message  # type: ignore[assignment]
-                items.append(("valuations", o.key, val, None, origin_ts))
-                items += [("loan-valuations", loan_id, val, origin_ts, origin_ts) for loan_id in val.loan_ids]
+            message = o.message
+            if isinstance(message, CollateralValuation):
+                items.append(("valuations", o.key, message, None, origin_ts))
+                items += [("loan-valuations", loan_id, message, origin_ts, origin_ts) for loan_id in message.loan_ids]
             else:
-                items.append((o.topic, o.key, o.message, None, origin_ts))
-                if o.topic == "alerts":
-                    alerts.append(o.message)  # type: ignore[arg-type]
-                elif o.topic == "margin-calls":
-                    calls.append(o.message)  # type: ignore[arg-type]
+                items.append((o.topic, o.key, message, None, origin_ts))
+                if isinstance(message, Alert):
+                    alerts.append(message)
+                elif isinstance(message, MarginCall):
+                    calls.append(message)
         if items:
             await self.send_many(items)
         if not alerts:
@@ -408,14 +432,20 @@ class Node:
         if self.pusher is not None:
             self.pusher.on_alerts(alerts, calls)
 
-    async def reject(self, event: faust.EventT, exc: InputRejected) -> None:
-        """Dead-letter one input record with its reason."""
+    async def reject(
+        self, event: faust.EventT, exc: InputRejected, observation: RejectedObservation | None = None
+    ) -> None:
+        """Dead-letter one input record, or one ``observation`` of a batch record, with its reason."""
         msg = event.message
         key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else None
+        raw, index = (msg.value, None) if observation is None else (observation.raw, observation.index)
         dl = dead_letter(
-            msg.value, exc, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, now=time.time()
+            raw, exc, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, now=time.time(),
+            observation_index=index,
+        )  # fmt: skip
+        log.info(
+            "dead-letter %s[%s]@%s%s: %s", msg.topic, msg.partition, msg.offset, f"#{index}" if observation else "", exc
         )
-        log.info("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
         await self.send("dead-letter", key or "", dl)
 
     # --- handlers ----------------------------------------------------------------------------
@@ -425,6 +455,7 @@ class Node:
         ``source`` is the metric label of the agent's input (``pledge.telemetry`` / ``pledge.loan-book``).
         """
         started = time.perf_counter()
+        self.in_hand[source] = (event.message.tp, event.message.offset)
         try:
             if not self.metadata_ready:
                 await self.ensure_changelog_metadata()
@@ -437,6 +468,8 @@ class Node:
             self.sensor.on_dead_letter("processing_error")
             self.sensor.on_event(source, "invalid")
             await self.reject(event, InputRejected("processing_error", f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.in_hand.pop(source, None)
 
     async def ensure_changelog_metadata(self) -> None:
         """Wait until the producer knows the partitions of the state tables' changelog topics.
@@ -451,7 +484,7 @@ class Node:
         refresh, narrowed to the topics sent to so far, then dropped it for good (a fresh-clone
         ``make demo`` lost 197 records that way).
         """
-        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # faust's AIOKafkaProducer
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # private: the aiokafka producer behind faust (docs/kafka.md)
         for state in (self.asset_state, self.loan_state):
             topic = state.table.changelog_topic.get_topic_name()
             await producer.client.add_topic(topic)
@@ -463,15 +496,29 @@ class Node:
         return (time.time(), *self.bounds)
 
     async def on_asset_record(self, event: faust.EventT) -> None:
-        """Handle one record of the telemetry agent: telemetry, a pledge registration or a clock record."""
+        """Handle one record of the telemetry agent: telemetry, a pledge registration or a clock record.
+
+        While it runs (:attr:`asset_handling`) the checkpoint timer writes no asset state: between the
+        record's first change to the state in memory and the broker's acknowledgement of its outputs,
+        a checkpoint would make durable a state whose effects are not (see :meth:`flush_pending`).
+        """
+        self.asset_handling = True
+        try:
+            await self._on_asset_record(event)
+        finally:
+            self.asset_handling = False
+
+    async def _on_asset_record(self, event: faust.EventT) -> None:
         msg = event.message
         part = msg.partition
         changed: set[str] = set()
         outputs: list[Output] = []
         if msg.topic == self.pledges_topic:
             if msg.key == CLOCK_KEY:
+                self.on_clock_record(msg.value)
                 self.load_assigned()
-                outputs = self.idle_advance()
+                wm = self.watermark()
+                outputs = self.assets.tick(wm, self.owns) if wm is not None else self.idle_advance()
             else:
                 try:
                     ev = decode_loan_event(msg.value)
@@ -486,22 +533,50 @@ class Node:
         else:
             self.last_telemetry_wall = time.time()
             try:
-                tev = decode_telemetry(msg.value, *self.ingress_limits())
-                self.asset_partition[tev.asset_id] = part
-                self.asset_state.load(tev.asset_id)
-                outputs = self.assets.on_telemetry(tev, tick=False)
-                self.dirty.setdefault(part, set()).add(tev.asset_id)
-                ts = tev.observed_at.timestamp()
-                self.partition_max[part] = max(ts, self.partition_max.get(part, ts))
-                self.partition_offset[part] = msg.offset
-                self.partition_wall[part] = time.monotonic()
-                wm = self.watermark()
-                if wm is not None:
-                    outputs += self.assets.tick(wm, self.owns)
-            except InputRejected as exc:
+                observations, rejected = decode_telemetry_record(msg.value, *self.ingress_limits())
+            except InputRejected as exc:  # the record as a whole
                 self.assets.on_reject(exc)
                 await self.reject(event, exc)
+                observations, rejected = [], []
+            for bad in rejected:
+                self.assets.on_reject(bad.error)
+            batch = is_batch(msg.value)
+            newest: float | None = None  # of the observations the core took: they alone move the clock
+            refused = {bad.index for bad in rejected}  # the decoded ones' indices in the record skip these
+            indices = [i for i in range(len(observations) + len(refused)) if i not in refused]
+            for position, (index, tev) in enumerate(zip(indices, observations, strict=True)):
+                if self.fault_slow_record is not None and tev.event_id == self.fault_slow_record[0]:
+                    self.block_once()
+                try:
+                    if position == 0:  # a batch holds one asset (checked by the decoder)
+                        self.asset_partition[tev.asset_id] = part
+                        self.asset_state.load(tev.asset_id)
+                    source = Provenance(msg.topic, part, msg.offset, index if batch else None)
+                    outputs += self.assets.on_telemetry(tev, tick=False, source=source)
+                    ts = tev.observed_at.timestamp()
+                    newest = ts if newest is None or ts > newest else newest
+                except InputRejected as exc:  # refused by the core (unknown metric, conflicting duplicate...)
+                    self.assets.on_reject(exc)
+                    if batch:
+                        rejected.append(RejectedObservation(index, tev.model_dump_json().encode(), exc))
+                    else:
+                        await self.reject(event, exc)
+            for bad in rejected:
+                await self.reject(event, bad.error, bad)
+            if newest is not None:
+                self.dirty.setdefault(part, set()).add(observations[0].asset_id)
+                self.clocks.delivered(part, msg.offset, newest, time.monotonic())
+                wm = self.watermark()
+                if wm is not None and self.assets.tick_due(wm):
+                    # every asset of the assigned partitions takes part, silent ones too, even before
+                    # the first clock record after a restart has loaded them
+                    self.load_assigned()
+                    outputs += self.assets.tick(wm, self.owns)
         changed |= {o.key for o in outputs if o.topic == "valuations"}
+        # effects first, then the state that records them: a state in the changelog that has closed a
+        # window whose valuation never reached the broker would, after a crash, lose that valuation
+        # for good (the re-read record is a duplicate of the restored state and emits nothing)
+        await self.publish(outputs, msg.timestamp)
         now = time.monotonic()
         if msg.topic != self.telemetry_topic or now - self.persisted_at.get(part, 0.0) >= CHECKPOINT_INTERVAL_S:
             self.persist(part, changed)
@@ -509,43 +584,47 @@ class Node:
         else:
             for aid in changed:
                 self.dirty.setdefault(self.asset_partition.get(aid, part), set()).add(aid)
-        await self.publish(outputs, msg.timestamp)
 
-    def watermark(self) -> float | None:
-        """Return the stream clock: the lowest event time among partitions that are still delivering.
+    def block_once(self) -> None:
+        """Block the event loop for the fault's seconds, once per process (case C05's slow handler).
 
-        Each assigned telemetry partition contributes its newest event time while it holds the
-        clock: while it has unread records (its high watermark beyond the next offset to handle:
-        a restarted worker working off a backlog) or has delivered within ``IDLE_PARTITION_S`` of
-        processing time. A partition quiet that long with nothing unread is idle and does not hold
-        the clock back (Flink's per-partition watermarks with idleness). A partition with records
-        not handled yet since start holds the clock entirely (``None``). So a silent asset's window
-        closes only once the partition that would carry its records has been read up to there,
-        however the consumer interleaves partitions, and window contents match an in-process backtest.
+        A blocking ``time.sleep``, not ``asyncio.sleep``: the field failure is a handler that holds the
+        loop, so the worker cannot take part in the rebalance a joining worker starts.
+        """
+        assert self.fault_slow_record is not None
+        event_id, seconds = self.fault_slow_record
+        self.fault_slow_record = None
+        log.warning("fault injection: handling of telemetry record %s blocks for %.0f s", event_id, seconds)
+        time.sleep(seconds)
+        log.warning("fault injection: handling of telemetry record %s resumes", event_id)
+
+    def own_statuses(self, now: float) -> dict[int, Status]:
+        """The clock status of each assigned telemetry partition (:meth:`Watermarks.status`).
+
+        The consumer supplies what the core cannot know: the committed offset and the high watermark
+        as last fetched. A partition revoked since the cached assignment was read is left out (and
+        the assignment is read again next time).
         """
         consumer = self.app.consumer
-        now = time.monotonic()
-        times = []
+        statuses: dict[int, Status] = {}
         for tp in self.telemetry_partitions(now):
-            last = self.partition_offset.get(tp.partition)
-            start = consumer._committed_offset.get(tp) or 0  # type: ignore[attr-defined]
-            next_offset = last + 1 if last is not None else start
             try:
                 highwater = consumer.highwater(tp)
             except AssertionError:  # revoked since the cached assignment was read: re-read it next time
                 self._telemetry_tps = (-1.0, [])
                 continue
-            # an unknown high watermark (no fetch since a rebalance assigned it) is a partition not
-            # known to be caught up: it holds the clock like one with a backlog (case C05)
-            backlog = highwater is None or highwater > next_offset
-            wall = self.partition_wall.get(tp.partition)
-            if wall is None:
-                if backlog or (now - self.started < IDLE_PARTITION_S and highwater):
-                    return None
-                continue
-            if backlog or now - wall < IDLE_PARTITION_S:
-                times.append(self.partition_max[tp.partition])
-        return min(times) if times else None
+            committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # private: faust keeps no public committed offset (docs/kafka.md)
+            statuses[tp.partition] = self.clocks.status(tp.partition, committed, highwater, now)
+        return statuses
+
+    def watermark(self) -> float | None:
+        """Return the consumer group's stream clock (:meth:`Watermarks.clock`), or None while it holds.
+
+        Assigned partitions count by their status here, the others by their owners' latest reports
+        (clock records, :meth:`on_timer`); a worker whose own partitions are all idle (a frozen feed's,
+        case C05) follows the other workers' partitions instead of standing still.
+        """
+        return self.clocks.clock(self.own_statuses(time.monotonic()))
 
     def owns(self, asset_id: str) -> bool:
         """Whether the asset's telemetry partition is assigned to this worker now (C05).
@@ -575,6 +654,32 @@ class Node:
         for loan in list(self.loans.loans.values()):
             yield from list(loan.active_alerts.values())
 
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> list[str]:
+        """Forget the assets and loans of revoked partitions; the next :meth:`load_assigned` reloads.
+
+        Called by faust's ``on_partitions_revoked`` signal, which comes after every record in flight was
+        acknowledged (so checkpointed) and the producer flushed. A partition revoked may be handled by
+        another worker, then come back: the state this worker held would then be stale, and a record
+        of the asset finding it in memory would never read the newer one from the table. faust's
+        rebalances revoke every partition (eager protocol), so each rebalance reloads from the tables.
+        Returns the ids forgotten (assets and loans).
+        """
+        n = self.s.partitions
+        telemetry = {tp.partition for tp in revoked if tp.topic == self.telemetry_topic}
+        loans = {tp.partition for tp in revoked if tp.topic == self.loan_topic}
+        gone: list[str] = []
+        for book in (self.assets.assets, self.assets.held):
+            for aid in [a for a in book if self.asset_partition.get(a, _partition(a, n)) in telemetry]:
+                del book[aid]
+                gone.append(aid)
+        for lid in [k for k in self.loans.loans if _partition(k, n) in loans]:
+            del self.loans.loans[lid]
+            gone.append(lid)
+        for part in telemetry:
+            self.dirty.pop(part, None)
+        self.loaded_for = frozenset()
+        return gone
+
     def load_assigned(self) -> None:
         """Load the state of every asset and loan of this worker's partitions once per assignment.
 
@@ -589,13 +694,17 @@ class Node:
         n = self.s.partitions
         for aid in self.asset_state.load_all():
             # the partition its records and its changelog entries use (Kafka's default partitioner)
-            self.asset_partition.setdefault(aid, (murmur2(aid.encode()) & 0x7FFFFFFF) % n)
+            self.asset_partition.setdefault(aid, _partition(aid, n))
         if self.assets.clock is None and self.assets.assets:
             log.info("loaded %d asset states of the assigned partitions", len(self.assets.assets))
 
     def idle_advance(self) -> list[Output]:
-        """Advance the stream clock by the processing time telemetry has been idle (dark feeds close windows)."""
-        if self.last_telemetry_wall is None or self.assets.clock is None:
+        """Advance the stream clock by the processing time telemetry has been idle (dark feeds close windows).
+
+        Only while every partition of the group is idle (:attr:`Watermarks.group_idle`): while another worker's
+        partition still delivers, its event time is the clock, not this worker's processing time.
+        """
+        if self.last_telemetry_wall is None or self.assets.clock is None or not self.clocks.group_idle:
             return []
         idle = time.time() - self.last_telemetry_wall
         if idle < IDLE_ADVANCE_S:
@@ -625,8 +734,8 @@ class Node:
                 await self.reject(event, exc)
                 return
             loan_key = ev.loan_id
+        await self.publish(outputs, msg.timestamp)  # effects before the state that records them (as above)
         self.loan_state.save(loan_key)
-        await self.publish(outputs, msg.timestamp)
 
     async def apply_rulebook(self, decision: Decision, origin: str = "topic") -> None:
         """Swap in a valid rulebook between two events, or reject an invalid one; report either way."""
@@ -653,20 +762,37 @@ class Node:
         )
 
     async def repair_offset_holes(self, now: float | None = None) -> list[Any]:
-        """Re-read any partition whose commit is stuck behind skipped records (:func:`offset_holes`).
+        """Re-read any partition whose commit is stuck behind skipped or forgotten records (:func:`offset_holes`).
 
         A hole must be seen unchanged for :data:`OFFSET_HOLE_GRACE_S`; then the consumer seeks the
         partition back to its committed offset and the skipped records are processed. Records past
         the hole are processed a second time, which every handler tolerates: telemetry is
         de-duplicated by event id, loan events by theirs, and a valuation not newer than the one
-        applied is dropped (:meth:`monitor.engine.LoanMonitor.on_valuation`). Returns the partitions re-read.
+        applied is dropped (:meth:`monitor.core.loans.LoanMonitor.on_valuation`). Returns the partitions re-read.
         """
         consumer: Any = self.app.consumer  # faust.transport.consumer.Consumer: its offset bookkeeping is private
         now = time.monotonic() if now is None else now
+        if self.asset_handling:  # a telemetry record is half handled: it is in none of the lists below
+            return []
+        position: dict[Any, int | None] = {}
+        if self.app.flow_control.is_active():  # off in a rebalance: faust's fetcher may hold records then
+            for tp in [tp for tp in consumer.assignment() if tp.topic in self.input_topics]:
+                try:
+                    position[tp] = await consumer.position(tp)
+                except Exception:  # noqa: BLE001  # revoked meanwhile, or no position yet: unknown, not an error
+                    position[tp] = None
+            if self.asset_handling:  # a telemetry record became half handled while we asked
+                return []
+        # read after the awaits above, in one step: nothing is handled or acknowledged in between
+        in_flight = [(m.tp, m.offset) for m in list(consumer._unacked_messages)]
+        in_flight += [(e.message.tp, e.message.offset) for waiting in self.pending_acks.values() for e in waiting]
+        in_flight += list(self.in_hand.values())
         holes = offset_holes(
             consumer._committed_offset,
             consumer._acked,
-            ((m.tp, m.offset) for m in list(consumer._unacked_messages)),
+            in_flight,
+            position=position,
+            queued=queued_topics(self.app),
         )
         seen = self.offset_holes_seen
         # a hole keeps its first-seen time while it stays the same; one that changed starts again
@@ -678,33 +804,101 @@ class Node:
             if now - since < OFFSET_HOLE_GRACE_S:
                 continue
             log.warning(
-                "%s[%d]: offsets %d..%d were read but never processed (faust skipped them in a rebalance), "
-                "and the commit cannot pass them; re-reading from %d",
+                "%s[%d]: offsets %d..%d were read but the commit cannot pass them (skipped in a rebalance, or "
+                "their acknowledgements dropped when it revoked the partition); re-reading from %d",
                 tp.topic,
                 tp.partition,
                 start,
                 low - 1,
                 start,
             )
-            await consumer.seek(tp, start)
+            await consumer.seek(tp, start)  # faust sets its read offset too, so the records pass its filter
             del self.offset_holes_seen[tp]
             repaired.append(tp)
         return repaired
 
+    def clock_report(self, statuses: Mapping[int, Status] | None = None) -> bytes:
+        """The clock record's value: this worker's partition statuses as JSON (:meth:`Watermarks.report`).
+
+        ``statuses``: :meth:`own_statuses` when the caller has them already (read now otherwise).
+        """
+        if statuses is None:
+            statuses = self.own_statuses(time.monotonic())
+        report = self.clocks.report(statuses, self.worker, time.time())
+        return json.dumps(report).encode()
+
+    def on_clock_record(self, value: bytes | None) -> None:
+        """Take in a worker's partition statuses from a clock record (:meth:`Watermarks.merge`)."""
+        try:
+            report = json.loads(value or b"{}")
+        except ValueError:
+            return
+        self.clocks.merge(report)
+
     async def on_timer(self) -> None:
-        """Send a clock record to every assigned partition of the telemetry agent's channel."""
-        topic = self.s.topic("asset-pledges")
-        for tp in self.app.consumer.assignment():
-            if tp.topic == topic:
-                await self.app.producer.send_and_wait(topic, CLOCK_KEY, b"{}", tp.partition, None, None)
+        """Send a clock record, with this worker's partition statuses, to every partition of the asset channel.
+
+        To every partition, not only the assigned ones: each worker reads the statuses of the partitions
+        it does not hold from the others' reports (:meth:`watermark`), and the asset side of every worker
+        is woken up to close its silent assets' windows.
+        """
+        now = time.monotonic()
+        statuses = self.own_statuses(now)  # read once: for the report and for the held-clock check
+        value = self.clock_report(statuses)
+        for part in range(self.s.partitions):  # the channel is co-partitioned with telemetry (create_topics)
+            await self.app.producer.send_and_wait(self.pledges_topic, CLOCK_KEY, value, part, None, None)
+        self.check_clock_held(now, statuses)
+
+    def check_clock_held(self, now: float, statuses: Mapping[int, Status] | None = None) -> bool:
+        """Warn, once a minute, while the group's stream clock stands still and not every partition is idle.
+
+        A clock that stands still closes no silent asset's window, so no ``feed-silent`` alert can
+        fire: the operator needs to know which partition holds it and why (its status: ``hold`` or
+        its newest event time, and the reports of the other workers). Returns whether it warned.
+        """
+        if statuses is None:
+            statuses = self.own_statuses(now)
+        clock = self.clocks.clock(statuses)
+        if self.clocks.group_idle or clock != self.clock_seen[0]:
+            self.clock_seen = (clock, now)
+            return False
+        held_s = now - self.clock_seen[1]
+        if held_s < CLOCK_HELD_WARN_S or now - self.clock_warned < CLOCK_HELD_WARN_S:
+            return False
+        self.clock_warned = now
+        log.warning(
+            "stream clock held at %s for %.0f s: this worker's partitions %s, the others' reports %s",
+            clock,
+            held_s,
+            statuses,
+            {p: s for p, (_, s) in self.clocks.reports.items() if p not in statuses},
+        )
+        return True
+
+
+def _partition(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java client and faust do)."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def queued_topics(app: Any) -> set[str]:
+    """Names of the input topics with records in an agent's buffer that its stream has not taken yet.
+
+    faust's conductor puts each record read into the queue of every channel subscribed to its topic;
+    a record there is read (its offset is faust's read offset) but neither in flight nor acknowledged.
+    """
+    index = getattr(app.topics, "_topic_name_index", {})  # private: faust's conductor (docs/kafka.md)
+    return {name for name, channels in list(index.items()) if any(not c.queue.empty() for c in list(channels))}
 
 
 def offset_holes(
     committed: Mapping[Any, int | None],
     acked: Mapping[Any, list[int]],
     in_flight: Iterable[tuple[Any, int]],
+    position: Mapping[Any, int | None] | None = None,
+    queued: Iterable[str] = (),
 ) -> dict[Any, tuple[int, int]]:
-    """Partitions whose committed offset can no longer advance: ``tp -> (committed, lowest acked offset)``.
+    """Partitions whose committed offset can no longer advance: ``tp -> (re-read from, first offset past the hole)``.
 
     faust commits a partition up to the first run of consecutive acknowledged offsets, and commits
     nothing while the lowest acknowledged offset is more than one past the committed one (it waits for
@@ -715,20 +909,38 @@ def offset_holes(
     ``tests/integration/test_faults.py::test_fault_c__...``: offsets 54..76 of a loan-valuations
     partition skipped, 77 processed, the commit stuck at 54 for good).
 
+    Two kinds of hole are found:
+
+    * **below an acknowledgement**: the lowest acknowledged offset is more than one past the committed
+      one and no record in flight lies in between;
+    * **at the tail**: the consumer's position is past the committed offset and no record of the
+      partition is acknowledged, in flight or queued for its agent. faust forgets a partition's
+      acknowledgements when a rebalance revokes it (``Consumer.on_partitions_revoked``); when the
+      partition comes back to the same member, the consumer resumes from its position, so records
+      processed but not yet committed are never committed (fault (d) of
+      ``tests/integration/test_faults.py``: loan-book partitions 2 and 3 records short of their end
+      for 900 s). Re-reading them processes them a second time, which every handler tolerates
+      (:meth:`Node.repair_offset_holes`).
+
     Parameters
     ----------
     committed
-        faust's committed offset per partition (the next offset to process; ``None`` = unknown).
+        faust's committed offset per partition (the next offset to process; ``None`` or 0 = none known).
     acked
         Acknowledged, not yet committed offsets per partition.
     in_flight
-        ``(tp, offset)`` of records handed to a stream and not yet acknowledged.
+        ``(tp, offset)`` of records read and not yet acknowledged: those a stream took and not acked,
+        the one being handled, and those waiting for the state checkpoint.
+    position
+        The consumer's position per assigned input partition (the next offset it will hand to faust;
+        ``None`` = unknown). Without it, only holes below an acknowledgement are found.
+    queued
+        Names of topics with records handed to an agent's buffer and not yet taken by its stream.
 
     Returns
     -------
     dict
-        Only partitions with a hole below their lowest acknowledged offset that no in-flight record
-        will fill.
+        Only partitions with a hole that no record in flight or queued will fill.
     """
     lowest_in_flight: dict[Any, int] = {}
     for tp, offset in in_flight:
@@ -741,6 +953,12 @@ def offset_holes(
         low = min(offsets)
         if low - start > 1 and lowest_in_flight.get(tp, low) >= low:
             holes[tp] = (start, low)
+    busy = set(queued)
+    for tp, pos in (position or {}).items():
+        start = committed.get(tp) or 0
+        if pos is None or pos <= start or acked.get(tp) or tp in lowest_in_flight or tp.topic in busy:
+            continue
+        holes[tp] = (start, pos)
     return holes
 
 
@@ -773,6 +991,32 @@ class _App(faust.App):
             await super().on_stop()
         finally:
             task.cancel()
+
+
+def fault_slow_record() -> tuple[str, float] | None:
+    """Read ``PLEDGEWATCH_FAULT_SLOW_RECORD=EVENT_ID:SECONDS`` (reliability tests only, case C05).
+
+    The telemetry record with that ``event_id`` blocks its handler for SECONDS once. Unset (the
+    default and the only production setting) returns ``None``; the check then costs one comparison.
+
+    Raises
+    ------
+    ConfigError
+        When set but not ``EVENT_ID:SECONDS`` with SECONDS a positive number.
+    """
+    text = os.environ.get("PLEDGEWATCH_FAULT_SLOW_RECORD", "").strip()
+    if not text:
+        return None
+    event_id, _, seconds = text.rpartition(":")
+    try:
+        value = float(seconds)
+    except ValueError:
+        value = -1.0
+    if not event_id or not value > 0:
+        raise ConfigError(
+            f"PLEDGEWATCH_FAULT_SLOW_RECORD: got {text!r}, expected EVENT_ID:SECONDS with SECONDS > 0 (tests only)"
+        )
+    return event_id, value
 
 
 def count_commit_failures(app: faust.App, counter: Any) -> None:
@@ -901,12 +1145,16 @@ def create_app(
     async def telemetry_agent(stream: faust.StreamT) -> None:
         # manual acks: a record is acked (its offset becomes committable) only once the state it
         # changed is in the changelog, so a SIGKILL never loses an event behind a committed offset (C01)
-        manual = stream.noack()  # type: ignore[attr-defined]
+        manual = stream.noack()  # type: ignore[attr-defined]  # noack() exists on faust streams but is missing from StreamT
         node.manual = manual
         async for event in manual.events():
             await node.guarded(node.on_asset_record, event, "pledge.telemetry")
             for done in node.acks_after(event):
                 await manual.ack(done)
+
+    @app.on_partitions_revoked.connect
+    def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        node.on_partitions_revoked(args[0] if args else ())  # the signal's one argument: the revoked TPs
 
     @app.agent(loans_in, name="loans")
     async def loan_agent(stream: faust.StreamT) -> None:
@@ -950,7 +1198,6 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
     from prometheus_client import REGISTRY
 
-    from monitor.errors import ConfigError
     from streams.prometheus import Metrics, PrometheusSensor, serve_metrics
     from streams.topics import create_topics
 

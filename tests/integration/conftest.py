@@ -47,14 +47,20 @@ def demo_input(until: dt.datetime | None = None) -> tuple[list[bytes], list[Any]
     return book, events
 
 
-def replay(settings: Settings, book: list[bytes], events: list[Any]) -> None:
-    """Produce the loan book, then the telemetry, as fast as the broker takes them."""
+def replay(settings: Settings, book: list[bytes], events: list[Any]) -> int:
+    """Produce the loan book, then the telemetry, as fast as the broker takes them; returns telemetry records.
+
+    The telemetry goes out as ``pledgewatch replay`` sends it: one batch record per asset and poll
+    (:func:`monitor.core.decode.telemetry_records`), so records are fewer than observations.
+    """
+    from monitor.core.decode import telemetry_records
     from streams.replay import make_producer, produce_loan_book, produce_telemetry
 
     producer = make_producer(settings)
     produce_loan_book(producer, settings, book)
     produce_telemetry(producer, settings, events, rate=0, progress=False)
     producer.close()
+    return sum(1 for _ in telemetry_records(events))
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from monitor.engine import decode_loan_event
+from monitor.core import decode_loan_event
 from monitor.schemas import CollateralPledged, LoanOpened
 from tests.integration.conftest import BIN, Worker, demo_input, replay, wait_caught_up
 

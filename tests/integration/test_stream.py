@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import time
+from typing import Any
 
 import orjson
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+from monitor.core.decode import decode_telemetry_record
 from monitor.schemas import Alert, CollateralValuation, DeadLetter, MarginCall
 from rules.rulebook import load_rulebook
 from tests.conftest import make_event, make_loan, make_pledge
@@ -139,9 +141,47 @@ def test_case_c07_replay_cli_publishes_and_exits_leaving_every_record_on_the_top
     book = load_loan_book(BOOK)
     want = sum(1 for _ in read_telemetry(small, pledged_assets(book)))
     run_cli(env, "replay", "--telemetry", str(small), "--rate", "0", "--no-progress")
-    got = read_topic(env.settings, "telemetry", until=lambda rs: len(rs) >= want, timeout=60)
-    assert len(got) == want > 0
+
+    def observations(records: list[Any]) -> int:  # a record holds one observation or one poll's batch
+        return sum(len(decode_telemetry_record(r.value, time.time())[0]) for r in records)
+
+    got = read_topic(env.settings, "telemetry", until=lambda rs: observations(rs) >= want, timeout=60)
+    assert observations(got) == want > 0
+    assert len(got) < want  # sent as polls, not one record each
     assert len(read_topic(env.settings, "loan-book", until=lambda rs: len(rs) >= len(book), timeout=30)) == len(book)
+
+
+def test_a_batch_record_applies_its_good_observations_and_dead_letters_each_bad_one_with_its_index(env, worker) -> None:  # type: ignore[no-untyped-def]
+    worker.start()
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=10)
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+    send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
+    wait_pledged(worker, "A1")  # else the observations are held for the pledge and judged when it comes
+    body = orjson.loads(make_event(observed_at=now, received_at=now).model_dump_json())
+    observations = [
+        {**body, "event_id": "ok-1", "attributes": {"trip_id": "t1"}},
+        {**body, "event_id": "typo", "metrix": {}},  # refused by the decoder
+        {**body, "event_id": "ratio", "metrics": {"trips": 0.0, "on_time_trips": 0.0}},  # refused by the core
+        {**body, "event_id": "ok-2", "attributes": {"trip_id": "t2"}},
+    ]
+    record = orjson.dumps({"asset_id": "A1", "observations": observations})
+    meta = producer.send(env.settings.topic("telemetry"), key=b"A1", value=record).get(timeout=30)
+    producer.close()
+    dls = [
+        DeadLetter.model_validate_json(r.value)
+        for r in read_topic(env.settings, "dead-letter", until=lambda rs: len(rs) >= 2, timeout=60)
+    ]
+    # -1 for a dead letter of the whole record (none expected): the message then shows its reason and why
+    got = sorted((-1 if d.observation_index is None else d.observation_index, d.reason, d.offset) for d in dls)
+    assert got == [(1, "extra_field", meta.offset), (2, "undefined_ratio", meta.offset)], [
+        (d.observation_index, d.reason, d.message) for d in dls
+    ]
+    assert orjson.loads(base64.b64decode(dls[0].original_b64))["event_id"] in {"typo", "ratio"}  # the observation alone
+    deadline = time.monotonic() + 60
+    while applied(env) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert applied(env) == 2 and env.metric("pledgewatch_dead_letters_total") == 2
+    assert worker.alive()
 
 
 def test_case_c02_duplicate_across_a_worker_restart_counts_once(env, worker) -> None:  # type: ignore[no-untyped-def]
