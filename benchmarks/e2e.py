@@ -51,6 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PLEDGEWATCH = ROOT / ".venv" / "bin" / "pledgewatch"
 
 
+#: buses per asset of the poll-fed run: at the sample's median gap of ≈ 126 s between two reports of
+#: one bus, 70 buses give ≈ 60 observations per 120-s poll (issue 18 asks for polls of ≥ 50)
+POLL_FLEET_VEHICLES = 70
+
+
 def free_port() -> int:
     """A free loopback TCP port."""
     with socket.socket() as s:
@@ -97,6 +102,7 @@ class Run:
             w.stop()
         delete_topics(self.settings, f"{self.tag}.")
         delete_topics(self.settings, f"{self.tag}-")
+        delete_topics(self.settings, f"changelog__{self.tag}-")  # the Quix peer's state (peer_quix)
 
 
 class BenchWorker:
@@ -174,9 +180,22 @@ def start_workers(run: Run, n: int, fleet: Fleet) -> list[BenchWorker]:
     return workers
 
 
-def saturation(tmp: Path, n_workers: int, backlog: list[tuple[bytes, bytes, float]], fleet: Fleet, window_s: float):
-    """(b)/(c): records/s of ``n_workers`` working off ``backlog``; returns a result dict (and the run's topic)."""
-    with Run(f"sat{n_workers}", tmp) as run:
+def saturation(
+    tmp: Path,
+    n_workers: int,
+    backlog: list[tuple[bytes, bytes, float]],
+    fleet: Fleet,
+    window_s: float,
+    observations: int | None = None,
+    ceilings: bool = True,
+):
+    """(b)/(c)/(g): observations/s of ``n_workers`` working off ``backlog``; returns a result dict.
+
+    ``observations``: how many the backlog holds when its records are batches (default: one a record).
+    ``ceilings``: also measure the bare aiokafka loop and the decode-only faust agent (one worker only).
+    """
+    observations = observations or len(backlog)
+    with Run(f"sat{n_workers}{'b' if observations > len(backlog) else ''}", tmp) as run:
         workers = start_workers(run, n_workers, fleet)
         stats = asyncio.run(produce_records(run.settings, backlog))
         time.sleep(2.0)
@@ -186,17 +205,21 @@ def saturation(tmp: Path, n_workers: int, backlog: list[tuple[bytes, bytes, floa
         time.sleep(window_s)
         c1, t1 = sum(w.count("telemetry") for w in workers), time.monotonic()
         cpu1 = [cpu_seconds(w.proc.pid) for w in workers]
-        if c1 >= len(backlog):
+        if c1 >= observations:
             print(f"warning: the backlog ran out during the window ({n_workers} workers)", file=sys.stderr)
         rate = (c1 - c0) / (t1 - t0)
         top = summarize(spy, run.tmp / "py-spy.txt") if spy is not None else None
         for w in workers:  # the ceilings below run alone on the machine
             w.stop()
-        bare = bare_loop(run.settings, len(backlog)) if n_workers == 1 else None
-        floor = faust_floor(run, len(backlog)) if n_workers == 1 else None
+        bare = bare_loop(run.settings, len(backlog)) if n_workers == 1 and ceilings else None
+        floor = faust_floor(run, len(backlog)) if n_workers == 1 and ceilings else None
+        peer = (
+            {mode: peer_quix(run, observations, mode) for mode in ("window", "decode-only")} if n_workers == 1 else None
+        )
         return {
             "workers": n_workers,
             "backlog_records": len(backlog),
+            "backlog_observations": observations,
             "produced_per_s": round(stats.rate),
             "window_s": round(t1 - t0, 1),
             "records_in_window": int(c1 - c0),
@@ -204,6 +227,7 @@ def saturation(tmp: Path, n_workers: int, backlog: list[tuple[bytes, bytes, floa
             "worker_cpu_share": [round((b - a) / (t1 - t0), 2) for a, b in zip(cpu0, cpu1, strict=True)],
             "bare_loop": bare,
             "faust_floor": floor,
+            "peer_quix": peer,
             "profile": top,
         }
 
@@ -247,24 +271,47 @@ def summarize(spy: subprocess.Popen[bytes], raw: Path, top: int = 12) -> dict[st
 
     keys = ("Node.guarded", "StateTable.save", "AssetBook.on_telemetry", "decode_telemetry", "Node.send_many")
     groups = {k: round(sum(n for f, n in under.items() if f.startswith(k)) / total, 3) for k in keys}
-    ours = {f: n for f, n in under.items() if any(d in f for d in ("streams/", "monitor/engine", "monitor/valuation"))}
+    ours = {f: n for f, n in under.items() if any(d in f for d in ("streams/", "monitor/core/", "monitor/valuation"))}
     ours = {f: n for f, n in ours.items() if "cli.py" not in f and "run_worker" not in f}
     return {"samples": total, "groups": groups, "self": share(own), "inclusive_pledgewatch": share(ours)}
 
 
-def faust_floor(run: Run, total: int) -> dict[str, Any] | None:
-    """A faust agent that only decodes and acks (``benchmarks/faust_floor.py``) over the same backlog."""
-    out = run.tmp / "faust-floor.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "faust_floor.py"), run.settings.topic("telemetry"), str(total)]
+def run_script(run: Run, script: str, name: str, args: list[str], timeout: float = 300.0) -> dict[str, Any] | None:
+    """Run ``benchmarks/<script>`` over the run's telemetry topic; its JSON result, or None.
+
+    The script is called as ``script TOPIC *args OUT`` in the run's folder, its output in
+    ``<name>.log`` there; ``None`` when it wrote no result within ``timeout`` seconds.
+    """
+    out = run.tmp / f"{name}.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / script), run.settings.topic("telemetry"), *args, str(out)]
     env = {**run.env, "KAFKA_BOOTSTRAP_SERVERS": bootstrap()}
-    with (run.tmp / "faust-floor.log").open("w") as log:
-        proc = subprocess.Popen([*cmd, str(out)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=run.tmp)
+    with (run.tmp / f"{name}.log").open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=run.tmp)
         try:
-            proc.wait(300)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
     return json.loads(out.read_text()) if out.exists() else None
+
+
+def faust_floor(run: Run, total: int) -> dict[str, Any] | None:
+    """A faust agent that only decodes and acks (``benchmarks/faust_floor.py``) over the same backlog."""
+    return run_script(run, "faust_floor.py", "faust-floor", [str(total)])
+
+
+def peer_quix(run: Run, total: int, mode: str) -> dict[str, Any] | None:
+    """The Quix Streams peer (``benchmarks/peer_quix.py``) over the same backlog: ``window`` or ``decode-only``.
+
+    ``total`` in observations. ``None`` when quixstreams (the ``bench`` extra) is not installed or the
+    app did not finish within 300 s (its log is kept in the run's folder).
+    """
+    try:
+        import quixstreams  # noqa: F401
+    except ImportError:
+        print("peer: quixstreams not installed (pip install -e '.[bench]'); skipped", file=sys.stderr)
+        return None
+    return run_script(run, "peer_quix.py", f"peer-quix-{mode}", [str(total), mode, f"{run.tag}-peer-{mode}"])
 
 
 def bare_loop(settings: Settings, total: int) -> dict[str, Any]:
@@ -350,6 +397,18 @@ async def read_latencies(settings: Settings) -> dict[str, list[float]]:
     return out
 
 
+def polls_only(backlog: int, window: float) -> None:
+    """(g) alone: one worker fed polls and the Quix peer on the same backlog (a quick check between full runs)."""
+    poll_fleet = Fleet(20, POLL_FLEET_VEHICLES, seed=3)
+    polls = list(poll_fleet.polls(backlog))
+    per_poll = sorted(len(orjson.loads(v).get("observations", [0])) for _, v, _ in polls)
+    with tempfile.TemporaryDirectory(prefix="pledgewatch-bench-") as t:
+        result = saturation(Path(t), 1, polls, poll_fleet, window, observations=backlog, ceilings=False)
+    result["observations_per_record_median"] = per_poll[len(per_poll) // 2]
+    result.pop("profile", None)
+    print(json.dumps(result, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backlog", type=int, default=600_000, help="records given to the saturated workers")
@@ -357,15 +416,30 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=5_000.0, help="steady rate of the latency run, records/s")
     ap.add_argument("--low-rate", type=float, default=2_000.0, help="the same at a rate with headroom, records/s")
     ap.add_argument("--seconds", type=float, default=60.0, help="length of each latency run, seconds")
+    ap.add_argument(
+        "--polls-only",
+        action="store_true",
+        help="only (g), one worker fed polls, with the Quix peer over the same backlog; prints JSON, writes no result",
+    )
     args = ap.parse_args()
+    if args.polls_only:
+        polls_only(args.backlog, args.window)
+        return
     fleet = Fleet(20, 50, seed=3)
     backlog = list(fleet.records(args.backlog))
+    # (g) the same kind of load as polls: 70 buses an asset report ≈ 60 observations per 120-s poll
+    poll_fleet = Fleet(20, POLL_FLEET_VEHICLES, seed=3)
+    polls = list(poll_fleet.polls(args.backlog))
+    per_poll = sorted(len(orjson.loads(v).get("observations", [0])) for _, v, _ in polls)
     with tempfile.TemporaryDirectory(prefix="pledgewatch-bench-") as t:
         tmp = Path(t)
         one = saturation(tmp, 1, backlog, fleet, args.window)
         print("one worker:", json.dumps(one), file=sys.stderr)
         two = saturation(tmp, 2, backlog, fleet, args.window)
         print("two workers:", json.dumps(two), file=sys.stderr)
+        batched = saturation(tmp, 1, polls, poll_fleet, args.window, observations=args.backlog, ceilings=False)
+        batched["observations_per_record_median"] = per_poll[len(per_poll) // 2]
+        print("one worker, polls:", json.dumps(batched), file=sys.stderr)
         lat = latency(tmp, args.rate, args.seconds)
         low = latency(tmp, args.low_rate, args.seconds)
     bare = one["bare_loop"]
@@ -375,6 +449,7 @@ def main() -> None:
         "fleet": {"assets": 20, "vehicles": 50, "seed": 3},
         "one_worker": one,
         "two_workers": two,
+        "one_worker_polls": batched,
         "scale_out": round(two["events_per_s"] / one["events_per_s"], 2),
         "ratio_to_bare_loop": round(one["events_per_s"] / bare["events_per_s"], 3),
         "latency": lat,
@@ -390,6 +465,25 @@ def main() -> None:
                 "one worker at saturation (real broker, 4 partitions, backlog of simulated telemetry)",
                 f"{one['events_per_s']:,} records/s; {result['ratio_to_bare_loop']:.1%} of the bare aiokafka "
                 f"loop's {bare['events_per_s']:,} records/s in the same run",
+            ),
+            (
+                f"one worker fed polls (one record per asset and 120-s poll, median "
+                f"{batched['observations_per_record_median']} observations; 20 assets × {POLL_FLEET_VEHICLES} buses)",
+                f"{batched['events_per_s']:,} observations/s = {batched['events_per_s'] / one['events_per_s']:.1f}× "
+                f"one observation a record",
+            ),
+            *(
+                [
+                    (
+                        "Quix Streams 3.28 peer on the same poll backlog (benchmarks/peer_quix.py: decode, one row "
+                        "per observation, 15-min tumbling window count + sum, RocksDB state)",
+                        f"{peer['window']['events_per_s']:,} observations/s (decode only "
+                        f"{peer['decode-only']['events_per_s']:,}); the worker fed polls is "
+                        f"{batched['events_per_s'] / peer['window']['events_per_s']:.2f}× it",
+                    )
+                ]
+                if (peer := batched.get("peer_quix")) and peer.get("window") and peer.get("decode-only")
+                else []
             ),
             (
                 "two workers vs one (one consumer group, 4 partitions, 2 cores shared with the broker)",
