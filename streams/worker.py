@@ -93,6 +93,9 @@ OFFSET_HOLE_GRACE_S = 5.0
 #: (:meth:`Node.check_clock_held`): a live feed polls every 10-60 s and moves event time that often, so a
 #: minute without movement means a partition holds the clock, and silent assets' windows stay open.
 CLOCK_HELD_WARN_S = 60.0
+#: Seconds between two scans of the tables for states the books miss (:meth:`Node.load_assigned`): the
+#: clock timer's period, so a silent asset a path forgot to load closes its next window in time
+LOAD_RESCAN_S = 5.0
 #: Key of the clock records the timer sends to every partition of ``internal.asset-pledges``.
 CLOCK_KEY = b"__clock__"
 
@@ -236,6 +239,7 @@ class Node:
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
         self.loaded_for: frozenset[Any] = frozenset()
+        self.loaded_at = 0.0
         #: (the group clock last seen, when it last changed) and when the held clock was last reported
         self.clock_seen: tuple[float | None, float] = (None, time.monotonic())
         self.clock_warned = 0.0
@@ -629,10 +633,14 @@ class Node:
     def owns(self, asset_id: str) -> bool:
         """Whether the asset's telemetry partition is assigned to this worker now (C05).
 
-        An asset whose partition is unknown here (never seen) is not this worker's to close.
+        The partition its records came on, else the one Kafka's default partitioner gives its key (the
+        records' and the changelog's): an asset loaded by a path that does not note its partition (the
+        query API, a table scan) must still close its windows, or a silent one never would again.
         """
         part = self.asset_partition.get(asset_id)
-        return part is not None and any(tp.partition == part for tp in self.telemetry_partitions(time.monotonic()))
+        if part is None:
+            part = _partition(asset_id, self.s.partitions)
+        return any(tp.partition == part for tp in self.telemetry_partitions(time.monotonic()))
 
     def telemetry_partitions(self, now: float) -> list[Any]:
         """The assigned telemetry partitions, re-read from the consumer at most every 0.5 s.
@@ -662,7 +670,10 @@ class Node:
         another worker, then come back: the state this worker held would then be stale, and a record
         of the asset finding it in memory would never read the newer one from the table. faust's
         rebalances revoke every partition (eager protocol), so each rebalance reloads from the tables.
-        Returns the ids forgotten (assets and loans).
+        Forgetting on the next assignment only the partitions not kept (tried) is not enough: a worker
+        blocked past the session timeout leaves the group and rejoins with no revocation in between,
+        so a partition another worker handled meanwhile looks kept (faults c and d then lost the frozen
+        feed's last windows). Returns the ids forgotten (assets and loans).
         """
         n = self.s.partitions
         telemetry = {tp.partition for tp in revoked if tp.topic == self.telemetry_topic}
@@ -678,24 +689,40 @@ class Node:
         for part in telemetry:
             self.dirty.pop(part, None)
         self.loaded_for = frozenset()
+        log.info(
+            "partitions revoked (telemetry %s, loans %s): forgot %d states", sorted(telemetry), sorted(loans), len(gone)
+        )
         return gone
 
-    def load_assigned(self) -> None:
-        """Load the state of every asset and loan of this worker's partitions once per assignment.
+    def load_assigned(self, now: float | None = None) -> None:
+        """Load every asset and loan state of this worker's partitions that the books do not hold.
 
         Silent assets too (their silence must keep closing windows), and loans: a loan restored with
-        an alert firing shows in ``pledgewatch_alerts_firing`` before its next event (C14).
+        an alert firing shows in ``pledgewatch_alerts_firing`` before its next event (C14). Done at
+        each new assignment and, as a safety net, every :data:`LOAD_RESCAN_S`: a state the books miss
+        outside an assignment change means a path that forgot to load one (a silent asset missed this
+        way would never close a window again), so that is logged as a warning with the ids.
         """
+        now = time.monotonic() if now is None else now
         assignment = frozenset(self.app.consumer.assignment())
-        if assignment == self.loaded_for:
+        rescan = assignment == self.loaded_for
+        if rescan and now - self.loaded_at < LOAD_RESCAN_S:
             return
-        self.loaded_for = assignment
-        self.loan_state.load_all()
+        self.loaded_for, self.loaded_at = assignment, now
+        loans = self.loan_state.load_all()
+        assets = self.asset_state.load_all()
         n = self.s.partitions
-        for aid in self.asset_state.load_all():
+        for aid in assets:
             # the partition its records and its changelog entries use (Kafka's default partitioner)
             self.asset_partition.setdefault(aid, _partition(aid, n))
-        if self.assets.clock is None and self.assets.assets:
+        if rescan and (assets or loans):
+            log.warning(
+                "loaded %d asset and %d loan states the books did not hold at the last scan: %s",
+                len(assets),
+                len(loans),
+                sorted([*assets, *loans])[:20],
+            )
+        elif self.assets.clock is None and self.assets.assets:
             log.info("loaded %d asset states of the assigned partitions", len(self.assets.assets))
 
     def idle_advance(self) -> list[Output]:

@@ -254,9 +254,8 @@ class AssetMonitor:
     ) -> list[Output]:
         """Apply one decoded record; return the valuations of any windows it closed.
 
-        ``count=False`` leaves ``pledgewatch_events_total`` alone: a record held before its pledge
-        was counted (``held``) when it arrived and is not counted again when it is replayed. ``ts`` is
-        ``ev.observed_at`` in POSIX seconds when the caller has it already (computed otherwise).
+        ``count=False`` leaves ``pledgewatch_events_total`` alone. ``ts`` is ``ev.observed_at`` in POSIX
+        seconds when the caller has it already (computed otherwise).
 
         Raises
         ------
@@ -482,8 +481,10 @@ class AssetBook:
         for item in self.held.pop(ev.asset_id, []):
             # checkpoints from before provenance was kept hold bare records
             held, source = item if isinstance(item, tuple) else (item, None)
+            # its outcome (ok, late, duplicate, invalid) is counted now, as the backtest counts it:
+            # ``held`` counted the wait, on arrival, and is no outcome (docs/metrics.md)
             try:
-                out.extend(self.on_telemetry(held, count=False, source=source))  # counted as "held" on arrival
+                out.extend(self.on_telemetry(held, source=source))
             except InputRejected as exc:
                 self.on_reject(exc)
                 out.append(self._dead_letter(held, exc, source, held.observed_at.timestamp()))
@@ -518,7 +519,7 @@ class AssetBook:
             Close silent assets' windows against the new clock here (in-process). The stream
             passes False and ticks with its own watermark across partitions.
         count
-            Count the record in the events metric (False for a held record's replay).
+            Count the record's outcome in the events metric.
         source
             Where the record came from (Kafka partition, offset, batch index): kept while the record
             is held, so that a held record refused on release is dead-lettered under its own origin.
@@ -534,7 +535,20 @@ class AssetBook:
             if sum(len(h) for h in self.held.values()) >= self.params.hold_unknown:
                 msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
                 raise InputRejected("unknown_asset", msg, ev.asset_id)
-            self.held.setdefault(ev.asset_id, []).append((ev, source))
+            held = self.held.setdefault(ev.asset_id, [])
+            # the same Kafka record delivered again while held (re-read after a rebalance or a restart,
+            # before the pledge came) is a duplicate delivery: held twice, it was counted twice. Known by
+            # its origin, not its event id: another record with the same id is the feed's duplicate, for
+            # the window to count when the pledge comes (as the backtest does). A linear scan: the hold
+            # of all assets together is bounded by hold_unknown, and full it refuses before scanning.
+            if (
+                source is not None
+                and source.offset is not None
+                and any(isinstance(h, tuple) and h[1] == source for h in held)
+            ):
+                self.sensor.on_event("pledge.telemetry", "duplicate")
+                return []
+            held.append((ev, source))
             self.sensor.on_event("pledge.telemetry", "held")
             return []
         apply, rejected = asset.screen(ev, ev.observed_at.timestamp(), source)

@@ -132,7 +132,9 @@ class Worker:
         self.env = env
         self.log = env.tmp / f"worker-{time.monotonic_ns()}.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.args: list[str] = []  # extra ``pledgewatch worker`` options, e.g. ["--loglevel", "debug"]
+        # extra ``pledgewatch worker`` options, e.g. ["--loglevel", "debug"]; PLEDGEWATCH_TEST_WORKER_ARGS
+        # gives every worker of a run some (to read what a flaky test's workers did: "--loglevel info")
+        self.args: list[str] = os.environ.get("PLEDGEWATCH_TEST_WORKER_ARGS", "").split()
         self.vars = dict(env.vars)
         if second:  # a second worker of the same group on this machine needs its own ports and state
             self.vars.update(

@@ -1,4 +1,6 @@
-"""A worker forgets the state of the partitions a rebalance revokes (it may come back stale otherwise)."""
+"""A worker forgets the state of the partitions a rebalance revokes (it may come back stale otherwise),
+and scans the tables every few seconds for any state its books miss (a silent asset nothing reloads
+would never close a window again: fault a lost its frozen feed's windows on a clean clone)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams.worker import Node, _partition
+from streams.worker import LOAD_RESCAN_S, Node, _partition
 
 
 def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the_table_next_time() -> None:
@@ -38,3 +40,36 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
     node.assets.assets["odd"] = object()
     node.asset_partition["odd"] = revoked_part
     assert Node.on_partitions_revoked(node, {TP("it.telemetry", revoked_part)}) == ["odd"]
+
+
+class Table:
+    def __init__(self, keys: list[str], book: dict[str, Any]) -> None:
+        self.keys, self.book = keys, book
+
+    def load_all(self) -> list[str]:
+        new = [k for k in self.keys if k not in self.book]
+        self.book.update(dict.fromkeys(new))
+        return new
+
+
+def test_the_tables_are_rescanned_for_states_the_books_miss(caplog) -> None:  # type: ignore[no-untyped-def]
+    assignment = {TP("it.telemetry", 0)}
+    assets: dict[str, Any] = {}
+    node: Any = SimpleNamespace(
+        s=SimpleNamespace(partitions=4),
+        app=SimpleNamespace(consumer=SimpleNamespace(assignment=lambda: assignment)),
+        loaded_for=frozenset(),
+        loaded_at=0.0,
+        asset_state=Table(["a1", "a2"], assets),
+        loan_state=Table([], {}),
+        asset_partition={},
+        assets=SimpleNamespace(clock=None, assets=assets),
+    )
+    Node.load_assigned(node, now=100.0)  # a new assignment: everything loaded, no warning
+    assert set(assets) == {"a1", "a2"} and not [r for r in caplog.records if r.levelname == "WARNING"]
+    del assets["a2"]  # a path dropped it and forgot to load it again
+    Node.load_assigned(node, now=100.0 + LOAD_RESCAN_S / 2)  # too soon for a rescan
+    assert "a2" not in assets
+    Node.load_assigned(node, now=100.0 + LOAD_RESCAN_S)
+    assert "a2" in assets
+    assert any("did not hold at the last scan" in r.getMessage() and "a2" in r.getMessage() for r in caplog.records)
