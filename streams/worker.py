@@ -875,6 +875,17 @@ class Node:
         for part in range(self.s.partitions):  # the channel is co-partitioned with telemetry (create_topics)
             await self.app.producer.send_and_wait(self.pledges_topic, CLOCK_KEY, value, part, None, None)
         self.check_clock_held(now, statuses)
+        log.info(
+            "clock: own %s, reports %s, group clock %s (idle %s), core clock %s, %d assets, %d held, assigned %s",
+            statuses,
+            {p: s for p, (_, s) in self.clocks.reports.items() if p not in statuses},
+            self.clocks.clock(statuses),
+            self.clocks.group_idle,
+            self.assets.clock,
+            len(self.assets.assets),
+            len(self.assets.held),
+            sorted(tp.partition for tp in self.telemetry_partitions(now)),
+        )
 
     def check_clock_held(self, now: float, statuses: Mapping[int, Status] | None = None) -> bool:
         """Warn, once a minute, while the group's stream clock stands still and not every partition is idle.

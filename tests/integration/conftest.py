@@ -210,7 +210,13 @@ def worker(env: Env) -> Iterator[Worker]:
 
 
 def read_topic(settings: Settings, logical: str, until: Any = None, timeout: float = 120.0) -> list[Any]:
-    """Read a whole topic from the beginning with kafka-python until ``until(records)`` or the timeout."""
+    """Read a topic from the beginning with kafka-python until ``until(records)``, or else to its end, or the timeout.
+
+    "Its end" is the end offset of every partition as the read starts: an empty poll proves nothing
+    (the first fetches may bring some partitions and not yet the others, more so on a busy machine).
+    Stopping at the first empty poll once some records were read lost the tail of big topics: the
+    frozen feed's last valuations, published last, read as "never valued" in faults (a) and (c).
+    """
     topic = settings.topic(logical)
     consumer = KafkaConsumer(
         **settings.kafka_options(), group_id=None, enable_auto_commit=False, consumer_timeout_ms=1000
@@ -219,6 +225,7 @@ def read_topic(settings: Settings, logical: str, until: Any = None, timeout: flo
         parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or {0})]
         consumer.assign(parts)
         consumer.seek_to_beginning()
+        ends = consumer.end_offsets(parts)
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -227,7 +234,8 @@ def read_topic(settings: Settings, logical: str, until: Any = None, timeout: flo
                 records.extend(recs)
             if until is not None and until(records):
                 break
-            if until is None and not batch and records:
+            # a topic empty when the read starts is waited on (up to the timeout) for its first records
+            if until is None and records and all(consumer.position(tp) >= end for tp, end in ends.items()):
                 break
         return records
     finally:
