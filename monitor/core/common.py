@@ -5,10 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 import orjson
 from pydantic import BaseModel
 
+from monitor.schemas import (
+    Alert,
+    CollateralPledged,
+    CollateralReleased,
+    CollateralValuation,
+    DeadLetter,
+    LoanRiskSnapshot,
+    MarginCall,
+)
 from monitor.valuation import ValuationParams
 
 UTC = dt.UTC
@@ -61,13 +71,52 @@ class CoreParams:
         return self.silence_grace_s if self.silence_grace_s is not None else self.window_s + self.allowed_lateness_s
 
 
+#: The core's output streams: the logical topic (``docs/topics.md``) each output goes to.
+OutputTopic = Literal["valuations", "loan-risk", "alerts", "margin-calls", "dead-letter", "asset-pledges"]
+
+#: The one message type of each output stream (the internal ``asset-pledges`` carries both pledge events).
+OUTPUT_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
+    "valuations": (CollateralValuation,),
+    "loan-risk": (LoanRiskSnapshot,),
+    "alerts": (Alert,),
+    "margin-calls": (MarginCall,),
+    "dead-letter": (DeadLetter,),
+    "asset-pledges": (CollateralPledged, CollateralReleased),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Output:
-    """One message the core wants published: logical topic, key and message."""
+    """One message the core wants published: logical topic, key (asset or loan id) and message.
 
-    topic: str
+    Typed streams: each topic carries one message type (:data:`OUTPUT_MODELS`), checked here, once
+    per output (a window closed or a loan event, not per telemetry record), so a router or a
+    consumer may rely on it.
+
+    Raises
+    ------
+    TypeError
+        For a topic the core does not publish to, or a message of another type than its topic's.
+
+    >>> Output("alerts", "L1", DeadLetter.model_construct())
+    Traceback (most recent call last):
+    ...
+    TypeError: output to 'alerts': got a DeadLetter, expected Alert
+    """
+
+    topic: OutputTopic
     key: str
     message: BaseModel
+
+    def __post_init__(self) -> None:
+        models = OUTPUT_MODELS.get(self.topic)
+        if models is None:
+            msg = f"output topic: got {self.topic!r}, expected one of {sorted(OUTPUT_MODELS)}"
+            raise TypeError(msg)
+        if not isinstance(self.message, models):
+            names = " or ".join(m.__name__ for m in models)
+            msg = f"output to {self.topic!r}: got a {type(self.message).__name__}, expected {names}"
+            raise TypeError(msg)
 
 
 def _digest(text: str) -> int:
