@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from monitor.core.common import Output
+from monitor.schemas import Alert, CollateralValuation
 from streams.worker import CLOCK_KEY, Node
 
 
@@ -37,7 +38,8 @@ def node_with(order: list[str]) -> Node:
     node.load_assigned = lambda: None  # type: ignore[method-assign]
     node.watermark = lambda: 1_463_700_000.0  # type: ignore[method-assign]
     node.owns = lambda asset_id: True  # type: ignore[method-assign]
-    node.assets = SimpleNamespace(tick=lambda wm, owns: [Output("valuations", "akl-routes-9xx", object())])  # type: ignore[assignment]
+    closed = Output("valuations", "akl-routes-9xx", CollateralValuation.model_construct())
+    node.assets = SimpleNamespace(tick=lambda wm, owns: [closed])  # type: ignore[assignment]
     node.persist = lambda part, changed: order.append(f"persist {sorted(changed)}")  # type: ignore[method-assign]
 
     async def publish(outputs: list[Output], origin_ts: float | None = None) -> None:
@@ -102,7 +104,7 @@ def test_a_loan_records_alerts_are_published_before_the_loan_state_is_saved(monk
         load=lambda key: None, save=lambda key: order.append(f"save {key}")
     )
     node.loans = SimpleNamespace(  # type: ignore[assignment]
-        on_loan_event=lambda ev: [Output("alerts", ev.loan_id, object())]
+        on_loan_event=lambda ev: [Output("alerts", ev.loan_id, Alert.model_construct())]
     )
 
     async def publish(outputs: list[Output], origin_ts: float | None = None) -> None:
