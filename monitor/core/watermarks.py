@@ -9,7 +9,11 @@ Sources"):
 - a partition **holds** the clock at its newest event time while it has unread records (its high
   watermark beyond the next offset to handle: a restarted worker working off a backlog) or has
   delivered within :data:`IDLE_PARTITION_S` of processing time;
-- it is **idle** once quiet that long with nothing unread, and does not count;
+- it is **idle** once quiet that long with nothing unread, and does not count; and also while it
+  delivers records whose newest event time has not moved for that long (a frozen feed re-sending its
+  last poll, case C20): such records bring no new event time, and holding the clock at the frozen
+  time kept every silent asset of the group from closing a window (fault d lost the frozen feed's
+  last windows when its partition was the last to finish a backlog);
 - it is in **hold** (the whole clock waits) while it has records not handled since start, or an
   unknown high watermark (no fetch since a rebalance assigned it: not known to be caught up, case C05).
 
@@ -59,6 +63,8 @@ class Watermarks:
         self.newest: dict[int, float] = {}
         self.offset: dict[int, int] = {}
         self.wall: dict[int, float] = {}
+        #: partition -> monotonic time its newest event time last moved forward
+        self.advanced: dict[int, float] = {}
         #: partition -> (sender's POSIX send time, status) from the workers' reports
         self.reports: dict[int, tuple[float, Status]] = {}
         #: whether the last :meth:`clock` found every partition of the group idle
@@ -67,7 +73,9 @@ class Watermarks:
     def delivered(self, partition: int, offset: int, event_time: float, now: float) -> None:
         """Note one handled record of ``partition`` at ``offset`` with ``event_time`` (POSIX s) at ``now``."""
         newest = self.newest.get(partition)
-        self.newest[partition] = event_time if newest is None or event_time > newest else newest
+        if newest is None or event_time > newest:
+            self.newest[partition] = event_time
+            self.advanced[partition] = now
         self.offset[partition] = offset
         self.wall[partition] = now
 
@@ -84,6 +92,9 @@ class Watermarks:
         >>> w.delivered(0, 41, 1_463_690_739.0, now=10.0)
         >>> w.status(0, None, 42, now=11.0), w.status(0, None, 42, now=14.0), w.status(0, None, 50, now=14.0)
         (1463690739.0, 'idle', 1463690739.0)
+        >>> w.delivered(0, 49, 1_463_690_000.0, now=14.0)  # delivering, but no newer event time (a frozen feed)
+        >>> w.status(0, None, 60, now=14.5)
+        'idle'
         """
         last = self.offset.get(partition)
         next_offset = last + 1 if last is not None else (committed or 0)
@@ -91,7 +102,9 @@ class Watermarks:
         wall = self.wall.get(partition)
         if wall is None:
             return HOLD if backlog or (now - self.started < self.idle_s and highwater) else IDLE
-        if backlog or now - wall < self.idle_s:
+        delivering = now - wall < self.idle_s
+        stuck = now - self.advanced.get(partition, wall) >= self.idle_s
+        if (backlog and not (delivering and stuck)) or (delivering and not stuck):
             return self.newest[partition]
         return IDLE
 

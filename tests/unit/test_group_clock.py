@@ -173,3 +173,24 @@ def test_a_clock_standing_still_for_a_minute_names_the_partition_that_holds_it(c
         assert not check(200.0) and not check(200.0 + CLOCK_HELD_WARN_S - 1)
         statuses[0] = "idle"  # every partition idle (a quiet group): standing still is expected
         assert not check(400.0) and not check(400.0 + 10 * CLOCK_HELD_WARN_S)
+
+
+def test_case_c20_a_frozen_feeds_partition_does_not_hold_the_group_clock_at_its_frozen_time() -> None:
+    """Fault d lost the frozen feed's last windows: its partition, alone with the frozen asset, kept
+    delivering the re-sent poll (old event times) in a backlog, so the group clock stayed at the
+    freeze while the other partitions moved on, and went idle, from this worker's own clock, only
+    once everything was read. Records that bring no newer event time for IDLE_PARTITION_S do not hold."""
+    from monitor.core.watermarks import IDLE, Watermarks
+
+    w = Watermarks(2, started=0.0, idle_s=3.0)
+    frozen, live = 1_463_688_000.0, 1_463_688_000.0
+    for step in range(20):  # one record a second on each partition, both with a backlog (highwater 1000)
+        now = 10.0 + step
+        w.delivered(0, step, frozen, now)  # the same poll again and again
+        live += 60.0
+        w.delivered(1, step, live, now)
+        own = {p: w.status(p, None, 1000, now) for p in (0, 1)}
+    assert own[0] == IDLE and own[1] == live
+    assert w.clock(own) == live  # not the frozen time
+    # a partition behind and not delivering (a slow handler, C05) still holds, however long
+    assert w.status(1, None, 1000, now=100.0) == live
