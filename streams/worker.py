@@ -238,6 +238,7 @@ class Node:
         self.clocks = Watermarks(settings.partitions, started=time.monotonic())
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
+        self.started_wall = time.time()
         self.loaded_for: frozenset[Any] = frozenset()
         self.loaded_at = 0.0
         #: (the group clock last seen, when it last changed) and when the held clock was last reported
@@ -532,7 +533,7 @@ class Node:
                 if isinstance(ev, CollateralPledged | CollateralReleased):
                     self.asset_partition[ev.asset_id] = part
                     self.asset_state.load(ev.asset_id)
-                    outputs = self.assets.register(ev)
+                    outputs = self.assets.register(ev, tick=False)  # the group's clock closes windows
                     changed.add(ev.asset_id)
         else:
             self.last_telemetry_wall = time.time()
@@ -729,14 +730,22 @@ class Node:
         """Advance the stream clock by the processing time telemetry has been idle (dark feeds close windows).
 
         Only while every partition of the group is idle (:attr:`Watermarks.group_idle`): while another worker's
-        partition still delivers, its event time is the clock, not this worker's processing time.
+        partition still delivers, its event time is the clock, not this worker's processing time. From
+        the newest event time the group has read (:meth:`Watermarks.newest_read`, this worker's own
+        included): every partition is read up to its end, so nothing unread can fall in a window closed
+        here. From this worker's newest alone, a worker whose partitions carried only a frozen feed
+        stopped short at the freeze (fault d). Idle time counts from this worker's last telemetry
+        record, or from its start if it has read none.
         """
-        if self.last_telemetry_wall is None or self.assets.clock is None or not self.clocks.group_idle:
+        if not self.clocks.group_idle:
             return []
-        idle = time.time() - self.last_telemetry_wall
+        times = [t for t in (self.assets.clock, self.clocks.newest_read()) if t is not None]
+        if not times:
+            return []
+        idle = time.time() - (self.last_telemetry_wall if self.last_telemetry_wall is not None else self.started_wall)
         if idle < IDLE_ADVANCE_S:
             return []
-        return self.assets.tick(self.assets.clock + idle, self.owns)
+        return self.assets.tick(max(times) + idle, self.owns)
 
     async def on_loan_record(self, event: faust.EventT) -> None:
         """Handle one record of the loan agent (a loan event or a valuation routed to a loan)."""

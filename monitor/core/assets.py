@@ -39,6 +39,22 @@ Held = tuple[TelemetryEvent, float, Provenance | None]
 log = logging.getLogger(__name__)
 
 
+def _maybe_redelivered(last: Any, source: Provenance) -> bool:
+    """Whether ``source`` may be a record held already: not past the last held one of its partition.
+
+    ``last`` is the newest entry of an asset's hold (``(record, provenance)``, or a bare record from a
+    checkpoint before provenance was kept).
+
+    >>> last = (None, Provenance("t", 0, 41))
+    >>> _maybe_redelivered(last, Provenance("t", 0, 42)), _maybe_redelivered(last, Provenance("t", 0, 41))
+    (False, True)
+    """
+    prev: Provenance | None = last[1] if isinstance(last, tuple) else None
+    if prev is None or prev.offset is None or source.offset is None:
+        return True
+    return prev.topic != source.topic or prev.partition != source.partition or source.offset <= prev.offset
+
+
 class AssetMonitor:
     """One pledged asset: windows, de-duplication, data-quality checks and valuation models.
 
@@ -464,8 +480,12 @@ class AssetBook:
         self.clock: float | None = None
         self._next_tick: float | None = None
 
-    def register(self, ev: CollateralPledged | CollateralReleased) -> list[Output]:
-        """Register (or release) an asset for a loan; replays telemetry held for a new asset."""
+    def register(self, ev: CollateralPledged | CollateralReleased, tick: bool = True) -> list[Output]:
+        """Register (or release) an asset for a loan; replays telemetry held for a new asset.
+
+        ``tick`` as for :meth:`on_telemetry`: the stream passes False, so a released record never
+        closes other assets' windows against its own event time (the group's clock does that).
+        """
         asset = self.assets.get(ev.asset_id)
         if isinstance(ev, CollateralReleased):
             if asset is not None:
@@ -484,7 +504,7 @@ class AssetBook:
             # its outcome (ok, late, duplicate, invalid) is counted now, as the backtest counts it:
             # ``held`` counted the wait, on arrival, and is no outcome (docs/metrics.md)
             try:
-                out.extend(self.on_telemetry(held, source=source))
+                out.extend(self.on_telemetry(held, tick=tick, source=source))
             except InputRejected as exc:
                 self.on_reject(exc)
                 out.append(self._dead_letter(held, exc, source, held.observed_at.timestamp()))
@@ -532,22 +552,22 @@ class AssetBook:
         """
         asset = self.assets.get(ev.asset_id)
         if asset is None:
-            if sum(len(h) for h in self.held.values()) >= self.params.hold_unknown:
-                msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
-                raise InputRejected("unknown_asset", msg, ev.asset_id)
-            held = self.held.setdefault(ev.asset_id, [])
+            held = self.held.get(ev.asset_id, [])
             # the same Kafka record delivered again while held (re-read after a rebalance or a restart,
             # before the pledge came) is a duplicate delivery: held twice, it was counted twice. Known by
             # its origin, not its event id: another record with the same id is the feed's duplicate, for
-            # the window to count when the pledge comes (as the backtest does). A linear scan: the hold
-            # of all assets together is bounded by hold_unknown, and full it refuses before scanning.
-            if (
-                source is not None
-                and source.offset is not None
-                and any(isinstance(h, tuple) and h[1] == source for h in held)
-            ):
-                self.sensor.on_event("pledge.telemetry", "duplicate")
-                return []
+            # the window to count when the pledge comes (as the backtest does). Checked before the hold's
+            # bound, or a re-read of a full hold would be dead-lettered while its first copy is applied.
+            # A partition's records come in offset order, so one past the last held from its partition is
+            # new without a scan; a re-read (from the committed offset, lower) is looked for in the hold.
+            if source is not None and source.offset is not None and held and _maybe_redelivered(held[-1], source):
+                if any(isinstance(h, tuple) and h[1] == source for h in held):
+                    self.sensor.on_event("pledge.telemetry", "duplicate")
+                    return []
+            if sum(len(h) for h in self.held.values()) >= self.params.hold_unknown:
+                msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
+                raise InputRejected("unknown_asset", msg, ev.asset_id)
+            held = self.held.setdefault(ev.asset_id, held)
             held.append((ev, source))
             self.sensor.on_event("pledge.telemetry", "held")
             return []

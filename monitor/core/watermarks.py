@@ -9,11 +9,10 @@ Sources"):
 - a partition **holds** the clock at its newest event time while it has unread records (its high
   watermark beyond the next offset to handle: a restarted worker working off a backlog) or has
   delivered within :data:`IDLE_PARTITION_S` of processing time;
-- it is **idle** once quiet that long with nothing unread, and does not count; and also while it
-  delivers records whose newest event time has not moved for that long (a frozen feed re-sending its
-  last poll, case C20): such records bring no new event time, and holding the clock at the frozen
-  time kept every silent asset of the group from closing a window (fault d lost the frozen feed's
-  last windows when its partition was the last to finish a backlog);
+- it is **idle** once quiet that long with nothing unread, and does not count; and also, with nothing
+  unread, while it delivers records whose newest event time has not moved for that long (a frozen feed
+  re-sending its last poll, case C20): they bring no new event time. A partition with unread records
+  holds however old its records' times, since those unread may be the ones its assets' windows wait for;
 - it is in **hold** (the whole clock waits) while it has records not handled since start, or an
   unknown high watermark (no fetch since a rebalance assigned it: not known to be caught up, case C05).
 
@@ -27,6 +26,7 @@ watermarks, and the times (``now``: monotonic processing seconds; event times: P
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,6 +69,8 @@ class Watermarks:
         self.reports: dict[int, tuple[float, Status]] = {}
         #: whether the last :meth:`clock` found every partition of the group idle
         self.group_idle = False
+        #: the newest event time (POSIX s) another worker reported having read, on any partition
+        self.reported_newest: float | None = None
 
     def delivered(self, partition: int, offset: int, event_time: float, now: float) -> None:
         """Note one handled record of ``partition`` at ``offset`` with ``event_time`` (POSIX s) at ``now``."""
@@ -92,9 +94,9 @@ class Watermarks:
         >>> w.delivered(0, 41, 1_463_690_739.0, now=10.0)
         >>> w.status(0, None, 42, now=11.0), w.status(0, None, 42, now=14.0), w.status(0, None, 50, now=14.0)
         (1463690739.0, 'idle', 1463690739.0)
-        >>> w.delivered(0, 49, 1_463_690_000.0, now=14.0)  # delivering, but no newer event time (a frozen feed)
-        >>> w.status(0, None, 60, now=14.5)
-        'idle'
+        >>> w.delivered(0, 49, 1_463_690_000.0, now=14.0)  # delivering, no newer event time (a frozen feed)
+        >>> w.status(0, None, 50, now=14.5), w.status(0, None, 60, now=14.5)  # caught up; records unread
+        ('idle', 1463690739.0)
         """
         last = self.offset.get(partition)
         next_offset = last + 1 if last is not None else (committed or 0)
@@ -102,9 +104,8 @@ class Watermarks:
         wall = self.wall.get(partition)
         if wall is None:
             return HOLD if backlog or (now - self.started < self.idle_s and highwater) else IDLE
-        delivering = now - wall < self.idle_s
         stuck = now - self.advanced.get(partition, wall) >= self.idle_s
-        if (backlog and not (delivering and stuck)) or (delivering and not stuck):
+        if backlog or (now - wall < self.idle_s and not stuck):
             return self.newest[partition]
         return IDLE
 
@@ -132,12 +133,33 @@ class Watermarks:
         self.group_idle = not times
         return min(times) if times else None
 
+    def newest_read(self) -> float | None:
+        """The newest event time (POSIX s) read by any worker of the group, on any partition, or None.
+
+        Where processing time advances the clock from once every partition is idle: the group has read
+        up to here. A worker's own newest alone stopped the clock short when its partitions carried only
+        a frozen feed (fault d: its last windows were never valued).
+
+        >>> w = Watermarks(2, started=0.0)
+        >>> w.delivered(0, 1, 100.0, now=1.0)
+        >>> w.merge({"sent_at": 1.0, "partitions": {"1": "idle"}, "newest": 500.0})
+        >>> w.newest_read()
+        500.0
+        """
+        times = [*self.newest.values(), *([self.reported_newest] if self.reported_newest is not None else [])]
+        return max(times) if times else None
+
     def report(self, own: Mapping[int, Status], worker: str, sent_at: float) -> dict[str, Any]:
         """The report of this worker's partitions for the others: ``{"worker", "sent_at", "partitions"}``.
 
-        ``sent_at`` is the sender's POSIX wall time, which orders reports of one partition.
+        ``sent_at`` is the sender's POSIX wall time, which orders reports of one partition; ``newest``
+        (when this worker has read any record) the newest event time it read, on any partition.
         """
-        return {"worker": worker, "sent_at": sent_at, "partitions": {str(p): s for p, s in own.items()}}
+        partitions = {str(p): s for p, s in own.items()}
+        report: dict[str, Any] = {"worker": worker, "sent_at": sent_at, "partitions": partitions}
+        if self.newest:
+            report["newest"] = max(self.newest.values())
+        return report
 
     def merge(self, report: Any) -> None:
         """Take in a report; the newest report of a partition wins. Unreadable reports are ignored.
@@ -150,6 +172,9 @@ class Watermarks:
             items = list(report["partitions"].items())
         except (KeyError, TypeError, ValueError, AttributeError):
             return
+        newest = report.get("newest")
+        if isinstance(newest, int | float) and not isinstance(newest, bool) and math.isfinite(newest):
+            self.reported_newest = float(newest) if self.reported_newest is None else max(self.reported_newest, newest)
         for key, status in items:
             try:
                 part = int(key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 from typing import Any
 
 from faust.types import TP as FaustTP
@@ -175,22 +176,46 @@ def test_a_clock_standing_still_for_a_minute_names_the_partition_that_holds_it(c
         assert not check(400.0) and not check(400.0 + 10 * CLOCK_HELD_WARN_S)
 
 
-def test_case_c20_a_frozen_feeds_partition_does_not_hold_the_group_clock_at_its_frozen_time() -> None:
-    """Fault d lost the frozen feed's last windows: its partition, alone with the frozen asset, kept
-    delivering the re-sent poll (old event times) in a backlog, so the group clock stayed at the
-    freeze while the other partitions moved on, and went idle, from this worker's own clock, only
-    once everything was read. Records that bring no newer event time for IDLE_PARTITION_S do not hold."""
+def test_case_c20_a_frozen_feeds_partition_caught_up_does_not_hold_the_group_clock() -> None:
+    """A caught-up partition delivering a frozen feed's re-sent poll (its old event time) brings no new
+    event time and does not hold the clock; one with records unread holds, however old its times."""
     from monitor.core.watermarks import IDLE, Watermarks
 
     w = Watermarks(2, started=0.0, idle_s=3.0)
     frozen, live = 1_463_688_000.0, 1_463_688_000.0
-    for step in range(20):  # one record a second on each partition, both with a backlog (highwater 1000)
+    for step in range(20):  # one record a second on each partition, each read up to its end
         now = 10.0 + step
         w.delivered(0, step, frozen, now)  # the same poll again and again
         live += 60.0
         w.delivered(1, step, live, now)
-        own = {p: w.status(p, None, 1000, now) for p in (0, 1)}
+        own = {p: w.status(p, None, step + 1, now) for p in (0, 1)}
     assert own[0] == IDLE and own[1] == live
     assert w.clock(own) == live  # not the frozen time
-    # a partition behind and not delivering (a slow handler, C05) still holds, however long
-    assert w.status(1, None, 1000, now=100.0) == live
+    assert w.status(0, None, 1000, now=30.0) == frozen  # records unread: it holds
+
+
+def test_case_c20_when_the_group_is_idle_the_clock_advances_from_the_newest_time_the_group_read() -> None:
+    """Fault d lost the frozen feed's last windows: its worker held only the frozen feed's partition,
+    so when every partition went idle it advanced processing time from the freeze, its own newest."""
+    import time as _time
+
+    from monitor.core.watermarks import Watermarks
+
+    frozen, end = 1_463_688_000.0, 1_463_713_000.0
+    clocks = Watermarks(2, started=0.0)
+    clocks.delivered(0, 5, frozen, now=1.0)
+    clocks.merge({"sent_at": 1.0, "partitions": {"1": "idle"}, "newest": end})  # the other worker read to the end
+    clocks.group_idle = True
+    ticks: list[float] = []
+    node: Any = SimpleNamespace(
+        clocks=clocks,
+        assets=SimpleNamespace(clock=frozen, tick=lambda t, owns: ticks.append(t) or []),
+        last_telemetry_wall=_time.time() - 60.0,
+        started_wall=_time.time() - 120.0,
+        owns=lambda a: True,
+    )
+    Node.idle_advance(node)
+    assert ticks and ticks[0] >= end + 60.0
+    # a report without "newest" (an older worker) is read as before
+    clocks.merge({"sent_at": 2.0, "partitions": {"1": "idle"}})
+    assert clocks.newest_read() == end

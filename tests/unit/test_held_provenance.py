@@ -117,3 +117,30 @@ def test_the_feeds_own_duplicate_of_a_held_record_is_held_for_the_window_to_coun
     assert len(mon.asset_book.held["A1"]) == 4
     mon.on_loan_event(make_pledge())
     assert sum(w.duplicates for w in mon.assets["A1"].windows.values()) == 2
+
+
+def test_a_reread_of_a_full_hold_is_a_duplicate_not_a_dead_letter(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: with the hold full, the re-read copy was refused ``unknown_asset`` (dead-lettered)
+    while its first copy was applied when the pledge came: one record in both places."""
+    mon = Monitor(rulebook, CoreParams(hold_unknown=2))
+    mon.on_loan_event(make_loan())
+    for offset in (1, 2):
+        mon.on_telemetry(make_event(event_id=f"e{offset}"), Provenance(partition=0, offset=offset))
+    assert mon.on_telemetry(make_event(event_id="e1"), Provenance(partition=0, offset=1)) == []  # no raise
+    with pytest.raises(InputRejected):  # a new record still finds the hold full
+        mon.on_telemetry(make_event(event_id="e3"), Provenance(partition=0, offset=3))
+
+
+@pytest.mark.parametrize("tick", [False, True])
+def test_releasing_held_records_in_the_stream_closes_no_other_assets_window(rulebook, tick: bool) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: the release ticked the book's clock with a held record's own time, closing
+    every loaded asset's windows (owned by this worker or not) past the group's clock."""
+    mon = Monitor(rulebook)
+    book = mon.asset_book
+    book.register(make_pledge(), tick=tick)
+    book.on_telemetry(make_event(event_id="a1"), tick=False)
+    later = T0 + dt.timedelta(days=1)
+    book.on_telemetry(make_event(event_id="b1", asset_id="A2", observed_at=later, received_at=later), tick=False)
+    out = book.register(make_pledge(asset_id="A2", event_id="L1:pledged:A2"), tick=tick)
+    closed_a1 = [o for o in out if o.topic == "valuations" and o.key == "A1"]
+    assert bool(closed_a1) is tick  # in-process (tick=True) the backtest's clock does close it
