@@ -270,8 +270,9 @@ class AssetMonitor:
     ) -> list[Output]:
         """Apply one decoded record; return the valuations of any windows it closed.
 
-        ``count=False`` leaves ``pledgewatch_events_total`` alone. ``ts`` is ``ev.observed_at`` in POSIX
-        seconds when the caller has it already (computed otherwise).
+        ``count=False`` leaves ``pledgewatch_events_total`` alone: a record held before its pledge
+        was counted (``held``) when it arrived and is not counted again when it is replayed. ``ts`` is
+        ``ev.observed_at`` in POSIX seconds when the caller has it already (computed otherwise).
 
         Raises
         ------
@@ -501,12 +502,12 @@ class AssetBook:
         for item in self.held.pop(ev.asset_id, []):
             # checkpoints from before provenance was kept hold bare records
             held, source = item if isinstance(item, tuple) else (item, None)
-            # its outcome (ok, late, duplicate, invalid) is counted now, as the backtest counts it:
-            # ``held`` counted the wait, on arrival, and is no outcome (docs/metrics.md)
+            # counted once, as "held", on arrival: pledgewatch_events_total counts each record once,
+            # by what happened to it when it came (docs/metrics.md)
             try:
-                out.extend(self.on_telemetry(held, tick=tick, source=source))
+                out.extend(self.on_telemetry(held, tick=tick, count=False, source=source))
             except InputRejected as exc:
-                self.on_reject(exc)
+                self.on_reject(exc)  # dead-lettered: counted invalid as well as held (docs/metrics.md)
                 out.append(self._dead_letter(held, exc, source, held.observed_at.timestamp()))
         return out
 
@@ -539,7 +540,7 @@ class AssetBook:
             Close silent assets' windows against the new clock here (in-process). The stream
             passes False and ticks with its own watermark across partitions.
         count
-            Count the record's outcome in the events metric.
+            Count the record in the events metric (False for a held record's replay).
         source
             Where the record came from (Kafka partition, offset, batch index): kept while the record
             is held, so that a held record refused on release is dead-lettered under its own origin.
