@@ -23,6 +23,7 @@ write happens while a record of the state's own partition is handled.
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import json
 import logging
 import os
@@ -1290,4 +1291,16 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
         rulebook.name,
         rulebook.version,
     )
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    # a native crash (SIGSEGV in a C extension such as RocksDB's) kills the process without a Python log
+    # line; faulthandler writes every thread's stack to stderr first (a fault test saw a worker vanish)
+    faulthandler.enable()
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:  # a worker must never stop without saying why (a fault test saw one exit with nothing logged)
+        log.warning(
+            "worker %s: stopped (crash reason %r, exit code %s)",
+            settings.app_id,
+            getattr(app, "_crash_reason", None),
+            getattr(worker, "_exitcode", None),
+        )

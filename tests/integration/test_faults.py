@@ -377,7 +377,9 @@ def test_case_c05_fault_d__a_record_blocking_past_the_session_timeout_while_a_se
         w2.start(members=1)  # joins while the first worker's handler blocks; the group may hold one member then
         wait_caught_up(env.settings, env.run, timeout=900)
         caught_up = time.monotonic() - t0
-        assert w1.alive() and w2.alive()
+        assert w1.alive() and w2.alive(), [  # a worker gone: how (returncode < 0: the signal) and its last words
+            (w.proc.returncode if w.proc else None, w.log.read_text(errors="replace")[-1500:]) for w in (w1, w2)
+        ]
         resumed = "resumes" in w1.log.read_text(errors="replace")
         figures = compare(env, expected)
         figures.update(compare_state(env, expected))
