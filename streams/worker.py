@@ -639,9 +639,7 @@ class Node:
         records' and the changelog's): an asset loaded by a path that does not note its partition (the
         query API, a table scan) must still close its windows, or a silent one never would again.
         """
-        part = self.asset_partition.get(asset_id)
-        if part is None:
-            part = _partition(asset_id, self.s.partitions)
+        part = _asset_partition(self.asset_partition, asset_id, self.s.partitions)
         return any(tp.partition == part for tp in self.telemetry_partitions(time.monotonic()))
 
     def telemetry_partitions(self, now: float) -> list[Any]:
@@ -682,7 +680,7 @@ class Node:
         loans = {tp.partition for tp in revoked if tp.topic == self.loan_topic}
         gone: list[str] = []
         for book in (self.assets.assets, self.assets.held):
-            for aid in [a for a in book if self.asset_partition.get(a, _partition(a, n)) in telemetry]:
+            for aid in [a for a in book if _asset_partition(self.asset_partition, a, n) in telemetry]:
                 del book[aid]
                 gone.append(aid)
         for lid in [k for k in self.loans.loans if _partition(k, n) in loans]:
@@ -922,6 +920,16 @@ class Node:
             {p: s for p, (_, s) in self.clocks.reports.items() if p not in statuses},
         )
         return True
+
+
+def _asset_partition(seen: Mapping[str, int], asset_id: str, partitions: int) -> int:
+    """The telemetry partition of an asset: the one its records came on, else its key's (:func:`_partition`).
+
+    One rule for ownership (:meth:`Node.owns`) and for forgetting revoked partitions, so an asset loaded
+    by a path that did not note its partition is placed the same way by both.
+    """
+    part = seen.get(asset_id)
+    return _partition(asset_id, partitions) if part is None else part
 
 
 def _partition(key: str, partitions: int) -> int:
