@@ -63,7 +63,10 @@ pids+=($replay_pid)
 # say when the replay is done: the watch below keeps listening, and a silent screen reads as a hang
 ( while kill -0 "$replay_pid" 2>/dev/null; do sleep 1; done
   sleep 5
-  echo "demo: replay finished: every record is on the topics. The last 15-min window (to 15:00 NZST) stays open:"
+  # the sample ends at 15:00 NZST (03:00 UTC): say the open window's end in the zone the lines above use
+  last_end=$("$PY/python" -c 'import datetime as dt, sys, zoneinfo; from monitor.display import format_time
+print(format_time(dt.datetime(2016, 5, 20, 3, tzinfo=dt.UTC), zoneinfo.ZoneInfo(sys.argv[1])))' "$PLEDGEWATCH_DISPLAY_TIMEZONE")
+  echo "demo: replay finished: every record is on the topics. The last 15-min window (to $last_end, 15:00 NZST) stays open:"
   echo "demo: it closes when event time passes its end, which a live feed does and a replay, ending there, cannot."
   echo "demo: Ctrl-C stops the watch, the worker and the broker." ) &
 pids+=($!)

@@ -59,6 +59,13 @@ def test_make_demo_tells_its_story_and_says_when_the_replay_is_over(bootstrap: s
     parts = [part for line in coverage for part in line.split(" coverage: ", 1)[1].split(" | ")]
     valued = [part for part in parts if "%" in part]
     assert valued and all(re.search(r"% \w+ ¥[\d,]+$", part) for part in valued), valued[:3]
+    # point 1: a coverage line is stamped at its window's start, as the alerts that window raised are (a
+    # coverage line a window late showed an alert's coverage at two times); an alert's own coverage may
+    # differ from its line's, which is the loan's last snapshot of that window (another of its assets
+    # valued after the alert)
+    lined = {line.split(" coverage: ")[0] for line in coverage}
+    alerts = [m.group(1) for line in stamped if (m := re.match(r"^(\S+ \S+ \+08:00)  L-", line))]
+    assert alerts and set(alerts) <= lined, sorted(set(alerts) - lined)
     # the story, in order: the dark feed is first uncertainty (feed-silent), the activity collapse a margin call
     silent = first(r"feed-silent")
     assert "akl-routes-9xx" in " ".join(lines[silent : silent + 3])
