@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -343,24 +344,147 @@ def bare_loop(settings: Settings, total: int) -> dict[str, Any]:
     return asyncio.run(go())
 
 
-def latency(tmp: Path, rate: float, seconds: float) -> dict[str, Any]:
-    """(b): p50/p99 event-to-output latency of one worker under a steady ``rate`` records/s."""
+def observations_in(value: bytes) -> int:
+    """Observations one telemetry record carries (a batch's count, else 1)."""
+    return len(orjson.loads(value).get("observations", [None]))
+
+
+def latency(tmp: Path, rate: float, seconds: float, polls: bool = False) -> dict[str, Any]:
+    """(b): p50/p99 event-to-output latency of one worker under a steady ``rate`` observations/s.
+
+    ``polls``: the observations come as one batch record per asset and 120-s poll (``rate`` is then
+    observations/s, the records/s being that over the mean observations a record), else one a record.
+    """
     assets = 40  # × 25 vehicles: 1,000 buses, as the saturation fleet; every fifth asset goes dark after 2 h
     dark = [parse_incident(f"outage:sim-{i:04d}@2h") for i in range(0, assets, 5)]
-    fleet = Fleet(assets, 25, seed=7, incidents=dark)
-    records = list(fleet.records(int(rate * seconds)))
-    with Run("lat", tmp) as run:
+    vehicles = POLL_FLEET_VEHICLES if polls else 25
+    fleet = Fleet(assets, vehicles, seed=7, incidents=dark)
+    n = int(rate * seconds)
+    records = list(fleet.polls(n) if polls else fleet.records(n))
+    per_record = n / len(records)
+    with Run("latp" if polls else "lat", tmp) as run:
         workers = start_workers(run, 1, fleet)
-        stats = asyncio.run(produce_records(run.settings, records, rate=rate))
-        wait_for(lambda: workers[0].count("telemetry") >= len(records), 300, "the worker caught up")
+        stats = asyncio.run(produce_records(run.settings, records, rate=rate / per_record))
+        wait_for(lambda: workers[0].count("telemetry") >= n, 300, "the worker caught up")
         time.sleep(5.0)
         lat = asyncio.run(read_latencies(run.settings))
-    out: dict[str, Any] = {"target_per_s": rate, "produced_per_s": round(stats.rate), "records": len(records)}
+    out: dict[str, Any] = {
+        "target_per_s": rate,
+        "produced_per_s": round(stats.rate * per_record),
+        "records": len(records),
+        "observations": n,
+        "observations_per_record_mean": round(per_record, 1),
+    }
     for name, xs in lat.items():
         xs.sort()
         q = statistics.quantiles(xs, n=100, method="inclusive") if len(xs) > 1 else xs * 99
         out[name] = {"n": len(xs), "p50_ms": round(q[49]), "p99_ms": round(q[98]), "max_ms": round(xs[-1])}
     return out
+
+
+def group_lag(settings: Settings, group: str) -> int:
+    """Records of the telemetry topic consumer group ``group`` has not committed yet (all partitions)."""
+
+    async def go() -> int:
+        topic = settings.topic("telemetry")
+        # group_id only to read the group's committed offsets: this consumer never joins the group
+        consumer = AIOKafkaConsumer(**settings.kafka_options(), enable_auto_commit=False, group_id=group)
+        await consumer.start()
+        try:
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or range(4))]
+            end = await consumer.end_offsets(parts)
+            lag = 0
+            for tp in parts:
+                lag += max(0, end[tp] - ((await consumer.committed(tp)) or 0))
+            return lag
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(go())
+
+
+class SteadyProducer:
+    """``produce_records`` at a steady rate in a thread of its own until :meth:`stop` (or the records end)."""
+
+    def __init__(self, settings: Settings, records: Any, rate: float) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.task: asyncio.Task[Any] | None = None
+        self.done = threading.Event()
+
+        def run() -> None:
+            self.task = self.loop.create_task(produce_records(settings, records, rate=rate))
+            try:
+                self.loop.run_until_complete(self.task)
+            except asyncio.CancelledError:
+                pass
+            finally:
+                self.loop.close()
+                self.done.set()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Cancel the producing task and wait for its thread (the producer is closed by its ``finally``)."""
+        if not self.done.is_set() and self.task is not None:
+            self.loop.call_soon_threadsafe(self.task.cancel)
+        self.thread.join(60)
+
+
+def catch_up(tmp: Path, rate: float, outage_s: float, warm_s: float = 30.0, limit_s: float = 900.0) -> dict[str, Any]:
+    """(h): one worker stopped for ``outage_s`` while telemetry keeps coming at ``rate`` observations/s.
+
+    The load is poll records (20 assets × 70 buses, as (g)) produced at a steady rate from start to
+    end. After ``warm_s`` the worker is stopped (SIGTERM, as a deployment or a crash with a clean
+    restart would); ``outage_s`` later a new worker process starts on the same data directory and
+    the time until its consumer group has committed all but the last few seconds of input is the
+    catch-up time (lag at most what ``rate`` brings in 5 s: faust commits about every 3 s, so
+    "caught up" is only known to that resolution). The drain rate follows (backlog + what came in
+    meanwhile, over the catch-up time) and from it the catch-up time of a one-hour outage at the same
+    rate: ``3600 × rate ÷ (drain − rate)``, an extrapolation the result names as such.
+    """
+    fleet = Fleet(20, POLL_FLEET_VEHICLES, seed=11)
+    head = [v for _, v, _ in fleet.polls(20_000)]
+    per_record = sum(observations_in(v) for v in head) / len(head)
+    total = int(rate * (warm_s + outage_s + limit_s))
+    with Run("catchup", tmp) as run:
+        workers = start_workers(run, 1, fleet)
+        producer = SteadyProducer(run.settings, fleet.polls(total), rate / per_record)
+        try:
+            time.sleep(warm_s)
+            workers[0].stop()
+            run.workers.remove(workers[0])
+            stopped = time.monotonic()
+            time.sleep(outage_s)
+            lag_at_restart = group_lag(run.settings, run.tag)
+            restarted = time.monotonic()
+            BenchWorker(run, 0)  # the same data directory: a restart, not a new machine
+            slack = rate / per_record * 5.0
+            caught: float | None = None
+            while time.monotonic() - restarted < limit_s and not producer.done.is_set():
+                time.sleep(1.0)
+                if group_lag(run.settings, run.tag) <= slack:
+                    caught = time.monotonic()
+                    break
+        finally:
+            producer.stop()
+    seconds = None if caught is None else caught - restarted
+    backlog = round(lag_at_restart * per_record)
+    result: dict[str, Any] = {
+        "rate_obs_per_s": rate,
+        "observations_per_record_mean": round(per_record, 1),
+        "warm_s": warm_s,
+        "outage_s": round(restarted - stopped, 1),
+        "backlog_observations_at_restart": backlog,
+        "catch_up_s": None if seconds is None else round(seconds, 1),
+    }
+    if seconds is not None:
+        drain = (backlog + rate * seconds) / seconds
+        result["drain_obs_per_s"] = round(drain)
+        result["one_hour_outage_catch_up_s_extrapolated"] = (
+            round(3600.0 * rate / (drain - rate)) if drain > rate else None
+        )
+    return result
 
 
 async def read_latencies(settings: Settings) -> dict[str, list[float]]:
@@ -405,7 +529,6 @@ def polls_only(backlog: int, window: float) -> None:
     with tempfile.TemporaryDirectory(prefix="pledgewatch-bench-") as t:
         result = saturation(Path(t), 1, polls, poll_fleet, window, observations=backlog, ceilings=False)
     result["observations_per_record_median"] = per_poll[len(per_poll) // 2]
-    result.pop("profile", None)
     print(json.dumps(result, indent=2))
 
 
@@ -421,9 +544,23 @@ def main() -> None:
         action="store_true",
         help="only (g), one worker fed polls, with the Quix peer over the same backlog; prints JSON, writes no result",
     )
+    ap.add_argument("--outage", type=float, default=180.0, help="seconds the worker is down in (h), the catch-up")
+    ap.add_argument(
+        "--catch-up-only",
+        action="store_true",
+        help="only (h) and the latency of polls at --rate; prints JSON, writes no result",
+    )
     args = ap.parse_args()
     if args.polls_only:
         polls_only(args.backlog, args.window)
+        return
+    if args.catch_up_only:
+        with tempfile.TemporaryDirectory(prefix="pledgewatch-bench-") as t:
+            quick = {
+                "catch_up": catch_up(Path(t), args.low_rate, args.outage),
+                "latency_polls": latency(Path(t), args.rate, args.seconds, polls=True),
+            }
+        print(json.dumps(quick, indent=2))
         return
     fleet = Fleet(20, 50, seed=3)
     backlog = list(fleet.records(args.backlog))
@@ -442,6 +579,10 @@ def main() -> None:
         print("one worker, polls:", json.dumps(batched), file=sys.stderr)
         lat = latency(tmp, args.rate, args.seconds)
         low = latency(tmp, args.low_rate, args.seconds)
+        lat_polls = latency(tmp, args.rate, args.seconds, polls=True)
+        print("latency, polls:", json.dumps(lat_polls), file=sys.stderr)
+        recovery = catch_up(tmp, args.low_rate, args.outage)
+        print("catch-up:", json.dumps(recovery), file=sys.stderr)
     bare = one["bare_loop"]
     result = {
         **header("e2e"),
@@ -454,6 +595,8 @@ def main() -> None:
         "ratio_to_bare_loop": round(one["events_per_s"] / bare["events_per_s"], 3),
         "latency": lat,
         "latency_low_rate": low,
+        "latency_polls": lat_polls,
+        "catch_up": recovery,
     }
     a, r = lat["event_to_alert"], lat["event_to_loan_risk"]
     la, lr = low["event_to_alert"], low["event_to_loan_risk"]
@@ -493,6 +636,23 @@ def main() -> None:
                 f"event-to-alert latency at a steady {args.rate:,.0f} records/s (produce stamp → output stamp)",
                 f"alerts p50 {a['p50_ms']:,} ms / p99 {a['p99_ms']:,} ms (n={a['n']}); loan risk snapshots "
                 f"p50 {r['p50_ms']:,} ms / p99 {r['p99_ms']:,} ms (n={r['n']})",
+            ),
+            (
+                f"event-to-alert latency at a steady {args.rate:,.0f} observations/s fed polls "
+                f"(mean {lat_polls['observations_per_record_mean']} observations a record)",
+                f"alerts p50 {lat_polls['event_to_alert']['p50_ms']:,} ms / p99 "
+                f"{lat_polls['event_to_alert']['p99_ms']:,} ms (n={lat_polls['event_to_alert']['n']})",
+            ),
+            (
+                f"catch-up of one worker down {recovery['outage_s']:.0f} s while polls keep coming at "
+                f"{args.low_rate:,.0f} observations/s (restart on its own data directory)",
+                (
+                    f"{recovery['catch_up_s']:,} s to work off {recovery['backlog_observations_at_restart']:,} "
+                    f"observations (drain {recovery.get('drain_obs_per_s', 0):,}/s); a 1-hour outage, "
+                    f"extrapolated: {recovery.get('one_hour_outage_catch_up_s_extrapolated')} s"
+                    if recovery["catch_up_s"] is not None
+                    else "not caught up within the run's limit"
+                ),
             ),
             (
                 f"event-to-alert latency at a steady {args.low_rate:,.0f} records/s (headroom)",
