@@ -46,13 +46,20 @@ from monitor.core import (
     LoanBook,
     Output,
     Provenance,
+    apply_telemetry_record,
     dead_letter,
     decode_loan_event,
 )
-from monitor.core.decode import RejectedObservation, decode_telemetry_record, is_batch
 from monitor.core.watermarks import Status, Watermarks
 from monitor.errors import ConfigError, InputRejected
-from monitor.schemas import Alert, CollateralPledged, CollateralReleased, CollateralValuation, MarginCall
+from monitor.schemas import (
+    Alert,
+    CollateralPledged,
+    CollateralReleased,
+    CollateralValuation,
+    MarginCall,
+    TelemetryEvent,
+)
 from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
@@ -438,20 +445,14 @@ class Node:
         if self.pusher is not None:
             self.pusher.on_alerts(alerts, calls)
 
-    async def reject(
-        self, event: faust.EventT, exc: InputRejected, observation: RejectedObservation | None = None
-    ) -> None:
-        """Dead-letter one input record, or one ``observation`` of a batch record, with its reason."""
+    async def reject(self, event: faust.EventT, exc: InputRejected) -> None:
+        """Dead-letter one whole input record with its reason (telemetry's are dead-lettered by the core step)."""
         msg = event.message
         key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else None
-        raw, index = (msg.value, None) if observation is None else (observation.raw, observation.index)
         dl = dead_letter(
-            raw, exc, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, now=time.time(),
-            observation_index=index,
-        )  # fmt: skip
-        log.info(
-            "dead-letter %s[%s]@%s%s: %s", msg.topic, msg.partition, msg.offset, f"#{index}" if observation else "", exc
+            msg.value, exc, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, now=time.time()
         )
+        log.info("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
         await self.send("dead-letter", key or "", dl)
 
     # --- handlers ----------------------------------------------------------------------------
@@ -538,40 +539,22 @@ class Node:
                     changed.add(ev.asset_id)
         else:
             self.last_telemetry_wall = time.time()
-            try:
-                observations, rejected = decode_telemetry_record(msg.value, *self.ingress_limits())
-            except InputRejected as exc:  # the record as a whole
-                self.assets.on_reject(exc)
-                await self.reject(event, exc)
-                observations, rejected = [], []
-            for bad in rejected:
-                self.assets.on_reject(bad.error)
-            batch = is_batch(msg.value)
-            newest: float | None = None  # of the observations the core took: they alone move the clock
-            refused = {bad.index for bad in rejected}  # the decoded ones' indices in the record skip these
-            indices = [i for i in range(len(observations) + len(refused)) if i not in refused]
-            for position, (index, tev) in enumerate(zip(indices, observations, strict=True)):
-                if self.fault_slow_record is not None and tev.event_id == self.fault_slow_record[0]:
-                    self.block_once()
-                try:
-                    if position == 0:  # a batch holds one asset (checked by the decoder)
-                        self.asset_partition[tev.asset_id] = part
-                        self.asset_state.load(tev.asset_id)
-                    source = Provenance(msg.topic, part, msg.offset, index if batch else None)
-                    outputs += self.assets.on_telemetry(tev, tick=False, source=source)
-                    ts = tev.observed_at.timestamp()
-                    newest = ts if newest is None or ts > newest else newest
-                except InputRejected as exc:  # refused by the core (unknown metric, conflicting duplicate...)
-                    self.assets.on_reject(exc)
-                    if batch:
-                        rejected.append(RejectedObservation(index, tev.model_dump_json().encode(), exc))
-                    else:
-                        await self.reject(event, exc)
-            for bad in rejected:
-                await self.reject(event, bad.error, bad)
-            if newest is not None:
-                self.dirty.setdefault(part, set()).add(observations[0].asset_id)
-                self.clocks.delivered(part, msg.offset, newest, time.monotonic())
+            key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else None
+            fx = apply_telemetry_record(
+                self.assets,
+                msg.value,
+                Provenance(msg.topic, part, msg.offset),
+                key,
+                self.ingress_limits(),
+                load=self.asset_state.load,
+                on_observation=self.fault_hook,
+            )
+            outputs = fx.outputs
+            if fx.asset_id is not None:
+                self.asset_partition[fx.asset_id] = part
+            if fx.newest is not None and fx.asset_id is not None:
+                self.dirty.setdefault(part, set()).add(fx.asset_id)
+                self.clocks.delivered(part, msg.offset, fx.newest, time.monotonic())
                 wm = self.watermark()
                 if wm is not None and self.assets.tick_due(wm):
                     # every asset of the assigned partitions takes part, silent ones too, even before
@@ -590,6 +573,11 @@ class Node:
         else:
             for aid in changed:
                 self.dirty.setdefault(self.asset_partition.get(aid, part), set()).add(aid)
+
+    def fault_hook(self, ev: TelemetryEvent) -> None:
+        """Per observation, before the core applies it: the slow-handler fault (C05), when injected."""
+        if self.fault_slow_record is not None and ev.event_id == self.fault_slow_record[0]:
+            self.block_once()
 
     def block_once(self) -> None:
         """Block the event loop for the fault's seconds, once per process (case C05's slow handler).

@@ -7,6 +7,8 @@ Modules, each one concept:
 - :mod:`monitor.core.margin`: line status and the top-up that restores the warning line;
 - :mod:`monitor.core.assets`: :class:`AssetMonitor` and :class:`AssetBook` (windows, stream clock);
 - :mod:`monitor.core.loans`: :class:`LoanMonitor` and :class:`LoanBook` (rules, margin calls);
+- :mod:`monitor.core.step`: :func:`apply_telemetry_record`, one telemetry record in, its effects out
+  (the worker's one call into the asset side per record);
 - :mod:`monitor.core.router`: :class:`Monitor`, both sides wired in one process for ``backtest``.
 
 ``streams/`` keeps the assets and loans in faust tables keyed by asset and loan, with the same
@@ -21,6 +23,7 @@ from monitor.core.decode import Provenance, dead_letter, decode_loan_event, deco
 from monitor.core.loans import LoanBook, LoanMonitor
 from monitor.core.margin import line_status, required_top_up
 from monitor.core.router import Monitor
+from monitor.core.step import RecordEffects, apply_telemetry_record
 
 __all__ = [
     "AssetBook",
@@ -31,6 +34,8 @@ __all__ = [
     "Monitor",
     "Output",
     "Provenance",
+    "RecordEffects",
+    "apply_telemetry_record",
     "dead_letter",
     "decode_loan_event",
     "decode_telemetry",

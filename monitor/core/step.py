@@ -1,0 +1,149 @@
+"""One telemetry record in, its effects out: the call a stream driver makes per record.
+
+The worker hands the record's bytes and origin to :func:`apply_telemetry_record` once and gets
+back, once, everything the record caused: the typed outputs (valuations of the windows it closed,
+dead letters of what was refused, with the record's origin and the observation's index), the asset
+it named and the newest event time the core took. The driver then moves the stream clock with that
+time (which partitions hold the clock needs what only Kafka knows: committed offsets, high
+watermarks, the assignment) and publishes, persists and acknowledges.
+
+Before this step the worker walked the core itself: decode, then per observation load the asset,
+apply, catch the refusal, build its dead letter, track the newest time (seven calls down and ten
+returns for one record, issue 18). Nothing here keeps state of its own or reads a clock: the wall
+time comes in ``limits``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor.core.assets import AssetBook
+from monitor.core.common import Output
+from monitor.core.decode import Provenance, RejectedObservation, dead_letter, decode_telemetry_record, is_batch
+from monitor.errors import InputRejected
+from monitor.schemas import TelemetryEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEffects:
+    """What one telemetry record did.
+
+    Attributes
+    ----------
+    outputs
+        Typed outputs in the order made: valuations of the windows it closed (and dead letters of held
+        records refused on release), then the dead letters of this record's refused observations.
+    asset_id
+        The asset the record named (a batch names one), or None when nothing in it could be decoded.
+    newest
+        The newest event time (POSIX s) among the observations the core took; None if it took none.
+        Only these move the stream clock.
+    """
+
+    outputs: list[Output]
+    asset_id: str | None
+    newest: float | None
+
+
+def apply_telemetry_record(
+    book: AssetBook,
+    raw: bytes | None,
+    origin: Provenance,
+    key: str | None,
+    limits: tuple[float, float, float, int],
+    load: Callable[[str], None] | None = None,
+    tick: bool = False,
+    on_observation: Callable[[TelemetryEvent], None] | None = None,
+) -> RecordEffects:
+    """Decode one telemetry record and apply its observations to ``book``; return its effects.
+
+    Parameters
+    ----------
+    book
+        The worker's assets.
+    raw
+        The record's value: one :class:`~monitor.schemas.TelemetryEvent` or a
+        :class:`~monitor.schemas.TelemetryBatch` (UTF-8 JSON), or None for a tombstone.
+    origin
+        The record's topic, partition and offset (``batch_index`` None): each observation is applied
+        with its own index in it, and dead letters carry them.
+    key
+        The record's key as text (dead letters carry it), or None.
+    limits
+        ``(now, max_skew_s, earliest, max_bytes)``: the wall clock (POSIX s) and the decoder's bounds
+        (:func:`~monitor.core.decode.decode_telemetry_record`).
+    load
+        Called with the asset id before its first observation is applied: the driver brings the
+        asset's state into ``book`` (from a table after a restart or a rebalance).
+    tick
+        Passed to :meth:`AssetBook.on_telemetry`: False when the driver ticks the clock itself.
+    on_observation
+        Called with each decoded observation before it is applied (fault injection in tests).
+
+    Returns
+    -------
+    RecordEffects
+
+    Every refusal is accounted (:meth:`AssetBook.on_reject`) and dead-lettered here: a record that
+    cannot be used as a whole with its own bytes; one observation of a batch with its JSON and index;
+    a single record the core refuses (unknown metric, conflicting duplicate...) with its bytes.
+
+    Examples
+    --------
+    >>> from monitor.core.common import CoreParams
+    >>> from monitor.sensors import NullSensor
+    >>> fx = apply_telemetry_record(AssetBook(CoreParams(), NullSensor()), b"{", Provenance(partition=0, offset=7),
+    ...                             "A1", (1.8e9, 300.0, 0.0, 1_048_576))
+    >>> [(o.topic, o.message.reason, o.message.offset) for o in fx.outputs], fx.asset_id, fx.newest
+    ([('dead-letter', 'undecodable', 7)], None, None)
+    """
+    now = limits[0]
+    outputs: list[Output] = []
+
+    def refuse(exc: InputRejected, observation: RejectedObservation | None = None) -> None:
+        data, index = (raw, None) if observation is None else (observation.raw, observation.index)
+        dl = dead_letter(
+            data, exc, topic=origin.topic, partition=origin.partition, offset=origin.offset, key=key, now=now,
+            observation_index=index,
+        )  # fmt: skip
+        where = f"{origin.topic}[{origin.partition}]@{origin.offset}{'' if index is None else f'#{index}'}"
+        log.info("dead-letter %s: %s", where, exc)
+        outputs.append(Output("dead-letter", key or "", dl))
+
+    try:
+        observations, rejected = decode_telemetry_record(raw, *limits)
+    except InputRejected as exc:  # the record as a whole
+        book.on_reject(exc)
+        refuse(exc)
+        return RecordEffects(outputs, None, None)
+    for bad in rejected:
+        book.on_reject(bad.error)
+    batch = is_batch(raw)
+    asset_id = observations[0].asset_id if observations else None  # a batch holds one asset (decoder-checked)
+    if asset_id is not None and load is not None:
+        load(asset_id)
+    newest: float | None = None
+    refused = {bad.index for bad in rejected}  # the decoded ones' indices in the record skip these
+    indices = [i for i in range(len(observations) + len(refused)) if i not in refused]
+    for index, ev in zip(indices, observations, strict=True):
+        if on_observation is not None:
+            on_observation(ev)
+        source = Provenance(origin.topic, origin.partition, origin.offset, index if batch else None)
+        try:
+            outputs += book.on_telemetry(ev, tick=tick, source=source)
+        except InputRejected as exc:  # refused by the core (unknown metric, conflicting duplicate...)
+            book.on_reject(exc)
+            if batch:
+                rejected.append(RejectedObservation(index, ev.model_dump_json().encode(), exc))
+            else:
+                refuse(exc)
+            continue
+        ts = ev.observed_at.timestamp()
+        newest = ts if newest is None or ts > newest else newest
+    for bad in rejected:
+        refuse(bad.error, bad)
+    return RecordEffects(outputs, asset_id, newest)
