@@ -19,11 +19,64 @@ from pathlib import Path
 from report import header, publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
+from monitor.core import Monitor, Provenance, decode_loan_event
+from monitor.core.decode import decode_telemetry_record
 from monitor.incidents import parse_incident
+from monitor.simulate import Fleet
 from rules.rulebook import load_rulebook
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
+
+
+#: the poll load of ``e2e.py`` (g): 20 assets × 70 buses, ≈ 60 observations a poll record
+POLL_ASSETS, POLL_VEHICLES, POLL_SEED = 20, 70, 3
+
+
+def poll_path(observations: int, repeat: int) -> dict[str, float]:
+    """µs an observation of the worker's poll path in-process: decode alone, and decode + the core.
+
+    The records of ``e2e.py``'s poll load, decoded by :func:`decode_telemetry_record` and applied one
+    observation at a time as the worker does (no tick per observation; one per record), through
+    :class:`monitor.core.Monitor` so that the loan side's rules run at each window close. Median of
+    ``repeat`` runs after one warm-up. Where a worker's time goes beyond this is faust, Kafka and the
+    checkpoint (``e2e.py``'s py-spy profile).
+    """
+    fleet = Fleet(POLL_ASSETS, POLL_VEHICLES, seed=POLL_SEED)
+    polls = [value for _, value, _ in fleet.polls(observations)]
+    book = [decode_loan_event(raw) for raw in fleet.loan_book()]
+    rulebook = load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml")
+    now = time.time()
+
+    def decode_only() -> None:
+        for raw in polls:
+            decode_telemetry_record(raw, now)
+
+    def whole() -> None:
+        mon = Monitor(rulebook)
+        for ev in book:
+            mon.on_loan_event(ev)
+        assets = mon.asset_book
+        for offset, raw in enumerate(polls):
+            events, _ = decode_telemetry_record(raw, now)
+            for i, ev in enumerate(events):
+                mon._route(
+                    assets.on_telemetry(ev, tick=False, source=Provenance(partition=0, offset=offset, batch_index=i))
+                )
+            ts = events[-1].observed_at.timestamp()
+            if assets.tick_due(ts):
+                mon._route(assets.tick(ts))
+
+    out: dict[str, float] = {"observations": observations, "records": len(polls)}
+    for name, run in (("decode_us", decode_only), ("decode_and_core_us", whole)):
+        run()
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - t0) / observations * 1e6)
+        out[name] = round(statistics.median(times), 2)
+    return out
 
 
 def main() -> None:
@@ -63,6 +116,7 @@ def main() -> None:
         "valuations": len(res.valuations),
         "alerts_with_demo_incident": len(with_incident.alerts),
         "profile_own_time_share": profile,
+        "poll_path": (polls := poll_path(150_000, 3)),
     }
     publish(
         "core_backtest",
@@ -72,7 +126,13 @@ def main() -> None:
                 f"in-process core on the Auckland sample ({len(raw):,} records, 1 core)",
                 f"{result['events_per_s_median']:,} records/s (median of {args.repeat} after {args.warmup} warm-up "
                 f"run{'s' if args.warmup != 1 else ''}" + (f" at {round(cold[0]):,}/s" if cold else "") + ")",
-            )
+            ),
+            (
+                f"the worker's poll path in-process ({polls['observations']:,} observations in {polls['records']:,} "
+                f"poll records of e2e's load; median of 3)",
+                f"{polls['decode_and_core_us']} µs an observation ({1e6 / polls['decode_and_core_us']:,.0f}/s), of "
+                f"which decode {polls['decode_us']} µs",
+            ),
         ],
     )
     print(json.dumps(result, indent=2))
