@@ -19,8 +19,9 @@ from pathlib import Path
 from report import header, publish  # benchmarks/report.py (the scripts run from benchmarks/)
 
 from monitor.backtest import load_loan_book, pledged_assets, read_telemetry, run_backtest
-from monitor.core import Monitor, Provenance, decode_loan_event
-from monitor.core.decode import decode_telemetry_record
+from monitor.core import Monitor, Provenance, apply_telemetry_record, decode_loan_event
+from monitor.core.common import EARLIEST
+from monitor.core.decode import MAX_BYTES, decode_telemetry_record
 from monitor.incidents import parse_incident
 from monitor.simulate import Fleet
 from rules.rulebook import load_rulebook
@@ -36,9 +37,10 @@ POLL_ASSETS, POLL_VEHICLES, POLL_SEED = 20, 70, 3
 def poll_path(observations: int, repeat: int) -> dict[str, float]:
     """µs an observation of the worker's poll path in-process: decode alone, and decode + the core.
 
-    The records of ``e2e.py``'s poll load, decoded by :func:`decode_telemetry_record` and applied one
-    observation at a time as the worker does (no tick per observation; one per record), through
-    :class:`monitor.core.Monitor` so that the loan side's rules run at each window close. Median of
+    The records of ``e2e.py``'s poll load, each through the worker's step
+    (:func:`~monitor.core.apply_telemetry_record`: decode, then the observations one by one, no tick
+    per observation; one per record), its outputs routed by :class:`monitor.core.Monitor` so that the
+    loan side's rules run at each window close. Median of
     ``repeat`` runs after one warm-up. Where a worker's time goes beyond this is faust, Kafka and the
     checkpoint (``e2e.py``'s py-spy profile).
     """
@@ -57,15 +59,12 @@ def poll_path(observations: int, repeat: int) -> dict[str, float]:
         for ev in book:
             mon.on_loan_event(ev)
         assets = mon.asset_book
-        for offset, raw in enumerate(polls):
-            events, _ = decode_telemetry_record(raw, now)
-            for i, ev in enumerate(events):
-                mon._route(
-                    assets.on_telemetry(ev, tick=False, source=Provenance(partition=0, offset=offset, batch_index=i))
-                )
-            ts = events[-1].observed_at.timestamp()
-            if assets.tick_due(ts):
-                mon._route(assets.tick(ts))
+        limits = (now, 300.0, EARLIEST, MAX_BYTES)  # decode_telemetry_record's defaults, as decode_only uses
+        for offset, raw in enumerate(polls):  # the worker's one call per record, its outputs routed in memory
+            fx = apply_telemetry_record(assets, raw, Provenance(partition=0, offset=offset), None, limits)
+            mon._route(fx.outputs)
+            if fx.newest is not None and assets.tick_due(fx.newest):
+                mon._route(assets.tick(fx.newest))
 
     out: dict[str, float] = {"observations": observations, "records": len(polls)}
     for name, run in (("decode_us", decode_only), ("decode_and_core_us", whole)):

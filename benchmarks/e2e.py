@@ -525,7 +525,7 @@ def polls_only(backlog: int, window: float) -> None:
     """(g) alone: one worker fed polls and the Quix peer on the same backlog (a quick check between full runs)."""
     poll_fleet = Fleet(20, POLL_FLEET_VEHICLES, seed=3)
     polls = list(poll_fleet.polls(backlog))
-    per_poll = sorted(len(orjson.loads(v).get("observations", [0])) for _, v, _ in polls)
+    per_poll = sorted(observations_in(v) for _, v, _ in polls)
     with tempfile.TemporaryDirectory(prefix="pledgewatch-bench-") as t:
         result = saturation(Path(t), 1, polls, poll_fleet, window, observations=backlog, ceilings=False)
     result["observations_per_record_median"] = per_poll[len(per_poll) // 2]
@@ -567,7 +567,7 @@ def main() -> None:
     # (g) the same kind of load as polls: 70 buses an asset report ≈ 60 observations per 120-s poll
     poll_fleet = Fleet(20, POLL_FLEET_VEHICLES, seed=3)
     polls = list(poll_fleet.polls(args.backlog))
-    per_poll = sorted(len(orjson.loads(v).get("observations", [0])) for _, v, _ in polls)
+    per_poll = sorted(observations_in(v) for _, v, _ in polls)
     with tempfile.TemporaryDirectory(prefix="pledgewatch-bench-") as t:
         tmp = Path(t)
         one = saturation(tmp, 1, backlog, fleet, args.window)
