@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     max_message_bytes
         Largest input record accepted, bytes (default 1 MiB, Kafka's own default): larger records are
         dead-lettered as ``oversized`` without being parsed; also the producers' ``max_request_size``.
+    fetch_partition_bytes
+        Most bytes one fetch returns of a partition (the consumer's ``max.partition.fetch.bytes``;
+        default 8 MiB, at least ``max_message_bytes``). A fetch must hold more work than the worker
+        does during the next fetch's round trip, or it waits for records with work waiting in the
+        broker: with Kafka's default of 1 MiB and telemetry records that carry a poll (≈ 18 KB for
+        59 observations) one fetch held ≈ 55 records, and a saturated worker sat idle 30–45 % of the
+        time (17,000 observations/s at 0.6 of a core); 4 and 8 MiB kept it busy (25,000–31,000/s at
+        1.0 core; docs/benchmarks.md). 8 MiB leaves room for polls of larger fleets; memory is
+        bounded by this times the assigned partitions and by the fetch's total of 50 MiB
+        (``fetch.max.bytes``, the client's default).
     dedup_horizon_s
         How long (event time, seconds) a telemetry ``event_id`` is remembered: a repeat within it is
         counted as a duplicate and changes nothing (C02); default 6 h, or one window plus the
@@ -174,6 +184,7 @@ class Settings(BaseSettings):
     ssl_keyfile: Path | None = None
     ssl_check_hostname: bool = True
     max_message_bytes: int = Field(default=1_048_576, ge=1024, le=104_857_600)
+    fetch_partition_bytes: int = Field(default=8_388_608, ge=65_536, le=52_428_800)
     session_timeout_s: float = Field(default=15.0, ge=6.0, le=1800.0)
     dedup_horizon_s: float | None = Field(default=None, ge=0)
     delivery_timeout_s: float = Field(default=30.0, ge=1.0, le=1200.0)

@@ -1134,7 +1134,8 @@ def create_app(
         producer_max_request_size=max(settings.max_message_bytes, STATE_MAX_BYTES) + _BATCH_OVERHEAD_BYTES,
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        consumer_max_fetch_size=max(settings.max_message_bytes, 1_048_576),
+        # a fetch must hold more work than the next fetch's round trip takes (Settings.fetch_partition_bytes)
+        consumer_max_fetch_size=max(settings.max_message_bytes, settings.fetch_partition_bytes),
         store=_store_url(settings),
         # one folder per app id: the table files (asset-state-0.db ...) are named by table only, so a
         # folder reused by a worker of another app id would restore its offsets against our changelog

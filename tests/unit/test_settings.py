@@ -118,3 +118,16 @@ def test_state_folder__one_per_app_id_so_a_reused_data_dir_never_mixes_two_apps_
         assert Path(app.conf.datadir) == tmp_path / app_id
         dirs.append(Path(app.conf.tabledir))
     assert dirs[0] != dirs[1] and all(tmp_path in d.parents for d in dirs)
+
+
+def test_settings__every_setting_is_in_the_runbook_under_the_variable_that_sets_it() -> None:
+    """An operator tunes a worker from docs/runbook.md's table: a setting missing there is one they cannot find."""
+    runbook = (Path(__file__).resolve().parents[2] / "docs" / "runbook.md").read_text()
+    prefix = Settings.model_config.get("env_prefix", "")
+    missing = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names = alias.choices if hasattr(alias, "choices") else [alias or f"{prefix}{name}"]
+        if not any(f"`{str(n).upper()}`" in runbook for n in names):
+            missing.append(name)
+    assert missing == [], f"settings without a row in docs/runbook.md: {missing}"
