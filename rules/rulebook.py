@@ -20,6 +20,7 @@ import yaml
 
 from monitor.errors import RulebookError
 from monitor.schemas import DIMENSIONS, Scope, Severity
+from rules.celtypes import CelTypeError, check_types
 
 __all__ = [
     "Rule",
@@ -252,8 +253,20 @@ def _check_condition(expr: Any, what: str, scope: str, where: str, problems: lis
         first = str(exc).splitlines()[0]
         problems.append(f"{where}: {what}: CEL syntax error: {first}")
         return None
+    facts = example_facts(scope)
+    try:  # every sub-expression, also those the example facts never reach behind a guard (C27)
+        type_problems = check_types(expr, facts)
+    except CelTypeError as exc:
+        type_problems = [f"cannot be type-checked ({exc}); expected CEL the checker reads (docs/rules.md)"]
+    if type_problems:
+        for p in type_problems:
+            unknown = p.endswith("that does not exist")
+            problems.append(
+                f"{where}: {what}: {p} for scope {scope!r}" if unknown else f"{where}: {what}: type error: {p}"
+            )
+        return None
     ctx = cel.Context()
-    ctx.update(example_facts(scope))
+    ctx.update(facts)
     try:
         result = program.execute(ctx)
     except KeyError as exc:

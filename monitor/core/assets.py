@@ -83,7 +83,7 @@ class AssetMonitor:
         self.max_ts: float | None = None
         self.seen: dict[str, tuple[float, int]] = {}
         self.seen_kept = 0  # size of ``seen`` after its last pruning
-        self.trips: dict[str, tuple[float, float]] = {}
+        self.trips: dict[tuple[str, str, str], tuple[float, float]] = {}  # run → (newest report s, stop)
         self.late_carry = 0
         self.dup_carry = 0
         self.contradiction_carry = 0
@@ -153,6 +153,8 @@ class AssetMonitor:
         # held records with where they came from (checkpoints from before kept (record, time) pairs)
         state["ahead"] = [(e, t, *rest[:1]) if rest else (e, t, None) for e, t, *rest in state.get("ahead", [])]
         state.setdefault("last_position_ts", None)
+        # trips by run (trip_id, start_date, start_time); checkpoints from before C23 keyed them by trip_id
+        state["trips"] = {(k, "", "") if isinstance(k, str) else k: v for k, v in state.get("trips", {}).items()}
         if "grid" not in state:  # a checkpoint from before C17: windows on the UTC grid move to the local one
             grid = WindowGrid(state["params"].window_s, state["pledge"].asset_timezone)
             state["grid"] = grid
@@ -327,13 +329,17 @@ class AssetMonitor:
             if self.last_position_ts is None or ts >= self.last_position_ts:
                 self.last_position = (metrics["lat"], metrics["lon"])
                 self.last_position_ts = ts
-        trip = ev.attributes.get("trip_id")
-        if trip is not None and ev.kind == "trip_update":
+        attrs = ev.attributes
+        trip_id = attrs.get("trip_id")
+        if trip_id is not None and ev.kind == "trip_update":
+            # one run of a trip: GTFS-realtime's trip_id + start_date + start_time (the runs of a
+            # frequency-based trip share a trip_id, case C23), the trip_id alone when a feed gives no start
+            run = (trip_id, attrs.get("start_date", ""), attrs.get("start_time", ""))
             seq = ev.metrics.get("stop_sequence", 0.0)
-            last = self.trips.get(trip)
+            last = self.trips.get(run)
             if last is not None and (ts < last[0] or seq < last[1]):
                 w.contradictions += 1
-            self.trips[trip] = (max(ts, last[0]) if last else ts, max(seq, last[1]) if last else seq)
+            self.trips[run] = (max(ts, last[0]) if last else ts, max(seq, last[1]) if last else seq)
         if self.closed_until is None:
             self.closed_until = start
         if self.max_ts is None or ts > self.max_ts:

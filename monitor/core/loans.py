@@ -41,7 +41,7 @@ from monitor.schemas import (
 )
 from monitor.sensors import Sensor
 from monitor.valuation import MODEL_VERSIONS
-from rules.lifecycle import RuleState, Transition, alert_id, evaluate_subject
+from rules.lifecycle import RULE_ERROR, RuleState, Transition, alert_id, evaluate_subject
 from rules.rulebook import Rulebook, render_summary
 
 
@@ -409,6 +409,50 @@ class LoanMonitor:
         self._track(alert)
         return alert
 
+    def _rule_error_alert(self, tr: Transition, rulebook: Rulebook, snap: LoanRiskSnapshot, sensor: Sensor) -> Output:
+        """The ``rule-evaluation-error`` alert of a rule that cannot be evaluated for this loan (case C27).
+
+        Its severity is the failing rule's own (a critical rule that cannot fire is a critical blind
+        spot); it resolves once the rule evaluates again. One episode per (rule, subject): its id
+        derives from the failing rule's, so two failing rules are two alerts.
+        """
+        rule = tr.rule
+        where = tr.subject if tr.subject == self.loan_id else f"{tr.subject} ({self.loan_id})"
+        if tr.status == "firing":
+            zh = f"规则 {rule.id} 对 {where} 无法求值（{tr.error}）：修正前该规则不起作用"
+            en = f"Rule {rule.id} cannot be evaluated for {where} ({tr.error}): it guards nothing until fixed"
+        else:
+            zh = f"规则 {rule.id} 对 {where} 恢复求值"
+            en = f"Rule {rule.id} evaluates again for {where}"
+        sensor.on_alert(RULE_ERROR, rule.severity, tr.status, rule.shadow, self.loan_id)
+        alert = Alert(
+            alert_id=alert_id(self.loan_id, f"{RULE_ERROR}:{rule.id}", tr.subject, tr.episode_start),
+            status=tr.status,
+            rule_id=RULE_ERROR,
+            severity=rule.severity,
+            scope=rule.scope,
+            subject=tr.subject,
+            loan_id=self.loan_id,
+            asset_id=tr.subject if rule.scope == "asset" else None,
+            episode_start=_ts(tr.episode_start),
+            at=_ts(tr.at),
+            summary=zh,
+            summary_en=en,
+            facts={
+                "rule": rule.id,
+                "error": tr.error or None,
+                "coverage_ratio": snap.coverage_ratio,
+                "collateral_value": snap.collateral_value,
+                "outstanding": snap.outstanding,
+            },
+            rulebook=rulebook.name,
+            rulebook_version=rulebook.version,
+            model_versions=MODEL_VERSIONS,
+            shadow=rule.shadow,
+        )
+        self._track(alert)
+        return Output("alerts", self.loan_id, alert)
+
     def _track(self, alert: Alert) -> None:
         if alert.status == "firing":
             self.active_alerts[alert.alert_id] = alert
@@ -425,6 +469,9 @@ class LoanMonitor:
         sensor: Sensor,
     ) -> Iterable[Output]:
         rule = tr.rule
+        if tr.error is not None:
+            yield self._rule_error_alert(tr, rulebook, snap, sensor)
+            return
         aid = alert_id(self.loan_id, rule.id, tr.subject, tr.episode_start)
         key_facts: dict[str, float | str | None] = {
             "coverage_ratio": snap.coverage_ratio,

@@ -127,9 +127,21 @@ def test_lifecycle__runtime_error_marks_rule_errored_and_others_keep_working() -
     t = dt.datetime.fromtimestamp(0, dt.UTC)
     missing_lines = {"loan": {"coverage_ratio": 1.1}, "window": {"start": t, "end": t}, "now": t}
     out = evaluate_subject(rb, "loan", "L1", missing_lines, states, 0, sensor)
-    assert [tr.rule.id for tr in out] == ["plain"]
+    # each failing rule raises its rule-evaluation-error episode (case C27); the working rule fires as usual
+    assert [(tr.rule.id, tr.status, tr.error is not None) for tr in out] == [
+        ("very-low", "firing", True),
+        ("low", "firing", True),
+        ("plain", "firing", False),
+    ]
     assert sorted(sensor.errors) == ["low", "very-low"]
     assert states["low|L1"].errored and states["very-low|L1"].errored and not states["plain|L1"].errored
+    # the same failure at the next evaluation is the same episode; once the facts are whole it resolves
+    assert [tr.rule.id for tr in evaluate_subject(rb, "loan", "L1", missing_lines, states, 60, sensor)] == []
+    out = evaluate_subject(rb, "loan", "L1", facts(1.1, 120), states, 120, sensor)
+    assert [(tr.rule.id, tr.status, tr.error) for tr in out if tr.error is not None] == [
+        ("very-low", "resolved", ""),
+        ("low", "resolved", ""),
+    ]
 
 
 def test_alert_id__deterministic_and_distinct_per_episode() -> None:

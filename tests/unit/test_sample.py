@@ -116,7 +116,16 @@ def test_auckland_adapter__trip_leaving_the_feed_is_one_completed_trip() -> None
                 st.fixed_dictionaries(
                     {
                         "trip": st.fixed_dictionaries(
-                            {"trip_id": st.text(min_size=1, max_size=5), "route_id": st.text(min_size=1, max_size=5)}
+                            {"trip_id": st.text(min_size=1, max_size=5), "route_id": st.text(min_size=1, max_size=5)},
+                            optional={
+                                "schedule_relationship": st.one_of(
+                                    st.integers(-1, 9),
+                                    st.sampled_from(["CANCELED", "ADDED", "DELETED"]),
+                                    st.lists(st.none()),
+                                ),
+                                "start_time": st.one_of(st.none(), st.text(max_size=8)),
+                                "start_date": st.one_of(st.none(), st.integers(), st.text(max_size=8)),
+                            },
                         )
                     }
                 ),
@@ -128,7 +137,7 @@ def test_auckland_adapter__trip_leaving_the_feed_is_one_completed_trip() -> None
 )
 def test_property__adapter_never_crashes_on_odd_entities(entities: list) -> None:  # type: ignore[type-arg]
     try:
-        list(events_from_polls([Poll(1_500_000_000.0, entities)]))
+        list(events_from_polls([Poll(1_500_000_000.0, entities), Poll(None, entities), Poll(1_500_000_030.0, [])]))
     except (AttributeError, TypeError, ValueError) as exc:
         pytest.fail(f"adapter crashed on {entities!r}: {exc}")
 
