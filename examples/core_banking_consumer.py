@@ -31,10 +31,12 @@ def notice(mc: dict[str, Any]) -> str:
     if mc["status"] == "issued":
         cov, line, due = f"{mc['coverage_ratio']:.1%}", f"{mc['warning_line']:.0%}", mc["cure_deadline"]
         top_up, repay = f"¥{mc['required_top_up_collateral']:,.0f}", f"¥{mc['required_repayment']:,.0f}"
+        # a deadline counted on a year whose holiday notice is not out yet may still move (docs/core-banking.md)
+        due_zh, due_en = (f"{due}（暂定）", f"{due} (provisional)") if mc.get("deadline_provisional") else (due, due)
         return (
             f"[追加保证金通知] 贷款 {loan}（{mid}）覆盖率 {cov} 低于预警线 {line}："
-            f"请于 {due} 前追加押品 {top_up} 或还款 {repay} | MARGIN CALL {mid} on {loan}: coverage {cov}; "
-            f"pledge {top_up} more collateral or repay {repay} by {due}"
+            f"请于 {due_zh} 前追加押品 {top_up} 或还款 {repay} | MARGIN CALL {mid} on {loan}: coverage {cov}; "
+            f"pledge {top_up} more collateral or repay {repay} by {due_en}"
         )
     words = {
         "cured": ("已补足，通知解除", "cured"),

@@ -108,8 +108,13 @@ def _settings() -> Settings:
 
 
 def _params(settings: Settings):  # type: ignore[no-untyped-def]
+    """The core's parameters from the settings; also puts the bank's holiday calendar in use when set."""
     from monitor.core import CoreParams
+    from monitor.holidays import load_calendar_file, use_calendar
     from monitor.valuation import ValuationParams
+
+    if settings.holiday_calendar is not None:  # cure deadlines of every command that runs the core
+        use_calendar(load_calendar_file(settings.holiday_calendar))
 
     return CoreParams(
         window_s=settings.window_s,

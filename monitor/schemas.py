@@ -344,6 +344,9 @@ class LoanOpened(_LoanEventBase):
     maturity: dt.date
     thresholds: Thresholds
     cure_period: str = "10d"
+    #: a calendar-day cure ending on a day without business: ``following`` (the default) moves it to
+    #: the next business day, ``calendar`` keeps it (``monitor.holidays.cure_deadline``)
+    cure_convention: Literal["following", "calendar"] = "following"
 
     @field_validator("cure_period")
     @classmethod
@@ -663,6 +666,9 @@ class MarginCall(_Strict):
     required_top_up_collateral: _YUAN
     required_repayment: _YUAN
     cure_deadline: AwareDatetime
+    #: the deadline counted a day of a year without the official holiday notice (only the fixed-date
+    #: statutory holidays were known): it may move once the notice is out (``monitor.holidays``, C25)
+    deadline_provisional: bool = False
     alert_id: str
     rulebook: str
     rulebook_version: int

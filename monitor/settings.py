@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     max_message_bytes
         Largest input record accepted, bytes (default 1 MiB, Kafka's own default): larger records are
         dead-lettered as ``oversized`` without being parsed; also the producers' ``max_request_size``.
+    holiday_calendar
+        The bank's own holiday calendar for cure deadlines (CSV ``date,type[,name]``, ``type`` holiday or
+        workday; ``monitor.holidays.load_calendar_file``): for the years it lists it overrides the
+        ``chinese-calendar`` library; unset, a year without the State Council's notice is provisional
+        (Monday–Friday without the fixed-date statutory holidays) and flagged on the margin call (C25).
     fetch_partition_bytes
         Most bytes one fetch returns of a partition (the consumer's ``max.partition.fetch.bytes``;
         default 8 MiB, at least ``max_message_bytes``). A fetch must hold more work than the worker
@@ -185,6 +190,7 @@ class Settings(BaseSettings):
     ssl_check_hostname: bool = True
     max_message_bytes: int = Field(default=1_048_576, ge=1024, le=104_857_600)
     fetch_partition_bytes: int = Field(default=8_388_608, ge=65_536, le=52_428_800)
+    holiday_calendar: Path | None = None
     session_timeout_s: float = Field(default=15.0, ge=6.0, le=1800.0)
     dedup_horizon_s: float | None = Field(default=None, ge=0)
     delivery_timeout_s: float = Field(default=30.0, ge=1.0, le=1200.0)

@@ -185,6 +185,7 @@ class Metrics:
     event_to_alert: Histogram
     alertmanager_push_failures: Counter
     rule_errors: Counter
+    provisional_deadlines: Counter
     publish_failures: Counter
     commit_failures: Counter
     rulebook_info: Gauge
@@ -231,6 +232,12 @@ class Metrics:
             ),
             rule_errors=Counter(
                 p + "rule_errors", "Rule conditions that raised at run time", ["rule"], registry=registry
+            ),
+            provisional_deadlines=Counter(
+                p + "provisional_deadlines",
+                "Margin calls issued with a cure deadline that counted a day of a year without the official "
+                "holiday notice (deadline_provisional)",
+                registry=registry,
             ),
             commit_failures=Counter(
                 p + "commit_failures",

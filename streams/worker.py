@@ -435,6 +435,10 @@ class Node:
                     calls.append(message)
         if items:
             await self.send_many(items)
+        if self.metrics is not None:
+            for mc in calls:
+                if mc.status == "issued" and mc.deadline_provisional:
+                    self.metrics.provisional_deadlines.inc()
         if not alerts:
             return
         if self.metrics is not None and origin_ts:

@@ -529,6 +529,7 @@ class LoanMonitor:
             return
         mc_id = "mc-" + aid[3:]
         if tr.status == "firing" and mc_id not in self.margin_calls and snap.coverage_ratio is not None:
+            deadline = cure_deadline(_ts(tr.at), self.opened.cure_period, self.opened.cure_convention)
             mc = MarginCall(
                 margin_call_id=mc_id,
                 loan_id=self.loan_id,
@@ -541,7 +542,8 @@ class LoanMonitor:
                 warning_line=snap.thresholds.warning,
                 required_top_up_collateral=snap.required_top_up_collateral,
                 required_repayment=snap.required_repayment,
-                cure_deadline=cure_deadline(_ts(tr.at), self.opened.cure_period),
+                cure_deadline=deadline.at,
+                deadline_provisional=deadline.provisional,
                 alert_id=aid,
                 rulebook=rulebook.name,
                 rulebook_version=rulebook.version,

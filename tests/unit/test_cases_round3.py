@@ -8,6 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
 from monitor.backtest import BacktestResult, load_loan_book, pledged_assets, read_telemetry, run_backtest
 from monitor.sources.auckland import Poll, events_from_polls
 from tests.conftest import shared_path
@@ -156,3 +160,106 @@ def test_case_c27_a_rule_that_errors_at_run_time_is_an_alert_and_a_metric_never_
     assert got[("pledgewatch_rule_errors_total", (("rule", "large-top-up"),))] >= 1
     assert got[("pledgewatch_alerts_total", (("rule", "rule-evaluation-error"), ("severity", "critical"),
                                             ("shadow", "false"), ("status", "firing")))] == 1  # fmt: skip
+
+
+# --- C25: cure deadlines in a year the holiday library does not know --------------------------------
+
+CN_TZ = "Asia/Shanghai"
+
+
+def _cn(y: int, m: int, d: int, h: int = 10) -> Any:
+    import datetime as dt
+    import zoneinfo
+
+    return dt.datetime(y, m, d, h, tzinfo=zoneinfo.ZoneInfo(CN_TZ))
+
+
+def test_case_c25_a_cure_deadline_in_2027_skips_new_years_day_and_is_marked_provisional() -> None:
+    from monitor.holidays import cure_deadline
+
+    one = cure_deadline(_cn(2026, 12, 31), "1bd")  # Thursday; 1 Jan 2027 is a Friday and New Year's Day
+    assert one.at == _cn(2027, 1, 4, 23).replace(minute=59, second=59)  # 2027-01-01 on 76a1efa
+    assert one.provisional  # 2027's notice is not in chinese-calendar: flagged, never silently Monday-Friday
+    five = cure_deadline(_cn(2026, 12, 28), "5bd")  # 29, 30, 31 Dec (official 2026), then 4 and 5 Jan 2027
+    assert five.at == _cn(2027, 1, 5, 23).replace(minute=59, second=59)
+    assert five.provisional
+    inside = cure_deadline(_cn(2026, 12, 1), "5bd")  # every day counted lies in 2026: official
+    assert not inside.provisional
+
+
+def test_case_c25_a_bank_calendar_file_overrides_the_library_and_ends_the_flag(tmp_path: Path) -> None:
+    from monitor.errors import ConfigError
+    from monitor.holidays import BusinessCalendar, cure_deadline, load_calendar_file, use_calendar
+
+    path = tmp_path / "holidays-2027.csv"
+    path.write_text(
+        "# the bank's operations calendar\ndate,type,name\n2027-01-01,holiday,New Year\n"
+        "2027-01-04,holiday,bridge day\n2027-01-09,workday,make-up Saturday\n"
+    )
+    try:
+        use_calendar(load_calendar_file(path))
+        d = cure_deadline(_cn(2026, 12, 31), "1bd")
+        assert d.at == _cn(2027, 1, 5, 23).replace(minute=59, second=59) and not d.provisional
+    finally:
+        use_calendar(BusinessCalendar())
+    bad = tmp_path / "bad.csv"
+    bad.write_text("date,type\n2027-13-01,holiday\n")
+    with pytest.raises(ConfigError, match=r"bad.csv row 2: date '2027-13-01', expected YYYY-MM-DD"):
+        load_calendar_file(bad)
+    bad.write_text("date,type\n2027-01-02,closed\n")
+    with pytest.raises(ConfigError, match=r"type 'closed', expected holiday or workday"):
+        load_calendar_file(bad)
+
+
+def test_case_c25_a_calendar_day_cure_ending_on_a_holiday_follows_the_contract_convention() -> None:
+    import datetime as dt
+
+    from monitor.holidays import cure_deadline, is_business_day
+
+    issued = _cn(2026, 9, 21)  # + 10 days = 1 October, National Day
+    following = cure_deadline(issued, "10d")  # the default
+    kept = cure_deadline(issued, "10d", "calendar")
+    assert kept.at == _cn(2026, 10, 1).astimezone(dt.UTC)
+    assert following.at > kept.at and is_business_day(following.at.astimezone(_cn(2026, 1, 1).tzinfo).date())
+    assert following.at.astimezone(_cn(2026, 1, 1).tzinfo).time() == _cn(2026, 1, 1).time()  # same time of day
+    assert cure_deadline(issued, "48h").at == issued + dt.timedelta(hours=48)  # hours are hours
+
+
+@settings(max_examples=200, deadline=None)
+@given(year=st.integers(min_value=2027, max_value=2100), offset=st.integers(min_value=0, max_value=364))
+def test_property__a_year_without_the_notice_never_works_on_a_fixed_date_holiday_or_a_weekend(
+    year: int, offset: int
+) -> None:
+    import datetime as dt
+
+    from monitor.holidays import BusinessCalendar, fixed_statutory_holidays, is_business_day
+
+    assume(not BusinessCalendar().is_official(year))  # a year the library covers follows the notice instead
+    day = dt.date(year, 1, 1) + dt.timedelta(days=offset)
+    if day.weekday() >= 5 or day in fixed_statutory_holidays(day.year):
+        assert not is_business_day(day)
+    else:
+        assert is_business_day(day)
+
+
+def test_case_c25_a_margin_call_issued_on_new_years_eve_2026_carries_the_flag_and_the_right_deadline(
+    rulebook: Any,
+) -> None:
+    import datetime as dt
+
+    from monitor.core import CoreParams, Monitor
+    from monitor.sensors import CountingSensor
+    from tests.conftest import healthy_window_events, make_loan, make_pledge
+
+    start = dt.datetime(2026, 12, 31, 1, 0, tzinfo=dt.UTC)  # 09:00 on Thursday 31 December in Shanghai
+    mon = Monitor(rulebook, CoreParams(), CountingSensor())
+    opened = start - dt.timedelta(days=30)
+    mon.on_loan_event(make_loan(outstanding=8_500_000.0, cure_period="1bd", effective_at=opened))
+    mon.on_loan_event(make_pledge(effective_at=opened))
+    calls = []
+    for i in range(8):
+        for ev in healthy_window_events("A1", start + dt.timedelta(minutes=15 * i), prefix=f"v{i}"):
+            calls += [o.message for o in mon.on_telemetry(ev) if o.topic == "margin-calls"]
+    (call,) = calls
+    assert call.status == "issued" and call.deadline_provisional
+    assert call.cure_deadline == _cn(2027, 1, 4, 23).replace(minute=59, second=59)  # not New Year's Day

@@ -92,7 +92,9 @@ def test_monitor__activity_collapse_escalates_to_one_margin_call_then_close_out(
     )
     assert mc.required_top_up_collateral == pytest.approx(1.3 * mc.outstanding - snap_at_issue.collateral_value_lower)
     assert mc.required_top_up_collateral > max(0.0, 1.3 * mc.outstanding - mc.collateral_value)
-    assert mc.cure_deadline == mc.issued_at + dt.timedelta(days=5)
+    # 5 calendar days from Monday 2024-03-04 end on Saturday 03-09; the contract's default convention
+    # (following business day, monitor.holidays) moves the deadline to Monday 03-11, same time of day
+    assert mc.cure_deadline == mc.issued_at + dt.timedelta(days=7) and not mc.deadline_provisional
     assert not [o for o in out if o.topic == "alerts" and o.message.loan_id == "L2"]
 
 
