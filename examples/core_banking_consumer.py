@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,11 @@ def notice(mc: dict[str, Any]) -> str:
     mid, loan = mc["margin_call_id"], mc["loan_id"]
     if mc["status"] == "issued":
         cov, line, due = f"{mc['coverage_ratio']:.1%}", f"{mc['warning_line']:.0%}", mc["cure_deadline"]
-        top_up, repay = f"¥{mc['required_top_up_collateral']:,.0f}", f"¥{mc['required_repayment']:,.0f}"
+        # amounts are JSON numbers with at most two decimals, read as decimals: shown exact to the fen
+        top_up, repay = (
+            f"¥{Decimal(mc['required_top_up_collateral']):,.2f}",
+            f"¥{Decimal(mc['required_repayment']):,.2f}",
+        )
         # a deadline counted on a year whose holiday notice is not out yet may still move (docs/core-banking.md)
         due_zh, due_en = (f"{due}（暂定）", f"{due} (provisional)") if mc.get("deadline_provisional") else (due, due)
         return (
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         auto_offset_reset="earliest",
         consumer_timeout_ms=int(args.idle_s * 1000),
         allow_auto_create_topics=False,  # a wrong --topic must not create an empty topic on the broker
-        value_deserializer=lambda b: json.loads(b.decode("utf-8")),
+        value_deserializer=lambda b: json.loads(b.decode("utf-8"), parse_float=Decimal),  # exact amounts
     )
     if args.from_beginning:
         consumer.poll(timeout_ms=5000)  # join the group and get partitions before seeking

@@ -663,6 +663,8 @@ def stress(
         return
     from rich.table import Table
 
+    from monitor.display import format_yuan
+
     scope = ", ".join(sorted(shock.assets)) or "all assets"
     table = Table(title=f"stress: activity -{activity_drop:.0%}, quality -{quality_drop:.0%} on {scope}")
     for col in ("loan", "coverage now", "after", "line now", "line after", "top-up (collateral)", "or repayment"):
@@ -679,8 +681,8 @@ def stress(
             f"{mark}{pct(r.coverage_after)}",
             r.line_before,
             f"{mark}{r.line_after}",
-            f"¥{r.required_top_up_collateral:,.0f}",
-            f"¥{r.required_repayment:,.0f}",
+            format_yuan(r.required_top_up_collateral, up=True),
+            format_yuan(r.required_repayment, up=True),
         )
     _console().print(table)
     crossing = [r.loan_id for r in results if r.crosses]

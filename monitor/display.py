@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 from rich.console import Console
 from rich.table import Table
@@ -66,15 +67,19 @@ def format_time(t: dt.datetime, tz: dt.tzinfo) -> str:
     return f"{local:%Y-%m-%d %H:%M} {off[:3]}:{off[3:]}"
 
 
-def format_yuan(amount: float) -> str:
-    """Yuan with thousands separators.
+def format_yuan(amount: float, up: bool = False) -> str:
+    """Whole yuan with thousands separators, rounded in decimal: half-up for a value, up for a demand.
+
+    ``up=True`` for what a borrower is asked to pay or pledge: the notice never asks for less than the
+    demand (case C26; the demand itself is exact to the fen in the margin call).
 
     Examples
     --------
-    >>> format_yuan(1234567.8)
-    '¥1,234,568'
+    >>> format_yuan(1234567.8), format_yuan(1234567.5), format_yuan(1234567.01, up=True)
+    ('¥1,234,568', '¥1,234,568', '¥1,234,568')
     """
-    return f"¥{amount:,.0f}"
+    whole = Decimal(repr(float(amount))).quantize(Decimal(1), ROUND_CEILING if up else ROUND_HALF_UP)
+    return f"¥{whole:,}"
 
 
 class AlertPrinter:
@@ -137,7 +142,7 @@ class AlertPrinter:
         """Print one margin-call record."""
         t = self._table()
         deadline = format_time(m.cure_deadline, self.tz)
-        top_up, repay = format_yuan(m.required_top_up_collateral), format_yuan(m.required_repayment)
+        top_up, repay = format_yuan(m.required_top_up_collateral, up=True), format_yuan(m.required_repayment, up=True)
         if self.lang == "zh":
             why = (
                 f"追加保证金通知 {m.margin_call_id}：请于 {deadline} 前追加押品 {top_up} 或还款 {repay}"

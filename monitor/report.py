@@ -232,7 +232,7 @@ def _charts(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo, threshold: float, 
             ),
             (
                 [m.updated_at for m in issued],
-                [f"{m.margin_call_id} {format_yuan(m.required_top_up_collateral)}" for m in issued],
+                [f"{m.margin_call_id} {format_yuan(m.required_top_up_collateral, up=True)}" for m in issued],
                 "x",
                 13,
                 "#000000",
@@ -373,7 +373,7 @@ def _alerts_table(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo) -> str:
         rows.append(
             f"<tr class=call><td>{m.updated_at.astimezone(tz):%Y-%m-%d %H:%M}</td><td>{t['call']} ({t[m.status]})</td>"
             f"<td>{html.escape(m.margin_call_id)}</td><td></td>"
-            f"<td>{format_yuan(m.required_top_up_collateral)}</td></tr>"
+            f"<td>{format_yuan(m.required_top_up_collateral, up=True)}</td></tr>"
         )
     empty = f"<tr><td>{t['none']}</td></tr>"
     return (

@@ -108,6 +108,16 @@ _ID = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._
 #: Amounts in yuan; bounded so that sums of them stay finite (1e15 yuan is far beyond any loan).
 MAX_YUAN = 1e15
 _YUAN = Annotated[float, Field(ge=0.0, le=MAX_YUAN)]
+#: an amount a bank books or demands: exact to the fen, computed in decimal (monitor.core.money), written
+#: as a JSON number with at most two decimals (docs/core-banking.md, "Amounts"; case C26)
+_FEN = Annotated[
+    float,
+    Field(
+        ge=0.0,
+        le=MAX_YUAN,
+        description="yuan exact to the fen: a JSON number with at most two decimals; read it as a decimal",
+    ),
+]
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
 
@@ -608,14 +618,14 @@ class LoanRiskSnapshot(_Strict):
     as_of: AwareDatetime
     status: LoanStatus
     currency: Literal["CNY"] = "CNY"
-    outstanding: _YUAN
-    collateral_value: _YUAN
-    collateral_value_lower: _YUAN
+    outstanding: _FEN
+    collateral_value: _FEN
+    collateral_value_lower: _FEN
     coverage_ratio: float | None
     ltv: float | None
     thresholds: Thresholds
-    required_top_up_collateral: _YUAN
-    required_repayment: _YUAN
+    required_top_up_collateral: _FEN
+    required_repayment: _FEN
     assets: list[AssetValue]
 
 
@@ -660,11 +670,11 @@ class MarginCall(_Strict):
     issued_at: AwareDatetime
     updated_at: AwareDatetime
     coverage_ratio: float
-    collateral_value: _YUAN
-    outstanding: _YUAN
+    collateral_value: _FEN
+    outstanding: _FEN
     warning_line: float
-    required_top_up_collateral: _YUAN
-    required_repayment: _YUAN
+    required_top_up_collateral: _FEN
+    required_repayment: _FEN
     cure_deadline: AwareDatetime
     #: the deadline counted a day of a year without the official holiday notice (only the fixed-date
     #: statutory holidays were known): it may move once the notice is out (``monitor.holidays``, C25)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ RULE_KEYS = {
 }
 BOOK_KEYS = {"rulebook", "version", "description", "rules"}
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_TEMPLATE = re.compile(r"\{\{\s*([a-z_][a-z0-9_.]*)\s*(?:\|\s*([a-z]+)\s*)?\}\}")
+_TEMPLATE = re.compile(r"\{\{\s*([a-z_][a-z0-9_.]*)\s*(?:\|\s*([a-z_]+)\s*)?\}\}")
 
 
 def parse_duration(text: str) -> float:
@@ -207,8 +208,11 @@ def _fmt(value: Any, flt: str | None) -> str:
         return "n/a"
     if flt == "pct":
         return f"{float(value) * 100:.1f}%"
-    if flt == "yuan":
-        return f"¥{float(value):,.0f}"
+    if flt in ("yuan", "yuan_up"):
+        # whole yuan in decimal: half-up for a value (never half-to-even), up for a demand, so a notice
+        # never asks for less than the demand (case C26)
+        whole = Decimal(repr(float(value))).quantize(Decimal(1), ROUND_CEILING if flt == "yuan_up" else ROUND_HALF_UP)
+        return f"¥{whole:,}"
     if flt == "num":
         return f"{float(value):,.2f}"
     if flt == "dur":
@@ -219,19 +223,28 @@ def _fmt(value: Any, flt: str | None) -> str:
     return str(value)
 
 
+#: the summary filters (docs/rules.md)
+FILTERS = ("pct", "yuan", "yuan_up", "num", "dur")
+
+
 def render_summary(template: str, facts: dict[str, Any]) -> str:
-    """Fill ``{{ path | filter }}`` placeholders from the facts (filters: pct, yuan, num, dur).
+    """Fill ``{{ path | filter }}`` placeholders from the facts (filters: :data:`FILTERS`).
 
     Raises
     ------
     KeyError
         When a path names no fact.
+    ValueError
+        When a filter is not one of :data:`FILTERS`.
 
     Examples
     --------
     >>> render_summary("cov {{ loan.coverage_ratio | pct }}", {"loan": {"coverage_ratio": 1.234}})
     'cov 123.4%'
     """
+    for m in _TEMPLATE.finditer(template):
+        if m.group(2) is not None and m.group(2) not in FILTERS:
+            raise ValueError(f"unknown filter {m.group(2)!r}, expected one of {', '.join(FILTERS)}")
     return _TEMPLATE.sub(lambda m: _fmt(_lookup(facts, m.group(1)), m.group(2)), template)
 
 
@@ -407,6 +420,9 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
                 problems.append(
                     f"{at('summary')}: {where}: placeholder names fact {exc} that does not exist for scope {scope!r}"
                 )
+            except ValueError as exc:
+                where = f"summary ({lang})" if lang else "summary"
+                problems.append(f"{at('summary')}: {where}: {exc}")
         if isinstance(summary, str):
             summary = {"zh": summary, "en": summary}
         summary = {"zh": summary.get("zh", summary.get("en", rid)), "en": summary.get("en", summary.get("zh", rid))}

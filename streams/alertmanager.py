@@ -63,7 +63,7 @@ def to_alertmanager(
             "summary": alert.summary_en,
             "summary_zh": alert.summary,
             "coverage": f"{float(cov):.1%}" if isinstance(cov, int | float) else "",
-            "required_top_up": format_yuan(float(top_up)) if isinstance(top_up, int | float) else "",
+            "required_top_up": format_yuan(float(top_up), up=True) if isinstance(top_up, int | float) else "",
             "cure_deadline": _iso(cure_deadline) if cure_deadline is not None else "",
             "alert_id": alert.alert_id,
         },

@@ -13,11 +13,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
 from monitor.core.common import Output, _event_digest, _ts
 from monitor.core.margin import line_status, required_top_up
+from monitor.core.money import fen, ratio, yuan
 from monitor.errors import InputRejected
 from monitor.holidays import cure_deadline
 from monitor.schemas import (
@@ -89,20 +91,23 @@ class LoanMonitor:
 
     @property
     def outstanding(self) -> float:
-        """Principal outstanding plus accrued interest, yuan."""
-        return self.principal_outstanding + self.accrued_interest
+        """Principal outstanding plus accrued interest, yuan (summed in decimal, exact to the fen)."""
+        return yuan(fen(self.principal_outstanding) + fen(self.accrued_interest))
 
     def collateral(self) -> tuple[float, float]:
-        """``(value, lower bound)`` of the pledged collateral in yuan (appraisal until first valuation)."""
-        v = lo = 0.0
+        """``(value, lower bound)`` of the pledged collateral in yuan (appraisal until first valuation).
+
+        Each asset's value rounded half-up to the fen, summed in decimal (:mod:`monitor.core.money`).
+        """
+        v = lo = Decimal(0)
         for slot in self.assets.values():
             if slot.valuation is None:
-                v += slot.appraisal_value
-                lo += slot.appraisal_value
+                v += fen(slot.appraisal_value)
+                lo += fen(slot.appraisal_value)
             else:
-                v += slot.valuation.value
-                lo += slot.valuation.value_lower
-        return v, lo
+                v += fen(slot.valuation.value)
+                lo += fen(slot.valuation.value_lower)
+        return yuan(v), yuan(lo)
 
     def calibrating(self) -> bool:
         """True while no asset is pledged yet or any pledged asset has no active valuation yet."""
@@ -114,7 +119,7 @@ class LoanMonitor:
         """The loan's risk position now (coverage, LTV, required top-up)."""
         value, lower = self.collateral()
         out = self.outstanding
-        cov = value / out if out > 0 else None
+        cov = ratio(value, out)  # the exact quotient rounded once: an amount at a line is at the line
         t = self.thresholds
         status: LoanStatus
         if self.closed:
@@ -161,7 +166,7 @@ class LoanMonitor:
             "collateral_value": snap.collateral_value,
             "collateral_value_lower": snap.collateral_value_lower,
             "coverage_ratio": cov,
-            "coverage_ratio_lower": snap.collateral_value_lower / out if out > 0 else float("inf"),
+            "coverage_ratio_lower": ratio(snap.collateral_value_lower, out) if out > 0 else float("inf"),
             "ltv": snap.ltv if snap.ltv is not None else 0.0,
             "days_past_due": 0.0,
             "required_top_up_collateral": snap.required_top_up_collateral,
@@ -256,11 +261,15 @@ class LoanMonitor:
         elif isinstance(ev, BalanceChanged):
             self.principal_outstanding = ev.outstanding
         elif isinstance(ev, Repayment):
-            paid_interest = min(self.accrued_interest, ev.amount)
-            self.accrued_interest -= paid_interest
-            self.principal_outstanding = max(0.0, self.principal_outstanding - (ev.amount - paid_interest))
+            # in decimal: repaying the demanded amount leaves exactly the outstanding it was computed for
+            interest, amount = fen(self.accrued_interest), fen(ev.amount)
+            paid_interest = min(interest, amount)
+            self.accrued_interest = yuan(interest - paid_interest)
+            self.principal_outstanding = yuan(
+                max(Decimal(0), fen(self.principal_outstanding) - (amount - paid_interest))
+            )
         elif isinstance(ev, InterestAccrued):
-            self.accrued_interest += ev.amount
+            self.accrued_interest = yuan(fen(self.accrued_interest) + fen(ev.amount))
         elif isinstance(ev, LinesChanged):
             self.thresholds = ev.thresholds
         elif isinstance(ev, LoanClosed):
@@ -501,7 +510,7 @@ class LoanMonitor:
             try:
                 zh = render_summary(rule.summary["zh"], render_facts)
                 en = render_summary(rule.summary["en"], render_facts)
-            except KeyError:
+            except (KeyError, ValueError):  # a rulebook checked by an older version
                 zh = en = f"{rule.id} {tr.status} on {tr.subject}"
         alert = Alert(
             alert_id=aid,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monitor.core.money import demands, yuan
 from monitor.schemas import LineStatus, Thresholds
 
 
@@ -23,18 +24,27 @@ def line_status(coverage: float | None, lines: Thresholds) -> LineStatus:
 
 
 def required_top_up(warning: float, outstanding: float, collateral_value: float) -> tuple[float, float]:
-    """Top-up that restores the warning line (DESIGN, "Loan level").
+    """Top-up that restores the warning line (DESIGN, "Loan level"), exact to the fen and rounded up.
 
     Returns
     -------
     tuple
         ``(extra_collateral, repayment)`` in yuan: ``max(0, warning × outstanding − collateral)``
-        of extra collateral, or ``max(0, outstanding − collateral / warning)`` of repayment.
+        of extra collateral, or ``max(0, outstanding − collateral / warning)`` of repayment, each
+        computed exactly and rounded up to the fen (:func:`monitor.core.money.demands`), so paying
+        either brings the coverage to at least the warning line (case C26).
+
+    Raises
+    ------
+    ValueError
+        When ``warning`` is not positive.
 
     Examples
     --------
-    >>> extra, repay = required_top_up(1.3, 7_000_000, 8_400_000)
-    >>> round(extra), round(repay)
-    (700000, 538462)
+    >>> required_top_up(1.3, 7_000_000, 8_400_000)
+    (700000.0, 538461.54)
+    >>> required_top_up(1.3, 1_000_000_000.00, 1_150_000_000.37)  # C26: not 115384615.10000014
+    (149999999.63, 115384615.1)
     """
-    return max(0.0, warning * outstanding - collateral_value), max(0.0, outstanding - collateral_value / warning)
+    top, repay = demands(warning, outstanding, collateral_value)
+    return yuan(top), yuan(repay)

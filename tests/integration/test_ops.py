@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from monitor.display import format_yuan
 from streams.topics import create_topics
 from tests.integration.conftest import (
     BIN,
@@ -169,6 +170,6 @@ def test_watch_started_after_the_fact__shows_the_backlog_in_event_time_order(
         shown = (
             f"{loan} awaiting valuation"
             if calibrating
-            else f"{loan} {snap.coverage_ratio:.1%} {snap.status} ¥{snap.collateral_value:,.0f}"
+            else f"{loan} {snap.coverage_ratio:.1%} {snap.status} {format_yuan(snap.collateral_value)}"
         )
         assert shown in final, (loan, final)

@@ -45,7 +45,8 @@ def test_to_alertmanager__labels_annotations_and_ends_at() -> None:
         "source": "pledgewatch",
     }
     ann = firing["annotations"]
-    assert ann["coverage"] == "115.0%" and ann["required_top_up"] == "¥651,333"
+    # a demand is shown rounded up to the yuan (¥651,333.20 -> ¥651,334): never asks for less (C26)
+    assert ann["coverage"] == "115.0%" and ann["required_top_up"] == "¥651,334"
     assert ann["cure_deadline"] == "2026-01-12T08:00:00Z" and ann["summary_zh"].startswith("覆盖率")
     assert firing["startsAt"] == "2026-01-05T07:45:00Z" and firing["endsAt"] == "2026-01-05T08:02:00Z"
     resolved = to_alertmanager(alert("resolved"), NOW, 120.0, None)

@@ -263,3 +263,88 @@ def test_case_c25_a_margin_call_issued_on_new_years_eve_2026_carries_the_flag_an
     (call,) = calls
     assert call.status == "issued" and call.deadline_provisional
     assert call.cure_deadline == _cn(2027, 1, 4, 23).replace(minute=59, second=59)  # not New Year's Day
+
+
+# --- C26: money in binary floats ---------------------------------------------------------------------
+
+
+def test_case_c26_the_demands_are_exact_to_the_fen_and_written_so() -> None:
+    import datetime as dt
+
+    from monitor.core import required_top_up
+    from monitor.core.loans import LoanMonitor
+    from monitor.schemas import Appraisal
+    from monitor.sensors import NullSensor
+    from tests.conftest import make_loan, make_pledge
+
+    assert required_top_up(1.3, 1_000_000_000.00, 1_150_000_000.37) == (149_999_999.63, 115_384_615.10)
+    # the same through a loan: outstanding ¥1,000,000,000.00, collateral ¥1,150,000,000.37 (the appraisal)
+    appraisal = Appraisal(value=1_150_000_000.37, appraised_on=dt.date(2024, 1, 1), appraiser="t")
+    loan = LoanMonitor(make_loan(principal=1e9, outstanding=1_000_000_000.00))
+    loan.on_loan_event(make_pledge(appraisal=appraisal), None, NullSensor())
+    snap = loan.snapshot()
+    assert (snap.required_top_up_collateral, snap.required_repayment) == (149_999_999.63, 115_384_615.10)
+    text = snap.model_dump_json()  # amounts are JSON numbers with at most two decimals
+    assert '"required_top_up_collateral":149999999.63' in text and '"required_repayment":115384615.1' in text
+
+
+def test_case_c26_the_yuan_filter_rounds_half_up_and_demands_are_never_shown_rounded_down() -> None:
+    from monitor.display import format_yuan
+    from rules.rulebook import render_summary
+
+    assert render_summary("{{ v | yuan }}", {"v": 1_234_568.5}) == "¥1,234,569"  # ¥1,234,568 on 76a1efa
+    assert render_summary("{{ v | yuan_up }}", {"v": 3_768_848.01}) == "¥3,768,849"
+    assert format_yuan(1_234_568.5) == "¥1,234,569" and format_yuan(3_768_848.01, up=True) == "¥3,768,849"
+
+
+FENS = st.integers(min_value=1, max_value=10**13)  # ¥0.01 to ¥100 billion, in fen
+LINES = st.sampled_from([1.05, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.5, 1.75, 2.0, 1.333, 1.1111])
+
+
+@settings(max_examples=10_000, deadline=None)
+@given(outstanding=FENS, collateral=FENS, warning=LINES)
+def test_property__paying_the_demand_restores_the_warning_line_exactly(
+    outstanding: int, collateral: int, warning: float
+) -> None:
+    """C26's 400 loans, generalised: for any loan below its warning line, pledging the demanded top-up or
+    repaying the demanded amount brings coverage (as the rules see it: ``ratio``) to at least the line."""
+    from decimal import Decimal
+
+    from monitor.core.money import demands, ratio
+
+    o, c = Decimal(outstanding) / 100, Decimal(collateral) / 100
+    assume(ratio(c, o) is not None and ratio(c, o) < warning)  # type: ignore[operator]
+    top, repay = demands(warning, o, c)
+    assert top == top.quantize(Decimal("0.01")) and repay == repay.quantize(Decimal("0.01"))
+    assert ratio(c + top, o) >= warning  # type: ignore[operator]
+    if repay < o:
+        assert ratio(c, o - repay) >= warning  # type: ignore[operator]
+    # and no more than a fen above what is needed: the demand is the least such amount
+    assert ratio(c + top - Decimal("0.01"), o) < warning  # type: ignore[operator]
+
+
+@settings(max_examples=300, deadline=None)
+@given(outstanding=st.integers(min_value=100_000, max_value=10**12), share=st.floats(0.5, 1.25), warning=LINES)
+def test_property__a_loan_repaid_by_its_demand_is_at_its_warning_line_as_the_rules_see_it(
+    outstanding: int, share: float, warning: float
+) -> None:
+    """Through the loan itself: a Repayment event of the demanded amount, then the rules' facts."""
+    import datetime as dt
+
+    from monitor.core.loans import LoanMonitor
+    from monitor.schemas import Appraisal, Repayment, Thresholds
+    from monitor.sensors import NullSensor
+    from tests.conftest import T0, make_loan, make_pledge
+
+    o = outstanding / 100
+    collateral = round(o * share * warning, 2)
+    lines = Thresholds(warning=warning, margin_call=warning - 0.01, close_out=warning - 0.02)
+    loan = LoanMonitor(make_loan(principal=o, outstanding=o, thresholds=lines))
+    appraisal = Appraisal(value=collateral, appraised_on=dt.date(2024, 1, 1), appraiser="t")
+    loan.on_loan_event(make_pledge(appraisal=appraisal), None, NullSensor())
+    before = loan.snapshot()
+    assume(before.required_repayment > 0 and before.required_repayment < before.outstanding)
+    pay = Repayment(event_id="L1:pay", loan_id="L1", effective_at=T0, amount=before.required_repayment)
+    loan.on_loan_event(pay, None, NullSensor())
+    facts = loan._loan_facts(loan.snapshot())
+    assert facts["coverage_ratio_lower"] >= warning
