@@ -3,7 +3,7 @@
 :class:`LoanMonitor` holds one loan's contract, balances, asset values, rule lifecycle and margin
 calls; :class:`LoanBook` the loans of one worker.
 
-Why one module of about 600 lines: :class:`LoanMonitor` is one state machine (balances, the loan
+Why one module of about 660 lines: :class:`LoanMonitor` is one state machine (balances, the loan
 watermark, rule episodes and margin calls move together on each event); its alert and margin-call
 texts are its outputs. Cut apart, a reader would follow one transition across files.
 """
@@ -433,11 +433,37 @@ class LoanMonitor:
         else:
             zh = f"规则 {rule.id} 对 {where} 恢复求值"
             en = f"Rule {rule.id} evaluates again for {where}"
-        sensor.on_alert(RULE_ERROR, rule.severity, tr.status, rule.shadow, self.loan_id)
+        facts: dict[str, float | str | None] = {
+            "rule": rule.id,
+            "error": tr.error or None,
+            "coverage_ratio": snap.coverage_ratio,
+            "collateral_value": snap.collateral_value,
+            "outstanding": snap.outstanding,
+        }
+        aid = alert_id(self.loan_id, f"{RULE_ERROR}:{rule.id}", tr.subject, tr.episode_start)
+        alert = self._transition_alert(tr, RULE_ERROR, aid, (zh, en), facts, rulebook, sensor)
+        return Output("alerts", self.loan_id, alert)
+
+    def _transition_alert(
+        self,
+        tr: Transition,
+        rule_id: str,
+        aid: str,
+        summary: tuple[str, str],
+        facts: dict[str, float | str | None],
+        rulebook: Rulebook,
+        sensor: Sensor,
+    ) -> Alert:
+        """The ``Alert`` record of one lifecycle transition of ``tr.rule`` (under ``rule_id``), counted and tracked.
+
+        ``summary`` is ``(zh, en)``; severity, scope, subject, episode and shadow come from the
+        transition and its rule.
+        """
+        rule = tr.rule
         alert = Alert(
-            alert_id=alert_id(self.loan_id, f"{RULE_ERROR}:{rule.id}", tr.subject, tr.episode_start),
+            alert_id=aid,
             status=tr.status,
-            rule_id=RULE_ERROR,
+            rule_id=rule_id,
             severity=rule.severity,
             scope=rule.scope,
             subject=tr.subject,
@@ -445,22 +471,17 @@ class LoanMonitor:
             asset_id=tr.subject if rule.scope == "asset" else None,
             episode_start=_ts(tr.episode_start),
             at=_ts(tr.at),
-            summary=zh,
-            summary_en=en,
-            facts={
-                "rule": rule.id,
-                "error": tr.error or None,
-                "coverage_ratio": snap.coverage_ratio,
-                "collateral_value": snap.collateral_value,
-                "outstanding": snap.outstanding,
-            },
+            summary=summary[0],
+            summary_en=summary[1],
+            facts=facts,
             rulebook=rulebook.name,
             rulebook_version=rulebook.version,
             model_versions=MODEL_VERSIONS,
             shadow=rule.shadow,
         )
+        sensor.on_alert(rule_id, rule.severity, tr.status, rule.shadow, self.loan_id)
         self._track(alert)
-        return Output("alerts", self.loan_id, alert)
+        return alert
 
     def _track(self, alert: Alert) -> None:
         if alert.status == "firing":
@@ -512,27 +533,7 @@ class LoanMonitor:
                 en = render_summary(rule.summary["en"], render_facts)
             except (KeyError, ValueError):  # a rulebook checked by an older version
                 zh = en = f"{rule.id} {tr.status} on {tr.subject}"
-        alert = Alert(
-            alert_id=aid,
-            status=tr.status,
-            rule_id=rule.id,
-            severity=rule.severity,
-            scope=rule.scope,
-            subject=tr.subject,
-            loan_id=self.loan_id,
-            asset_id=tr.subject if rule.scope == "asset" else None,
-            episode_start=_ts(tr.episode_start),
-            at=_ts(tr.at),
-            summary=zh,
-            summary_en=en,
-            facts=key_facts,
-            rulebook=rulebook.name,
-            rulebook_version=rulebook.version,
-            model_versions=MODEL_VERSIONS,
-            shadow=rule.shadow,
-        )
-        sensor.on_alert(rule.id, rule.severity, tr.status, rule.shadow, self.loan_id)
-        self._track(alert)
+        alert = self._transition_alert(tr, rule.id, aid, (zh, en), key_facts, rulebook, sensor)
         yield Output("alerts", self.loan_id, alert)
         if rule.action != "margin_call" or rule.shadow:
             return
