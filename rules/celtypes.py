@@ -294,18 +294,18 @@ class _Checker:
             if self.toks[self.i].kind == "ident" and self.toks[self.i + 1].text == ",":
                 self.env[self.take().text] = "dyn"
                 self.take(",")
-            while not self.peek(")"):
-                self.expr_()
-                if self.peek(","):
-                    self.take(",")
-            self.take(")")
+            self.items(")")
             self.env = saved
             return
-        while not self.peek(")"):
+        self.items(")")
+
+    def items(self, close: str) -> None:
+        """Comma-separated expressions up to and including ``close`` (arguments, list elements)."""
+        while not self.peek(close):
             self.expr_()
             if self.peek(","):
                 self.take(",")
-        self.take(")")
+        self.take(close)
 
     def primary(self) -> tuple[CelType, str | None]:
         tok = self.take()
@@ -324,11 +324,7 @@ class _Checker:
             self.take(")")
             return t, None
         if tok.text == "[":
-            while not self.peek("]"):
-                self.expr_()
-                if self.peek(","):
-                    self.take(",")
-            self.take("]")
+            self.items("]")
             return "list", None
         if tok.text == "{":
             while not self.peek("}"):
