@@ -142,6 +142,8 @@ class AlertPrinter:
         """Print one margin-call record."""
         t = self._table()
         deadline = format_time(m.cure_deadline, self.tz)
+        if m.deadline_provisional:  # a year without the official holiday notice: the date may still move
+            deadline += "（暂定）" if self.lang == "zh" else " (provisional)"
         top_up, repay = format_yuan(m.required_top_up_collateral, up=True), format_yuan(m.required_repayment, up=True)
         if self.lang == "zh":
             why = (

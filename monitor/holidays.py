@@ -158,19 +158,23 @@ def load_calendar_file(path: str | Path) -> BusinessCalendar:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"holiday_calendar: {p} cannot be read ({exc.strerror}); expected a CSV file") from None
-    rows = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    numbered = [
+        (n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")
+    ]
+    rows = [line for _, line in numbered]
     reader = csv.DictReader(rows)
     if reader.fieldnames is None or not {"date", "type"} <= {f.strip() for f in reader.fieldnames}:
         raise ConfigError(f"holiday_calendar: {p}: header {reader.fieldnames}, expected date,type[,name]")
     days: dict[dt.date, bool] = {}
-    for n, row in enumerate(reader, 2):
+    for i, row in enumerate(reader, 1):
+        n = numbered[i][0]  # the file's own line number (comments and blank lines counted)
         raw_date, kind = (row.get("date") or "").strip(), (row.get("type") or "").strip().lower()
         try:
             day = dt.date.fromisoformat(raw_date)
         except ValueError:
-            raise ConfigError(f"holiday_calendar: {p} row {n}: date {raw_date!r}, expected YYYY-MM-DD") from None
+            raise ConfigError(f"holiday_calendar: {p} line {n}: date {raw_date!r}, expected YYYY-MM-DD") from None
         if kind not in ("holiday", "workday"):
-            raise ConfigError(f"holiday_calendar: {p} row {n}: type {kind!r}, expected holiday or workday")
+            raise ConfigError(f"holiday_calendar: {p} line {n}: type {kind!r}, expected holiday or workday")
         days[day] = kind == "workday"
     return BusinessCalendar(days, frozenset(d.year for d in days), str(p))
 

@@ -20,10 +20,13 @@ is certainly wrong, and the example-fact evaluation stays as the second check.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import cel
 
 __all__ = ["CelTypeError", "check_types", "fact_types"]
 
@@ -121,6 +124,8 @@ _RESULTS = {
     "exists": "bool",
     "all": "bool",
     "exists_one": "bool",
+    "map": "list",
+    "filter": "list",
     "type": "dyn",
     "dyn": "dyn",
 }
@@ -166,7 +171,10 @@ class _Checker:
             a = self.or_()
             self.take(":")
             b = self.expr_()
-            return a if _name(a) == _name(b) else "dyn"
+            x, y = _name(a), _name(b)
+            if x != y and "dyn" not in (x, y) and "null" not in (x, y):
+                return self.fail(start, f"has branches of two types, {x} and {y}: CEL needs one type for ?:")
+            return a if x == y else "dyn"
         return cond
 
     def _want_bool(self, t: CelType, start: int, what: str) -> None:
@@ -261,12 +269,16 @@ class _Checker:
         t, path = self.primary()
         while self.peek() and self.toks[self.i].text in (".", "["):
             if self.take().text == "[":
+                first = self.i
                 self.expr_()
+                key = self.toks[first]
+                literal = self.i == first + 1 and key.kind == "string"
                 self.take("]")
-                t, path = "dyn", None
+                t, path = self._index(t, _unquote(key.text) if literal else None), None
                 continue
             name = self.take().text
             if self.peek("("):
+                self._known_function(name)
                 self.args(name)
                 t, path = _RESULTS.get(name, "dyn"), None
                 continue
@@ -278,6 +290,23 @@ class _Checker:
             else:
                 t, path = "dyn", None
         return t
+
+    def _index(self, t: CelType, key: str | None) -> CelType:
+        """The type of ``t[key]``: a fact map's field by a literal key, else the type all its values share."""
+        if not isinstance(t, dict):
+            return "dyn"
+        if key is not None:
+            if key not in t:
+                self.errors.append(f"refers to fact '{key}' that does not exist")
+                return "dyn"
+            found: CelType = t[key]
+            return found
+        kinds = {_name(v) for v in t.values()}
+        return next(iter(kinds)) if len(kinds) == 1 else "dyn"
+
+    def _known_function(self, name: str) -> None:
+        if name not in _RESULTS and not _cel_defines(name):
+            self.errors.append(f"calls '{name}', which CEL does not define (it would fail at run time)")
 
     def args(self, fn: str) -> None:
         self.take("(")
@@ -343,6 +372,7 @@ class _Checker:
             if tok.text == "null":
                 return "null", None
             if self.peek("("):
+                self._known_function(tok.text)
                 self.args(tok.text)
                 return _RESULTS.get(tok.text, "dyn"), None
             if tok.text not in self.env:
@@ -353,6 +383,43 @@ class _Checker:
 
 
 _ORDERED = {"string", "timestamp", "duration", "bytes", "bool"}
+
+
+def _unquote(text: str) -> str:
+    body = text.lstrip("rRbB")
+    quote = 3 if body[:3] in ("'''", '"""') else 1
+    return body[quote:-quote]
+
+
+_RECEIVERS = (
+    "",
+    "'' .",
+    "0 .",
+    "0.0 .",
+    "b'' .",
+    "[] .",
+    "{} .",
+    "timestamp('2024-01-01T00:00:00Z') .",
+    "duration('1s') .",
+)
+
+
+@functools.cache
+def _cel_defines(name: str) -> bool:
+    """Whether the CEL implementation in use defines a function or method ``name``: asked of CEL itself.
+
+    A call without arguments fails with "Undefined variable or function" only when the name is unknown
+    (for a method: unknown on that receiver's type); a known function fails on its arguments instead.
+    """
+    for receiver in _RECEIVERS:
+        try:
+            cel.evaluate(f"{receiver.replace(' ', '')}{name}()", {})
+        except Exception as exc:  # noqa: BLE001 - any other failure means the name exists
+            if "Undefined variable or function" not in str(exc):
+                return True
+            continue
+        return True
+    return False
 
 
 def check_types(expr: str, facts: dict[str, Any]) -> list[str]:

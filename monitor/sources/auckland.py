@@ -91,7 +91,7 @@ class Poll:
 
 
 #: ``TripDescriptor.ScheduleRelationship`` values that are not service (GTFS-realtime reference):
-#: CANCELED (3) and DELETED (7), by number or by name.
+#: CANCELED (3) and DELETED (7), by number (``3.0`` too: JSON numbers may arrive as floats) or by name.
 NOT_RUNNING = {3, 7, "CANCELED", "CANCELLED", "DELETED"}
 
 
@@ -261,7 +261,8 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
             run = trip_run(trip)
             relation = trip.get("schedule_relationship")
             try:
-                if isinstance(relation, int | str) and relation in NOT_RUNNING:  # never service (case C22)
+                # never service (case C22); the enum as a number (3, 3.0) or its name
+                if isinstance(relation, int | float | str) and relation in NOT_RUNNING:
                     now_cancelled.add(run)
                     if run not in cancelled and not behind:
                         cancel = _cancelled(tu, trip, run, route_raw, asset, received)

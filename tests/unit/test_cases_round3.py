@@ -96,12 +96,13 @@ def test_case_c22_schedule_relationships_follow_the_gtfs_realtime_reference() ->
 
 def test_case_c22_a_run_cancelled_after_it_was_seen_running_is_not_completed() -> None:
     t = 1_500_000_000.0
-    polls = [
-        _poll(t, {"trip_id": "R", "schedule_relationship": 0}),
-        _poll(t + 30, {"trip_id": "R", "schedule_relationship": 3}),
-        _poll(t + 60),
-    ]
-    assert _kinds(polls) == [("trip_cancelled", "akl:cancel:R")]
+    for cancelled in (3, 3.0, "CANCELED", 7):  # the enum as JSON may give it: a number, a float, a name
+        polls = [
+            _poll(t, {"trip_id": "R", "schedule_relationship": 0}),
+            _poll(t + 30, {"trip_id": "R", "schedule_relationship": cancelled}),
+            _poll(t + 60),
+        ]
+        assert _kinds(polls) == [("trip_cancelled", "akl:cancel:R")], cancelled
 
 
 def test_case_c24_a_poll_without_any_time_is_skipped_not_dated_1970() -> None:
@@ -204,10 +205,10 @@ def test_case_c25_a_bank_calendar_file_overrides_the_library_and_ends_the_flag(t
         use_calendar(BusinessCalendar())
     bad = tmp_path / "bad.csv"
     bad.write_text("date,type\n2027-13-01,holiday\n")
-    with pytest.raises(ConfigError, match=r"bad.csv row 2: date '2027-13-01', expected YYYY-MM-DD"):
+    with pytest.raises(ConfigError, match=r"bad.csv line 2: date '2027-13-01', expected YYYY-MM-DD"):
         load_calendar_file(bad)
-    bad.write_text("date,type\n2027-01-02,closed\n")
-    with pytest.raises(ConfigError, match=r"type 'closed', expected holiday or workday"):
+    bad.write_text("# comments count as lines\n\ndate,type\n2027-01-02,closed\n")
+    with pytest.raises(ConfigError, match=r"bad.csv line 4: type 'closed', expected holiday or workday"):
         load_calendar_file(bad)
 
 
@@ -263,6 +264,17 @@ def test_case_c25_a_margin_call_issued_on_new_years_eve_2026_carries_the_flag_an
     (call,) = calls
     assert call.status == "issued" and call.deadline_provisional
     assert call.cure_deadline == _cn(2027, 1, 4, 23).replace(minute=59, second=59)  # not New Year's Day
+    # the operator's margin-call line says so too
+    import io
+
+    from rich.console import Console
+
+    from monitor.display import AlertPrinter
+
+    for lang, mark in (("en", "(provisional)"), ("zh", "（暂定）")):
+        out = io.StringIO()
+        AlertPrinter(Console(file=out, width=200), lang=lang).margin_call(call)
+        assert mark in out.getvalue()
 
 
 # --- C26: money in binary floats ---------------------------------------------------------------------

@@ -27,6 +27,8 @@ ASSET = example_facts("asset")
         "!loan.in_silence_grace && -loan.ltv < 0.0",
         "double(asset.windows_seen) / 4.0 > 1.0 && int(asset.activity) % 2 == 0",
         "[1, 2].exists(x, x > 1) && 'a' + 'b' == 'ab' && loan.id in ['L1']",
+        "asset.quality['accuracy'] < 0.5 && asset.quality.exists(d, asset.quality[d] * 100.0 < 50.0)",
+        "now.getHours() > 3 && [1, 2].map(x, x * 2).size() > 1 && asset.id.startsWith('A')",
     ],
 )
 def test_celtypes__valid_conditions_pass(expr: str) -> None:
@@ -46,6 +48,16 @@ def test_celtypes__valid_conditions_pass(expr: str) -> None:
         ("loan.ltv > 0.5 && loan.ltv", "is double, an operand of && needs bool"),
         ("loan.id - 1 > 0", "applies - to string and int"),
         ("loan.ltv ? true : false", "is double, the condition of ?: needs bool"),
+        # found by re-running case C27 with a bank's likely rules: a map index, a comprehension variable,
+        # a misspelled key, a function CEL lacks, ?: branches of two types — each failed only at run time
+        ("loan.coverage_ratio < 1.2 && asset.quality['accuracy'] * 100 < 95", "mixes double and int"),
+        ("loan.coverage_ratio < 1.3 && asset.quality.exists(d, asset.quality[d] * 100 < 50)", "mixes double and int"),
+        ("loan.coverage_ratio < 1.2 && asset.quality['acuracy'] < 0.5", "refers to fact 'acuracy'"),
+        ("loan.coverage_ratio < 1.2 && max(loan.required_top_up_collateral, 0.0) > 1.0", "calls 'max'"),
+        (
+            "(loan.calibrating ? 0 : loan.required_top_up_collateral) + 1.0 > 2.0",
+            "branches of two types, int and double",
+        ),
     ],
 )
 def test_celtypes__mixed_or_undefined_operations_are_refused_wherever_they_are(expr: str, needle: str) -> None:
