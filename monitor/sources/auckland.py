@@ -268,7 +268,8 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
                         cancel = _cancelled(tu, trip, run, route_raw, asset, received)
                         per_asset.setdefault(asset, []).append(cancel)
                     continue
-                ev, report_ts, vehicle = _trip_update(tu, trip, run, route_raw, asset, header_ts, received)
+                identity = _run_attributes(trip)
+                ev, report_ts, vehicle = _trip_update(tu, identity, run, route_raw, asset, header_ts, received)
             except (ValidationError, TypeError, ValueError, AttributeError, OverflowError):
                 skipped += 1
                 continue
@@ -282,7 +283,7 @@ def events_from_polls(polls: Iterable[Poll], assets: set[str] | None = None) -> 
                 "delay": metrics.get("delay_s"),
                 "seq": metrics.get("stop_sequence"),
                 "vehicle": vehicle,
-                "attributes": _run_attributes(trip),
+                "attributes": identity,
             }
         if behind:
             # out of order: its reports go on (older than what the core has: contradictions), the
@@ -364,7 +365,7 @@ def _cancelled(
 
 def _trip_update(
     tu: dict[str, Any],
-    trip: dict[str, Any],
+    identity: dict[str, str],
     run: str,
     route_raw: str,
     asset: str,
@@ -381,7 +382,7 @@ def _trip_update(
         metrics["delay_s"] = float(event["delay"])
     if "stop_sequence" in stu:
         metrics["stop_sequence"] = float(stu["stop_sequence"])
-    attrs = {**_run_attributes(trip), "route_id": _strip(route_raw)}
+    attrs = {**identity, "route_id": _strip(route_raw)}
     if "stop_id" in stu:
         attrs["stop_id"] = str(stu["stop_id"])
     attrs["stop_event"] = "departure" if "departure" in stu else "arrival"
