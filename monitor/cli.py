@@ -657,6 +657,11 @@ def stress(
     except (PledgewatchError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
         return
+    pledged = {a.asset_id for snap in loans.values() for a in snap.assets}
+    unknown = sorted(shock.assets - pledged)
+    if unknown:  # a typo would read as a portfolio that survives the shock
+        _fail(ConfigError(f"asset: got {', '.join(unknown)}, expected a pledged asset: {', '.join(sorted(pledged))}"))
+        return
     results = run_stress(loans.values(), vals, shock)
     if as_json:
         print(orjson.dumps([{**asdict(r), "crosses": r.crosses} for r in results], option=orjson.OPT_INDENT_2).decode())

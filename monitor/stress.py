@@ -17,8 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from monitor.core import line_status, required_top_up
+from monitor.core.money import fen, ratio, yuan
 from monitor.errors import ConfigError
 from monitor.schemas import CollateralValuation, LoanRiskSnapshot
 
@@ -93,12 +95,13 @@ def stress(
     for snap in loans:
         if snap.status == "closed":
             continue
-        after = 0.0
+        shocked = Decimal(0)  # each asset's value to the fen, summed in decimal, as the loan does (C26)
         for a in snap.assets:
             v = valuations.get(a.asset_id)
-            after += shocked_value(v, shock, cap) if v is not None else a.value
+            shocked += fen(shocked_value(v, shock, cap) if v is not None else a.value)
+        after = yuan(shocked)
         o = snap.outstanding
-        cov_after = after / o if o > 0 else None
+        cov_after = ratio(after, o)
         extra, repay = required_top_up(snap.thresholds.warning, o, after)
         out.append(
             StressResult(

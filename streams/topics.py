@@ -45,7 +45,10 @@ def admin_client(target: Settings | str, timeout_s: float = 60.0) -> KafkaAdminC
             with attempt:
                 return KafkaAdminClient(**opts, client_id="pledgewatch-admin")
     except KafkaError as exc:
-        msg = f"bootstrap_servers: no Kafka broker answered at {bootstrap!r} within {timeout_s:.0f} s ({exc})"
+        msg = (
+            f"bootstrap_servers: no Kafka broker answered at {bootstrap!r} within {timeout_s:.0f} s ({exc}); "
+            "start the local one with `make broker-start`, or set KAFKA_BOOTSTRAP_SERVERS to your cluster"
+        )
         raise ConfigError(msg) from None
     raise AssertionError("unreachable: Retrying either returns or re-raises")
 

@@ -602,14 +602,14 @@ EXPIRED_RULE = "margin-call-expired"
 
 
 def _drivers_text(drivers: list[tuple[float, str]]) -> str:
-    """``accessibility and completeness ¥-282,584 each, activity ¥-90,000``: parts of equal amount named together.
+    """``accessibility and completeness -¥282,584 each, activity -¥90,000``: parts of equal amount named together.
 
     A dark feed lowers accessibility and completeness alike (both fall to 0, equally weighted), so
     their parts are equal by the method, not by a fault: said once, "each", so no one reads a bug.
     """
     groups: dict[str, list[str]] = {}
     for x, k in drivers:
-        groups.setdefault(f"¥{x:+,.0f}", []).append(k.removeprefix("quality."))
+        groups.setdefault(f"{'+' if x >= 0 else '-'}¥{abs(x):,.0f}", []).append(k.removeprefix("quality."))
     return ", ".join(
         f"{' and '.join(names)} {amount}" + (" each" if len(names) > 1 else "") for amount, names in groups.items()
     )

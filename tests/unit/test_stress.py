@@ -67,8 +67,14 @@ def test_stress_cli__json_lists_every_loan_with_the_line_it_would_cross() -> Non
     rows = json.loads(out.output)
     assert {r["loan_id"] for r in rows} == {"L-AKL-001", "L-AKL-002", "L-AKL-003"}
     assert all(r["crosses"] and r["coverage_after"] < r["coverage_before"] for r in rows)
+    # amounts exact to the fen, as every message writes them (C26): at most two decimals
+    amounts = [r[k] for r in rows for k in ("outstanding", "collateral_before", "collateral_after")]
+    assert all(round(x, 2) == x for x in amounts), amounts
     bad = CliRunner().invoke(app, ["stress", "--source", "nowhere"])
     assert bad.exit_code == 1 and "source: got 'nowhere', expected 'backtest' or 'topics'" in bad.output
+    # a misspelled asset is refused, never read as a portfolio that survives the shock
+    typo = CliRunner().invoke(app, ["stress", "--activity-drop", "0.3", "--asset", "akl-routes-7XX"])
+    assert typo.exit_code == 1 and "asset: got akl-routes-7XX, expected a pledged asset: akl-routes-" in typo.output
 
 
 def test_stress_written_to_a_pipe_never_cuts_a_number() -> None:
