@@ -294,4 +294,5 @@ def test_alert_explanation_names_equal_parts_once() -> None:
 
     drivers = [(-282_584.3, "quality.accessibility"), (-282_584.1, "quality.completeness"), (-90_000.0, "activity")]
     assert _drivers_text(drivers) == "accessibility and completeness -¥282,584 each, activity -¥90,000"
-    assert _drivers_text([(-5.0, "activity")]) == "activity -¥5" and _drivers_text([(7.0, "activity")]) == "activity +¥7"
+    assert _drivers_text([(-5.0, "activity")]) == "activity -¥5"
+    assert _drivers_text([(7.0, "activity")]) == "activity +¥7"
