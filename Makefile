@@ -28,7 +28,7 @@ test: venv
 	bash deploy/test.sh
 
 test-unit: venv
-	$(BIN)/pytest tests/unit monitor rules -q
+	$(BIN)/pytest tests/unit monitor rules streams -q
 
 test-integration: venv
 	bash deploy/test.sh tests/integration

@@ -19,7 +19,7 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   KAFKA_BOOTSTRAP_SERVERS_LOCAL="$(bash deploy/kafka/broker.sh bootstrap)"
   export KAFKA_BOOTSTRAP_SERVERS_LOCAL PLEDGEWATCH_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS_LOCAL"
 fi
-if [ "$#" -eq 0 ]; then set -- tests monitor rules; fi
+if [ "$#" -eq 0 ]; then set -- tests monitor rules streams; fi
 .venv/bin/pytest "$@" -q -p no:cacheprovider
 rc=$?
 if [ "$rc" = 5 ]; then echo "test: pytest collected no tests: failing" >&2; exit 1; fi

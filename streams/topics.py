@@ -15,7 +15,7 @@ from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from monitor.errors import ConfigError
-from monitor.settings import COMPACTED, RETAINED, TOPICS, Settings
+from monitor.settings import BROADCAST, COMPACTED, RETAINED, TOPICS, Settings
 
 __all__ = ["admin_client", "create_topics", "delete_topics", "rewind_group"]
 
@@ -66,7 +66,9 @@ def create_topics(settings: Settings, replication: int = 1) -> list[str]:
             configs = {"cleanup.policy": "compact"} if logical in COMPACTED else {}
             if logical in RETAINED:
                 configs = {"retention.ms": "-1"}
-            parts = 1 if logical in RETAINED else settings.partitions
+            if logical in BROADCAST:
+                configs = {"retention.ms": str(BROADCAST[logical])}
+            parts = 1 if logical in RETAINED or logical in BROADCAST else settings.partitions
             new.append(NewTopic(name, num_partitions=parts, replication_factor=replication, topic_configs=configs))
         if new:
             try:

@@ -11,13 +11,13 @@ Data flow (``docs/topics.md``)::
     bad input ────────────────────────────────> pledge.dead-letter
 
 Per-asset and per-loan state live in faust tables (changelog topics; RocksDB via
-rocksdict when installed, memory otherwise), pickled. Every output is published
-and awaited: it counts as raised only after the broker
-acknowledged it, and the worker waits (counting each delivery timeout) rather than
-drop it (:meth:`Node.send`). A timer advances the stream clock by processing
-time while no telemetry arrives, so a feed that goes dark still closes windows; it
-does so through clock records sent to each assigned partition, so every state
-write happens while a record of the state's own partition is handled.
+rocksdict when installed, memory otherwise), pickled (:mod:`streams.store`). Every output is
+published and awaited: it counts as raised only after the broker acknowledged it, and the
+worker waits (counting each delivery timeout) rather than drop it (:meth:`Node.send`). A
+5-s timer moves the stream clock itself (:meth:`Node.clock_tick`): it closes the windows
+the group's clock has passed, silent assets' too, and advances the clock by processing time
+while no telemetry arrives, so a feed that goes dark still closes windows. The workers tell
+each other their partitions' progress on ``internal.stream-clock`` (:mod:`streams.clock`).
 """
 
 from __future__ import annotations
@@ -27,17 +27,13 @@ import faulthandler
 import json
 import logging
 import os
-import pickle
 import time
-import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError as AIOKafkaError
 from faust.exceptions import ProducerSendError
-from faust.streams import _current_event  # the store and changelog partition of a table write
-from kafka.partitioner.default import murmur2
 from pydantic import BaseModel, ValidationError
 
 from monitor.core import (
@@ -64,7 +60,9 @@ from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
 from streams.api import register_api
+from streams.clock import follow_reports, report_key
 from streams.rules_control import Decision, follow, read_history, status, worker_id
+from streams.store import ROCKSDB_URL, STATE_MAX_BYTES, StateTable, key_partition
 
 __all__ = ["Node", "StateTable", "create_app", "run_worker"]
 
@@ -79,12 +77,6 @@ ORIGIN_HEADER = "pledgewatch-origin-ms"
 #: the committed offset trails and how much a crashed worker's successor re-reads (Kafka Streams commits
 #: every 30 s by default).
 CHECKPOINT_INTERVAL_S = 5.0
-#: Largest checkpoint of one asset or loan written to its state table's changelog, bytes. An asset's state
-#: is mostly its de-duplication memory (≈ 50 bytes an event id over ``dedup_horizon_s``: ≈ 0.6 MB for the
-#: busiest Auckland route group) and held records of a not yet pledged asset (up to ``hold_unknown``),
-#: which passed Kafka's default 1 MiB message limit and crashed faust's producer (a clean-clone CI run).
-#: The changelog topics and the producer take this much; Kafka's own request limit is 100 MiB.
-STATE_MAX_BYTES = 16 * 1024 * 1024
 #: Room for the record batch's own headers above :data:`STATE_MAX_BYTES`.
 _BATCH_OVERHEAD_BYTES = 64 * 1024
 #: Wall-clock seconds without telemetry before processing time advances the stream clock.
@@ -104,7 +96,8 @@ CLOCK_HELD_WARN_S = 60.0
 #: Seconds between two scans of the tables for states the books miss (:meth:`Node.load_assigned`): the
 #: clock timer's period, so a silent asset a path forgot to load closes its next window in time
 LOAD_RESCAN_S = 5.0
-#: Key of the clock records the timer sends to every partition of ``internal.asset-pledges``.
+#: Key of the clock records that workers before the stream-clock topic sent to every partition of
+#: ``internal.asset-pledges``; that topic is compacted, so the last of them stays there and is skipped.
 CLOCK_KEY = b"__clock__"
 
 
@@ -117,73 +110,7 @@ def _store_url(settings: Settings) -> str:
         if settings.store == "rocksdb":
             raise
         return "memory://"
-    return "rocksdb://"
-
-
-class StateTable:
-    """A faust table of pickled core objects (``AssetMonitor`` / ``LoanMonitor``) behind a dict of live ones.
-
-    Parameters
-    ----------
-    table
-        faust table with bytes keys and values (its changelog is the durable copy).
-    live
-        The book's dict of live objects, keyed by asset or loan id.
-    """
-
-    def __init__(self, table: Any, live: dict[str, Any], held: dict[str, list[Any]] | None = None) -> None:
-        self.table = table
-        self.live = live
-        self.held = held
-
-    def load(self, key: str) -> None:
-        """Bring ``key``'s state from the table into the book (after a restart or rebalance)."""
-        if key in self.live or (self.held is not None and key in self.held):
-            return
-        raw = self.table.get(key.encode())
-        if raw:
-            obj = pickle.loads(raw)  # only our own changelog is read here
-            if isinstance(obj, list) and self.held is not None:
-                self.held[key] = obj  # telemetry held for an asset whose pledge has not arrived
-            else:
-                self.live[key] = obj
-
-    def load_all(self) -> list[str]:
-        """Bring every key of the table's assigned partitions into the book; returns the keys loaded.
-
-        After a restart or a rebalance, an asset that stays silent sends no record that would load
-        it, yet its silence must keep closing windows (and its loans must see the valuations).
-        """
-        loaded = []
-        for raw_key in list(self.table.keys()):
-            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
-            if key not in self.live and (self.held is None or key not in self.held):
-                self.load(key)
-                loaded.append(key)
-        return loaded
-
-    def save(self, key: str) -> None:
-        """Write ``key``'s state to the changelog (only while handling a record of its partition).
-
-        A state larger than :data:`STATE_MAX_BYTES` is not written (Kafka would refuse it and faust's
-        producer would stop for good); an error names the asset and what to lower instead.
-        """
-        obj = self.live.get(key)
-        if obj is None and self.held is not None:
-            obj = self.held.get(key)
-        if obj is not None:
-            blob = pickle.dumps(obj, protocol=5)
-            if len(blob) > STATE_MAX_BYTES:
-                log.error(
-                    "%s: state of %s bytes not checkpointed, expected at most %s (STATE_MAX_BYTES); it lives in "
-                    "memory only until it shrinks. Lower PLEDGEWATCH_DEDUP_HORIZON_S (event ids remembered) "
-                    "or split the asset",
-                    key,
-                    f"{len(blob):,}",
-                    f"{STATE_MAX_BYTES:,}",
-                )
-                return
-            self.table[key.encode()] = blob
+    return ROCKSDB_URL
 
 
 class Node:
@@ -254,8 +181,11 @@ class Node:
         self.clock_warned = 0.0
         self.metadata_ready = False
         self.pending_acks: dict[int, list[Any]] = {}
-        #: True while the telemetry agent is inside :meth:`on_asset_record` (the checkpoint waits)
+        #: True while a record or a clock tick changes asset states and publishes (the checkpoint waits)
         self.asset_handling = False
+        #: the telemetry agent's records and the clock's tick change asset states one at a time
+        self.asset_lock = asyncio.Lock()
+        self.clock_topic = settings.topic("stream-clock")
         #: agent source label -> (tp, offset) of the record it is handling (in flight for the hole repair)
         self.in_hand: dict[str, tuple[Any, int]] = {}
         self.flushed: set[int] = set()
@@ -291,8 +221,8 @@ class Node:
         Run by a timer, not only by records: a partition that stops delivering (the end of a backlog,
         or a rebalance, which pauses the stream and then waits for every record in flight to be acked)
         must not keep its records unacknowledged. Without this, adding a worker under load hung the
-        rebalance (faust's ``wait_empty``) for good. The table write is made in the context of one of
-        the partition's own records, as if that record were being handled.
+        rebalance (faust's ``wait_empty``) for good. The table writes need no record in hand
+        (:mod:`streams.store`).
 
         Nothing is written while a record is half handled (:attr:`asset_handling`): the state in memory
         then holds changes whose outputs the broker has not acknowledged; the timer's next run writes it.
@@ -304,11 +234,7 @@ class Node:
         for part, waiting in list(self.pending_acks.items()):
             if not waiting or now - self.persisted_at.get(part, 0.0) < min_age_s:
                 continue
-            token = _current_event.set(weakref.ref(waiting[-1]))
-            try:
-                self.persist(part, set())
-            finally:
-                _current_event.reset(token)
+            self.persist(part, set())
             self.persisted_at[part] = now
             self.flushed.discard(part)
             self.pending_acks[part] = []
@@ -316,19 +242,13 @@ class Node:
         return done
 
     def persist(self, partition: int, changed: set[str]) -> None:
-        """Save changed assets of ``partition`` now; defer the others to a record of their own partition.
+        """Checkpoint ``partition``: save the assets ``changed`` now and those its records left dirty.
 
-        faust's RocksDB store writes into the local database of the partition of the record
-        being handled, so an asset's state is written only in the context of its own partition;
-        the clock records the timer sends to every assigned partition flush what is deferred.
+        Its records waiting for a checkpoint may then be acknowledged (:meth:`acks_after`). An asset
+        of ``changed`` may belong to another partition (a pledge routed by loan, a clock tick); it is
+        saved too, the store places it by its key (:mod:`streams.store`).
         """
-        for aid in changed:
-            part = self.asset_partition.get(aid, partition)
-            if part == partition:
-                self.asset_state.save(aid)
-            else:
-                self.dirty.setdefault(part, set()).add(aid)
-        for aid in self.dirty.pop(partition, set()):
+        for aid in changed | self.dirty.pop(partition, set()):
             self.asset_state.save(aid)
         self.flushed.add(partition)
 
@@ -507,17 +427,20 @@ class Node:
         return (time.time(), *self.bounds)
 
     async def on_asset_record(self, event: faust.EventT) -> None:
-        """Handle one record of the telemetry agent: telemetry, a pledge registration or a clock record.
+        """Handle one record of the telemetry agent: telemetry or a pledge registration.
 
-        While it runs (:attr:`asset_handling`) the checkpoint timer writes no asset state: between the
-        record's first change to the state in memory and the broker's acknowledgement of its outputs,
-        a checkpoint would make durable a state whose effects are not (see :meth:`flush_pending`).
+        One at a time with the clock's tick (:attr:`asset_lock`): both change the asset states and
+        publish. While it runs (:attr:`asset_handling`) the checkpoint timer writes no asset state:
+        between the record's first change to the state in memory and the broker's acknowledgement of
+        its outputs, a checkpoint would make durable a state whose effects are not (see
+        :meth:`flush_pending`).
         """
-        self.asset_handling = True
-        try:
-            await self._on_asset_record(event)
-        finally:
-            self.asset_handling = False
+        async with self.asset_lock:
+            self.asset_handling = True
+            try:
+                await self._on_asset_record(event)
+            finally:
+                self.asset_handling = False
 
     async def _on_asset_record(self, event: faust.EventT) -> None:
         msg = event.message
@@ -525,11 +448,8 @@ class Node:
         changed: set[str] = set()
         outputs: list[Output] = []
         if msg.topic == self.pledges_topic:
-            if msg.key == CLOCK_KEY:
-                self.on_clock_record(msg.value)
-                self.load_assigned()
-                wm = self.watermark()
-                outputs = self.assets.tick(wm, self.owns) if wm is not None else self.idle_advance()
+            if msg.key == CLOCK_KEY:  # an older worker's clock record (CLOCK_KEY)
+                return
             else:
                 try:
                     ev = decode_loan_event(msg.value)
@@ -562,7 +482,7 @@ class Node:
                 wm = self.watermark()
                 if wm is not None and self.assets.tick_due(wm):
                     # every asset of the assigned partitions takes part, silent ones too, even before
-                    # the first clock record after a restart has loaded them
+                    # the first clock tick after a restart has loaded them
                     self.load_assigned()
                     outputs += self.assets.tick(wm, self.owns)
         changed |= {o.key for o in outputs if o.topic == "valuations"}
@@ -619,7 +539,7 @@ class Node:
         """Return the consumer group's stream clock (:meth:`Watermarks.clock`), or None while it holds.
 
         Assigned partitions count by their status here, the others by their owners' latest reports
-        (clock records, :meth:`on_timer`); a worker whose own partitions are all idle (a frozen feed's,
+        (``internal.stream-clock``, :meth:`on_timer`); a worker whose own partitions are all idle (a frozen feed's,
         case C05) follows the other workers' partitions instead of standing still.
         """
         return self.clocks.clock(self.own_statuses(time.monotonic()))
@@ -845,7 +765,7 @@ class Node:
         return repaired
 
     def clock_report(self, statuses: Mapping[int, Status] | None = None) -> bytes:
-        """The clock record's value: this worker's partition statuses as JSON (:meth:`Watermarks.report`).
+        """The stream-clock report: this worker's partition statuses as JSON (:meth:`Watermarks.report`).
 
         ``statuses``: :meth:`own_statuses` when the caller has them already (read now otherwise).
         """
@@ -855,7 +775,7 @@ class Node:
         return json.dumps(report).encode()
 
     def on_clock_record(self, value: bytes | None) -> None:
-        """Take in a worker's partition statuses from a clock record (:meth:`Watermarks.merge`)."""
+        """Take in a worker's partition statuses from its report (:meth:`Watermarks.merge`); junk is ignored."""
         try:
             report = json.loads(value or b"{}")
         except ValueError:
@@ -863,17 +783,17 @@ class Node:
         self.clocks.merge(report)
 
     async def on_timer(self) -> None:
-        """Send a clock record, with this worker's partition statuses, to every partition of the asset channel.
+        """Every 5 s: report this worker's partition statuses to the others, then move the stream clock.
 
-        To every partition, not only the assigned ones: each worker reads the statuses of the partitions
-        it does not hold from the others' reports (:meth:`watermark`), and the asset side of every worker
-        is woken up to close its silent assets' windows.
+        The report goes to ``internal.stream-clock``, which every worker reads whole
+        (:func:`streams.clock.follow_reports`): each worker learns there the statuses of the partitions it
+        does not hold (:meth:`watermark`). Then :meth:`clock_tick` closes what the clock has passed.
         """
         now = time.monotonic()
         statuses = self.own_statuses(now)  # read once: for the report and for the held-clock check
         value = self.clock_report(statuses)
-        for part in range(self.s.partitions):  # the channel is co-partitioned with telemetry (create_topics)
-            await self.app.producer.send_and_wait(self.pledges_topic, CLOCK_KEY, value, part, None, None)
+        await self.app.producer.send_and_wait(self.clock_topic, report_key(self.worker), value, 0, None, None)
+        await self.clock_tick()
         self.check_clock_held(now, statuses)
         log.info(
             "clock: own %s, reports %s, group clock %s (idle %s), core clock %s, %d assets, %d held, assigned %s",
@@ -886,6 +806,28 @@ class Node:
             len(self.assets.held),
             sorted(tp.partition for tp in self.telemetry_partitions(now)),
         )
+
+    async def clock_tick(self) -> list[Output]:
+        """Close every window the group's stream clock has passed, silent assets' included; returns the outputs.
+
+        Run by the 5-s timer, not by a record: an asset whose feed went silent sends nothing that would
+        close its windows, and its ``feed-silent`` alert depends on them closing. While the group's clock
+        holds (a partition behind), processing time advances it once every partition is idle
+        (:meth:`idle_advance`). One at a time with the records (:attr:`asset_lock`); the outputs are
+        published first and the states that record them saved after (C01), as a record's are.
+        """
+        async with self.asset_lock:
+            self.asset_handling = True
+            try:
+                self.load_assigned()
+                wm = self.watermark()
+                outputs = self.assets.tick(wm, self.owns) if wm is not None else self.idle_advance()
+                await self.publish(outputs)
+                for aid in {o.key for o in outputs if o.topic == "valuations"}:
+                    self.asset_state.save(aid)
+                return outputs
+            finally:
+                self.asset_handling = False
 
     def check_clock_held(self, now: float, statuses: Mapping[int, Status] | None = None) -> bool:
         """Warn, once a minute, while the group's stream clock stands still and not every partition is idle.
@@ -925,8 +867,8 @@ def _asset_partition(seen: Mapping[str, int], asset_id: str, partitions: int) ->
 
 
 def _partition(key: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java client and faust do)."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    """The partition Kafka's default partitioner gives ``key`` (:func:`streams.store.key_partition`)."""
+    return key_partition(key.encode(), partitions)
 
 
 def queued_topics(app: Any) -> set[str]:
@@ -1220,6 +1162,10 @@ def create_app(
     async def clock() -> None:
         await node.on_timer()
         await node.repair_offset_holes()
+
+    @app.task
+    async def clock_reports() -> None:
+        await follow_reports(settings, node.on_clock_record)
 
     @app.timer(interval=CHECKPOINT_INTERVAL_S / 2)
     async def checkpoint() -> None:

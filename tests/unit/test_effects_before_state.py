@@ -29,9 +29,10 @@ EARLIER = _Event()
 
 
 def node_with(order: list[str]) -> Node:
-    """A Node without faust: a clock record ticks one asset's window closed; publish and persist are recorded."""
+    """A Node without faust: the clock's tick closes one asset's window; publish and save are recorded."""
     node = Node.__new__(Node)
     node.asset_handling = False
+    node.asset_lock = asyncio.Lock()
     node.pledges_topic, node.telemetry_topic = "it.internal.asset-pledges", "it.telemetry"
     node.pending_acks, node.persisted_at, node.flushed, node.dirty, node.asset_partition = {}, {}, set(), {}, {}
     node.on_clock_record = lambda value: None  # type: ignore[method-assign]
@@ -41,6 +42,7 @@ def node_with(order: list[str]) -> Node:
     closed = Output("valuations", "akl-routes-9xx", CollateralValuation.model_construct())
     node.assets = SimpleNamespace(tick=lambda wm, owns: [closed])  # type: ignore[assignment]
     node.persist = lambda part, changed: order.append(f"persist {sorted(changed)}")  # type: ignore[method-assign]
+    node.asset_state = SimpleNamespace(save=lambda aid: order.append(f"save {aid}"))  # type: ignore[assignment]
 
     async def publish(outputs: list[Output], origin_ts: float | None = None) -> None:
         # while the broker has not acknowledged the outputs, the checkpoint timer writes nothing
@@ -55,16 +57,12 @@ def node_with(order: list[str]) -> Node:
 def test_a_clock_ticks_outputs_are_published_before_the_asset_state_is_persisted() -> None:
     order: list[str] = []
     node = node_with(order)
-    clock_record = SimpleNamespace(
-        message=SimpleNamespace(
-            topic="it.internal.asset-pledges", partition=0, key=CLOCK_KEY, value=b"{}", offset=7, timestamp=None
-        )
-    )
-    asyncio.run(node.on_asset_record(clock_record))  # type: ignore[arg-type]
+    outputs = asyncio.run(node.clock_tick())  # the timer's tick: no record in hand
+    assert [o.key for o in outputs] == ["akl-routes-9xx"]
     assert order == [
         "checkpoint during publish -> []",
         "publish ['akl-routes-9xx']",
-        "persist ['akl-routes-9xx']",
+        "save akl-routes-9xx",
     ]
     assert node.asset_handling is False
     # once the record is handled, the timer's checkpoint runs as before
@@ -79,16 +77,24 @@ def test_a_handler_that_fails_midway_leaves_the_checkpoint_free() -> None:
         raise RuntimeError("broker gone")
 
     node.publish = failing  # type: ignore[method-assign]
+    try:
+        asyncio.run(node.clock_tick())
+    except RuntimeError:
+        pass
+    assert node.asset_handling is False and not node.asset_lock.locked()
+
+
+def test_an_older_workers_clock_record_is_skipped_and_changes_nothing() -> None:
+    """The compacted pledge channel keeps the last ``__clock__`` record older workers sent to each partition."""
+    order: list[str] = []
+    node = node_with(order)
     record = SimpleNamespace(
         message=SimpleNamespace(
             topic="it.internal.asset-pledges", partition=0, key=CLOCK_KEY, value=b"{}", offset=8, timestamp=None
         )
     )
-    try:
-        asyncio.run(node.on_asset_record(record))  # type: ignore[arg-type]
-    except RuntimeError:
-        pass
-    assert node.asset_handling is False
+    asyncio.run(node.on_asset_record(record))  # type: ignore[arg-type]
+    assert order == [] and node.asset_handling is False
 
 
 def test_a_loan_records_alerts_are_published_before_the_loan_state_is_saved(monkeypatch: Any) -> None:
