@@ -43,10 +43,10 @@ from report import header, publish  # benchmarks/report.py (the scripts run from
 from monitor.incidents import parse_incident
 from monitor.settings import Settings
 from monitor.simulate import Fleet
+from streams.publish import ORIGIN_HEADER
 from streams.replay import make_producer, produce_loan_book
 from streams.simulate import produce_records
 from streams.topics import create_topics, delete_topics
-from streams.worker import ORIGIN_HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 PLEDGEWATCH = ROOT / ".venv" / "bin" / "pledgewatch"
@@ -270,7 +270,7 @@ def summarize(spy: subprocess.Popen[bytes], raw: Path, top: int = 12) -> dict[st
     def share(d: dict[str, int]) -> list[list[Any]]:
         return [[f, round(n / total, 3)] for f, n in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
 
-    keys = ("Node.guarded", "StateTable.save", "AssetBook.on_telemetry", "decode_telemetry", "Node.send_many")
+    keys = ("Node.guarded", "StateTable.save", "AssetBook.on_telemetry", "decode_telemetry", "Publisher.send_many")
     groups = {k: round(sum(n for f, n in under.items() if f.startswith(k)) / total, 3) for k in keys}
     ours = {f: n for f, n in under.items() if any(d in f for d in ("streams/", "monitor/core/", "monitor/valuation"))}
     ours = {f: n for f, n in ours.items() if "cli.py" not in f and "run_worker" not in f}

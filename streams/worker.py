@@ -13,7 +13,7 @@ Data flow (``docs/topics.md``)::
 Per-asset and per-loan state live in faust tables (changelog topics; RocksDB via
 rocksdict when installed, memory otherwise), pickled (:mod:`streams.store`). Every output is
 published and awaited: it counts as raised only after the broker acknowledged it, and the
-worker waits (counting each delivery timeout) rather than drop it (:meth:`Node.send`). A
+worker waits (counting each delivery timeout) rather than drop it (:meth:`streams.publish.Publisher.send`). A
 5-s timer moves the stream clock itself (:meth:`Node.clock_tick`): it closes the windows
 the group's clock has passed, silent assets' too, and advances the clock by processing time
 while no telemetry arrives, so a feed that goes dark still closes windows. The workers tell
@@ -24,17 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
-import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
-from aiokafka.errors import KafkaError as AIOKafkaError
-from faust.exceptions import ProducerSendError
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from monitor.core import (
     AssetBook,
@@ -46,21 +42,21 @@ from monitor.core import (
     dead_letter,
     decode_loan_event,
 )
-from monitor.core.watermarks import Status, Watermarks
 from monitor.errors import ConfigError, InputRejected
 from monitor.schemas import (
     Alert,
     CollateralPledged,
     CollateralReleased,
     CollateralValuation,
-    MarginCall,
-    TelemetryEvent,
 )
 from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
 from streams.api import register_api
-from streams.clock import follow_reports, report_key
+from streams.clock import GroupClock, follow_reports
+from streams.faults import SlowRecordFault
+from streams.offsets import OffsetHoleRepair
+from streams.publish import Publisher
 from streams.rules_control import Decision, follow, read_history, status, worker_id
 from streams.store import ROCKSDB_URL, STATE_MAX_BYTES, StateTable, key_partition
 
@@ -68,8 +64,6 @@ __all__ = ["Node", "StateTable", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
-#: Header of every output record caused by a telemetry record: that record's produce time, POSIX milliseconds.
-ORIGIN_HEADER = "pledgewatch-origin-ms"
 #: Processing-time seconds between two checkpoints of a partition's changed asset states (pickled into the
 #: changelog). Each checkpoint pickles every asset changed since the last, de-duplication memory included:
 #: checkpointing at every window close took ≈ 47 % of a loaded worker's time, every second still ≈ 22 %
@@ -81,18 +75,6 @@ CHECKPOINT_INTERVAL_S = 5.0
 _BATCH_OVERHEAD_BYTES = 64 * 1024
 #: Wall-clock seconds without telemetry before processing time advances the stream clock.
 IDLE_ADVANCE_S = 10.0
-#: Topics the worker publishes to (logical names).
-OUTPUT_TOPICS = ("valuations", "loan-valuations", "loan-risk", "alerts", "margin-calls", "dead-letter", "asset-pledges")
-#: Seconds an offset hole must persist, unchanged and with nothing of it in flight, before the worker
-#: re-reads it (see :func:`offset_holes`): the next run of the 5 s timer. A partition's records reach one
-#: agent in offset order and are acknowledged in that order, so a later offset acknowledged while an
-#: earlier one is neither acknowledged nor in flight can only be a record faust dropped; the wait is
-#: short because re-read records whose window has closed meanwhile only count as late.
-OFFSET_HOLE_GRACE_S = 5.0
-#: Seconds the group's stream clock may stand still, with a partition not idle, before the worker warns
-#: (:meth:`Node.check_clock_held`): a live feed polls every 10-60 s and moves event time that often, so a
-#: minute without movement means a partition holds the clock, and silent assets' windows stay open.
-CLOCK_HELD_WARN_S = 60.0
 #: Seconds between two scans of the tables for states the books miss (:meth:`Node.load_assigned`): the
 #: clock timer's period, so a silent asset a path forgot to load closes its next window in time
 LOAD_RESCAN_S = 5.0
@@ -143,7 +125,6 @@ class Node:
         pusher: Any = None,
     ) -> None:
         self.app = app
-        self.pusher = pusher
         self.s = settings
         self.assets = assets
         self.loans = loans
@@ -151,10 +132,10 @@ class Node:
         self.loan_state = StateTable(loan_table, loans.loans)
         self.sensor = sensor
         self.metrics = metrics
-        if metrics is not None:  # one series per output topic from the start, so alert rules see 0, not nothing
-            for logical in OUTPUT_TOPICS:
-                metrics.publish_failures.labels(settings.topic(logical))
-            # the firing gauge reads the loans' alert states at each scrape (C14)
+        #: every output is awaited until the broker acknowledges it (:mod:`streams.publish`)
+        self.publisher = Publisher(app, settings, metrics, pusher)
+        self.publish = self.publisher.publish
+        if metrics is not None:  # the firing gauge reads the loans' alert states at each scrape (C14)
             metrics.alerts_firing.source = self.firing_alerts
         self.worker = worker_id()
         #: (max_skew_s, earliest event time in POSIX s, max_bytes): fixed, so not recomputed per record
@@ -169,34 +150,29 @@ class Node:
             {self.telemetry_topic, self.pledges_topic, self.loan_topic, settings.topic("loan-valuations")}
         )
         self.asset_partition: dict[str, int] = {}
-        #: the group's stream clock: this worker's partitions and the others' reports
-        self.clocks = Watermarks(settings.partitions, started=time.monotonic())
+        #: the group's stream clock: this worker's partitions and the others' reports (:mod:`streams.clock`)
+        self.clock = GroupClock(app, settings, self.worker)
         self.dirty: dict[int, set[str]] = {}
         self.last_telemetry_wall: float | None = None
         self.started_wall = time.time()
         self.loaded_for: frozenset[Any] = frozenset()
         self.loaded_at = 0.0
-        #: (the group clock last seen, when it last changed) and when the held clock was last reported
-        self.clock_seen: tuple[float | None, float] = (None, time.monotonic())
-        self.clock_warned = 0.0
         self.metadata_ready = False
         self.pending_acks: dict[int, list[Any]] = {}
         #: True while a record or a clock tick changes asset states and publishes (the checkpoint waits)
         self.asset_handling = False
         #: the telemetry agent's records and the clock's tick change asset states one at a time
         self.asset_lock = asyncio.Lock()
-        self.clock_topic = settings.topic("stream-clock")
         #: agent source label -> (tp, offset) of the record it is handling (in flight for the hole repair)
         self.in_hand: dict[str, tuple[Any, int]] = {}
         self.flushed: set[int] = set()
         self.persisted_at: dict[int, float] = {}
         #: the telemetry agent's stream (manual acks), once it runs
         self.manual: Any = None
-        self._telemetry_tps: tuple[float, list[Any]] = (-1.0, [])
-        #: partition -> ((committed, lowest acked), first seen, monotonic seconds): see repair_offset_holes
-        self.offset_holes_seen: dict[Any, tuple[tuple[int, int], float]] = {}
-        #: fault injection for the reliability tests only (case C05): ``(event_id, seconds)`` or None
-        self.fault_slow_record = fault_slow_record()
+        #: re-reads records faust read and will never commit (:mod:`streams.offsets`)
+        self.offset_holes = OffsetHoleRepair(app, self.input_topics)
+        #: fault injection for the reliability tests only (case C05), None in production (:mod:`streams.faults`)
+        self.fault_slow_record = SlowRecordFault.from_env()
 
     # --- state -------------------------------------------------------------------------------
     def acks_after(self, event: faust.EventT) -> list[faust.EventT]:
@@ -253,122 +229,6 @@ class Node:
         self.flushed.add(partition)
 
     # --- publishing --------------------------------------------------------------------------
-    async def send(
-        self, logical: str, key: str, message: BaseModel, timestamp: float | None = None, origin_ts: float | None = None
-    ) -> None:
-        """Publish one message and wait for the broker's acknowledgement, however long it takes (C07).
-
-        Every ``delivery_timeout_s`` without an acknowledgement is counted in
-        ``pledgewatch_publish_failures_total{topic}`` and logged, and the wait goes on for the same
-        record, which the producer keeps retrying (a second send would write it twice). A send that
-        fails outright (the producer gave the batch up after its own request timeout, faust's 20 min)
-        is sent again after a back-off of 0.2 s doubling to 5 s. Nothing is ever dropped: giving up
-        would lose a margin call for good, while waiting keeps the input record unacknowledged, so
-        its offset is not committed and the input topic serves as the outbox: after a crash during
-        the outage the record is processed again and re-emits the same deterministic ids.
-
-        ``timestamp`` (POSIX seconds) sets the record's Kafka timestamp; ``None`` lets the producer stamp it.
-        ``origin_ts`` (POSIX seconds), the produce time of the telemetry record behind this output, travels
-        in the header :data:`ORIGIN_HEADER` (milliseconds, ASCII) so a consumer can measure event-to-alert latency.
-        """
-        await self._deliver(self._record(logical, key, message, timestamp, origin_ts))
-
-    async def send_many(self, items: list[tuple[str, str, BaseModel, float | None, float | None]]) -> None:
-        """Publish several messages, ``(logical, key, message, timestamp, origin_ts)`` each, as :meth:`send` does.
-
-        All are handed to the producer first, then every acknowledgement is awaited: one broker round
-        trip for the lot instead of one each (a window boundary closes hundreds of assets' windows at
-        once). The producer keeps one request in flight per partition, so each topic partition still
-        receives them in this order.
-        """
-        records = [self._record(*item) for item in items]
-        futures: list[asyncio.Future[Any] | None] = []
-        for topic, key, value, timestamp, headers in records:
-            try:
-                futures.append(
-                    asyncio.ensure_future(await self.app.producer.send(topic, key, value, None, timestamp, headers))
-                )
-            except (AIOKafkaError, ProducerSendError, OSError):
-                futures.append(None)  # sent again, with the back-off, by _deliver
-        for record, fut in zip(records, futures, strict=True):
-            await self._deliver(record, fut)
-
-    def _record(
-        self, logical: str, key: str, message: BaseModel, timestamp: float | None, origin_ts: float | None
-    ) -> tuple[str, bytes, bytes, float | None, list[tuple[str, bytes]] | None]:
-        headers = [(ORIGIN_HEADER, str(round(origin_ts * 1000)).encode())] if origin_ts else None
-        return self.s.topic(logical), key.encode(), message.model_dump_json().encode(), timestamp, headers
-
-    async def _deliver(
-        self,
-        record: tuple[str, bytes, bytes, float | None, list[tuple[str, bytes]] | None],
-        fut: asyncio.Future[Any] | None = None,
-    ) -> None:
-        """Wait for ``fut`` (the record's send, or a new one), re-sending when the producer gave it up."""
-        topic, key, value, timestamp, headers = record
-        backoff = 0.2
-        while True:
-            try:
-                if fut is None:
-                    sent = await self.app.producer.send(topic, key, value, None, timestamp, headers)
-                    fut = asyncio.ensure_future(sent)
-                while True:
-                    done, _ = await asyncio.wait({fut}, timeout=self.s.delivery_timeout_s)
-                    if done:
-                        fut.result()
-                        return
-                    self._publish_failed(topic, f"not acknowledged within {self.s.delivery_timeout_s:g} s, waiting on")
-            except asyncio.CancelledError:
-                raise
-            except (AIOKafkaError, ProducerSendError, OSError) as exc:  # the batch was given up: send it again
-                self._publish_failed(topic, f"{type(exc).__name__}: {exc}; sending again in {backoff:g} s")
-                fut = None
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    def _publish_failed(self, topic: str, why: str) -> None:
-        if self.metrics is not None:
-            self.metrics.publish_failures.labels(topic).inc()
-        log.warning("publish to %s: %s", topic, why)
-
-    async def publish(self, outputs: list[Output], origin_ts: float | None = None) -> None:
-        """Publish the core's outputs to their topics.
-
-        ``origin_ts`` is the produce timestamp (POSIX s) of the input record that caused them. The
-        valuations routed to loans carry it as their Kafka timestamp, so when the loan side raises an
-        alert, ``pledgewatch_event_to_alert_seconds`` measures from the telemetry record that closed
-        the window to the alert's acknowledged publication.
-        """
-        alerts: list[Alert] = []
-        calls: list[MarginCall] = []
-        items: list[tuple[str, str, BaseModel, float | None, float | None]] = []
-        for o in outputs:
-            message = o.message
-            if isinstance(message, CollateralValuation):
-                items.append(("valuations", o.key, message, None, origin_ts))
-                items += [("loan-valuations", loan_id, message, origin_ts, origin_ts) for loan_id in message.loan_ids]
-            else:
-                items.append((o.topic, o.key, message, None, origin_ts))
-                if isinstance(message, Alert):
-                    alerts.append(message)
-                elif isinstance(message, MarginCall):
-                    calls.append(message)
-        if items:
-            await self.send_many(items)
-        if self.metrics is not None:
-            for mc in calls:
-                if mc.status == "issued" and mc.deadline_provisional:
-                    self.metrics.provisional_deadlines.inc()
-        if not alerts:
-            return
-        if self.metrics is not None and origin_ts:
-            now = time.time()
-            for a in alerts:
-                if a.status == "firing" and not a.shadow:
-                    self.metrics.event_to_alert.observe(max(0.0, now - origin_ts))
-        if self.pusher is not None:
-            self.pusher.on_alerts(alerts, calls)
-
     async def reject(self, event: faust.EventT, exc: InputRejected) -> None:
         """Dead-letter one whole input record with its reason (telemetry's are dead-lettered by the core step)."""
         msg = event.message
@@ -377,7 +237,7 @@ class Node:
             msg.value, exc, topic=msg.topic, partition=msg.partition, offset=msg.offset, key=key, now=time.time()
         )
         log.info("dead-letter %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, exc)
-        await self.send("dead-letter", key or "", dl)
+        await self.publisher.send("dead-letter", key or "", dl)
 
     # --- handlers ----------------------------------------------------------------------------
     async def guarded(self, handler: Any, event: faust.EventT, source: str) -> None:
@@ -471,15 +331,15 @@ class Node:
                 key,
                 self.ingress_limits(),
                 load=self.asset_state.load,
-                on_observation=self.fault_hook,
+                on_observation=self.fault_slow_record,
             )
             outputs = fx.outputs
             if fx.asset_id is not None:
                 self.asset_partition[fx.asset_id] = part
             if fx.newest is not None and fx.asset_id is not None:
                 self.dirty.setdefault(part, set()).add(fx.asset_id)
-                self.clocks.delivered(part, msg.offset, fx.newest, time.monotonic())
-                wm = self.watermark()
+                self.clock.watermarks.delivered(part, msg.offset, fx.newest, time.monotonic())
+                wm = self.clock.watermark()
                 if wm is not None and self.assets.tick_due(wm):
                     # every asset of the assigned partitions takes part, silent ones too, even before
                     # the first clock tick after a restart has loaded them
@@ -498,52 +358,6 @@ class Node:
             for aid in changed:
                 self.dirty.setdefault(self.asset_partition.get(aid, part), set()).add(aid)
 
-    def fault_hook(self, ev: TelemetryEvent) -> None:
-        """Per observation, before the core applies it: the slow-handler fault (C05), when injected."""
-        if self.fault_slow_record is not None and ev.event_id == self.fault_slow_record[0]:
-            self.block_once()
-
-    def block_once(self) -> None:
-        """Block the event loop for the fault's seconds, once per process (case C05's slow handler).
-
-        A blocking ``time.sleep``, not ``asyncio.sleep``: the field failure is a handler that holds the
-        loop, so the worker cannot take part in the rebalance a joining worker starts.
-        """
-        assert self.fault_slow_record is not None
-        event_id, seconds = self.fault_slow_record
-        self.fault_slow_record = None
-        log.warning("fault injection: handling of telemetry record %s blocks for %.0f s", event_id, seconds)
-        time.sleep(seconds)
-        log.warning("fault injection: handling of telemetry record %s resumes", event_id)
-
-    def own_statuses(self, now: float) -> dict[int, Status]:
-        """The clock status of each assigned telemetry partition (:meth:`Watermarks.status`).
-
-        The consumer supplies what the core cannot know: the committed offset and the high watermark
-        as last fetched. A partition revoked since the cached assignment was read is left out (and
-        the assignment is read again next time).
-        """
-        consumer = self.app.consumer
-        statuses: dict[int, Status] = {}
-        for tp in self.telemetry_partitions(now):
-            try:
-                highwater = consumer.highwater(tp)
-            except AssertionError:  # revoked since the cached assignment was read: re-read it next time
-                self._telemetry_tps = (-1.0, [])
-                continue
-            committed = consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # private: faust keeps no public committed offset (docs/kafka.md)
-            statuses[tp.partition] = self.clocks.status(tp.partition, committed, highwater, now)
-        return statuses
-
-    def watermark(self) -> float | None:
-        """Return the consumer group's stream clock (:meth:`Watermarks.clock`), or None while it holds.
-
-        Assigned partitions count by their status here, the others by their owners' latest reports
-        (``internal.stream-clock``, :meth:`on_timer`); a worker whose own partitions are all idle (a frozen feed's,
-        case C05) follows the other workers' partitions instead of standing still.
-        """
-        return self.clocks.clock(self.own_statuses(time.monotonic()))
-
     def owns(self, asset_id: str) -> bool:
         """Whether the asset's telemetry partition is assigned to this worker now (C05).
 
@@ -552,22 +366,7 @@ class Node:
         query API, a table scan) must still close its windows, or a silent one never would again.
         """
         part = _asset_partition(self.asset_partition, asset_id, self.s.partitions)
-        return any(tp.partition == part for tp in self.telemetry_partitions(time.monotonic()))
-
-    def telemetry_partitions(self, now: float) -> list[Any]:
-        """The assigned telemetry partitions, re-read from the consumer at most every 0.5 s.
-
-        faust's ``assignment()`` crosses to the consumer thread and builds a set of new TP tuples (≈4 %
-        of the worker's time when called per record). A partition revoked in the meantime only lingers
-        for that long: aiokafka then refuses its ``highwater`` (an assertion), the partition is skipped and
-        the assignment is read again at the next record.
-        """
-        at, tps = self._telemetry_tps
-        if now - at >= 0.5:
-            topic = self.telemetry_topic
-            tps = [tp for tp in self.app.consumer.assignment() if tp.topic == topic]
-            self._telemetry_tps = (now, tps)
-        return tps
+        return any(tp.partition == part for tp in self.clock.telemetry_partitions(time.monotonic()))
 
     def firing_alerts(self) -> Iterator[Alert]:
         """The alerts firing now on the loans this worker holds (read by the metrics thread)."""
@@ -648,9 +447,9 @@ class Node:
         stopped short at the freeze (fault d). Idle time counts from this worker's last telemetry
         record, or from its start if it has read none.
         """
-        if not self.clocks.group_idle:
+        if not self.clock.watermarks.group_idle:
             return []
-        times = [t for t in (self.assets.clock, self.clocks.newest_read()) if t is not None]
+        times = [t for t in (self.assets.clock, self.clock.watermarks.newest_read()) if t is not None]
         if not times:
             return []
         idle = time.time() - (self.last_telemetry_wall if self.last_telemetry_wall is not None else self.started_wall)
@@ -704,83 +503,20 @@ class Node:
             )
             if self.metrics is not None:
                 self.metrics.rulebook_rejected.labels(decision.name).inc()
-        await self.send(
+        await self.publisher.send(
             "rules-status", self.worker, status(decision, decision.rulebook is not None, origin, self.worker)
         )
 
-    async def repair_offset_holes(self, now: float | None = None) -> list[Any]:
-        """Re-read any partition whose commit is stuck behind skipped or forgotten records (:func:`offset_holes`).
+    def in_flight(self) -> list[tuple[Any, int]] | None:
+        """``(tp, offset)`` of the records this worker holds unacknowledged, for the offset-hole repair.
 
-        A hole must be seen unchanged for :data:`OFFSET_HOLE_GRACE_S`; then the consumer seeks the
-        partition back to its committed offset and the skipped records are processed. Records past
-        the hole are processed a second time, which every handler tolerates: telemetry is
-        de-duplicated by event id, loan events by theirs, and a valuation not newer than the one
-        applied is dropped (:meth:`monitor.core.loans.LoanMonitor.on_valuation`). Returns the partitions re-read.
+        Those waiting for their partition's checkpoint and those in an agent's hands; None while a
+        telemetry record is half handled (it is then in none of these lists, so nothing may be judged).
         """
-        consumer: Any = self.app.consumer  # faust.transport.consumer.Consumer: its offset bookkeeping is private
-        now = time.monotonic() if now is None else now
-        if self.asset_handling:  # a telemetry record is half handled: it is in none of the lists below
-            return []
-        position: dict[Any, int | None] = {}
-        if self.app.flow_control.is_active():  # off in a rebalance: faust's fetcher may hold records then
-            for tp in [tp for tp in consumer.assignment() if tp.topic in self.input_topics]:
-                try:
-                    position[tp] = await consumer.position(tp)
-                except Exception:  # noqa: BLE001  # revoked meanwhile, or no position yet: unknown, not an error
-                    position[tp] = None
-            if self.asset_handling:  # a telemetry record became half handled while we asked
-                return []
-        # read after the awaits above, in one step: nothing is handled or acknowledged in between
-        in_flight = [(m.tp, m.offset) for m in list(consumer._unacked_messages)]
-        in_flight += [(e.message.tp, e.message.offset) for waiting in self.pending_acks.values() for e in waiting]
-        in_flight += list(self.in_hand.values())
-        holes = offset_holes(
-            consumer._committed_offset,
-            consumer._acked,
-            in_flight,
-            position=position,
-            queued=queued_topics(self.app),
-        )
-        seen = self.offset_holes_seen
-        # a hole keeps its first-seen time while it stays the same; one that changed starts again
-        self.offset_holes_seen = {
-            tp: seen[tp] if tp in seen and seen[tp][0] == hole else (hole, now) for tp, hole in holes.items()
-        }
-        repaired = []
-        for tp, ((start, low), since) in list(self.offset_holes_seen.items()):
-            if now - since < OFFSET_HOLE_GRACE_S:
-                continue
-            log.warning(
-                "%s[%d]: offsets %d..%d were read but the commit cannot pass them (skipped in a rebalance, or "
-                "their acknowledgements dropped when it revoked the partition); re-reading from %d",
-                tp.topic,
-                tp.partition,
-                start,
-                low - 1,
-                start,
-            )
-            await consumer.seek(tp, start)  # faust sets its read offset too, so the records pass its filter
-            del self.offset_holes_seen[tp]
-            repaired.append(tp)
-        return repaired
-
-    def clock_report(self, statuses: Mapping[int, Status] | None = None) -> bytes:
-        """The stream-clock report: this worker's partition statuses as JSON (:meth:`Watermarks.report`).
-
-        ``statuses``: :meth:`own_statuses` when the caller has them already (read now otherwise).
-        """
-        if statuses is None:
-            statuses = self.own_statuses(time.monotonic())
-        report = self.clocks.report(statuses, self.worker, time.time())
-        return json.dumps(report).encode()
-
-    def on_clock_record(self, value: bytes | None) -> None:
-        """Take in a worker's partition statuses from its report (:meth:`Watermarks.merge`); junk is ignored."""
-        try:
-            report = json.loads(value or b"{}")
-        except ValueError:
-            return
-        self.clocks.merge(report)
+        if self.asset_handling:
+            return None
+        held = [(e.message.tp, e.message.offset) for waiting in self.pending_acks.values() for e in waiting]
+        return held + list(self.in_hand.values())
 
     async def on_timer(self) -> None:
         """Every 5 s: report this worker's partition statuses to the others, then move the stream clock.
@@ -790,21 +526,16 @@ class Node:
         does not hold (:meth:`watermark`). Then :meth:`clock_tick` closes what the clock has passed.
         """
         now = time.monotonic()
-        statuses = self.own_statuses(now)  # read once: for the report and for the held-clock check
-        value = self.clock_report(statuses)
-        await self.app.producer.send_and_wait(self.clock_topic, report_key(self.worker), value, 0, None, None)
+        statuses = self.clock.own_statuses(now)  # read once: for the report and for the held-clock check
+        await self.clock.send_report(statuses)
         await self.clock_tick()
-        self.check_clock_held(now, statuses)
+        self.clock.check_held(now, statuses)
         log.info(
-            "clock: own %s, reports %s, group clock %s (idle %s), core clock %s, %d assets, %d held, assigned %s",
-            statuses,
-            {p: s for p, (_, s) in self.clocks.reports.items() if p not in statuses},
-            self.clocks.clock(statuses),
-            self.clocks.group_idle,
+            "clock: %s, core clock %s, %d assets, %d held",
+            self.clock.describe(statuses, now),
             self.assets.clock,
             len(self.assets.assets),
             len(self.assets.held),
-            sorted(tp.partition for tp in self.telemetry_partitions(now)),
         )
 
     async def clock_tick(self) -> list[Output]:
@@ -820,7 +551,7 @@ class Node:
             self.asset_handling = True
             try:
                 self.load_assigned()
-                wm = self.watermark()
+                wm = self.clock.watermark()
                 outputs = self.assets.tick(wm, self.owns) if wm is not None else self.idle_advance()
                 await self.publish(outputs)
                 for aid in {o.key for o in outputs if o.topic == "valuations"}:
@@ -828,32 +559,6 @@ class Node:
                 return outputs
             finally:
                 self.asset_handling = False
-
-    def check_clock_held(self, now: float, statuses: Mapping[int, Status] | None = None) -> bool:
-        """Warn, once a minute, while the group's stream clock stands still and not every partition is idle.
-
-        A clock that stands still closes no silent asset's window, so no ``feed-silent`` alert can
-        fire: the operator needs to know which partition holds it and why (its status: ``hold`` or
-        its newest event time, and the reports of the other workers). Returns whether it warned.
-        """
-        if statuses is None:
-            statuses = self.own_statuses(now)
-        clock = self.clocks.clock(statuses)
-        if self.clocks.group_idle or clock != self.clock_seen[0]:
-            self.clock_seen = (clock, now)
-            return False
-        held_s = now - self.clock_seen[1]
-        if held_s < CLOCK_HELD_WARN_S or now - self.clock_warned < CLOCK_HELD_WARN_S:
-            return False
-        self.clock_warned = now
-        log.warning(
-            "stream clock held at %s for %.0f s: this worker's partitions %s, the others' reports %s",
-            clock,
-            held_s,
-            statuses,
-            {p: s for p, (_, s) in self.clocks.reports.items() if p not in statuses},
-        )
-        return True
 
 
 def _asset_partition(seen: Mapping[str, int], asset_id: str, partitions: int) -> int:
@@ -869,87 +574,6 @@ def _asset_partition(seen: Mapping[str, int], asset_id: str, partitions: int) ->
 def _partition(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (:func:`streams.store.key_partition`)."""
     return key_partition(key.encode(), partitions)
-
-
-def queued_topics(app: Any) -> set[str]:
-    """Names of the input topics with records in an agent's buffer that its stream has not taken yet.
-
-    faust's conductor puts each record read into the queue of every channel subscribed to its topic;
-    a record there is read (its offset is faust's read offset) but neither in flight nor acknowledged.
-    """
-    index = getattr(app.topics, "_topic_name_index", {})  # private: faust's conductor (docs/kafka.md)
-    return {name for name, channels in list(index.items()) if any(not c.queue.empty() for c in list(channels))}
-
-
-def offset_holes(
-    committed: Mapping[Any, int | None],
-    acked: Mapping[Any, list[int]],
-    in_flight: Iterable[tuple[Any, int]],
-    position: Mapping[Any, int | None] | None = None,
-    queued: Iterable[str] = (),
-) -> dict[Any, tuple[int, int]]:
-    """Partitions whose committed offset can no longer advance: ``tp -> (re-read from, first offset past the hole)``.
-
-    faust commits a partition up to the first run of consecutive acknowledged offsets, and commits
-    nothing while the lowest acknowledged offset is more than one past the committed one (it waits for
-    the records in between). A record that faust's fetcher read but its stream skipped during a
-    rebalance (a message of the previous generation, or read while flow control was off) is never
-    delivered again unless the consumer seeks back, which it does not always do (faust-streaming
-    issue #216, "Recovery ... resumes from kafka before seeking to committed offsets"; seen here in
-    ``tests/integration/test_faults.py::test_fault_c__...``: offsets 54..76 of a loan-valuations
-    partition skipped, 77 processed, the commit stuck at 54 for good).
-
-    Two kinds of hole are found:
-
-    * **below an acknowledgement**: the lowest acknowledged offset is more than one past the committed
-      one and no record in flight lies in between;
-    * **at the tail**: the consumer's position is past the committed offset and no record of the
-      partition is acknowledged, in flight or queued for its agent. faust forgets a partition's
-      acknowledgements when a rebalance revokes it (``Consumer.on_partitions_revoked``); when the
-      partition comes back to the same member, the consumer resumes from its position, so records
-      processed but not yet committed are never committed (fault (d) of
-      ``tests/integration/test_faults.py``: loan-book partitions 2 and 3 records short of their end
-      for 900 s). Re-reading them processes them a second time, which every handler tolerates
-      (:meth:`Node.repair_offset_holes`).
-
-    Parameters
-    ----------
-    committed
-        faust's committed offset per partition (the next offset to process; ``None`` or 0 = none known).
-    acked
-        Acknowledged, not yet committed offsets per partition.
-    in_flight
-        ``(tp, offset)`` of records read and not yet acknowledged: those a stream took and not acked,
-        the one being handled, and those waiting for the state checkpoint.
-    position
-        The consumer's position per assigned input partition (the next offset it will hand to faust;
-        ``None`` = unknown). Without it, only holes below an acknowledgement are found.
-    queued
-        Names of topics with records handed to an agent's buffer and not yet taken by its stream.
-
-    Returns
-    -------
-    dict
-        Only partitions with a hole that no record in flight or queued will fill.
-    """
-    lowest_in_flight: dict[Any, int] = {}
-    for tp, offset in in_flight:
-        lowest_in_flight[tp] = min(offset, lowest_in_flight.get(tp, offset))
-    holes = {}
-    for tp, offsets in acked.items():
-        start = committed.get(tp)
-        if not start or not offsets:  # faust itself commits past a hole when it knows no committed offset
-            continue
-        low = min(offsets)
-        if low - start > 1 and lowest_in_flight.get(tp, low) >= low:
-            holes[tp] = (start, low)
-    busy = set(queued)
-    for tp, pos in (position or {}).items():
-        start = committed.get(tp) or 0
-        if pos is None or pos <= start or acked.get(tp) or tp in lowest_in_flight or tp.topic in busy:
-            continue
-        holes[tp] = (start, pos)
-    return holes
 
 
 class _App(faust.App):
@@ -981,32 +605,6 @@ class _App(faust.App):
             await super().on_stop()
         finally:
             task.cancel()
-
-
-def fault_slow_record() -> tuple[str, float] | None:
-    """Read ``PLEDGEWATCH_FAULT_SLOW_RECORD=EVENT_ID:SECONDS`` (reliability tests only, case C05).
-
-    The telemetry record with that ``event_id`` blocks its handler for SECONDS once. Unset (the
-    default and the only production setting) returns ``None``; the check then costs one comparison.
-
-    Raises
-    ------
-    ConfigError
-        When set but not ``EVENT_ID:SECONDS`` with SECONDS a positive number.
-    """
-    text = os.environ.get("PLEDGEWATCH_FAULT_SLOW_RECORD", "").strip()
-    if not text:
-        return None
-    event_id, _, seconds = text.rpartition(":")
-    try:
-        value = float(seconds)
-    except ValueError:
-        value = -1.0
-    if not event_id or not value > 0:
-        raise ConfigError(
-            f"PLEDGEWATCH_FAULT_SLOW_RECORD: got {text!r}, expected EVENT_ID:SECONDS with SECONDS > 0 (tests only)"
-        )
-    return event_id, value
 
 
 def count_commit_failures(app: faust.App, counter: Any) -> None:
@@ -1161,11 +759,11 @@ def create_app(
     @app.timer(interval=5.0)
     async def clock() -> None:
         await node.on_timer()
-        await node.repair_offset_holes()
+        await node.offset_holes.run(node.in_flight)
 
     @app.task
     async def clock_reports() -> None:
-        await follow_reports(settings, node.on_clock_record)
+        await follow_reports(settings, node.clock.on_report)
 
     @app.timer(interval=CHECKPOINT_INTERVAL_S / 2)
     async def checkpoint() -> None:

@@ -18,7 +18,8 @@ from typing import Any
 from faust.types import TP as FaustTP
 
 from monitor.core.watermarks import HOLD, IDLE, IDLE_PARTITION_S, Watermarks
-from streams.worker import Node
+from monitor.settings import Settings
+from streams.clock import GroupClock
 
 TOPIC = "it.telemetry"
 
@@ -41,29 +42,30 @@ class FakeConsumer:
         return self.hw.get(t.partition)
 
 
-class ClockNode(Node):
-    """A Node with only the clock's state (no app, tables or books)."""
+class ClockNode:
+    """A worker's :class:`GroupClock` over a fake consumer (no app, tables or books)."""
 
     def __init__(self, consumer: FakeConsumer, partitions: int = 4) -> None:
         self.app = type("App", (), {"consumer": consumer})()
-        self.telemetry_topic = TOPIC
-        self._telemetry_tps = (-1.0, [])
-        self.clocks = Watermarks(partitions, started=time.monotonic() - 60.0)  # started a minute ago
-        self.worker = "w-test"
+        settings = Settings(topic_prefix="it.", partitions=partitions)
+        self.clock = GroupClock(self.app, settings, "w-test", started=time.monotonic() - 60.0)  # a minute ago
+        self.watermark = self.clock.watermark
+        self.on_clock_record = self.clock.on_report
+        self.clock_report = self.clock.report
 
     def delivered(self, part: int, offset: int, event_time: float, ago_s: float = 0.0) -> None:
-        self.clocks.delivered(part, offset, event_time, time.monotonic() - ago_s)
+        self.clock.watermarks.delivered(part, offset, event_time, time.monotonic() - ago_s)
 
     def partition_status(self, t: Any, now: float) -> float | str:
-        return self.own_statuses(now)[t.partition]
+        return self.clock.own_statuses(now)[t.partition]
 
     @property
     def partition_reports(self) -> dict[int, tuple[float, float | str]]:
-        return self.clocks.reports
+        return self.clock.watermarks.reports
 
     @property
     def group_idle(self) -> bool:
-        return self.clocks.group_idle
+        return self.clock.watermarks.group_idle
 
 
 def report(sent_at: float, **statuses: float | str) -> bytes:
@@ -154,17 +156,18 @@ def test_a_clock_standing_still_for_a_minute_names_the_partition_that_holds_it(c
     import logging
     from types import SimpleNamespace
 
-    from streams.worker import CLOCK_HELD_WARN_S
+    from streams.clock import CLOCK_HELD_WARN_S
 
     statuses: dict[int, Any] = {0: 1_463_688_025.0, 1: "idle"}
-    node: Any = SimpleNamespace(
-        clocks=Watermarks(2, started=0.0),
+    clock: Any = SimpleNamespace(
+        watermarks=Watermarks(2, started=0.0),
         own_statuses=lambda now: dict(statuses),
-        clock_seen=(None, 0.0),
-        clock_warned=0.0,
+        seen=(None, 0.0),
+        warned=0.0,
     )
-    check = lambda at: Node.check_clock_held(node, at)  # noqa: E731
-    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+    clock.others = lambda own: GroupClock.others(clock, own)
+    check = lambda at: GroupClock.check_held(clock, at)  # noqa: E731
+    with caplog.at_level(logging.WARNING, logger="streams.clock"):
         assert not check(1.0)  # first sight of this clock value
         assert not check(1.0 + CLOCK_HELD_WARN_S - 1)
         assert check(1.0 + CLOCK_HELD_WARN_S)
@@ -208,12 +211,14 @@ def test_case_c20_when_the_group_is_idle_the_clock_advances_from_the_newest_time
     clocks.group_idle = True
     ticks: list[float] = []
     node: Any = SimpleNamespace(
-        clocks=clocks,
+        clock=SimpleNamespace(watermarks=clocks),
         assets=SimpleNamespace(clock=frozen, tick=lambda t, owns: ticks.append(t) or []),
         last_telemetry_wall=_time.time() - 60.0,
         started_wall=_time.time() - 120.0,
         owns=lambda a: True,
     )
+    from streams.worker import Node
+
     Node.idle_advance(node)
     assert ticks and ticks[0] >= end + 60.0
     # a report without "newest" (an older worker) is read as before

@@ -12,7 +12,8 @@ from typing import Any
 
 from faust.types import TP as FaustTP
 
-from streams.worker import OFFSET_HOLE_GRACE_S, Node, offset_holes
+from streams.offsets import OFFSET_HOLE_GRACE_S, OffsetHoleRepair, offset_holes
+from streams.worker import Node
 
 TP = FaustTP("it.internal.loan-valuations", 1)
 CHANGELOG = FaustTP("it-loan-state-changelog", 1)
@@ -73,18 +74,23 @@ class FakeQueue:
 
 def fake_node(consumer: FakeConsumer, queue: FakeQueue | None = None) -> Any:
     channels = {TP.topic: [SimpleNamespace(queue=queue or FakeQueue())]}
+    app = SimpleNamespace(
+        consumer=consumer,
+        topics=SimpleNamespace(_topic_name_index=channels),
+        flow_control=SimpleNamespace(is_active=lambda: True),
+    )
     return SimpleNamespace(
-        app=SimpleNamespace(
-            consumer=consumer,
-            topics=SimpleNamespace(_topic_name_index=channels),
-            flow_control=SimpleNamespace(is_active=lambda: True),
-        ),
-        offset_holes_seen={},
+        app=app,
+        offset_holes=OffsetHoleRepair(app, frozenset({TP.topic})),
         asset_handling=False,
         pending_acks={},
         in_hand={},
-        input_topics=frozenset({TP.topic}),
     )
+
+
+def repair_at(node: Any, at: float) -> list[Any]:
+    """One run of the worker's 5-s repair, with the Node's own account of the records it holds."""
+    return asyncio.run(node.offset_holes.run(lambda: Node.in_flight(node), now=at))
 
 
 def test_repair__seeks_back_to_the_committed_offset_once_the_hole_outlived_the_grace() -> None:
@@ -92,7 +98,7 @@ def test_repair__seeks_back_to_the_committed_offset_once_the_hole_outlived_the_g
     node = fake_node(consumer)
 
     def repair(at: float) -> list[Any]:
-        return asyncio.run(Node.repair_offset_holes(node, now=at))  # type: ignore[arg-type]
+        return repair_at(node, at)
 
     assert repair(0.0) == [] and consumer.seeks == []
     consumer._acked[TP] = [77, 78]  # the same hole: the grace keeps counting from its first sight
@@ -116,7 +122,7 @@ def test_repair__a_dropped_tail_is_re_read_unless_a_record_of_it_is_somewhere_el
     node = fake_node(consumer, queue)
 
     def repair(at: float) -> list[Any]:
-        return asyncio.run(Node.repair_offset_holes(node, now=at))  # type: ignore[arg-type]
+        return repair_at(node, at)
 
     # each of: a record in the agent's buffer, one in hand, one waiting for the checkpoint, a telemetry
     # record half handled, keeps the partition from being re-read (it would be processed twice)
@@ -131,7 +137,7 @@ def test_repair__a_dropped_tail_is_re_read_unless_a_record_of_it_is_somewhere_el
         assert repair(0.0) == [] and repair(10 * OFFSET_HOLE_GRACE_S) == [] and consumer.seeks == []
         queue.items.clear(), node.in_hand.clear(), node.pending_acks.clear()
         node.asset_handling = False
-        node.offset_holes_seen = {}
+        node.offset_holes.seen = {}
     # in a rebalance (flow control off) faust's fetcher may hold records handed to no queue yet
     node.app.flow_control = SimpleNamespace(is_active=lambda: False)
     assert repair(50.0) == [] and repair(50.0 + 10 * OFFSET_HOLE_GRACE_S) == [] and consumer.seeks == []

@@ -82,7 +82,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
     node.publish = publish  # type: ignore[method-assign]
     node.asset_state.save = lambda key: h.log.append(f"save {key}")  # type: ignore[method-assign]
     node.metadata_ready = True  # the changelog topics' metadata: a broker's
-    node.telemetry_partitions = lambda now: []  # type: ignore[method-assign]  # no assignment without a group
+    node.clock.telemetry_partitions = lambda now: []  # type: ignore[method-assign]  # no group, no assignment
     async with h.agent.test_context() as agent:
         h.agent = agent
         yield h
@@ -134,7 +134,7 @@ def test_the_clock_tick_closes_a_silent_assets_window_with_no_record_in_hand(tmp
             await h.until(lambda: "A1" in node.assets.assets and node.assets.assets["A1"].max_ts is not None)
             assert not any(line.startswith("publish valuations") for line in h.log)
             past = (T0 + dt.timedelta(hours=2)).timestamp()  # the group's clock, two hours on
-            node.watermark = lambda: past  # type: ignore[method-assign]
+            node.clock.watermark = lambda: past  # type: ignore[method-assign]
             node.load_assigned = lambda now=None: None  # type: ignore[method-assign]  # no assignment to scan
             node.owns = lambda asset_id: True  # type: ignore[method-assign]  # its partition is this worker's
             h.log.clear()
@@ -145,3 +145,19 @@ def test_the_clock_tick_closes_a_silent_assets_window_with_no_record_in_hand(tmp
             assert h.log.index("save A1") > max(i for i, line in enumerate(h.log) if line.startswith("publish"))
 
     asyncio.run(run())
+
+
+def test_the_slow_record_fault_is_off_unless_set_and_refuses_a_malformed_setting(monkeypatch: Any) -> None:
+    """Case C05's injected slow handler: read from the environment by the reliability tests only."""
+    from monitor.errors import ConfigError
+    from streams.faults import SlowRecordFault
+
+    monkeypatch.delenv("PLEDGEWATCH_FAULT_SLOW_RECORD", raising=False)
+    assert SlowRecordFault.from_env() is None  # production: nothing is called per observation
+    monkeypatch.setenv("PLEDGEWATCH_FAULT_SLOW_RECORD", "akl:trip:42:0.01")
+    fault = SlowRecordFault.from_env()
+    assert fault is not None and (fault.event_id, fault.seconds) == ("akl:trip:42", 0.01)
+    for bad in ("akl-trip-42", "akl:-3", ":5", "akl:soon"):
+        monkeypatch.setenv("PLEDGEWATCH_FAULT_SLOW_RECORD", bad)
+        with pytest.raises(ConfigError, match="PLEDGEWATCH_FAULT_SLOW_RECORD"):
+            SlowRecordFault.from_env()
