@@ -537,7 +537,7 @@ def worker(
 ) -> None:
     """Run the faust worker: consumes telemetry and loan events, publishes valuations, alerts, margin calls."""
     from rules.rulebook import load_rulebook
-    from streams.worker import run_worker
+    from streams.app import run_worker
 
     s = _settings()
     try:

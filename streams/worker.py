@@ -1,4 +1,4 @@
-"""The faust-streaming worker: thin agents around the core's asset and loan books.
+"""The worker's glue between faust records and the core: :class:`Node` (the app is ``streams/app.py``).
 
 Data flow (``docs/topics.md``)::
 
@@ -10,20 +10,19 @@ Data flow (``docs/topics.md``)::
                        (LoanBook, by loan)     pledge.margin-calls, internal.asset-pledges
     bad input ────────────────────────────────> pledge.dead-letter
 
-Per-asset and per-loan state live in faust tables (changelog topics; RocksDB via
-rocksdict when installed, memory otherwise), pickled (:mod:`streams.store`). Every output is
-published and awaited: it counts as raised only after the broker acknowledged it, and the
-worker waits (counting each delivery timeout) rather than drop it (:meth:`streams.publish.Publisher.send`). A
-5-s timer moves the stream clock itself (:meth:`Node.clock_tick`): it closes the windows
-the group's clock has passed, silent assets' too, and advances the clock by processing time
-while no telemetry arrives, so a feed that goes dark still closes windows. The workers tell
-each other their partitions' progress on ``internal.stream-clock`` (:mod:`streams.clock`).
+Per record the Node makes one call into the core (:func:`monitor.core.apply_telemetry_record`, or the
+loan book's), publishes the outputs and awaits the broker's acknowledgements
+(:class:`streams.publish.Publisher`: nothing is dropped, however long an outage), then checkpoints
+the states that record them (:mod:`streams.store`) and only then acknowledges the input record. A
+5-s timer moves the stream clock itself (:meth:`Node.clock_tick`): it closes the windows the group's
+clock has passed, silent assets' too, and advances the clock by processing time while no telemetry
+arrives, so a feed that goes dark still closes windows; the workers tell each other their
+partitions' progress on ``internal.stream-clock`` (:mod:`streams.clock`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -34,7 +33,6 @@ from pydantic import ValidationError
 
 from monitor.core import (
     AssetBook,
-    CoreParams,
     LoanBook,
     Output,
     Provenance,
@@ -42,7 +40,7 @@ from monitor.core import (
     dead_letter,
     decode_loan_event,
 )
-from monitor.errors import ConfigError, InputRejected
+from monitor.errors import InputRejected
 from monitor.schemas import (
     Alert,
     CollateralPledged,
@@ -51,16 +49,14 @@ from monitor.schemas import (
 )
 from monitor.sensors import Sensor
 from monitor.settings import Settings
-from rules.rulebook import Rulebook
-from streams.api import register_api
-from streams.clock import GroupClock, follow_reports
+from streams.clock import GroupClock
 from streams.faults import SlowRecordFault
 from streams.offsets import OffsetHoleRepair
 from streams.publish import Publisher
-from streams.rules_control import Decision, follow, read_history, status, worker_id
-from streams.store import ROCKSDB_URL, STATE_MAX_BYTES, StateTable, key_partition
+from streams.rules_control import Decision, status, worker_id
+from streams.store import StateTable, key_partition
 
-__all__ = ["Node", "StateTable", "create_app", "run_worker"]
+__all__ = ["CHECKPOINT_INTERVAL_S", "Node"]
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +67,6 @@ log = logging.getLogger(__name__)
 #: the committed offset trails and how much a crashed worker's successor re-reads (Kafka Streams commits
 #: every 30 s by default).
 CHECKPOINT_INTERVAL_S = 5.0
-#: Room for the record batch's own headers above :data:`STATE_MAX_BYTES`.
-_BATCH_OVERHEAD_BYTES = 64 * 1024
 #: Wall-clock seconds without telemetry before processing time advances the stream clock.
 IDLE_ADVANCE_S = 10.0
 #: Seconds between two scans of the tables for states the books miss (:meth:`Node.load_assigned`): the
@@ -81,18 +75,6 @@ LOAD_RESCAN_S = 5.0
 #: Key of the clock records that workers before the stream-clock topic sent to every partition of
 #: ``internal.asset-pledges``; that topic is compacted, so the last of them stays there and is skipped.
 CLOCK_KEY = b"__clock__"
-
-
-def _store_url(settings: Settings) -> str:
-    if settings.store == "memory":
-        return "memory://"
-    try:
-        import rocksdict  # noqa: F401
-    except ImportError:
-        if settings.store == "rocksdb":
-            raise
-        return "memory://"
-    return ROCKSDB_URL
 
 
 class Node:
@@ -574,278 +556,3 @@ def _asset_partition(seen: Mapping[str, int], asset_id: str, partitions: int) ->
 def _partition(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives ``key`` (:func:`streams.store.key_partition`)."""
     return key_partition(key.encode(), partitions)
-
-
-class _App(faust.App):
-    """faust's app, with a shutdown that acknowledges what it checkpoints.
-
-    A record is acknowledged only once its state is in the changelog, which the checkpoint timer
-    does every few seconds (C01). On SIGTERM faust's consumer waits for every unacknowledged
-    record before it stops, but the timers have stopped by then: a worker that had just handled
-    records hung for its shutdown timeout and was killed. While the consumer stops, this drains
-    the pending records (checkpoint, then acknowledge), so the stop is graceful and quick.
-    """
-
-    node: Any = None
-
-    async def on_stop(self) -> None:
-        node = self.node
-        if node is None or node.manual is None:
-            await super().on_stop()
-            return
-
-        async def drain() -> None:
-            while True:
-                for event in node.flush_pending(0.0):
-                    await node.manual.ack(event)
-                await asyncio.sleep(0.2)
-
-        task = asyncio.ensure_future(drain())
-        try:
-            await super().on_stop()
-        finally:
-            task.cancel()
-
-
-def count_commit_failures(app: faust.App, counter: Any) -> None:
-    """Count offset commits that fail in ``counter`` (``pledgewatch_commit_failures_total``, case C05).
-
-    faust's consumer logs a refused commit and returns ``False`` from ``Consumer._commit`` (its
-    transport hook; aiokafka's ``CommitFailedError`` during a rebalance among them); nothing counts
-    it. The hook is wrapped, not replaced: the commit itself is faust's.
-    """
-    consumer: Any = app.consumer
-    original = consumer._commit
-
-    async def commit(offsets: Any) -> bool:
-        ok = bool(await original(offsets))
-        if not ok and offsets:
-            counter.inc()
-        return ok
-
-    consumer._commit = commit
-
-
-def create_app(
-    settings: Settings,
-    rulebook: Rulebook,
-    params: CoreParams,
-    sensor: Sensor,
-    metrics: Any = None,
-    rules_from: int | None = None,
-    origin: str = "file",
-    pusher: Any = None,
-) -> tuple[faust.App, Node]:
-    """Build the faust app and its agents; nothing connects until the worker starts.
-
-    Parameters
-    ----------
-    settings
-        Resolved settings.
-    rulebook
-        The rulebook to apply.
-    params
-        Core parameters.
-    sensor
-        Metrics sensor (Prometheus in production).
-    metrics
-        Optional ``streams.prometheus.Metrics`` (retried publishes, active rulebook).
-    rules_from
-        Offset of ``rules-control`` to follow new rulebooks from (``None``: no hot reload).
-    origin
-        Where the starting rulebook came from (``file`` or ``topic``), for the status record.
-    pusher
-        Optional ``streams.alertmanager.AlertmanagerPusher``.
-    """
-    brokers = ";".join(f"kafka://{b.strip()}" for b in settings.bootstrap_servers.split(","))
-    credentials: Any = None
-    if settings.security_protocol.startswith("SASL_"):
-        assert settings.sasl_password is not None  # Settings checks SASL_* has both username and password
-        credentials = faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password.get_secret_value(),
-            mechanism=settings.sasl_mechanism,
-            ssl_context=settings.ssl_context(),
-        )
-    elif settings.security_protocol == "SSL":
-        credentials = faust.SSLCredentials(settings.ssl_context())
-    # faust writes its lock and table files under datadir but does not create its parents
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    app = _App(
-        settings.app_id,
-        broker=brokers,
-        broker_credentials=credentials,
-        producer_max_request_size=max(settings.max_message_bytes, STATE_MAX_BYTES) + _BATCH_OVERHEAD_BYTES,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        # a fetch must hold more work than the next fetch's round trip takes (Settings.fetch_partition_bytes)
-        consumer_max_fetch_size=max(settings.max_message_bytes, settings.fetch_partition_bytes),
-        store=_store_url(settings),
-        # one folder per app id: the table files (asset-state-0.db ...) are named by table only, so a
-        # folder reused by a worker of another app id would restore its offsets against our changelog
-        # and crash recovery (ConsistencyError: persisted offset higher than highwater)
-        datadir=str(settings.state_dir),
-        topic_partitions=settings.partitions,
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        web_host=settings.web_host,
-        web_bind=settings.web_host,
-        web_port=settings.web_port,
-        canonical_url=settings.canonical_url,
-        autodiscover=False,
-        table_cleanup_interval=3600.0,
-        # the query API takes no request bodies: aiohttp refuses any over 64 KiB (its default is 1 MiB)
-        web_application_options={"client_max_size": 65536},
-    )
-    raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    telemetry_in = app.topic(settings.topic("telemetry"), settings.topic("asset-pledges"), **raw)
-    loans_in = app.topic(settings.topic("loan-book"), settings.topic("loan-valuations"), **raw)
-
-    def state_table(name: str) -> Any:
-        # key_type / value_type bytes make faust use the raw codec for the store and the changelog
-        return app.Table(
-            name,
-            default=None,
-            key_type=bytes,
-            value_type=bytes,
-            partitions=settings.partitions,
-            use_partitioner=True,
-            extra_topic_configs={"max.message.bytes": str(STATE_MAX_BYTES + _BATCH_OVERHEAD_BYTES)},
-        )
-
-    asset_table, loan_table = state_table("asset-state"), state_table("loan-state")
-    node = Node(
-        app,
-        settings,
-        AssetBook(params, sensor),
-        LoanBook(rulebook, sensor),
-        asset_table,
-        loan_table,
-        sensor,
-        metrics,
-        pusher,
-    )
-    app.node = node  # its shutdown drains the records waiting for a checkpoint
-
-    register_api(app, node, loan_table, asset_table)
-
-    @app.agent(telemetry_in, name="telemetry")
-    async def telemetry_agent(stream: faust.StreamT) -> None:
-        # manual acks: a record is acked (its offset becomes committable) only once the state it
-        # changed is in the changelog, so a SIGKILL never loses an event behind a committed offset (C01)
-        manual = stream.noack()  # type: ignore[attr-defined]  # noack() exists on faust streams but is missing from StreamT
-        node.manual = manual
-        async for event in manual.events():
-            await node.guarded(node.on_asset_record, event, "pledge.telemetry")
-            for done in node.acks_after(event):
-                await manual.ack(done)
-
-    @app.on_partitions_revoked.connect
-    def forget_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        node.on_partitions_revoked(args[0] if args else ())  # the signal's one argument: the revoked TPs
-
-    @app.agent(loans_in, name="loans")
-    async def loan_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await node.guarded(node.on_loan_record, event, "pledge.loan-book")
-
-    @app.task
-    async def rules() -> None:
-        await node.apply_rulebook(Decision(rulebook, rulebook.name, rulebook.version, "at start"), origin)
-        if rules_from is not None:
-            await follow(settings, rules_from, node.apply_rulebook)
-
-    @app.timer(interval=5.0)
-    async def clock() -> None:
-        await node.on_timer()
-        await node.offset_holes.run(node.in_flight)
-
-    @app.task
-    async def clock_reports() -> None:
-        await follow_reports(settings, node.clock.on_report)
-
-    @app.timer(interval=CHECKPOINT_INTERVAL_S / 2)
-    async def checkpoint() -> None:
-        if node.manual is not None:
-            for event in node.flush_pending(CHECKPOINT_INTERVAL_S):
-                await node.manual.ack(event)
-
-    if pusher is not None:
-
-        @app.timer(interval=pusher.resend_s)
-        async def alertmanager_resend() -> None:
-            pusher.resend()
-
-    return app, node
-
-
-def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, loglevel: str = "warning") -> None:
-    """Create the topics, serve ``/metrics`` on loopback and run the faust worker until stopped.
-
-    Raises
-    ------
-    ConfigError
-        When the metrics port cannot be bound or no broker answers.
-    """
-    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-    from prometheus_client import REGISTRY
-
-    from streams.prometheus import Metrics, PrometheusSensor, serve_metrics
-    from streams.topics import create_topics
-
-    create_topics(settings)
-    metrics = Metrics.create(REGISTRY)
-    if settings.metrics_port:
-        try:
-            serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
-        except OSError as exc:
-            msg = (
-                f"metrics_port: {settings.metrics_host}:{settings.metrics_port} cannot be bound ({exc.strerror}); "
-                "set PLEDGEWATCH_METRICS_PORT to a free port"
-            )
-            raise ConfigError(msg) from None
-    history, end = read_history(settings)
-    origin = "file"
-    for decision in history:
-        if decision.rulebook is not None:
-            rulebook, origin = decision.rulebook, "topic"
-        else:
-            log.warning(
-                "ignoring invalid rulebook %s v%s on the control topic: %s",
-                decision.name,
-                decision.version,
-                decision.reason,
-            )
-    pusher = None
-    if settings.alertmanager_url:
-        from streams.alertmanager import AlertmanagerPusher
-
-        pusher = AlertmanagerPusher(settings.alertmanager_url, on_failure=metrics.alertmanager_push_failures.inc)
-    app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics, end, origin, pusher)
-    # faust's own sensor (consumer offsets and lag, commit latency, rebalances) on the same registry and
-    # endpoint, under a fixed prefix so dashboards do not depend on the consumer group name
-    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
-    count_commit_failures(app, metrics.commit_failures)
-    log.warning(
-        "worker %s: broker %s, topics %s*, metrics http://127.0.0.1:%s/metrics, rulebook %s v%s",
-        settings.app_id,
-        settings.bootstrap_servers,
-        settings.topic_prefix,
-        settings.metrics_port,
-        rulebook.name,
-        rulebook.version,
-    )
-    # a native crash (SIGSEGV in a C extension such as RocksDB's) kills the process without a Python log
-    # line; faulthandler writes every thread's stack to stderr first (a fault test saw a worker vanish)
-    faulthandler.enable()
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    try:
-        worker.execute_from_commandline()
-    finally:  # a worker must never stop without saying why (a fault test saw one exit with nothing logged)
-        log.warning(
-            "worker %s: stopped (crash reason %r, exit code %s)",
-            settings.app_id,
-            getattr(app, "_crash_reason", None),
-            getattr(worker, "_exitcode", None),
-        )

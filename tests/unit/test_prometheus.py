@@ -113,7 +113,7 @@ def test_commit_failures__a_refused_commit_is_counted_and_a_good_one_is_not() ->
     """C05: faust's consumer returns False from its commit hook when the broker refuses it; that is a metric."""
     import asyncio
 
-    from streams.worker import count_commit_failures
+    from streams.app import count_commit_failures
 
     metrics = Metrics.create(CollectorRegistry())
     results = iter([True, False, False])

@@ -107,7 +107,7 @@ def test_state_folder__one_per_app_id_so_a_reused_data_dir_never_mixes_two_apps_
     from monitor.core import CoreParams
     from monitor.sensors import CountingSensor
     from rules.rulebook import load_rulebook
-    from streams.worker import create_app
+    from streams.app import create_app
     from tests.conftest import ROOT
 
     rulebook = load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml")

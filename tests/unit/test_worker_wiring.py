@@ -24,7 +24,8 @@ from monitor.schemas import TelemetryBatch
 from monitor.sensors import CountingSensor
 from monitor.settings import Settings
 from rules.rulebook import load_rulebook
-from streams.worker import Node, create_app
+from streams.app import create_app
+from streams.worker import Node
 from tests.conftest import ROOT, T0, healthy_window_events, make_pledge
 
 
