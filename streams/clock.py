@@ -22,6 +22,7 @@ from typing import Any
 
 from monitor.core.watermarks import Status, Watermarks
 from monitor.settings import Settings
+from streams.topics import follow_partition
 
 __all__ = ["CLOCK_HELD_WARN_S", "REPORT_LOOKBACK_S", "GroupClock", "follow_reports", "report_key"]
 
@@ -53,34 +54,13 @@ async def follow_reports(
     settings
         Broker address and security options, topic names.
     merge
-        Called with each report's bytes (JSON of :meth:`Watermarks.report`; ``Node.on_clock_record``
+        Called with each report's bytes (JSON of :meth:`Watermarks.report`; :meth:`GroupClock.on_report`
         ignores what it cannot read).
     lookback_s
         Seconds back from now to start reading; the end of the topic when nothing is that recent.
     """
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
-
-    tp = TopicPartition(settings.topic("stream-clock"), 0)
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_options(),
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="pledgewatch-clock-reports",
-    )
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        found = await consumer.offsets_for_times({tp: int((time.time() - lookback_s) * 1000)})
-        start = found.get(tp)
-        if start is not None:
-            consumer.seek(tp, start.offset)
-        else:
-            await consumer.seek_to_end(tp)
-        async for record in consumer:
-            merge(record.value)
-    finally:
-        await consumer.stop()
+    async for record in follow_partition(settings, "stream-clock", "pledgewatch-clock-reports", since_s=lookback_s):
+        merge(record.value)
 
 
 class GroupClock:

@@ -33,6 +33,7 @@ from monitor.errors import RulebookError
 from monitor.schemas import RulebookStatus, RulebookUpdate
 from monitor.settings import Settings
 from rules.rulebook import Rulebook, parse_rulebook
+from streams.topics import follow_partition
 
 __all__ = ["Decision", "decide", "publish_rulebook", "read_history", "worker_id"]
 
@@ -119,24 +120,8 @@ def status(decision: Decision, accepted: bool, origin: str, worker: str) -> Rule
 
 async def follow(settings: Settings, start: int, apply: Callable[[Decision], Any]) -> None:
     """Consume new control records from ``start`` for ever, handing each decision to ``apply``."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition as ATP
-
-    tp = ATP(settings.topic("rules-control"), 0)
-    consumer = AIOKafkaConsumer(
-        **settings.kafka_options(),
-        group_id=None,
-        enable_auto_commit=False,
-        client_id="pledgewatch-rules-follow",
-    )
-    await consumer.start()
-    try:
-        consumer.assign([tp])
-        consumer.seek(tp, start)
-        async for record in consumer:
-            await apply(decide(record.value))
-    finally:
-        await consumer.stop()
+    async for record in follow_partition(settings, "rules-control", "pledgewatch-rules-follow", offset=start):
+        await apply(decide(record.value))
 
 
 def publish_rulebook(settings: Settings, rb: Rulebook) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -17,7 +19,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from monitor.errors import ConfigError
 from monitor.settings import BROADCAST, COMPACTED, RETAINED, TOPICS, Settings
 
-__all__ = ["admin_client", "create_topics", "delete_topics", "rewind_group"]
+__all__ = ["admin_client", "create_topics", "delete_topics", "follow_partition", "rewind_group"]
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +158,52 @@ def rewind_group(
         return dict(sorted(out.items()))
     finally:
         admin.close()
+
+
+async def follow_partition(
+    settings: Settings, logical: str, client_id: str, offset: int | None = None, since_s: float | None = None
+) -> AsyncIterator[Any]:
+    """Yield the records of partition 0 of a one-partition topic for ever, read outside the consumer group.
+
+    Every worker reads such a topic whole (the rules-control topic, the stream-clock reports), so no
+    group shares it out and nothing is committed.
+
+    Parameters
+    ----------
+    settings
+        Broker address, security options and topic names.
+    logical
+        The topic's logical name (``rules-control``, ``stream-clock``).
+    client_id
+        The consumer's client id (names it in the broker's logs).
+    offset
+        Offset to start from; else ``since_s``.
+    since_s
+        Start from the first record stamped this many seconds ago or later (the end of the topic if none
+        is that recent); with neither, the end.
+
+    Yields
+    ------
+    aiokafka ``ConsumerRecord`` (``.value`` bytes, ``.offset``).
+    """
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    tp = TopicPartition(settings.topic(logical), 0)
+    consumer = AIOKafkaConsumer(
+        **settings.kafka_options(), group_id=None, enable_auto_commit=False, client_id=client_id
+    )
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        if offset is None and since_s is not None:
+            found = (await consumer.offsets_for_times({tp: int((time.time() - since_s) * 1000)})).get(tp)
+            offset = None if found is None else found.offset
+        if offset is None:
+            await consumer.seek_to_end(tp)
+        else:
+            consumer.seek(tp, offset)
+        async for record in consumer:
+            yield record
+    finally:
+        await consumer.stop()
