@@ -533,7 +533,14 @@ class Node:
         holds (a partition behind), processing time advances it once every partition is idle
         (:meth:`idle_advance`). One at a time with the records (:attr:`asset_lock`); the outputs are
         published first and the states that record them saved after (C01), as a record's are.
+
+        Nothing happens while faust rebalances (``app.rebalancing``, true from the revocation until the
+        tables' recovery has completed): the books are being forgotten and reloaded then, and a tick
+        would value windows from a state the changelog has not finished restoring, and save it over the
+        restored one. The agents handle no record then either; the next tick after it closes the windows.
         """
+        if self.app.rebalancing:
+            return []
         async with self.asset_lock:
             self.asset_handling = True
             try:

@@ -33,6 +33,7 @@ def node_with(order: list[str]) -> Node:
     node = Node.__new__(Node)
     node.asset_handling = False
     node.asset_lock = asyncio.Lock()
+    node.app = SimpleNamespace(rebalancing=False)  # type: ignore[assignment]
     node.pledges_topic, node.telemetry_topic = "it.internal.asset-pledges", "it.telemetry"
     node.pending_acks, node.persisted_at, node.flushed, node.dirty, node.asset_partition = {}, {}, set(), {}, {}
     node.on_clock_record = lambda value: None  # type: ignore[method-assign]

@@ -162,3 +162,25 @@ def test_the_slow_record_fault_is_off_unless_set_and_refuses_a_malformed_setting
         monkeypatch.setenv("PLEDGEWATCH_FAULT_SLOW_RECORD", bad)
         with pytest.raises(ConfigError, match="PLEDGEWATCH_FAULT_SLOW_RECORD"):
             SlowRecordFault.from_env()
+
+
+def test_the_clock_tick_waits_while_faust_rebalances(tmp_path: Path) -> None:
+    """During a rebalance the books are reloaded from tables still being restored: no tick then."""
+
+    async def run() -> None:
+        async with harness(tmp_path) as h:
+            node = h.node
+            await h.put(node.pledges_topic, b"A1", make_pledge(asset_timezone="UTC").model_dump_json().encode())
+            await h.put(node.telemetry_topic, b"A1", telemetry_record("A1", T0))
+            await h.until(lambda: "A1" in node.assets.assets and node.assets.assets["A1"].max_ts is not None)
+            past = (T0 + dt.timedelta(hours=2)).timestamp()
+            node.clock.watermark = lambda: past  # type: ignore[method-assign]
+            node.load_assigned = lambda now=None: h.log.append("load")  # type: ignore[method-assign]
+            node.owns = lambda asset_id: True  # type: ignore[method-assign]
+            h.log.clear()
+            node.app.rebalancing = True
+            assert await node.clock_tick() == [] and h.log == []
+            node.app.rebalancing = False  # recovery completed: the next tick closes the window
+            assert any(o.topic == "valuations" for o in await node.clock_tick()) and h.log[0] == "load"
+
+    asyncio.run(run())
