@@ -34,16 +34,11 @@ TOPICS: dict[str, str] = {
     "dead-letter": "dead-letter",
     "asset-pledges": "internal.asset-pledges",
     "loan-valuations": "internal.loan-valuations",
-    "stream-clock": "internal.stream-clock",
 }
 #: Topics kept compacted (latest value per key).
 COMPACTED = {"valuations", "loan-risk", "asset-pledges"}
 #: Topics kept forever: every published rulebook stays readable (audit trail; restart recovery).
 RETAINED = {"rules-control", "rules-status"}
-#: Topics every worker reads whole, outside the consumer group (one partition), kept one hour: the workers'
-#: stream-clock reports, each superseded by its sender's next one 5 s later; an hour leaves an incident's
-#: reports for the operator to read (``docs/reliability.md`` §3).
-BROADCAST = {"stream-clock": 3600 * 1000}
 
 
 class Settings(BaseSettings):

@@ -22,7 +22,6 @@ from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
 from streams.api import register_api
-from streams.clock import follow_reports
 from streams.rules_control import Decision, follow, read_history
 from streams.store import ROCKSDB_URL, STATE_MAX_BYTES
 from streams.worker import CHECKPOINT_INTERVAL_S, Node
@@ -231,10 +230,6 @@ def create_app(
     async def clock() -> None:
         await node.on_timer()
         await node.offset_holes.run(node.in_flight)
-
-    @app.task
-    async def clock_reports() -> None:
-        await follow_reports(settings, node.clock.on_report)
 
     @app.timer(interval=CHECKPOINT_INTERVAL_S / 2)
     async def checkpoint() -> None:

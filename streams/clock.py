@@ -1,15 +1,21 @@
-"""The workers' stream-clock reports: each worker tells the others how far its partitions have got.
+"""The group's stream clock as one worker sees it, and the reports the workers send each other.
 
 The group's stream clock (:class:`monitor.core.watermarks.Watermarks`, case C05) needs every telemetry
-partition's status, and a worker knows only those assigned to it. Every 5 s each worker sends one
-report (``Watermarks.report``: its partitions' newest event time, ``idle`` or ``hold``) to the
-one-partition topic ``internal.stream-clock``, and every worker reads that topic whole, outside the
-consumer group, with a consumer of its own (the pattern of the rules-control follower).
+partition's status, and a worker knows only those assigned to it. Every 5 s each worker sends its
+report (``Watermarks.report``: its partitions' newest event time, ``idle`` or ``hold``) as a record
+keyed ``__clock__`` (:data:`CLOCK_KEY`) to every partition of ``internal.asset-pledges``, which is
+co-partitioned with the telemetry; each worker merges the reports it reads on its own partitions.
 
-These reports used to travel as ``__clock__`` records on every partition of ``internal.asset-pledges``,
-so that the timer's work would run inside a record of each partition (faust tables wrote only there,
-faust-streaming/faust#497). State writes no longer need a record (:mod:`streams.store`), so the
-reports only carry reports: one record a worker every 5 s instead of one a partition.
+Why in band, through the data's own partitions, and not on a topic of their own: a report read on
+partition *p* comes after every record produced to *p* before it was sent, so a worker learns that
+another worker's partition has reached event time *T* only once it has read its own partition up to
+about the same moment (Flink and Kafka Streams carry watermarks in band for the same reason). Read out
+of band, from a topic every worker follows (tried on 2026-12-07), a report arrived ahead of the data:
+a worker whose partition looked caught up against a stale high watermark while its event loop stalled
+3 s took it for idle, followed the other worker's clock, and closed its own asset's windows before
+their last records were read (fault (c), 1 run in 5: a window one observation short).
+
+The timer no longer needs these records to write state (:mod:`streams.store`); they carry reports only.
 """
 
 from __future__ import annotations
@@ -17,50 +23,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from monitor.core.watermarks import Status, Watermarks
 from monitor.settings import Settings
-from streams.topics import follow_partition
 
-__all__ = ["CLOCK_HELD_WARN_S", "REPORT_LOOKBACK_S", "GroupClock", "follow_reports", "report_key"]
+__all__ = ["CLOCK_HELD_WARN_S", "CLOCK_KEY", "GroupClock"]
 
 log = logging.getLogger(__name__)
 
+#: Key of the report records on ``internal.asset-pledges`` (no asset id can be it: ids are checked).
+CLOCK_KEY = b"__clock__"
 #: Seconds the group's stream clock may stand still, with a partition not idle, before the worker warns
 #: (:meth:`GroupClock.check_held`): a live feed polls every 10-60 s and moves event time that often, so a
 #: minute without movement means a partition holds the clock, and silent assets' windows stay open.
 CLOCK_HELD_WARN_S = 60.0
 #: Seconds between two reads of the consumer's assignment (:meth:`GroupClock.telemetry_partitions`).
 ASSIGNMENT_CACHE_S = 0.5
-#: Seconds of reports a starting worker reads back: three report periods (the clock timer's 5 s), so it
-#: knows every running worker's latest report at once instead of holding its clock until they next send.
-REPORT_LOOKBACK_S = 15.0
-
-
-def report_key(worker: str) -> bytes:
-    """Record key of a worker's reports (its id): one worker's reports stay in order on the one partition."""
-    return worker.encode()
-
-
-async def follow_reports(
-    settings: Settings, merge: Callable[[bytes | None], None], lookback_s: float = REPORT_LOOKBACK_S
-) -> None:
-    """Read the stream-clock reports for ever, from ``lookback_s`` ago, handing each record's value to ``merge``.
-
-    Parameters
-    ----------
-    settings
-        Broker address and security options, topic names.
-    merge
-        Called with each report's bytes (JSON of :meth:`Watermarks.report`; :meth:`GroupClock.on_report`
-        ignores what it cannot read).
-    lookback_s
-        Seconds back from now to start reading; the end of the topic when nothing is that recent.
-    """
-    async for record in follow_partition(settings, "stream-clock", "pledgewatch-clock-reports", since_s=lookback_s):
-        merge(record.value)
 
 
 class GroupClock:
@@ -68,7 +48,7 @@ class GroupClock:
 
     The rules (holding, idleness, the group's clock) are the core's :class:`Watermarks`; this class
     supplies what only Kafka knows: the assignment, each assigned partition's committed offset and
-    high watermark, and the other workers' reports from ``internal.stream-clock``.
+    high watermark, and the other workers' reports read in band (module docstring).
 
     Parameters
     ----------
@@ -87,7 +67,8 @@ class GroupClock:
         self.app = app
         self.worker = worker
         self.telemetry_topic = settings.topic("telemetry")
-        self.topic = settings.topic("stream-clock")
+        self.topic = settings.topic("asset-pledges")
+        self.partitions = settings.partitions
         self.watermarks = Watermarks(settings.partitions, started=time.monotonic() if started is None else started)
         self._assigned: tuple[float, list[Any]] = (-1.0, [])
         #: (the group clock last seen, when it last changed) and when the held clock was last reported
@@ -134,7 +115,7 @@ class GroupClock:
         """Return the consumer group's stream clock (:meth:`Watermarks.clock`), POSIX s, or None while it holds.
 
         Assigned partitions count by their status here, the others by their owners' latest reports
-        (``internal.stream-clock``); a worker whose own partitions are all idle (a frozen feed's, case
+        (read in band); a worker whose own partitions are all idle (a frozen feed's, case
         C05) follows the other workers' partitions instead of standing still.
         """
         return self.watermarks.clock(self.own_statuses(time.monotonic()))
@@ -146,8 +127,15 @@ class GroupClock:
         return json.dumps(self.watermarks.report(statuses, self.worker, time.time())).encode()
 
     async def send_report(self, statuses: Mapping[int, Status] | None = None) -> None:
-        """Send this worker's report to ``internal.stream-clock`` and wait for the broker's acknowledgement."""
-        await self.app.producer.send_and_wait(self.topic, report_key(self.worker), self.report(statuses), 0, None, None)
+        """Send this worker's report to every partition of ``internal.asset-pledges``, each acknowledged.
+
+        To every partition, not only the assigned ones: each worker reads the statuses of the partitions
+        it does not hold from the others' reports, on its own partitions (the channel is co-partitioned
+        with the telemetry, ``create_topics``).
+        """
+        value = self.report(statuses)
+        for part in range(self.partitions):
+            await self.app.producer.send_and_wait(self.topic, CLOCK_KEY, value, part, None, None)
 
     def on_report(self, value: bytes | None) -> None:
         """Take in a worker's report (:meth:`Watermarks.merge`); one that is not JSON is ignored, as is junk in it."""

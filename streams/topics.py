@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +16,7 @@ from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from monitor.errors import ConfigError
-from monitor.settings import BROADCAST, COMPACTED, RETAINED, TOPICS, Settings
+from monitor.settings import COMPACTED, RETAINED, TOPICS, Settings
 
 __all__ = ["admin_client", "create_topics", "delete_topics", "follow_partition", "rewind_group"]
 
@@ -68,9 +67,7 @@ def create_topics(settings: Settings, replication: int = 1) -> list[str]:
             configs = {"cleanup.policy": "compact"} if logical in COMPACTED else {}
             if logical in RETAINED:
                 configs = {"retention.ms": "-1"}
-            if logical in BROADCAST:
-                configs = {"retention.ms": str(BROADCAST[logical])}
-            parts = 1 if logical in RETAINED or logical in BROADCAST else settings.partitions
+            parts = 1 if logical in RETAINED else settings.partitions
             new.append(NewTopic(name, num_partitions=parts, replication_factor=replication, topic_configs=configs))
         if new:
             try:
@@ -160,27 +157,22 @@ def rewind_group(
         admin.close()
 
 
-async def follow_partition(
-    settings: Settings, logical: str, client_id: str, offset: int | None = None, since_s: float | None = None
-) -> AsyncIterator[Any]:
+async def follow_partition(settings: Settings, logical: str, client_id: str, offset: int) -> AsyncIterator[Any]:
     """Yield the records of partition 0 of a one-partition topic for ever, read outside the consumer group.
 
-    Every worker reads such a topic whole (the rules-control topic, the stream-clock reports), so no
-    group shares it out and nothing is committed.
+    Every worker reads such a topic whole (the rules-control topic), so no group shares it out and
+    nothing is committed.
 
     Parameters
     ----------
     settings
         Broker address, security options and topic names.
     logical
-        The topic's logical name (``rules-control``, ``stream-clock``).
+        The topic's logical name (``rules-control``).
     client_id
         The consumer's client id (names it in the broker's logs).
     offset
-        Offset to start from; else ``since_s``.
-    since_s
-        Start from the first record stamped this many seconds ago or later (the end of the topic if none
-        is that recent); with neither, the end.
+        Offset to start from.
 
     Yields
     ------
@@ -196,13 +188,7 @@ async def follow_partition(
     await consumer.start()
     try:
         consumer.assign([tp])
-        if offset is None and since_s is not None:
-            found = (await consumer.offsets_for_times({tp: int((time.time() - since_s) * 1000)})).get(tp)
-            offset = None if found is None else found.offset
-        if offset is None:
-            await consumer.seek_to_end(tp)
-        else:
-            consumer.seek(tp, offset)
+        consumer.seek(tp, offset)
         async for record in consumer:
             yield record
     finally:

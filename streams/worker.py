@@ -17,7 +17,7 @@ the states that record them (:mod:`streams.store`) and only then acknowledges th
 5-s timer moves the stream clock itself (:meth:`Node.clock_tick`): it closes the windows the group's
 clock has passed, silent assets' too, and advances the clock by processing time while no telemetry
 arrives, so a feed that goes dark still closes windows; the workers tell each other their
-partitions' progress on ``internal.stream-clock`` (:mod:`streams.clock`).
+partitions' progress in band, as records on the telemetry's own partitions (:mod:`streams.clock`).
 
 Why :class:`Node` stays one class of ≈ 480 lines: its methods share one invariant, in one lock,
 that no other module can check: a record's outputs reach the broker before the state that records
@@ -54,7 +54,7 @@ from monitor.schemas import (
 )
 from monitor.sensors import Sensor
 from monitor.settings import Settings
-from streams.clock import GroupClock
+from streams.clock import CLOCK_KEY, GroupClock
 from streams.faults import SlowRecordFault
 from streams.offsets import OffsetHoleRepair
 from streams.publish import Publisher
@@ -77,9 +77,6 @@ IDLE_ADVANCE_S = 10.0
 #: Seconds between two scans of the tables for states the books miss (:meth:`Node.load_assigned`): the
 #: clock timer's period, so a silent asset a path forgot to load closes its next window in time
 LOAD_RESCAN_S = 5.0
-#: Key of the clock records that workers before the stream-clock topic sent to every partition of
-#: ``internal.asset-pledges``; that topic is compacted, so the last of them stays there and is skipped.
-CLOCK_KEY = b"__clock__"
 
 
 class Node:
@@ -295,7 +292,8 @@ class Node:
         changed: set[str] = set()
         outputs: list[Output] = []
         if msg.topic == self.pledges_topic:
-            if msg.key == CLOCK_KEY:  # an older worker's clock record (CLOCK_KEY)
+            if msg.key == CLOCK_KEY:  # a worker's stream-clock report, read in band (streams.clock)
+                self.clock.on_report(msg.value)
                 return
             else:
                 try:
@@ -508,9 +506,9 @@ class Node:
     async def on_timer(self) -> None:
         """Every 5 s: report this worker's partition statuses to the others, then move the stream clock.
 
-        The report goes to ``internal.stream-clock``, which every worker reads whole
-        (:func:`streams.clock.follow_reports`): each worker learns there the statuses of the partitions it
-        does not hold (:meth:`watermark`). Then :meth:`clock_tick` closes what the clock has passed.
+        The report goes to every partition of ``internal.asset-pledges``, read in band by whichever
+        worker holds it (:mod:`streams.clock`): each worker learns there the statuses of the partitions
+        it does not hold. Then :meth:`clock_tick` closes what the clock has passed.
         """
         now = time.monotonic()
         statuses = self.clock.own_statuses(now)  # read once: for the report and for the held-clock check

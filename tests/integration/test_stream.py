@@ -102,12 +102,12 @@ def test_stream__real_bus_data_gives_the_backtests_alerts_and_margin_call(env, w
     assert len(vals) >= 0.9 * len(backtest_vals)
     want = sum(expected.sensor.events[("pledge.telemetry", o)] for o in ("ok", "held"))
     assert applied(env) == want
-    # the stream clock travels on its own topic (issue 18): no clock records through the pledge channel,
-    # and the worker's latest report covers every telemetry partition it holds (all of them, alone)
-    assert [r.offset for r in read_topic(env.settings, "asset-pledges") if r.key == b"__clock__"] == []
-    reports = [orjson.loads(r.value) for r in read_topic(env.settings, "stream-clock")]
-    assert reports, "no stream-clock report in the whole run"
-    assert set(reports[-1]["partitions"]) == {str(p) for p in range(env.settings.partitions)}
+    # the stream clock's reports travel in band, on every partition of the pledge channel (streams/clock.py),
+    # and the worker's latest one covers every telemetry partition it holds (all of them, alone)
+    clock = [r for r in read_topic(env.settings, "asset-pledges") if r.key == b"__clock__"]
+    assert {r.partition for r in clock} == set(range(env.settings.partitions))
+    latest = max(clock, key=lambda r: orjson.loads(r.value)["sent_at"])
+    assert set(orjson.loads(latest.value)["partitions"]) == {str(p) for p in range(env.settings.partitions)}
 
 
 def test_case_c03_bad_records_go_to_the_dead_letter_topic_and_the_partition_moves_on(env, worker) -> None:  # type: ignore[no-untyped-def]

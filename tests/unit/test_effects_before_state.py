@@ -17,7 +17,8 @@ from typing import Any
 
 from monitor.core.common import Output
 from monitor.schemas import Alert, CollateralValuation
-from streams.worker import CLOCK_KEY, Node
+from streams.clock import CLOCK_KEY
+from streams.worker import Node
 
 
 #: an earlier record of partition 0 waiting for its checkpoint to be acknowledged
@@ -85,17 +86,18 @@ def test_a_handler_that_fails_midway_leaves_the_checkpoint_free() -> None:
     assert node.asset_handling is False and not node.asset_lock.locked()
 
 
-def test_an_older_workers_clock_record_is_skipped_and_changes_nothing() -> None:
-    """The compacted pledge channel keeps the last ``__clock__`` record older workers sent to each partition."""
+def test_a_clock_record_is_a_report_merged_in_band_and_changes_no_asset() -> None:
+    """A worker's report read on its own partition is merged there; the window closing is the timer's."""
     order: list[str] = []
     node = node_with(order)
+    node.clock.on_report = lambda value: order.append(f"merge {value!r}")  # type: ignore[attr-defined]
     record = SimpleNamespace(
         message=SimpleNamespace(
             topic="it.internal.asset-pledges", partition=0, key=CLOCK_KEY, value=b"{}", offset=8, timestamp=None
         )
     )
     asyncio.run(node.on_asset_record(record))  # type: ignore[arg-type]
-    assert order == [] and node.asset_handling is False
+    assert order == ["merge b'{}'"] and node.asset_handling is False
 
 
 def test_a_loan_records_alerts_are_published_before_the_loan_state_is_saved(monkeypatch: Any) -> None:

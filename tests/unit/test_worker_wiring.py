@@ -184,3 +184,20 @@ def test_the_clock_tick_waits_while_faust_rebalances(tmp_path: Path) -> None:
             assert any(o.topic == "valuations" for o in await node.clock_tick()) and h.log[0] == "load"
 
     asyncio.run(run())
+
+
+def test_a_clock_record_on_the_pledge_channel_is_merged_by_the_agent_in_partition_order(tmp_path: Path) -> None:
+    """Reports travel in band: read after every record produced to the partition before them (streams/clock.py)."""
+    import orjson
+
+    from streams.clock import CLOCK_KEY
+
+    async def run() -> None:
+        async with harness(tmp_path) as h:
+            node = h.node
+            report = {"worker": "other", "sent_at": 10.0, "partitions": {"3": 1_463_700_000.0}, "newest": 1.5e9}
+            await h.put(node.pledges_topic, CLOCK_KEY, orjson.dumps(report))
+            await h.until(lambda: 3 in node.clock.watermarks.reports)
+            assert node.clock.watermarks.reports[3] == (10.0, 1_463_700_000.0) and h.log == []
+
+    asyncio.run(run())
