@@ -97,7 +97,8 @@ def test_a_clock_record_is_a_report_merged_in_band_and_changes_no_asset() -> Non
         )
     )
     asyncio.run(node.on_asset_record(record))  # type: ignore[arg-type]
-    assert order == ["merge b'{}'"] and node.asset_handling is False
+    assert order == ["merge b'{}'", "checkpoint during publish -> []", "publish []", "persist []"]
+    assert node.asset_handling is False
 
 
 def test_a_loan_records_alerts_are_published_before_the_loan_state_is_saved(monkeypatch: Any) -> None:
