@@ -95,6 +95,21 @@ def telemetry_record(asset: str, start: dt.datetime) -> bytes:
     return batch.model_dump_json().encode()
 
 
+async def one_window_then_the_clock_two_hours_on(h: Harness) -> None:
+    """Pledge A1, hand the agent one healthy window of it, then set the group's clock two hours later.
+
+    The assignment is this worker's (``owns``), and ``load_assigned`` only notes that it ran.
+    """
+    node = h.node
+    await h.put(node.pledges_topic, b"A1", make_pledge(asset_timezone="UTC").model_dump_json().encode())
+    await h.put(node.telemetry_topic, b"A1", telemetry_record("A1", T0))
+    await h.until(lambda: "A1" in node.assets.assets and node.assets.assets["A1"].max_ts is not None)
+    past = (T0 + dt.timedelta(hours=2)).timestamp()
+    node.clock.watermark = lambda: past  # type: ignore[method-assign]
+    node.load_assigned = lambda now=None: h.log.append("load")  # type: ignore[method-assign]
+    node.owns = lambda asset_id: True  # type: ignore[method-assign]
+
+
 def test_a_bad_record_is_dead_lettered_by_the_agent_and_the_next_one_still_handled(tmp_path: Path) -> None:
     async def run() -> None:
         async with harness(tmp_path) as h:
@@ -130,14 +145,8 @@ def test_the_clock_tick_closes_a_silent_assets_window_with_no_record_in_hand(tmp
     async def run() -> None:
         async with harness(tmp_path) as h:
             node = h.node
-            await h.put(node.pledges_topic, b"A1", make_pledge(asset_timezone="UTC").model_dump_json().encode())
-            await h.put(node.telemetry_topic, b"A1", telemetry_record("A1", T0))
-            await h.until(lambda: "A1" in node.assets.assets and node.assets.assets["A1"].max_ts is not None)
+            await one_window_then_the_clock_two_hours_on(h)
             assert not any(line.startswith("publish valuations") for line in h.log)
-            past = (T0 + dt.timedelta(hours=2)).timestamp()  # the group's clock, two hours on
-            node.clock.watermark = lambda: past  # type: ignore[method-assign]
-            node.load_assigned = lambda now=None: None  # type: ignore[method-assign]  # no assignment to scan
-            node.owns = lambda asset_id: True  # type: ignore[method-assign]  # its partition is this worker's
             h.log.clear()
             outputs = await node.clock_tick()
             closed = [o for o in outputs if o.topic == "valuations"]
@@ -170,13 +179,7 @@ def test_the_clock_tick_waits_while_faust_rebalances(tmp_path: Path) -> None:
     async def run() -> None:
         async with harness(tmp_path) as h:
             node = h.node
-            await h.put(node.pledges_topic, b"A1", make_pledge(asset_timezone="UTC").model_dump_json().encode())
-            await h.put(node.telemetry_topic, b"A1", telemetry_record("A1", T0))
-            await h.until(lambda: "A1" in node.assets.assets and node.assets.assets["A1"].max_ts is not None)
-            past = (T0 + dt.timedelta(hours=2)).timestamp()
-            node.clock.watermark = lambda: past  # type: ignore[method-assign]
-            node.load_assigned = lambda now=None: h.log.append("load")  # type: ignore[method-assign]
-            node.owns = lambda asset_id: True  # type: ignore[method-assign]
+            await one_window_then_the_clock_two_hours_on(h)
             h.log.clear()
             node.app.rebalancing = True
             assert await node.clock_tick() == [] and h.log == []
