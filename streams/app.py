@@ -15,6 +15,8 @@ import logging
 from typing import Any
 
 import faust
+from kafka.admin import NewTopic
+from mode.utils.times import want_seconds
 
 from monitor.core import AssetBook, CoreParams, LoanBook
 from monitor.errors import ConfigError
@@ -26,7 +28,7 @@ from streams.rules_control import Decision, follow, read_history
 from streams.store import ROCKSDB_URL, STATE_MAX_BYTES
 from streams.worker import CHECKPOINT_INTERVAL_S, Node
 
-__all__ = ["count_commit_failures", "create_app", "run_worker"]
+__all__ = ["changelog_topics", "count_commit_failures", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +248,28 @@ def create_app(
     return app, node
 
 
+def changelog_topics(app: faust.App, replication: int = 1) -> list[NewTopic]:
+    """The changelog topic of each of the app's tables, configured as faust would declare it.
+
+    Returns one ``kafka.admin.NewTopic`` a table: faust's name for it (``<app id>-<table>-changelog``),
+    the table's partitions, ``cleanup.policy`` from its compacting/deleting flags, its retention and its
+    extra topic configs. Created by :func:`streams.topics.create_topics` before the worker starts, so
+    faust finds them existing instead of creating them a moment before it subscribes (see there why).
+    """
+    topics = []
+    for table in app.tables.values():
+        topic = table.changelog_topic
+        configs = {str(k): str(v) for k, v in (topic.config or {}).items()}
+        policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
+        if policy:
+            configs["cleanup.policy"] = ",".join(policy)
+        if topic.retention is not None:
+            configs["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        partitions = topic.partitions or app.conf.topic_partitions
+        topics.append(NewTopic(topic.get_topic_name(), partitions, replication, topic_configs=configs))
+    return topics
+
+
 def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, loglevel: str = "warning") -> None:
     """Create the topics, serve ``/metrics`` on loopback and run the faust worker until stopped.
 
@@ -289,6 +313,8 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
 
         pusher = AlertmanagerPusher(settings.alertmanager_url, on_failure=metrics.alertmanager_push_failures.inc)
     app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics, end, origin, pusher)
+    # the tables' changelogs exist, and are in the metadata, before faust subscribes (create_topics)
+    create_topics(settings, extra=changelog_topics(app))
     # faust's own sensor (consumer offsets and lag, commit latency, rebalances) on the same registry and
     # endpoint, under a fixed prefix so dashboards do not depend on the consumer group name
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))

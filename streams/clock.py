@@ -74,6 +74,9 @@ class GroupClock:
         #: (the group clock last seen, when it last changed) and when the held clock was last reported
         self.seen: tuple[float | None, float] = (None, time.monotonic())
         self.warned = 0.0
+        #: monotonic seconds since faust has been rebalancing without a break, or None
+        self.rebalancing_since: float | None = None
+        self.rebalance_warned = 0.0
 
     def telemetry_partitions(self, now: float) -> list[Any]:
         """The assigned telemetry partitions, re-read from the consumer at most every :data:`ASSIGNMENT_CACHE_S`.
@@ -180,5 +183,29 @@ class GroupClock:
             held_s,
             statuses,
             self.others(statuses),
+        )
+        return True
+
+    def check_rebalancing(self, rebalancing: bool, now: float) -> bool:
+        """Warn, once a minute, while faust has been rebalancing for :data:`CLOCK_HELD_WARN_S` or more.
+
+        The clock's tick waits while faust rebalances (``app.rebalancing``, until the tables' recovery
+        completes), so a recovery that never completes (a changelog partition the assignment left out,
+        a changelog faust cannot read to its end) stops every window of this worker from closing: no
+        ``feed-silent`` alert could fire. A rebalance normally takes seconds. Returns whether it warned.
+        """
+        if not rebalancing:
+            self.rebalancing_since = None
+            return False
+        if self.rebalancing_since is None:
+            self.rebalancing_since = now
+        held_s = now - self.rebalancing_since
+        if held_s < CLOCK_HELD_WARN_S or now - self.rebalance_warned < CLOCK_HELD_WARN_S:
+            return False
+        self.rebalance_warned = now
+        log.warning(
+            "stream clock not ticked for %.0f s: faust is still rebalancing (tables' recovery not complete); "
+            "no window closes until it ends: see faust's recovery log lines for the changelog partitions it awaits",
+            held_s,
         )
         return True

@@ -538,7 +538,9 @@ class Node:
         would value windows from a state the changelog has not finished restoring, and save it over the
         restored one. The agents handle no record then either; the next tick after it closes the windows.
         """
-        if self.app.rebalancing:
+        rebalancing = bool(self.app.rebalancing)
+        self.clock.check_rebalancing(rebalancing, time.monotonic())  # warns when it lasts (a recovery stuck)
+        if rebalancing:
             return []
         async with self.asset_lock:
             self.asset_handling = True

@@ -173,3 +173,22 @@ def test_watch_started_after_the_fact__shows_the_backlog_in_event_time_order(
             else f"{loan} {snap.coverage_ratio:.1%} {snap.status} {format_yuan(snap.collateral_value)}"
         )
         assert shown in final, (loan, final)
+
+
+def test_create_topics__returns_only_once_every_topic_and_changelog_has_a_leader(env: Env) -> None:
+    """faust skips a topic missing from the metadata when it subscribes ("Ignoring missing topic")."""
+    from kafka.admin import NewTopic
+
+    from streams.topics import admin_client
+
+    changelog = NewTopic(f"{env.run}-probe-changelog", 5, 1, topic_configs={"cleanup.policy": "compact"})
+    created = create_topics(env.settings, extra=[changelog])
+    assert created == [changelog.name]  # the pledgewatch topics exist already (the env fixture)
+    admin = admin_client(env.settings)
+    try:
+        (described,) = admin.describe_topics([changelog.name])
+    finally:
+        admin.close()
+    assert described["error_code"] == 0
+    assert sorted(p["partition_index"] for p in described["partitions"]) == [0, 1, 2, 3, 4]
+    assert all(p["leader_id"] >= 0 for p in described["partitions"])

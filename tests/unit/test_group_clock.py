@@ -224,3 +224,21 @@ def test_case_c20_when_the_group_is_idle_the_clock_advances_from_the_newest_time
     # a report without "newest" (an older worker) is read as before
     clocks.merge({"sent_at": 2.0, "partitions": {"1": "idle"}})
     assert clocks.newest_read() == end
+
+
+def test_a_rebalance_that_never_ends_is_named_once_a_minute(caplog: Any) -> None:
+    """The tick waits while faust rebalances; a recovery stuck on a changelog left every window open, unsaid."""
+    import logging
+
+    from streams.clock import CLOCK_HELD_WARN_S
+
+    clock = GroupClock(SimpleNamespace(), Settings(topic_prefix="it."), "w1", started=0.0)
+    with caplog.at_level(logging.WARNING, logger="streams.clock"):
+        assert not clock.check_rebalancing(True, 10.0)
+        assert not clock.check_rebalancing(True, 10.0 + CLOCK_HELD_WARN_S - 1)
+        assert clock.check_rebalancing(True, 10.0 + CLOCK_HELD_WARN_S)
+        assert "still rebalancing" in caplog.text and f"for {CLOCK_HELD_WARN_S:.0f} s" in caplog.text
+        assert not clock.check_rebalancing(True, 10.0 + CLOCK_HELD_WARN_S + 5)  # once a minute
+        assert not clock.check_rebalancing(False, 200.0)  # it ended: the count starts again
+        assert not clock.check_rebalancing(True, 201.0) and not clock.check_rebalancing(True, 200.0 + CLOCK_HELD_WARN_S)
+        assert clock.check_rebalancing(True, 201.0 + CLOCK_HELD_WARN_S)

@@ -204,3 +204,21 @@ def test_a_clock_record_on_the_pledge_channel_is_merged_by_the_agent_in_partitio
             assert node.clock.watermarks.reports[3] == (10.0, 1_463_700_000.0) and h.log == []
 
     asyncio.run(run())
+
+
+def test_the_tables_changelogs_are_created_as_faust_would_declare_them(tmp_path: Path) -> None:
+    """create_topics makes the changelogs before faust subscribes (a topic created a moment before is skipped)."""
+    from streams.app import changelog_topics
+    from streams.store import STATE_MAX_BYTES
+
+    rulebook = load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml")
+    settings = Settings(app_id="pw-wiring", data_dir=tmp_path, store="memory", topic_prefix="wiring.", partitions=6)
+    app, _node = create_app(settings, rulebook, CoreParams(), CountingSensor())
+    topics = {t.name: t for t in changelog_topics(app)}
+    assert sorted(topics) == ["pw-wiring-asset-state-changelog", "pw-wiring-loan-state-changelog"]
+    assert sorted(topics) == sorted(table.changelog_topic.get_topic_name() for table in app.tables.values())
+    for topic in topics.values():
+        assert topic.num_partitions == 6
+        assert topic.topic_configs["cleanup.policy"] == "compact"
+        # the table's extra config (a state of up to STATE_MAX_BYTES) travels with it
+        assert int(topic.topic_configs["max.message.bytes"]) > STATE_MAX_BYTES
