@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 from faust.stores import STORES
@@ -93,12 +94,22 @@ class StateTable:
     held
         For the asset table: the book's records held for assets whose pledge has not arrived (a list per
         asset id), stored in the same table.
+    restore
+        Puts a loaded object into the book (default: into ``live``); the asset book's
+        :meth:`~monitor.core.AssetBook.restore` also has its next tick check the restored asset.
     """
 
-    def __init__(self, table: Any, live: dict[str, Any], held: dict[str, list[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        table: Any,
+        live: dict[str, Any],
+        held: dict[str, list[Any]] | None = None,
+        restore: Callable[[Any], None] | None = None,
+    ) -> None:
         self.table = table
         self.live = live
         self.held = held
+        self.restore = restore
 
     def load(self, key: str) -> None:
         """Bring ``key``'s state from the table into the book (after a restart or rebalance)."""
@@ -109,6 +120,8 @@ class StateTable:
             obj = pickle.loads(raw)  # only our own changelog is read here
             if isinstance(obj, list) and self.held is not None:
                 self.held[key] = obj  # telemetry held for an asset whose pledge has not arrived
+            elif self.restore is not None:
+                self.restore(obj)
             else:
                 self.live[key] = obj
 

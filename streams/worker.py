@@ -112,7 +112,7 @@ class Node:
         self.s = settings
         self.assets = assets
         self.loans = loans
-        self.asset_state = StateTable(asset_table, assets.assets, assets.held)
+        self.asset_state = StateTable(asset_table, assets.assets, assets.held, restore=assets.restore)
         self.loan_state = StateTable(loan_table, loans.loans)
         self.sensor = sensor
         self.metrics = metrics
@@ -406,6 +406,8 @@ class Node:
         if rescan and now - self.loaded_at < LOAD_RESCAN_S:
             return
         self.loaded_for, self.loaded_at = assignment, now
+        if not rescan:  # the assets this worker ticks changed: check each at the next tick (AssetBook.recheck)
+            self.assets.recheck()
         loans = self.loan_state.load_all()
         assets = self.asset_state.load_all()
         n = self.s.partitions

@@ -613,6 +613,32 @@ class AssetBook:
             out.append(self._dead_letter(rec, exc, src, base))
         return out
 
+    def restore(self, asset: AssetMonitor) -> None:
+        """Put an asset's state restored from the changelog (restart, rebalance) into the book.
+
+        The next :meth:`tick` checks every asset again even before the next window boundary
+        (:meth:`recheck`): the restored asset's windows the clock has already passed must close then,
+        not up to ``window_s`` of stream time later (fault c: a frozen feed taken over in a rebalance
+        kept its passed windows open while the idle advance crawled to the next boundary).
+        """
+        self.assets[asset.asset_id] = asset
+        self.recheck()
+
+    def recheck(self) -> None:
+        """Make the next :meth:`tick` check every asset, whatever the clock (the assets it owns changed).
+
+        :meth:`tick` checks the assets once per window boundary, which is only right while the set of
+        assets it checks stays the same; a restored asset, or a partition newly assigned, changes it.
+
+        >>> from monitor.sensors import NullSensor
+        >>> m = AssetBook(CoreParams(), NullSensor())
+        >>> m.tick(1_463_700_000.0), m.tick_due(1_463_700_001.0)
+        ([], False)
+        >>> m.recheck(); m.tick_due(1_463_700_001.0)
+        True
+        """
+        self._next_tick = None
+
     def tick_due(self, stream_time: float) -> bool:
         """Whether :meth:`tick` at ``stream_time`` (POSIX s) would check the assets: a window boundary passed.
 

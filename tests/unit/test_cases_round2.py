@@ -315,3 +315,36 @@ def test_case_c05_a_worker_closes_no_window_of_an_asset_whose_partition_moved_aw
     book._next_tick = None
     kept = book.tick(later)  # the owner's clock closes them
     assert [o for o in kept if o.topic == "valuations" and o.message.asset_id == "A2"]
+
+
+def test_case_c05_an_asset_restored_after_the_clock_passed_its_windows_closes_them_at_the_next_tick(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """Fault (c): the survivor of a rebalance restores a frozen feed's state after its own clock already
+    passed that feed's windows; the tick checks assets once per window boundary, so the restored asset
+    had to wait up to a window of stream time (15 min of idle advance) and its feed-silent alert never
+    came within the test. A restored asset (or a new assignment) makes the next tick check every asset."""
+    import datetime as dt
+    import pickle
+
+    from monitor.core import Monitor
+    from monitor.sensors import CountingSensor
+    from streams.store import StateTable
+    from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
+
+    mon = Monitor(rulebook, CoreParams(), CountingSensor())
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+    mon.on_loan_event(make_pledge(event_id="p2", asset_id="A2", pledge_registration_no="R2"))
+    for ev in healthy_window_events("A2", T0, prefix="a2"):
+        mon.on_telemetry(ev)
+    book = mon.asset_book
+    # A2's state as the survivor reads it from the changelog; until the takeover another worker held it
+    changelog = {b"A2": pickle.dumps(book.assets.pop("A2"))}
+    later = (T0 + dt.timedelta(hours=3)).timestamp()
+    book.tick(later)  # the survivor's clock passes A2's windows while it does not hold A2
+    StateTable(changelog, book.assets, book.held, restore=book.restore).load("A2")  # the takeover
+    closed = book.tick(later + 5.0)  # the next tick, 5 s later: no window boundary passed since
+    assert {o.message.window_start for o in closed if o.topic == "valuations" and o.message.asset_id == "A2"}
+    # the worker's own path: a new assignment has the next tick check every asset, too
+    assert not book.tick_due(later + 10.0)
+    book.recheck()
+    assert book.tick_due(later + 10.0)
