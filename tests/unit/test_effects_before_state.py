@@ -39,7 +39,7 @@ def node_with(order: list[str]) -> Node:
     node.pending_acks, node.persisted_at, node.flushed, node.dirty, node.asset_partition = {}, {}, set(), {}, {}
     node.on_clock_record = lambda value: None  # type: ignore[method-assign]
     node.load_assigned = lambda: None  # type: ignore[method-assign]
-    node.clock = SimpleNamespace(watermark=lambda: 1_463_700_000.0)  # type: ignore[assignment]
+    node.clock = SimpleNamespace(watermark=lambda: 1_463_700_000.0, check_rebalancing=lambda rebalancing, now: False)  # type: ignore[assignment]
     node.owns = lambda asset_id: True  # type: ignore[method-assign]
     closed = Output("valuations", "akl-routes-9xx", CollateralValuation.model_construct())
     node.assets = SimpleNamespace(tick=lambda wm, owns: [closed])  # type: ignore[assignment]

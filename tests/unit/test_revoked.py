@@ -63,13 +63,15 @@ def test_the_tables_are_rescanned_for_states_the_books_miss(caplog) -> None:  # 
         asset_state=Table(["a1", "a2"], assets),
         loan_state=Table([], {}),
         asset_partition={},
-        assets=SimpleNamespace(clock=None, assets=assets),
+        assets=SimpleNamespace(clock=None, assets=assets, recheck=lambda: rechecks.append(1)),
     )
+    rechecks: list[int] = []
     Node.load_assigned(node, now=100.0)  # a new assignment: everything loaded, no warning
     assert set(assets) == {"a1", "a2"} and not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert rechecks == [1]  # the next tick checks every asset (AssetBook.recheck)
     del assets["a2"]  # a path dropped it and forgot to load it again
     Node.load_assigned(node, now=100.0 + LOAD_RESCAN_S / 2)  # too soon for a rescan
     assert "a2" not in assets
     Node.load_assigned(node, now=100.0 + LOAD_RESCAN_S)
-    assert "a2" in assets
+    assert "a2" in assets and rechecks == [1]  # a rescan of the same assignment is no new assignment
     assert any("did not hold at the last scan" in r.getMessage() and "a2" in r.getMessage() for r in caplog.records)
