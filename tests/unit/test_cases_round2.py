@@ -293,11 +293,8 @@ def test_case_c19c_a_poll_whose_header_goes_backwards_counts_its_trips_once(rule
     assert window.dimensions(mon.asset_book.assets["akl-routes-2xx"].profile)["consistency"] < 1.0
 
 
-def test_case_c05_a_worker_closes_no_window_of_an_asset_whose_partition_moved_away(rulebook) -> None:  # type: ignore[no-untyped-def]
-    """After a rebalance an asset's partition belongs to another worker: this worker's clock must not
-    close its windows as silent while its records wait on the new owner (the stream passes ``owned``)."""
-    import datetime as dt
-
+def _a2_with_one_window(rulebook):  # type: ignore[no-untyped-def]
+    """The asset book of a loan pledging A1 and A2, A2 with one healthy window open at T0."""
     from monitor.core import Monitor
     from monitor.sensors import CountingSensor
     from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
@@ -308,11 +305,21 @@ def test_case_c05_a_worker_closes_no_window_of_an_asset_whose_partition_moved_aw
     mon.on_loan_event(make_pledge(event_id="p2", asset_id="A2", pledge_registration_no="R2"))
     for ev in healthy_window_events("A2", T0, prefix="a2"):
         mon.on_telemetry(ev)
-    book = mon.asset_book
+    return mon.asset_book
+
+
+def test_case_c05_a_worker_closes_no_window_of_an_asset_whose_partition_moved_away(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """After a rebalance an asset's partition belongs to another worker: this worker's clock must not
+    close its windows as silent while its records wait on the new owner (the stream passes ``owned``)."""
+    import datetime as dt
+
+    from tests.conftest import T0
+
+    book = _a2_with_one_window(rulebook)
     later = (T0 + dt.timedelta(hours=3)).timestamp()
     moved = book.tick(later, owned=lambda aid: aid != "A2")  # A2's partition went to another worker
     assert not [o for o in moved if o.topic == "valuations" and o.message.asset_id == "A2"]
-    book._next_tick = None
+    book.recheck()  # the assignment changed: the next tick checks every asset
     kept = book.tick(later)  # the owner's clock closes them
     assert [o for o in kept if o.topic == "valuations" and o.message.asset_id == "A2"]
 
@@ -325,18 +332,10 @@ def test_case_c05_an_asset_restored_after_the_clock_passed_its_windows_closes_th
     import datetime as dt
     import pickle
 
-    from monitor.core import Monitor
-    from monitor.sensors import CountingSensor
     from streams.store import StateTable
-    from tests.conftest import T0, healthy_window_events, make_loan, make_pledge
+    from tests.conftest import T0
 
-    mon = Monitor(rulebook, CoreParams(), CountingSensor())
-    mon.on_loan_event(make_loan())
-    mon.on_loan_event(make_pledge())
-    mon.on_loan_event(make_pledge(event_id="p2", asset_id="A2", pledge_registration_no="R2"))
-    for ev in healthy_window_events("A2", T0, prefix="a2"):
-        mon.on_telemetry(ev)
-    book = mon.asset_book
+    book = _a2_with_one_window(rulebook)
     # A2's state as the survivor reads it from the changelog; until the takeover another worker held it
     changelog = {b"A2": pickle.dumps(book.assets.pop("A2"))}
     later = (T0 + dt.timedelta(hours=3)).timestamp()
