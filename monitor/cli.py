@@ -34,6 +34,8 @@ profiles_app = typer.Typer(
 app.add_typer(rules_app, name="rules")
 app.add_typer(topics_app, name="topics")
 app.add_typer(profiles_app, name="profiles")
+auth_app = typer.Typer(help="Credentials of the query API (docs/runbook.md, 'HTTP security').", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
 
 err = Console(stderr=True, soft_wrap=True)  # one problem per line, even when piped
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
@@ -361,6 +363,30 @@ def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignor
         f"margin calls issued A {mc['a']} → B {mc['b']}",  # type: ignore[index]
         soft_wrap=True,
     )
+
+
+@auth_app.command("hash-token")
+def auth_hash_token() -> None:
+    """Read an API token on standard input; print the SHA-256 line the tokens file stores instead of it.
+
+    Read from stdin, never an argument (arguments are visible to every user in ``ps`` and shell
+    history). A trailing newline is not part of the token.
+    """
+    import sys
+
+    from streams.security import hash_token
+
+    token = sys.stdin.read().rstrip("\r\n")
+    if not token:
+        err.print("auth hash-token: got an empty token on standard input, expected the token (e.g. `echo -n ... |`)")
+        raise typer.Exit(1)
+    if len(token) < 32:
+        err.print(
+            f"auth hash-token: got a token of {len(token)} characters, expected at least 32 random characters "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`): a short one can be guessed"
+        )
+        raise typer.Exit(1)
+    typer.echo(hash_token(token))
 
 
 @topics_app.command("create")

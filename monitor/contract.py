@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter
 
 from monitor.schemas import (
+    AccessLogEntry,
     Alert,
     BalanceChanged,
     CollateralPledged,
@@ -59,6 +60,7 @@ MESSAGES: dict[str, tuple[Any, str]] = {
     "DeadLetter": (DeadLetter, "A record that could not be used, with the reason"),
     "RulebookUpdate": (RulebookUpdate, "A rulebook published for hot reload"),
     "RulebookStatus": (RulebookStatus, "What one worker did with a published rulebook"),
+    "AccessLogEntry": (AccessLogEntry, "One read of loan or asset data on the query API, allowed or refused"),
 }
 
 
@@ -135,6 +137,14 @@ CHANNELS: list[Channel] = [
         "worker id",
         "send",
         "Each worker's answer to a published rulebook; kept forever.",
+    ),
+    Channel(
+        "access-log",
+        "AccessLogEntry",
+        "the reader's subject",
+        "send",
+        "Who read which loan or asset on the query API, when, from where, allowed or refused; append-only, "
+        "kept forever (never compacted: every read is its own record). Never holds a token.",
     ),
 ]
 
@@ -257,6 +267,21 @@ def examples() -> dict[str, list[BaseModel]]:
                 reason=f"validated: {len(rulebook.rules)} rules",
                 origin="topic",
                 at=published + dt.timedelta(seconds=2),
+            )
+        ],
+        "AccessLogEntry": [
+            AccessLogEntry(
+                at=published + dt.timedelta(hours=3),
+                worker="https://worker-host-1:6066",
+                subject="rm-zhang.wei",
+                role="relationship_manager",
+                via="jwt",
+                action="read_loan",
+                resource_id=calls[0].loan_id,
+                remote="10.20.30.40",
+                decision="refused",
+                status=403,
+                reason=f"loan {calls[0].loan_id!r} is not of a borrower assigned to 'rm-zhang.wei'",
             )
         ],
     }

@@ -705,3 +705,27 @@ class DeadLetter(_Strict):
     @classmethod
     def _known(cls, v: str) -> str:
         return _member("reason", v, REASON_CODES)
+
+
+class AccessLogEntry(_Strict):
+    """One request for loan or asset data on a worker's query API, allowed or refused (``pledge.access-log``).
+
+    Written by the worker the client asked (a request it forwarded to the worker holding the data is
+    logged once, there where the client came in, with the final answer). Never holds a token or secret.
+    """
+
+    schema_version: Literal[1] = 1
+    at: AwareDatetime
+    worker: str
+    #: the token's subject or the static token's name; ``anonymous`` on a loopback API without credentials
+    subject: str
+    role: str | None
+    #: ``jwt``, ``token``, ``none`` (loopback without credentials); None when the credential was refused
+    via: str | None
+    action: Literal["list_loans", "read_loan", "read_asset", "read_openapi"]
+    resource_id: str | None
+    remote: str | None
+    decision: Literal["allowed", "refused", "not_found", "unavailable"]
+    status: int
+    #: why it was refused (safe to log: names the check, never the credential)
+    reason: str | None = None

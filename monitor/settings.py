@@ -34,11 +34,14 @@ TOPICS: dict[str, str] = {
     "dead-letter": "dead-letter",
     "asset-pledges": "internal.asset-pledges",
     "loan-valuations": "internal.loan-valuations",
+    "access-log": "access-log",
 }
 #: Topics kept compacted (latest value per key).
 COMPACTED = {"valuations", "loan-risk", "asset-pledges"}
-#: Topics kept forever: every published rulebook stays readable (audit trail; restart recovery).
-RETAINED = {"rules-control", "rules-status"}
+#: Topics kept forever, one partition: every published rulebook stays readable (audit trail; restart
+#: recovery), and every read of a customer's data stays on record (the access log, issue 22; a bank's
+#: retention policy may shorten it on the topic).
+RETAINED = {"rules-control", "rules-status", "access-log"}
 
 
 class Settings(BaseSettings):
@@ -78,7 +81,19 @@ class Settings(BaseSettings):
         container sets ``0.0.0.0`` so Prometheus can reach it).
     web_port, web_host, web_advertised_host
         Port and bind address of faust's web server and the query API (``docs/api.md``; loopback by
-        default), and the host other workers reach it at (defaults to the bind address).
+        default), and the host other workers reach it at (defaults to the bind address). A bind
+        address other than loopback needs TLS and authentication (:meth:`check_web_exposure`).
+    web_tls_certfile, web_tls_keyfile, web_tls_cafile
+        PEM certificate and key of the web server (HTTPS; re-read when the files change), and the CA
+        that signed the workers' certificates, checked when one worker forwards to another.
+    auth_jwks, auth_issuer, auth_audience, auth_roles_claim, auth_borrowers_claim, auth_rm_mapping
+        OIDC/JWT bearer tokens of the bank's identity provider: its JWKS (file or URL), the expected
+        ``iss`` and ``aud``, the claims holding the role and a relationship manager's borrowers, and a
+        YAML mapping ``subject: [borrower ids]`` for tokens without the latter (``streams.security``).
+    api_tokens_file
+        YAML file of static API tokens for machines, SHA-256 hashes only (``pledgewatch auth hash-token``).
+    peer_token
+        Secret the workers forward requests to each other with (a ``SecretStr``); the same on every worker.
     display_timezone
         Zone in which times are shown to people (stored times are UTC).
     max_clock_skew_s
@@ -159,6 +174,63 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=1, le=65535)
     web_host: str = "127.0.0.1"
     web_advertised_host: str | None = None
+    web_tls_certfile: Path | None = None
+    web_tls_keyfile: Path | None = None
+    web_tls_cafile: Path | None = None
+    auth_jwks: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_roles_claim: str = "roles"
+    auth_borrowers_claim: str = "borrowers"
+    auth_rm_mapping: Path | None = None
+    api_tokens_file: Path | None = None
+    peer_token: SecretStr | None = None
+
+    @property
+    def web_tls(self) -> bool:
+        """Whether the web server speaks HTTPS (certificate and key set)."""
+        return self.web_tls_certfile is not None and self.web_tls_keyfile is not None
+
+    @property
+    def web_auth(self) -> bool:
+        """Whether the query API asks for credentials (JWT keys or static API tokens set)."""
+        return self.auth_jwks is not None or self.api_tokens_file is not None
+
+    def check_web_exposure(self) -> None:
+        """Refuse to serve loan data beyond this host without TLS and authentication (secure by default).
+
+        Loopback (``127.0.0.0/8``, ``::1``, ``localhost``) reaches only this host's users; any other
+        bind address, and scale-out needs one (faust routes queries between workers), reaches the
+        network, where loan data must be encrypted and every reader known.
+
+        Raises
+        ------
+        ConfigError
+            Naming the bind address and the settings missing.
+        """
+        import ipaddress
+
+        from monitor.errors import ConfigError
+
+        host = self.web_host.strip("[]")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            loopback = False
+        if loopback:
+            return
+        missing = []
+        if not self.web_tls:
+            missing.append("PLEDGEWATCH_WEB_TLS_CERTFILE and PLEDGEWATCH_WEB_TLS_KEYFILE")
+        if not self.web_auth:
+            missing.append("PLEDGEWATCH_AUTH_JWKS (with _AUTH_ISSUER, _AUTH_AUDIENCE) or PLEDGEWATCH_API_TOKENS_FILE")
+        if missing:
+            msg = (
+                f"web_host: got {self.web_host!r}, not a loopback address, so the query API would serve loan data "
+                f"to the network; expected {' and '.join(missing)} set (docs/runbook.md, 'HTTP security'), "
+                "or web_host 127.0.0.1"
+            )
+            raise ConfigError(msg)
 
     @property
     def state_dir(self) -> Path:
@@ -173,7 +245,7 @@ class Settings(BaseSettings):
     def canonical_url(self) -> str:
         """URL other workers use to reach this one's web server (query API routing)."""
         host = self.web_advertised_host or ("127.0.0.1" if self.web_host in ("0.0.0.0", "::") else self.web_host)
-        return f"http://{host}:{self.web_port}"
+        return f"{'https' if self.web_tls else 'http'}://{host}:{self.web_port}"
 
     display_timezone: str = "Asia/Shanghai"
     max_clock_skew_s: float = Field(default=300.0, ge=0)
@@ -216,12 +288,25 @@ class Settings(BaseSettings):
                 "can follow, must be rarer by chance than the early warning before it)"
             )
             raise ValueError(msg)
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        pem_files = (
+            "ssl_cafile",
+            "ssl_certfile",
+            "ssl_keyfile",
+            "web_tls_certfile",
+            "web_tls_keyfile",
+            "web_tls_cafile",
+        )
+        for name in pem_files:
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{name}: got {str(path)!r}, expected a readable PEM file")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile / ssl_keyfile: got one of them, expected both (mutual TLS) or neither")
+        if (self.web_tls_certfile is None) != (self.web_tls_keyfile is None):
+            raise ValueError("web_tls_certfile / web_tls_keyfile: got one of them, expected both (HTTPS) or neither")
+        if self.auth_jwks is not None and not (self.auth_issuer and self.auth_audience):
+            msg = f"auth_jwks: set to {self.auth_jwks!r}, expected auth_issuer and auth_audience set as well"
+            raise ValueError(msg)
         return self
 
     def ssl_context(self) -> Any:

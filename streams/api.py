@@ -16,17 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from faust.exceptions import SameNode
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from monitor.schemas import Alert, Appraisal, CollateralValuation, LoanRiskSnapshot, MarginCall
+from monitor.schemas import AccessLogEntry, Alert, Appraisal, CollateralValuation, LoanRiskSnapshot, MarginCall
+from streams.security import (
+    AUDITOR,
+    PRINCIPAL_HEADER,
+    RELATIONSHIP_MANAGER,
+    RISK_OFFICER,
+    ROLES,
+    Authenticator,
+    Forbidden,
+    Principal,
+    Unauthorized,
+)
 
-__all__ = ["AssetDetail", "LoanDetail", "LoanSummary", "openapi", "register_api"]
+__all__ = ["ApiSecurity", "AssetDetail", "LoanDetail", "LoanSummary", "openapi", "register_api"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +49,7 @@ class LoanSummary(BaseModel):
     """One loan in the list: status and coverage (ratios), amounts in yuan."""
 
     loan_id: str
+    borrower_id: str
     status: str
     coverage_ratio: float | None
     collateral_value: float
@@ -89,6 +104,15 @@ def openapi() -> dict[str, Any]:
         "description": "No such id on any worker",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
     }
+    unauthorized = {
+        "description": "No valid credential: no, malformed, expired or forged bearer token",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
+    }
+    forbidden = {
+        "description": "A valid credential whose role may not read this (or a loan of another borrower)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
+    }
+    refusals = {"401": unauthorized, "403": forbidden}
     ident = {"type": "string", "minLength": 1, "maxLength": 200}
     return {
         "openapi": "3.1.0",
@@ -110,7 +134,7 @@ def openapi() -> dict[str, Any]:
                             "schema": {"type": "string", "enum": ["all", "local"], "default": "all"},
                         }
                     ],
-                    "responses": {"200": ok("LoanSummary", array=True), "503": unavailable},
+                    "responses": {"200": ok("LoanSummary", array=True), "503": unavailable, **refusals},
                 }
             },
             "/api/loans/{loan_id}": {
@@ -118,7 +142,7 @@ def openapi() -> dict[str, Any]:
                     "operationId": "getLoan",
                     "summary": "One loan with valuation components, active alerts and margin calls",
                     "parameters": [{"name": "loan_id", "in": "path", "required": True, "schema": ident}],
-                    "responses": {"200": ok("LoanDetail"), "404": not_found, "503": unavailable},
+                    "responses": {"200": ok("LoanDetail"), "404": not_found, "503": unavailable, **refusals},
                 }
             },
             "/api/assets/{asset_id}": {
@@ -126,25 +150,133 @@ def openapi() -> dict[str, Any]:
                     "operationId": "getAsset",
                     "summary": "One pledged asset with its appraisal and latest valuation",
                     "parameters": [{"name": "asset_id", "in": "path", "required": True, "schema": ident}],
-                    "responses": {"200": ok("AssetDetail"), "404": not_found, "503": unavailable},
+                    "responses": {"200": ok("AssetDetail"), "404": not_found, "503": unavailable, **refusals},
                 }
             },
         },
-        "components": {"schemas": schemas["$defs"]},
+        # a bearer token: the bank's OIDC access token (JWT) or a static API token (streams.security)
+        "security": [{"bearer": []}],
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
     }
 
 
-def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any) -> None:
-    """Add the views to the faust ``app``; ``node`` is the worker's :class:`streams.worker.Node`."""
+@dataclass
+class ApiSecurity:
+    """Who may read the query API, and the trace each read leaves (issue 22, ``streams.security``).
 
-    def local_loans() -> list[dict[str, Any]]:
+    Attributes
+    ----------
+    auth
+        Verifies credentials; None on a loopback API without credentials (every caller is then the
+        ``anonymous`` reader with the risk officer's view, and still logged).
+    peer_token
+        The credential this worker forwards with (the same on every worker); None: no forwarding
+        while ``auth`` is set.
+    client_ssl
+        TLS context for forwarding to another worker's HTTPS server (its CA), or None for plain HTTP.
+    access_log
+        Awaited with each :class:`~monitor.schemas.AccessLogEntry` (the worker sends it to
+        ``pledge.access-log``); None: not logged (unit tests).
+    count
+        Called with (action, decision) for ``pledgewatch_api_requests_total``.
+    worker
+        This worker's URL, named in the log entries.
+    """
+
+    auth: Authenticator | None = None
+    peer_token: str | None = None
+    client_ssl: ssl.SSLContext | None = None
+    access_log: Callable[[AccessLogEntry], Awaitable[None]] | None = None
+    count: Callable[[str, str], None] | None = None
+    worker: str = ""
+
+
+#: Roles each endpoint admits (``streams.security``): operations read pipeline health, never loan data;
+#: an asset's view spans the loans of every borrower that pledged it, so relationship managers read
+#: assets through their own loans' detail (which carries each asset's valuation).
+LOAN_READERS = (RISK_OFFICER, RELATIONSHIP_MANAGER, AUDITOR)
+ASSET_READERS = (RISK_OFFICER, AUDITOR)
+DOC_READERS = ROLES
+#: Seconds a worker waits for another worker's answer before the caller gets a 503.
+FORWARD_TIMEOUT_S = 10.0
+
+
+def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any, security: ApiSecurity | None = None) -> None:
+    """Add the views to the faust ``app``; ``node`` is the worker's :class:`streams.worker.Node`.
+
+    Every view authenticates the caller (:class:`ApiSecurity`), checks the endpoint's roles, answers
+    for the data this worker holds or forwards to the worker holding it (with this worker's own
+    credential and the caller's principal, never the caller's token), and logs the answer.
+    """
+    sec = security or ApiSecurity()
+
+    def who(request: Any) -> Principal:
+        if sec.auth is None:
+            return Principal("anonymous", RISK_OFFICER, None, via="none")
+        return sec.auth.authenticate(request.headers.get("Authorization"), request.headers.get(PRINCIPAL_HEADER))
+
+    async def trace(
+        request: Any, principal: Principal | None, action: str, ident: str | None, status: int, reason: str | None
+    ) -> None:
+        decision = {200: "allowed", 404: "not_found", 503: "unavailable"}.get(status, "refused")
+        if sec.count is not None:
+            sec.count(action, decision)
+        if principal is not None and principal.via == "peer":
+            return  # the worker the client asked logs it, with the final answer
+        if sec.access_log is None:
+            return
+        entry = AccessLogEntry(
+            at=dt.datetime.now(dt.UTC),
+            worker=sec.worker,
+            subject=principal.subject if principal is not None else "unauthenticated",
+            role=principal.role if principal is not None else None,
+            via=principal.via if principal is not None else None,
+            action=action,  # type: ignore[arg-type]  # one of the Literal's values, from the views below
+            resource_id=ident,
+            remote=request.remote,
+            decision=decision,  # type: ignore[arg-type]
+            status=status,
+            reason=reason,
+        )
+        try:
+            await sec.access_log(entry)
+        except Exception as exc:  # noqa: BLE001 - the read was answered; a lost log entry is an error to see
+            log.error("access log: entry not written (%s: %s): %s", type(exc).__name__, exc, entry.model_dump_json())
+
+    async def guarded(
+        web: Any, request: Any, action: str, ident: str | None, roles: tuple[str, ...], answer: Any
+    ) -> Any:
+        """Authenticate, check the roles, answer (``answer(principal)``) and log; 401 / 403 as JSON."""
+        principal: Principal | None = None
+        try:
+            principal = who(request)
+            if sec.auth is not None:
+                sec.auth.require(principal, roles)
+        except Unauthorized as exc:
+            await trace(request, None, action, ident, 401, exc.reason)
+            headers = {"WWW-Authenticate": 'Bearer realm="pledgewatch"'}
+            return web.json({"error": f"unauthorized: {exc.reason}"}, status=401, headers=headers)
+        except Forbidden as exc:
+            await trace(request, principal, action, ident, 403, exc.reason)
+            return web.json({"error": f"forbidden: {exc.reason}"}, status=403)
+        response, reason = await answer(principal)
+        await trace(request, principal, action, ident, response.status, reason)
+        return response
+
+    def local_loans(principal: Principal) -> list[dict[str, Any]]:
         node.loan_state.load_all()
         out = []
         for loan in node.loans.loans.values():
+            if not principal.may_read_borrower(loan.opened.borrower_id):
+                continue
             s = loan.snapshot()
             out.append(
                 LoanSummary(
                     loan_id=s.loan_id,
+                    borrower_id=loan.opened.borrower_id,
                     status=s.status,
                     coverage_ratio=s.coverage_ratio,
                     collateral_value=s.collateral_value,
@@ -154,65 +286,110 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any) -> None
             )
         return out
 
-    async def remote_loans(url: str) -> list[dict[str, Any]]:
-        timeout = aiohttp.ClientTimeout(total=10)
+    def forward_headers(principal: Principal) -> dict[str, str] | None:
+        """Return the worker's own credential and the caller's principal; None when forwarding is not configured."""
+        if sec.auth is None:
+            return {}
+        if not sec.peer_token:
+            return None
+        return {"Authorization": f"Bearer {sec.peer_token}", PRINCIPAL_HEADER: principal.header()}
+
+    async def fetch(url: str, principal: Principal, params: dict[str, str] | None = None) -> tuple[int, str, str]:
+        headers = forward_headers(principal)
+        if headers is None:
+            raise ForwardingNotConfigured()
+        timeout = aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(f"{url.rstrip('/')}/api/loans", params={"scope": "local"}) as resp:
-                resp.raise_for_status()
-                return list(await resp.json())
+            async with session.get(url, params=params, headers=headers, ssl=sec.client_ssl or True) as resp:
+                return resp.status, await resp.text(), resp.content_type
 
     @app.page("/api/loans")
     async def loans_view(web: Any, request: Any) -> Any:
-        loans = local_loans()
-        if request.query.get("scope", "all") != "local":
-            me = str(app.conf.canonical_url).rstrip("/")
-            others = [str(u).rstrip("/") for u in app.router.table_metadata(loan_table.name)]
-            others = [u for u in others if u != me]
-            answers = await asyncio.gather(*(remote_loans(u) for u in others), return_exceptions=True)
-            for url, got in zip(others, answers, strict=True):
-                if isinstance(got, BaseException):
-                    log.warning("query API: worker %s did not answer: %s", url, got)
-                    return web.json({"error": f"worker {url} did not answer; try again"}, status=503)
-                loans.extend(got)
-        return web.json(sorted(loans, key=lambda x: x["loan_id"]))
+        async def answer(principal: Principal) -> tuple[Any, str | None]:
+            loans = local_loans(principal)
+            if request.query.get("scope", "all") != "local":
+                me = str(app.conf.canonical_url).rstrip("/")
+                others = [str(u).rstrip("/") for u in app.router.table_metadata(loan_table.name)]
+                others = [u for u in others if u != me]
+                answers = await asyncio.gather(
+                    *(fetch(f"{u}/api/loans", principal, {"scope": "local"}) for u in others), return_exceptions=True
+                )
+                for url, got in zip(others, answers, strict=True):
+                    if isinstance(got, BaseException) or got[0] != 200:
+                        why = got if isinstance(got, BaseException) else f"HTTP {got[0]}"
+                        log.warning("query API: worker %s did not answer: %s", url, why)
+                        msg = f"worker {url} did not answer; try again"
+                        return web.json({"error": msg}, status=503), f"worker {url}: {why}"
+                    loans.extend(json.loads(got[1]))
+            return web.json(sorted(loans, key=lambda x: x["loan_id"])), None
 
-    async def routed(table: Any, key: str, web: Any, request: Any, local: Any) -> Any:
-        """Answer here when this worker holds ``key``, else forward to the owner (faust's table routing)."""
+        return await guarded(web, request, "list_loans", None, LOAN_READERS, answer)
+
+    async def routed(
+        table: Any,
+        key: str,
+        web: Any,
+        request: Any,
+        principal: Principal,
+        local: Callable[[], Awaitable[tuple[Any, str | None]]],
+    ) -> tuple[Any, str | None]:
+        """Answer here when this worker holds ``key``, else forward to the owner with this worker's credential."""
         try:
-            return await app.router.route_req(table.name, key, web, request)
-        except SameNode:
+            owner = str(app.router.key_store(table.name, key)).rstrip("/")
+        except Exception as exc:  # noqa: BLE001 - no assignment yet (a rebalance): the caller's 503, never a 500
+            msg = f"the worker holding {key!r} is not known now ({type(exc).__name__}); try again"
+            return web.json({"error": msg}, status=503), msg
+        if owner == str(app.conf.canonical_url).rstrip("/"):
             return await local()
+        try:
+            status, text, content_type = await fetch(f"{owner}{request.path}", principal)
+        except ForwardingNotConfigured:
+            msg = "forwarding to another worker needs PLEDGEWATCH_PEER_TOKEN on every worker"
+            log.error("query API: %s (asked for %r of %s)", msg, key, table.name)
+            return web.json({"error": f"the worker holding {key!r} cannot be asked: {msg}"}, status=503), msg
         except Exception as exc:  # noqa: BLE001 - routing trouble is the caller's 503, never a 500
-            log.warning("query API: cannot route %r of %s: %s", key, table.name, exc)
+            log.warning("query API: cannot reach %s for %r of %s: %s", owner, key, table.name, exc)
             msg = f"the worker holding {key!r} cannot be reached now ({type(exc).__name__}); try again"
-            return web.json({"error": msg}, status=503)
+            return web.json({"error": msg}, status=503), msg
+        reason = None if status == 200 else f"answered {status} by {owner}"
+        return web.text(text, content_type=content_type, status=status), reason
 
     @app.page("/api/loans/{loan_id}")
     async def loan_view(web: Any, request: Any, loan_id: str) -> Any:
-        return await routed(loan_table, loan_id, web, request, lambda: loan_local(web, loan_id))
+        async def answer(principal: Principal) -> tuple[Any, str | None]:
+            local = lambda: loan_local(web, loan_id, principal)  # noqa: E731
+            return await routed(loan_table, loan_id, web, request, principal, local)
 
-    async def loan_local(web: Any, loan_id: str) -> Any:
+        return await guarded(web, request, "read_loan", loan_id, LOAN_READERS, answer)
+
+    async def loan_local(web: Any, loan_id: str, principal: Principal) -> tuple[Any, str | None]:
         node.loan_state.load(loan_id)
         loan = node.loans.loans.get(loan_id)
         if loan is None:
-            return web.json({"error": f"loan_id: no loan {loan_id!r}"}, status=404)
+            return web.json({"error": f"loan_id: no loan {loan_id!r}"}, status=404), None
+        if not principal.may_read_borrower(loan.opened.borrower_id):
+            msg = f"loan {loan_id!r} is not of a borrower assigned to {principal.subject!r}"
+            return web.json({"error": f"forbidden: {msg}"}, status=403), msg
         detail = LoanDetail(
             snapshot=loan.snapshot(),
             assets=[s.valuation for s in loan.assets.values() if s.valuation is not None],
             active_alerts=sorted(loan.active_alerts.values(), key=lambda a: a.at),
             margin_calls=sorted(loan.margin_calls.values(), key=lambda m: m.issued_at),
         )
-        return web.json(detail.model_dump(mode="json"))
+        return web.json(detail.model_dump(mode="json")), None
 
     @app.page("/api/assets/{asset_id}")
     async def asset_view(web: Any, request: Any, asset_id: str) -> Any:
-        return await routed(asset_table, asset_id, web, request, lambda: asset_local(web, asset_id))
+        async def answer(principal: Principal) -> tuple[Any, str | None]:
+            return await routed(asset_table, asset_id, web, request, principal, lambda: asset_local(web, asset_id))
 
-    async def asset_local(web: Any, asset_id: str) -> Any:
+        return await guarded(web, request, "read_asset", asset_id, ASSET_READERS, answer)
+
+    async def asset_local(web: Any, asset_id: str) -> tuple[Any, str | None]:
         node.asset_state.load(asset_id)
         asset = node.assets.assets.get(asset_id)
         if asset is None:
-            return web.json({"error": f"asset_id: no pledged asset {asset_id!r}"}, status=404)
+            return web.json({"error": f"asset_id: no pledged asset {asset_id!r}"}, status=404), None
         detail = AssetDetail(
             asset_id=asset.asset_id,
             asset_profile=asset.profile_name,
@@ -221,8 +398,15 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any) -> None
             windows_seen=asset.valuer.windows_seen,
             valuation=asset.last_valuation,
         )
-        return web.json(detail.model_dump(mode="json"))
+        return web.json(detail.model_dump(mode="json")), None
 
     @app.page("/api/openapi.json")
     async def openapi_view(web: Any, request: Any) -> Any:
-        return web.json(openapi())
+        async def answer(principal: Principal) -> tuple[Any, str | None]:
+            return web.json(openapi()), None
+
+        return await guarded(web, request, "read_openapi", None, DOC_READERS, answer)
+
+
+class ForwardingNotConfigured(Exception):
+    """Raised when a request must go to another worker and no peer credential is set."""

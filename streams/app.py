@@ -20,15 +20,17 @@ from mode.utils.times import want_seconds
 
 from monitor.core import AssetBook, CoreParams, LoanBook
 from monitor.errors import ConfigError
+from monitor.schemas import AccessLogEntry
 from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
-from streams.api import register_api
+from streams.api import ApiSecurity, register_api
 from streams.rules_control import Decision, follow, read_history
+from streams.security import Authenticator, ReloadingCertificate
 from streams.store import ROCKSDB_URL, STATE_MAX_BYTES
 from streams.worker import CHECKPOINT_INTERVAL_S, Node
 
-__all__ = ["changelog_topics", "count_commit_failures", "create_app", "run_worker"]
+__all__ = ["api_security", "changelog_topics", "count_commit_failures", "create_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +145,11 @@ def create_app(
         credentials = faust.SSLCredentials(settings.ssl_context())
     # faust writes its lock and table files under datadir but does not create its parents
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    server_tls = (
+        ReloadingCertificate(settings.web_tls_certfile, settings.web_tls_keyfile)
+        if settings.web_tls_certfile is not None and settings.web_tls_keyfile is not None
+        else None
+    )
     app = _App(
         settings.app_id,
         broker=brokers,
@@ -165,6 +172,7 @@ def create_app(
         web_bind=settings.web_host,
         web_port=settings.web_port,
         canonical_url=settings.canonical_url,
+        web_ssl_context=server_tls.context if server_tls is not None else None,
         autodiscover=False,
         table_cleanup_interval=3600.0,
         # the query API takes no request bodies: aiohttp refuses any over 64 KiB (its default is 1 MiB)
@@ -200,7 +208,7 @@ def create_app(
     )
     app.node = node  # its shutdown drains the records waiting for a checkpoint
 
-    register_api(app, node, loan_table, asset_table)
+    register_api(app, node, loan_table, asset_table, api_security(app, settings, metrics))
 
     @app.agent(telemetry_in, name="telemetry")
     async def telemetry_agent(stream: faust.StreamT) -> None:
@@ -239,6 +247,12 @@ def create_app(
             for event in node.flush_pending(CHECKPOINT_INTERVAL_S):
                 await node.manual.ack(event)
 
+    if server_tls is not None:
+
+        @app.timer(interval=TLS_RELOAD_CHECK_S)
+        async def web_certificate() -> None:
+            server_tls.maybe_reload()
+
     if pusher is not None:
 
         @app.timer(interval=pusher.resend_s)
@@ -270,6 +284,49 @@ def changelog_topics(app: faust.App, replication: int = 1) -> list[NewTopic]:
     return topics
 
 
+#: Seconds between two looks at the web server's certificate files (a rotated certificate is in use
+#: within this time; certificates are renewed days before they expire, so a minute is plenty).
+TLS_RELOAD_CHECK_S = 60.0
+
+
+def api_security(app: faust.App, settings: Settings, metrics: Any = None) -> ApiSecurity:
+    """The query API's :class:`ApiSecurity` from the settings: who may read, forwarding, the access log.
+
+    The access log goes to ``pledge.access-log`` through the worker's producer, each entry awaited
+    until the broker has it; ``metrics`` (when given) counts every request.
+    """
+    import ssl
+
+    auth = None
+    peer = settings.peer_token.get_secret_value() if settings.peer_token is not None else None
+    if settings.web_auth:
+        auth = Authenticator(
+            settings.auth_jwks,
+            settings.auth_issuer,
+            settings.auth_audience,
+            settings.auth_roles_claim,
+            settings.auth_borrowers_claim,
+            settings.auth_rm_mapping,
+            settings.api_tokens_file,
+            peer,
+        )
+    client_ssl = None
+    if settings.web_tls:
+        cafile = str(settings.web_tls_cafile) if settings.web_tls_cafile is not None else None
+        client_ssl = ssl.create_default_context(cafile=cafile)
+    topic = settings.topic("access-log")
+
+    async def access_log(entry: AccessLogEntry) -> None:
+        value = entry.model_dump_json().encode()
+        await app.producer.send_and_wait(topic, entry.subject.encode(), value, None, None, None)
+
+    def count(action: str, decision: str) -> None:
+        if metrics is not None:
+            metrics.api_requests.labels(action, decision).inc()
+
+    return ApiSecurity(auth, peer, client_ssl, access_log, count, settings.canonical_url)
+
+
 def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, loglevel: str = "warning") -> None:
     """Create the topics, serve ``/metrics`` on loopback and run the faust worker until stopped.
 
@@ -284,6 +341,7 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     from streams.prometheus import Metrics, PrometheusSensor, serve_metrics
     from streams.topics import create_topics
 
+    settings.check_web_exposure()  # before anything starts: a worker that would expose loan data does not
     create_topics(settings)
     metrics = Metrics.create(REGISTRY)
     if settings.metrics_port:

@@ -188,6 +188,7 @@ class Metrics:
     provisional_deadlines: Counter
     publish_failures: Counter
     commit_failures: Counter
+    api_requests: Counter
     rulebook_info: Gauge
     rulebook_rejected: Counter
     processing: Histogram
@@ -242,6 +243,13 @@ class Metrics:
             commit_failures=Counter(
                 p + "commit_failures",
                 "Offset commits the broker refused or that failed (a rebalance in progress, a fenced member)",
+                registry=registry,
+            ),
+            api_requests=Counter(
+                p + "api_requests",
+                "Query API requests by action (list_loans, read_loan, read_asset, read_openapi) and decision "
+                "(allowed, refused, not_found, unavailable); each is also an entry on the access-log topic",
+                ["action", "decision"],
                 registry=registry,
             ),
             rulebook_info=Gauge(

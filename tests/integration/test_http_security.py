@@ -1,0 +1,183 @@
+"""Who may see a loan, on the real workers (issue 22): TLS, bearer tokens, roles, forwarding, the access log.
+
+Two workers of one group bound to 127.0.0.2 and 127.0.0.3 (addresses other than 127.0.0.1, each with
+its own certificate from a CA the test makes), tokens signed by a key the test makes and publishes
+as a JWKS file (the bank's identity provider), a static token for a machine, and the peer credential
+the workers forward with. The demo's loans are split between the workers by partition, so a loan
+asked of one worker is often held by the other: those answers cross between the workers over TLS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import ssl
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import trustme
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from monitor.core import decode_loan_event
+from monitor.schemas import AccessLogEntry, LoanOpened
+from streams.security import hash_token
+from tests.integration.conftest import Env, Worker, demo_input, read_topic, replay, wait_caught_up
+
+#: 11:30 NZST: the demo's margin call has been issued (as in test_api.py)
+SLICE_END = dt.datetime(2016, 5, 19, 23, 30, tzinfo=dt.UTC)
+ISSUER, AUDIENCE = "https://idp.bank.example/realms/risk", "pledgewatch"
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def sign(key: Any = KEY, **claims: Any) -> str:
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 600, **claims}
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": "bank-1"})
+
+
+def call(url: str, ctx: ssl.SSLContext | None, token: str | None = None) -> tuple[int, Any, dict[str, str]]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=ctx) as resp:
+            return resp.status, json.loads(resp.read()), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null"), dict(exc.headers)
+
+
+@pytest.fixture
+def secured(env: Env, tmp_path: Path) -> dict[str, Any]:
+    """CA, worker certificates, JWKS, tokens file and peer secret; the env vars of each worker."""
+    ca = trustme.CA()
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    jwk = json.loads(jwt.get_algorithm_by_name("RS256").to_jwk(KEY.public_key()))
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "bank-1", "use": "sig", "alg": "RS256"}]}))
+    ops_token = secrets.token_urlsafe(32)
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text(f"tokens:\n  - {{name: grafana-health, sha256: '{hash_token(ops_token)}', role: operations}}\n")
+    peer = secrets.token_urlsafe(32)
+    per_worker = []
+    for host in ("127.0.0.2", "127.0.0.3"):
+        leaf = ca.issue_cert(host)
+        cert, key = tmp_path / f"{host}.pem", tmp_path / f"{host}.key"
+        leaf.cert_chain_pems[0].write_to_path(str(cert))
+        leaf.private_key_pem.write_to_path(str(key))
+        per_worker.append(
+            {
+                "PLEDGEWATCH_WEB_HOST": host,
+                "PLEDGEWATCH_WEB_TLS_CERTFILE": str(cert),
+                "PLEDGEWATCH_WEB_TLS_KEYFILE": str(key),
+                "PLEDGEWATCH_WEB_TLS_CAFILE": str(cafile),
+                "PLEDGEWATCH_AUTH_JWKS": str(jwks),
+                "PLEDGEWATCH_AUTH_ISSUER": ISSUER,
+                "PLEDGEWATCH_AUTH_AUDIENCE": AUDIENCE,
+                "PLEDGEWATCH_API_TOKENS_FILE": str(tokens),
+                "PLEDGEWATCH_PEER_TOKEN": peer,
+            }
+        )
+    ctx = ssl.create_default_context(cafile=str(cafile))
+    return {"workers": per_worker, "ctx": ctx, "ops": ops_token, "peer": peer}
+
+
+def test_http_security__tls_between_two_workers_tokens_roles_and_every_read_in_the_access_log(
+    env: Env, secured: dict[str, Any]
+) -> None:
+    w1, w2 = Worker(env), Worker(env, second=True)
+    for worker, extra in zip((w1, w2), secured["workers"], strict=True):
+        worker.vars.update(extra)
+    ctx: ssl.SSLContext = secured["ctx"]
+    try:
+        w1.start()
+        w2.start(members=2)
+        book, events = demo_input(SLICE_END)
+        replay(env.settings, book, events)
+        wait_caught_up(env.settings, env.run)
+        opened = [e for e in map(decode_loan_event, book) if isinstance(e, LoanOpened)]
+        borrower = {e.loan_id: e.borrower_id for e in opened}
+        loans = sorted(borrower)
+        bases = [f"https://{x['PLEDGEWATCH_WEB_HOST']}:{w.vars['PLEDGEWATCH_WEB_PORT']}" for x, w in
+                 zip(secured["workers"], (w1, w2), strict=True)]  # fmt: skip
+        officer = sign(sub="risk.li", roles=["risk_officer"])
+        rm = sign(sub="rm.zhang", roles=["relationship_manager"], borrowers=[borrower["L-AKL-002"]])
+        held = {}
+        for base in bases:  # which worker holds which loan (the risk officer's local view)
+            status, local, _ = call(f"{base}/api/loans?scope=local", ctx, officer)
+            assert status == 200
+            held.update({x["loan_id"]: base for x in local})
+        assert sorted(held) == loans and len(set(held.values())) == 2  # the loans are split between them
+
+        for base in bases:
+            # no token, a forged one, an expired one, a token of another issuer: 401, saying how to authenticate
+            forged = sign(key=rsa.generate_private_key(public_exponent=65537, key_size=2048), roles=["risk_officer"])
+            expired = sign(roles=["risk_officer"], exp=int(time.time()) - 120)
+            for token in (None, forged, expired, sign(roles=["risk_officer"], iss="https://idp.evil.example"), "x"):
+                status, body, headers = call(f"{base}/api/loans/L-AKL-001", ctx, token)
+                assert (
+                    status == 401
+                    and body["error"].startswith("unauthorized")
+                    and "Bearer" in headers["WWW-Authenticate"]
+                )
+            # operations: pipeline health, no loan data
+            for path in ("/api/loans", "/api/loans/L-AKL-001", "/api/assets/akl-routes-7xx"):
+                status, body, _ = call(base + path, ctx, secured["ops"])
+                assert status == 403 and "operations" in body["error"]
+            # the peer credential without a principal is no key to the data
+            assert call(f"{base}/api/loans", ctx, secured["peer"])[0] == 401
+            # the risk officer reads every loan, whichever worker holds it (forwarded over TLS)
+            status, listed, _ = call(f"{base}/api/loans", ctx, officer)
+            assert status == 200 and [x["loan_id"] for x in listed] == loans
+            for loan in loans:
+                status, detail, _ = call(f"{base}/api/loans/{loan}", ctx, officer)
+                assert status == 200 and detail["snapshot"]["loan_id"] == loan
+            status, asset, _ = call(f"{base}/api/assets/akl-routes-7xx", ctx, officer)
+            assert status == 200 and asset["asset_id"] == "akl-routes-7xx"
+            # the relationship manager sees only their borrower's loan, in the list and by id, on either worker
+            status, listed, _ = call(f"{base}/api/loans", ctx, rm)
+            assert status == 200 and [x["loan_id"] for x in listed] == ["L-AKL-002"]
+            assert call(f"{base}/api/loans/L-AKL-002", ctx, rm)[0] == 200
+            for loan in ("L-AKL-001", "L-AKL-003"):
+                status, body, _ = call(f"{base}/api/loans/{loan}", ctx, rm)
+                assert status == 403 and "not of a borrower assigned to 'rm.zhang'" in body["error"], (base, loan, held)
+            assert call(f"{base}/api/assets/akl-routes-7xx", ctx, rm)[0] == 403
+        # a refused loan held by the other worker was among those asked: its 403 came from its owner
+        assert {held["L-AKL-001"], held["L-AKL-003"]} - {bases[0]} or {held["L-AKL-001"], held["L-AKL-003"]} - {
+            bases[1]
+        }
+
+        # plain HTTP on the TLS port gets no loan data
+        for base in bases:
+            with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+                urllib.request.urlopen(base.replace("https://", "http://") + "/api/loans", timeout=10).read()
+
+        # every read is on the access log, once, with who, what, from where and the answer; never a token
+        entries = [AccessLogEntry.model_validate_json(r.value) for r in read_topic(env.settings, "access-log")]
+        raw = b"".join(r.value for r in read_topic(env.settings, "access-log"))
+        for secret in (officer, rm, forged, secured["ops"], secured["peer"]):
+            assert secret.encode() not in raw
+        rm_refused = [
+            e for e in entries if e.subject == "rm.zhang" and e.decision == "refused" and e.action == "read_loan"
+        ]
+        assert sorted((e.resource_id, e.status) for e in rm_refused) == sorted(
+            (loan, 403) for loan in ("L-AKL-001", "L-AKL-003") for _ in bases
+        )  # once per request, though half of them crossed to the other worker
+        assert all(
+            (e.remote or "").startswith("127.") and e.via == "jwt" and e.role == "relationship_manager"
+            for e in rm_refused
+        )
+        officer_reads = [e for e in entries if e.subject == "risk.li" and e.action == "read_loan"]
+        assert len(officer_reads) == len(loans) * len(bases) and all(e.decision == "allowed" for e in officer_reads)
+        unauthenticated = [e for e in entries if e.subject == "unauthenticated"]
+        assert len(unauthenticated) >= 5 * len(bases) and all(e.status == 401 and e.reason for e in unauthenticated)
+        assert {e.worker for e in entries} == set(bases)
+        assert w1.metric("pledgewatch_api_requests_total", action="read_loan", decision="refused") > 0
+        assert w1.alive() and w2.alive()
+    finally:
+        w2.stop()
+        w1.stop()
