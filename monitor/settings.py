@@ -200,8 +200,9 @@ class Settings(BaseSettings):
         """Refuse to serve loan data beyond this host without TLS and authentication (secure by default).
 
         Loopback (``127.0.0.0/8``, ``::1``, ``localhost``) reaches only this host's users; any other
-        bind address, and scale-out needs one (faust routes queries between workers), reaches the
-        network, where loan data must be encrypted and every reader known.
+        bind address of the web server (scale-out needs one: faust routes queries between workers) or
+        of ``/metrics`` (per-loan series) reaches the network, where loan data must be encrypted and
+        every reader known. Both servers use the same certificate and credentials.
 
         Raises
         ------
@@ -212,25 +213,30 @@ class Settings(BaseSettings):
 
         from monitor.errors import ConfigError
 
-        host = self.web_host.strip("[]")
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:  # a host name: it may resolve to anything
-            loopback = False
-        if loopback:
-            return
-        missing = []
-        if not self.web_tls:
-            missing.append("PLEDGEWATCH_WEB_TLS_CERTFILE and PLEDGEWATCH_WEB_TLS_KEYFILE")
-        if not self.web_auth:
-            missing.append("PLEDGEWATCH_AUTH_JWKS (with _AUTH_ISSUER, _AUTH_AUDIENCE) or PLEDGEWATCH_API_TOKENS_FILE")
-        if missing:
-            msg = (
-                f"web_host: got {self.web_host!r}, not a loopback address, so the query API would serve loan data "
-                f"to the network; expected {' and '.join(missing)} set (docs/runbook.md, 'HTTP security'), "
-                "or web_host 127.0.0.1"
-            )
-            raise ConfigError(msg)
+        surfaces = [("web_host", self.web_host, "the query API would serve loan data")]
+        if self.metrics_port:
+            surfaces.append(("metrics_host", self.metrics_host, "/metrics would serve per-loan series"))
+        for field, host, what in surfaces:
+            bare = host.strip("[]")
+            try:
+                loopback = bare == "localhost" or ipaddress.ip_address(bare).is_loopback
+            except ValueError:  # a host name: it may resolve to anything
+                loopback = False
+            if loopback:
+                continue
+            missing = []
+            if not self.web_tls:
+                missing.append("PLEDGEWATCH_WEB_TLS_CERTFILE and PLEDGEWATCH_WEB_TLS_KEYFILE")
+            if not self.web_auth:
+                missing.append(
+                    "PLEDGEWATCH_AUTH_JWKS (with _AUTH_ISSUER, _AUTH_AUDIENCE) or PLEDGEWATCH_API_TOKENS_FILE"
+                )
+            if missing:
+                msg = (
+                    f"{field}: got {host!r}, not a loopback address, so {what} to the network; expected "
+                    f"{' and '.join(missing)} set (docs/runbook.md, 'HTTP security'), or {field} 127.0.0.1"
+                )
+                raise ConfigError(msg)
 
     @property
     def state_dir(self) -> Path:

@@ -30,7 +30,15 @@ from streams.security import Authenticator, ReloadingCertificate
 from streams.store import ROCKSDB_URL, STATE_MAX_BYTES
 from streams.worker import CHECKPOINT_INTERVAL_S, Node
 
-__all__ = ["api_security", "changelog_topics", "count_commit_failures", "create_app", "run_worker"]
+__all__ = [
+    "api_security",
+    "authenticator",
+    "changelog_topics",
+    "count_commit_failures",
+    "create_app",
+    "run_worker",
+    "web_certificate",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +117,7 @@ def create_app(
     rules_from: int | None = None,
     origin: str = "file",
     pusher: Any = None,
+    server_tls: ReloadingCertificate | None = None,
 ) -> tuple[faust.App, Node]:
     """Build the faust app and its agents; nothing connects until the worker starts.
 
@@ -145,11 +154,8 @@ def create_app(
         credentials = faust.SSLCredentials(settings.ssl_context())
     # faust writes its lock and table files under datadir but does not create its parents
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    server_tls = (
-        ReloadingCertificate(settings.web_tls_certfile, settings.web_tls_keyfile)
-        if settings.web_tls_certfile is not None and settings.web_tls_keyfile is not None
-        else None
-    )
+    if server_tls is None:
+        server_tls = web_certificate(settings)
     app = _App(
         settings.app_id,
         broker=brokers,
@@ -248,10 +254,11 @@ def create_app(
                 await node.manual.ack(event)
 
     if server_tls is not None:
+        tls = server_tls  # the web server's and the metrics server's: one context, reloaded here
 
         @app.timer(interval=TLS_RELOAD_CHECK_S)
-        async def web_certificate() -> None:
-            server_tls.maybe_reload()
+        async def reload_certificate() -> None:
+            tls.maybe_reload()
 
     if pusher is not None:
 
@@ -289,6 +296,42 @@ def changelog_topics(app: faust.App, replication: int = 1) -> list[NewTopic]:
 TLS_RELOAD_CHECK_S = 60.0
 
 
+def web_certificate(settings: Settings) -> ReloadingCertificate | None:
+    """The HTTPS certificate of the web and metrics servers from the settings, or None for plain HTTP.
+
+    Raises
+    ------
+    ConfigError
+        When the certificate and key cannot be loaded.
+    """
+    if settings.web_tls_certfile is None or settings.web_tls_keyfile is None:
+        return None
+    return ReloadingCertificate(settings.web_tls_certfile, settings.web_tls_keyfile)
+
+
+def authenticator(settings: Settings) -> Authenticator | None:
+    """The credential check of the HTTP surfaces from the settings, or None when none is configured.
+
+    Raises
+    ------
+    ConfigError
+        A JWKS, tokens or mapping file that cannot be read or holds what is not expected.
+    """
+    if not settings.web_auth:
+        return None
+    peer = settings.peer_token.get_secret_value() if settings.peer_token is not None else None
+    return Authenticator(
+        settings.auth_jwks,
+        settings.auth_issuer,
+        settings.auth_audience,
+        settings.auth_roles_claim,
+        settings.auth_borrowers_claim,
+        settings.auth_rm_mapping,
+        settings.api_tokens_file,
+        peer,
+    )
+
+
 def api_security(app: faust.App, settings: Settings, metrics: Any = None) -> ApiSecurity:
     """The query API's :class:`ApiSecurity` from the settings: who may read, forwarding, the access log.
 
@@ -297,19 +340,8 @@ def api_security(app: faust.App, settings: Settings, metrics: Any = None) -> Api
     """
     import ssl
 
-    auth = None
+    auth = authenticator(settings)
     peer = settings.peer_token.get_secret_value() if settings.peer_token is not None else None
-    if settings.web_auth:
-        auth = Authenticator(
-            settings.auth_jwks,
-            settings.auth_issuer,
-            settings.auth_audience,
-            settings.auth_roles_claim,
-            settings.auth_borrowers_claim,
-            settings.auth_rm_mapping,
-            settings.api_tokens_file,
-            peer,
-        )
     client_ssl = None
     if settings.web_tls:
         cafile = str(settings.web_tls_cafile) if settings.web_tls_cafile is not None else None
@@ -342,11 +374,14 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     from streams.topics import create_topics
 
     settings.check_web_exposure()  # before anything starts: a worker that would expose loan data does not
+    server_tls = web_certificate(settings)
     create_topics(settings)
     metrics = Metrics.create(REGISTRY)
     if settings.metrics_port:
         try:
-            serve_metrics(metrics, settings.metrics_port, settings.metrics_host)
+            tls_context = server_tls.context if server_tls is not None else None
+            auth = authenticator(settings)
+            serve_metrics(metrics, settings.metrics_port, settings.metrics_host, auth, tls_context)
         except OSError as exc:
             msg = (
                 f"metrics_port: {settings.metrics_host}:{settings.metrics_port} cannot be bound ({exc.strerror}); "
@@ -370,7 +405,9 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
         from streams.alertmanager import AlertmanagerPusher
 
         pusher = AlertmanagerPusher(settings.alertmanager_url, on_failure=metrics.alertmanager_push_failures.inc)
-    app, _node = create_app(settings, rulebook, params, PrometheusSensor(metrics), metrics, end, origin, pusher)
+    app, _node = create_app(
+        settings, rulebook, params, PrometheusSensor(metrics), metrics, end, origin, pusher, server_tls
+    )
     # the tables' changelogs exist, and are in the metadata, before faust subscribes (create_topics)
     create_topics(settings, extra=changelog_topics(app))
     # faust's own sensor (consumer offsets and lag, commit latency, rebalances) on the same registry and

@@ -275,22 +275,66 @@ class Metrics:
             portfolio=Portfolio(),
         )
 
-    def exposition(self) -> bytes:
-        """The ``/metrics`` body: the registry's metrics, then the portfolio's."""
-        return generate_latest(self.registry) + self.portfolio.render()
+    def exposition(self, per_loan: bool = True) -> bytes:
+        """The ``/metrics`` body: the registry's metrics, then the portfolio's.
+
+        ``per_loan=False`` leaves out every series labelled by a loan or an asset (the portfolio's
+        gauges and ``pledgewatch_alerts_firing``): pipeline health only, for a reader without the
+        scraper's credential (issue 22).
+        """
+        if per_loan:
+            return generate_latest(self.registry) + self.portfolio.render()
+        return generate_latest(_Without(self.registry, PER_LOAN_REGISTRY_FAMILIES))  # type: ignore[arg-type]
 
 
-def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> ThreadingWSGIServer:
-    """Serve :meth:`Metrics.exposition` on ``http://host:port/metrics`` from a daemon thread.
+#: Families of the registry labelled by loan (the portfolio's are all per loan or asset).
+PER_LOAN_REGISTRY_FAMILIES = frozenset({FiringAlerts.NAME})
+
+
+class _Without:
+    """A registry's families but ``names`` (``generate_latest`` takes anything with ``collect``)."""
+
+    def __init__(self, registry: CollectorRegistry, names: frozenset[str]) -> None:
+        self.registry, self.names = registry, names
+
+    def collect(self) -> Iterator[Any]:
+        return (family for family in self.registry.collect() if family.name not in self.names)
+
+
+def serve_metrics(
+    metrics: Metrics,
+    port: int,
+    host: str = "127.0.0.1",
+    auth: Any = None,
+    tls_context: Any = None,
+) -> ThreadingWSGIServer:
+    """Serve :meth:`Metrics.exposition` on ``http(s)://host:port/metrics`` from a daemon thread.
+
+    ``auth`` (a :class:`streams.security.Authenticator`): every scrape needs a bearer token; the
+    ``scraper``, ``risk_officer`` and ``auditor`` roles get every series, ``operations`` the pipeline's
+    only (no loan or asset label); no or a bad token is 401, another role 403. ``tls_context``: an
+    ``ssl.SSLContext`` for HTTPS (the handshake runs in the request's thread, so a slow client does
+    not hold the others back).
 
     Raises
     ------
     OSError
         When the port cannot be bound.
     """
+    from streams.security import FULL_METRICS_READERS, OPERATIONS, Forbidden, Unauthorized
 
     def app(environ, start_response):  # type: ignore[no-untyped-def]
-        body = metrics.exposition()
+        per_loan = True
+        if auth is not None:
+            try:
+                principal = auth.authenticate(environ.get("HTTP_AUTHORIZATION"))
+                auth.require(principal, (*FULL_METRICS_READERS, OPERATIONS))
+            except Unauthorized as exc:
+                return _refuse(start_response, "401 Unauthorized", f"unauthorized: {exc.reason}")
+            except Forbidden as exc:
+                return _refuse(start_response, "403 Forbidden", f"forbidden: {exc.reason}")
+            per_loan = principal.role in FULL_METRICS_READERS
+        body = metrics.exposition(per_loan=per_loan)
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -299,8 +343,19 @@ def serve_metrics(metrics: Metrics, port: int, host: str = "127.0.0.1") -> Threa
             pass
 
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+    if tls_context is not None:
+        server.socket = tls_context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
+
+
+def _refuse(start_response: Any, status: str, message: str) -> list[bytes]:
+    body = (message + "\n").encode()
+    headers = [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    if status.startswith("401"):
+        headers.append(("WWW-Authenticate", 'Bearer realm="pledgewatch-metrics"'))
+    start_response(status, headers)
+    return [body]
 
 
 def _registered(collector: FiringAlerts, registry: CollectorRegistry) -> FiringAlerts:

@@ -18,7 +18,8 @@ Three kinds of credential arrive as ``Authorization: Bearer <token>``:
 
 Roles (:data:`ROLES`): ``risk_officer`` reads every loan and asset; ``relationship_manager`` the loans
 of their own borrowers; ``auditor`` everything a risk officer reads (the access log records it);
-``operations`` pipeline health only, no loan data. Each endpoint names the roles it admits
+``operations`` pipeline health only, no loan data; ``scraper`` (Prometheus) every ``/metrics`` series
+and nothing of the query API. Each endpoint names the roles it admits
 (``streams.api``). Errors: :class:`Unauthorized` (HTTP 401: no, malformed, expired, forged token) and
 :class:`Forbidden` (HTTP 403: a valid principal whose role the endpoint does not admit).
 """
@@ -40,6 +41,7 @@ import yaml
 from monitor.errors import ConfigError
 
 __all__ = [
+    "FULL_METRICS_READERS",
     "PRINCIPAL_HEADER",
     "ROLES",
     "Authenticator",
@@ -52,14 +54,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The roles of pledgewatch's HTTP surfaces (issue 22), and the peer role of worker-to-worker forwarding.
-RISK_OFFICER, RELATIONSHIP_MANAGER, OPERATIONS, AUDITOR, PEER = (
+RISK_OFFICER, RELATIONSHIP_MANAGER, OPERATIONS, AUDITOR, SCRAPER, PEER = (
     "risk_officer",
     "relationship_manager",
     "operations",
     "auditor",
+    "scraper",
     "peer",
 )
-ROLES = (RISK_OFFICER, RELATIONSHIP_MANAGER, OPERATIONS, AUDITOR)
+#: ``scraper`` is Prometheus's: every ``/metrics`` series and nothing of the query API (least privilege:
+#: its token, in Prometheus's configuration, opens no loan's detail if it leaks).
+ROLES = (RISK_OFFICER, RELATIONSHIP_MANAGER, OPERATIONS, AUDITOR, SCRAPER)
+#: Roles that read the per-loan and per-asset series of ``/metrics``; ``operations`` reads the rest.
+FULL_METRICS_READERS = (SCRAPER, RISK_OFFICER, AUDITOR)
 #: Header carrying the caller's principal on a forwarded request (JSON), believed only from a peer.
 PRINCIPAL_HEADER = "X-Pledgewatch-Principal"
 #: Asymmetric JWS algorithms accepted (RFC 7518): never HS* (a public key would become a shared secret)

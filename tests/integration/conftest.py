@@ -11,8 +11,10 @@ import datetime as dt
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -143,9 +145,19 @@ class Worker:
                 PLEDGEWATCH_DATA_DIR=str(env.tmp / f"state-{time.monotonic_ns()}"),
             )
         self.metrics_url = f"http://127.0.0.1:{self.vars['PLEDGEWATCH_METRICS_PORT']}/metrics"
+        #: TLS context for a metrics server on HTTPS (issue 22), else None
+        self.metrics_ctx: ssl.SSLContext | None = None
 
     def metric(self, name: str, **labels: str) -> float:
         return self.env.metric(name, url=self.metrics_url, **labels)
+
+    def metrics_up(self) -> bool:
+        """Whether the metrics server answers; a 401 or 403 (it asks for a token) counts as up."""
+        try:
+            urllib.request.urlopen(self.metrics_url, timeout=2, context=self.metrics_ctx)
+        except urllib.error.HTTPError as exc:
+            return exc.code in (401, 403)
+        return True
 
     def start(self, timeout: float = 90.0, members: int = 1) -> None:
         fh = self.log.open("wb")
@@ -163,8 +175,8 @@ class Worker:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, f"worker exited early:\n{self.log.read_text()[-3000:]}"
                 try:
-                    urllib.request.urlopen(self.metrics_url, timeout=2)
-                    group = admin.describe_groups([self.env.run]).get(self.env.run, {})
+                    up = self.metrics_up()
+                    group = admin.describe_groups([self.env.run]).get(self.env.run, {}) if up else {}
                     if group.get("group_state") == "Stable" and len(group.get("members") or []) >= members:
                         return
                 except (OSError, KafkaError):

@@ -15,6 +15,7 @@ import secrets
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,13 @@ from typing import Any
 import jwt
 import pytest
 import trustme
+import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from monitor.core import decode_loan_event
 from monitor.schemas import AccessLogEntry, LoanOpened
 from streams.security import hash_token
-from tests.integration.conftest import Env, Worker, demo_input, read_topic, replay, wait_caught_up
+from tests.integration.conftest import Env, Worker, demo_input, free_port, read_topic, replay, wait_caught_up
 
 #: 11:30 NZST: the demo's margin call has been issued (as in test_api.py)
 SLICE_END = dt.datetime(2016, 5, 19, 23, 30, tzinfo=dt.UTC)
@@ -59,9 +61,15 @@ def secured(env: Env, tmp_path: Path) -> dict[str, Any]:
     jwk = json.loads(jwt.get_algorithm_by_name("RS256").to_jwk(KEY.public_key()))
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [{**jwk, "kid": "bank-1", "use": "sig", "alg": "RS256"}]}))
-    ops_token = secrets.token_urlsafe(32)
+    ops_token, scraper_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     tokens = tmp_path / "tokens.yaml"
-    tokens.write_text(f"tokens:\n  - {{name: grafana-health, sha256: '{hash_token(ops_token)}', role: operations}}\n")
+    tokens.write_text(
+        "tokens:\n"
+        f"  - {{name: grafana-health, sha256: '{hash_token(ops_token)}', role: operations}}\n"
+        f"  - {{name: prometheus, sha256: '{hash_token(scraper_token)}', role: scraper}}\n"
+    )
+    (tmp_path / "scraper-token").write_text(scraper_token)
+    (tmp_path / "ops-token").write_text(ops_token)
     peer = secrets.token_urlsafe(32)
     per_worker = []
     for host in ("127.0.0.2", "127.0.0.3"):
@@ -72,6 +80,7 @@ def secured(env: Env, tmp_path: Path) -> dict[str, Any]:
         per_worker.append(
             {
                 "PLEDGEWATCH_WEB_HOST": host,
+                "PLEDGEWATCH_METRICS_HOST": host,
                 "PLEDGEWATCH_WEB_TLS_CERTFILE": str(cert),
                 "PLEDGEWATCH_WEB_TLS_KEYFILE": str(key),
                 "PLEDGEWATCH_WEB_TLS_CAFILE": str(cafile),
@@ -83,16 +92,23 @@ def secured(env: Env, tmp_path: Path) -> dict[str, Any]:
             }
         )
     ctx = ssl.create_default_context(cafile=str(cafile))
-    return {"workers": per_worker, "ctx": ctx, "ops": ops_token, "peer": peer}
+    return {
+        "workers": per_worker, "ctx": ctx, "ops": ops_token, "scraper": scraper_token, "peer": peer,
+        "cafile": cafile, "folder": tmp_path,
+    }  # fmt: skip
 
 
 def test_http_security__tls_between_two_workers_tokens_roles_and_every_read_in_the_access_log(
     env: Env, secured: dict[str, Any]
 ) -> None:
     w1, w2 = Worker(env), Worker(env, second=True)
+    ctx: ssl.SSLContext = secured["ctx"]
     for worker, extra in zip((w1, w2), secured["workers"], strict=True):
         worker.vars.update(extra)
-    ctx: ssl.SSLContext = secured["ctx"]
+        worker.metrics_url = (
+            f"https://{extra['PLEDGEWATCH_WEB_HOST']}:{worker.vars['PLEDGEWATCH_METRICS_PORT']}/metrics"
+        )
+        worker.metrics_ctx = ctx
     try:
         w1.start()
         w2.start(members=2)
@@ -176,8 +192,70 @@ def test_http_security__tls_between_two_workers_tokens_roles_and_every_read_in_t
         unauthenticated = [e for e in entries if e.subject == "unauthenticated"]
         assert len(unauthenticated) >= 5 * len(bases) and all(e.status == 401 and e.reason for e in unauthenticated)
         assert {e.worker for e in entries} == set(bases)
-        assert w1.metric("pledgewatch_api_requests_total", action="read_loan", decision="refused") > 0
+        for w in (w1, w2):
+            req = urllib.request.Request(w.metrics_url, headers={"Authorization": f"Bearer {secured['scraper']}"})
+            body = urllib.request.urlopen(req, timeout=10, context=ctx).read().decode()
+            refused = [x for x in body.splitlines() if x.startswith("pledgewatch_api_requests_total{")
+                       and 'decision="refused"' in x]  # fmt: skip
+            assert refused and sum(float(x.rsplit(" ", 1)[1]) for x in refused) > 0
+
+        # /metrics: the scraper's credential reads every series, operations the pipeline's only, none nothing
+        scrape_metrics(secured, w1)
         assert w1.alive() and w2.alive()
     finally:
         w2.stop()
         w1.stop()
+
+
+def scrape_metrics(secured: dict[str, Any], worker: Worker) -> None:
+    """Real Prometheus scrapes the worker's HTTPS /metrics three ways: with the scraper's token, with
+    operations' token, and with none; per-loan series reach it only through the first."""
+    from tests.integration.test_observability import PROMETHEUS, Server, query, wait_for
+
+    folder: Path = secured["folder"]
+    url = urllib.parse.urlparse(worker.metrics_url)
+    tls = {"ca_file": str(secured["cafile"])}
+
+    def job(name: str, token_file: str | None) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "job_name": name,
+            "scheme": "https",
+            "tls_config": tls,
+            "static_configs": [{"targets": [url.netloc]}],
+        }
+        if token_file:
+            cfg["authorization"] = {"type": "Bearer", "credentials_file": str(folder / token_file)}
+        return cfg
+
+    config = folder / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s"},
+                "scrape_configs": [job("scraper", "scraper-token"), job("operations", "ops-token"), job("none", None)],
+            }
+        )
+    )
+    port = free_port()
+    prom = Server(
+        "prometheus",
+        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={folder / 'prom-data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        f"http://127.0.0.1:{port}/-/ready",
+        folder / "prometheus.log",
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("every job scraped", lambda: len({r["metric"]["job"] for r in query(base, "up")}) == 3, 60)
+        up = {r["metric"]["job"]: r["value"][1] for r in query(base, "up")}
+        assert up == {"scraper": "1", "operations": "1", "none": "0"}
+        loans = wait_for("per-loan series", lambda: query(base, 'pledgewatch_loan_coverage_ratio{job="scraper"}'), 60)
+        assert {r["metric"]["loan"] for r in loans}
+        assert query(base, 'pledgewatch_loan_coverage_ratio{job="operations"}') == []
+        assert query(base, 'pledgewatch_alerts_firing{job="operations"}') == []
+        assert query(base, 'pledgewatch_events_total{job="operations"}')  # the pipeline's health it does see
+        targets = json.loads(urllib.request.urlopen(f"{base}/api/v1/targets", timeout=10).read())
+        errors = {t["labels"]["job"]: t["lastError"] for t in targets["data"]["activeTargets"]}
+        assert "401" in errors["none"] and not errors["scraper"]
+    finally:
+        prom.stop()

@@ -301,3 +301,87 @@ def test_the_web_certificate_is_reloaded_when_its_files_change_and_a_bad_pair_ke
     assert not tls.maybe_reload()  # a half-written rotation: the loaded certificate stays
     with pytest.raises(ConfigError, match=r"web_tls_certfile / web_tls_keyfile: .* cannot be loaded"):
         ReloadingCertificate(cert, key)
+
+
+def test_the_compose_development_secrets_are_a_verifiable_certificate_and_tokens_the_workers_accept(
+    tmp_path: Path,
+) -> None:
+    import importlib.util
+
+    from cryptography import x509
+    from cryptography.x509.verification import PolicyBuilder, Store
+
+    from streams.security import ReloadingCertificate
+
+    spec = importlib.util.spec_from_file_location(
+        "dev_secrets", Path(__file__).parents[2] / "deploy" / "dev_secrets.py"
+    )
+    assert spec is not None and spec.loader is not None
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    tokens = dev.make(tmp_path / "secrets", ["worker-1", "worker-2", "127.0.0.1"])
+    folder = tmp_path / "secrets"
+    ca = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
+    chain = x509.load_pem_x509_certificates((folder / "worker.pem").read_bytes())
+    for host in ("worker-1", "worker-2"):
+        verifier = PolicyBuilder().store(Store([ca])).build_server_verifier(x509.DNSName(host))
+        verifier.verify(chain[0], chain[1:])  # raises when the name or the signature does not check out
+    ReloadingCertificate(folder / "worker.pem", folder / "worker.key")
+    auth = Authenticator(tokens_file=folder / "tokens.yaml")
+    assert auth.authenticate(bearer((folder / "scraper-token").read_text())).role == "scraper"
+    assert auth.authenticate(bearer(tokens["risk-officer"])).role == "risk_officer"
+    assert (folder / "worker.env").read_text() == f"PLEDGEWATCH_PEER_TOKEN={tokens['peer']}\n"
+    assert (folder / "worker.key").stat().st_mode & 0o077 == 0  # the key is the owner's alone
+    assert tokens["scraper"] not in (folder / "tokens.yaml").read_text()  # hashes only
+
+
+def test_metrics_need_a_token_and_only_the_scrapers_roles_see_per_loan_series(tmp_path: Path) -> None:
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from prometheus_client import CollectorRegistry
+
+    from streams.prometheus import Metrics, serve_metrics
+
+    metrics = Metrics.create(CollectorRegistry())
+    metrics.portfolio.set("pledgewatch_loan_coverage_ratio", ("L-1",), 1.4)
+    metrics.events.labels("pledge.telemetry", "ok").inc()
+    metrics.alerts_firing.source = lambda: iter([])  # type: ignore[attr-defined]
+    tokens = tmp_path / "tokens.yaml"
+    roles = {"scraper": "s" * 32, "operations": "o" * 32, "relationship_manager": "r" * 32}
+    tokens.write_text(
+        "tokens:\n"
+        + "".join(
+            f"  - {{name: {role}, sha256: '{hash_token(tok)}', role: {role}, borrowers: [B-1]}}\n"
+            for role, tok in roles.items()
+        )
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = serve_metrics(metrics, port, "127.0.0.1", Authenticator(tokens_file=tokens))
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scrape(token: str | None) -> tuple[int, str]:
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    try:
+        status, body = scrape(roles["scraper"])
+        assert status == 200 and 'pledgewatch_loan_coverage_ratio{loan="L-1"} 1.4' in body
+        assert "pledgewatch_events_total" in body
+        status, body = scrape(roles["operations"])
+        assert status == 200 and "pledgewatch_events_total" in body
+        assert "loan=" not in body and "asset=" not in body and "pledgewatch_alerts_firing" not in body
+        assert scrape(roles["relationship_manager"])[0] == 403
+        for token in (None, "wrong-token"):
+            status, body = scrape(token)
+            assert status == 401 and "pledgewatch" not in body.replace("pledgewatch-metrics", "")
+    finally:
+        server.shutdown()
+        server.server_close()
