@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import secrets
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from monitor.core import decode_loan_event
 from monitor.schemas import AccessLogEntry, LoanOpened
 from streams.security import hash_token
-from tests.integration.conftest import Env, Worker, demo_input, free_port, read_topic, replay, wait_caught_up
+from tests.integration.conftest import BIN, Env, Worker, demo_input, free_port, read_topic, replay, wait_caught_up
 
 #: 11:30 NZST: the demo's margin call has been issued (as in test_api.py)
 SLICE_END = dt.datetime(2016, 5, 19, 23, 30, tzinfo=dt.UTC)
@@ -172,6 +173,16 @@ def test_http_security__tls_between_two_workers_tokens_roles_and_every_read_in_t
             with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
                 urllib.request.urlopen(base.replace("https://", "http://") + "/api/loans", timeout=10).read()
 
+        # schemathesis from the API's own document: without a token only 401s, with one no server error
+        started = dt.datetime.now(dt.UTC)
+        fuzz(env, secured, bases[1], None)
+        between = dt.datetime.now(dt.UTC)
+        fuzz(env, secured, bases[1], officer)
+        fuzzed = [AccessLogEntry.model_validate_json(r.value) for r in read_topic(env.settings, "access-log")]
+        anonymous = [e for e in fuzzed if started <= e.at < between]
+        assert anonymous and {(e.status, e.subject) for e in anonymous} == {(401, "unauthenticated")}
+        assert all(e.status < 500 for e in fuzzed)
+
         # every read is on the access log, once, with who, what, from where and the answer; never a token
         entries = [AccessLogEntry.model_validate_json(r.value) for r in read_topic(env.settings, "access-log")]
         raw = b"".join(r.value for r in read_topic(env.settings, "access-log"))
@@ -205,6 +216,21 @@ def test_http_security__tls_between_two_workers_tokens_roles_and_every_read_in_t
     finally:
         w2.stop()
         w1.stop()
+
+
+def fuzz(env: Env, secured: dict[str, Any], base: str, token: str | None) -> None:
+    """schemathesis against one worker, from the OpenAPI document, with ``token`` or none."""
+    from streams.api import openapi
+
+    schema = env.tmp / "openapi.json"
+    schema.write_text(json.dumps(openapi()))
+    cmd = [str(BIN / "schemathesis"), "run", str(schema), "--url", base, "--tls-verify", str(secured["cafile"]),
+           "--checks", "not_a_server_error,status_code_conformance,response_schema_conformance",
+           "--max-examples", "25", "--seed", "7"]  # fmt: skip
+    if token is not None:
+        cmd += ["--header", f"Authorization: Bearer {token}"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=env.tmp)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
 
 
 def scrape_metrics(secured: dict[str, Any], worker: Worker) -> None:
