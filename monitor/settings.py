@@ -86,8 +86,9 @@ class Settings(BaseSettings):
     web_tls_certfile, web_tls_keyfile, web_tls_cafile
         PEM certificate and key of the web server (HTTPS; re-read when the files change), and the CA
         that signed the workers' certificates, checked when one worker forwards to another.
-    auth_jwks, auth_issuer, auth_audience, auth_roles_claim, auth_borrowers_claim, auth_rm_mapping
-        OIDC/JWT bearer tokens of the bank's identity provider: its JWKS (file or URL), the expected
+    auth_jwks, auth_jwks_cafile, auth_issuer, auth_audience, auth_roles_claim, auth_borrowers_claim, auth_rm_mapping
+        OIDC/JWT bearer tokens of the bank's identity provider: its JWKS (file or ``https://`` URL, checked
+        against ``auth_jwks_cafile`` or the system's CAs), the expected
         ``iss`` and ``aud``, the claims holding the role and a relationship manager's borrowers, and a
         YAML mapping ``subject: [borrower ids]`` for tokens without the latter (``streams.security``).
     api_tokens_file
@@ -178,6 +179,7 @@ class Settings(BaseSettings):
     web_tls_keyfile: Path | None = None
     web_tls_cafile: Path | None = None
     auth_jwks: str | None = None
+    auth_jwks_cafile: Path | None = None
     auth_issuer: str | None = None
     auth_audience: str | None = None
     auth_roles_claim: str = "roles"
@@ -295,6 +297,7 @@ class Settings(BaseSettings):
             )
             raise ValueError(msg)
         pem_files = (
+            "auth_jwks_cafile",
             "ssl_cafile",
             "ssl_certfile",
             "ssl_keyfile",

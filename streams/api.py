@@ -252,7 +252,10 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any, securit
         """Authenticate, check the roles, answer (``answer(principal)``) and log; 401 / 403 as JSON."""
         principal: Principal | None = None
         try:
-            principal = who(request)
+            if sec.auth is not None and sec.auth.fetches_keys:  # a key fetch blocks: off the event loop
+                principal = await asyncio.to_thread(who, request)
+            else:
+                principal = who(request)
             if sec.auth is not None:
                 sec.auth.require(principal, roles)
         except Unauthorized as exc:

@@ -329,6 +329,7 @@ def authenticator(settings: Settings) -> Authenticator | None:
         settings.auth_rm_mapping,
         settings.api_tokens_file,
         peer,
+        settings.auth_jwks_cafile,
     )
 
 

@@ -75,6 +75,11 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES
 #: Seconds of clock skew allowed on ``exp``/``nbf``/``iat`` between the identity provider and the worker
 #: (RFC 7519 §4.1.4 leaves it to the implementer; a minute covers NTP-synchronised hosts).
 LEEWAY_S = 60
+#: Seconds the issuer's keys fetched from a JWKS URL are kept before they are fetched again (an unknown
+#: ``kid``, as after a key rotation, fetches at once).
+JWKS_CACHE_S = 300.0
+#: Seconds a JWKS fetch may take; the request being verified answers 401 after it.
+JWKS_TIMEOUT_S = 10.0
 #: Longest bearer token read, bytes: a JWT with a few claims is under 2 KB; far longer is not a token.
 MAX_TOKEN_BYTES = 8192
 
@@ -152,7 +157,8 @@ class Authenticator:
     ----------
     jwks
         JWKS of the identity provider: a file path, or an ``https://`` URL (PyJWT's ``PyJWKClient``
-        fetches and caches it), or None when only static tokens are used.
+        fetches and caches it, checked against ``jwks_cafile`` or the system's CAs), or None when
+        only static tokens are used. ``http://`` is refused.
     issuer, audience
         Expected ``iss`` and ``aud`` of a JWT (both required when ``jwks`` is set).
     roles_claim, borrowers_claim
@@ -182,6 +188,7 @@ class Authenticator:
         rm_mapping: Path | None = None,
         tokens_file: Path | None = None,
         peer_token: str | None = None,
+        jwks_cafile: Path | None = None,
     ) -> None:
         if jwks is not None and not (issuer and audience):
             raise ConfigError(f"auth_jwks: set to {jwks!r}, expected auth_issuer and auth_audience set as well")
@@ -190,13 +197,30 @@ class Authenticator:
         self._jwk_client: jwt.PyJWKClient | None = None
         self._jwk_set: jwt.PyJWKSet | None = None
         if jwks is not None:
-            if jwks.startswith("https://") or jwks.startswith("http://"):
-                self._jwk_client = jwt.PyJWKClient(jwks, cache_keys=True, lifespan=300, timeout=10)
+            if jwks.startswith("http://"):
+                msg = (
+                    f"auth_jwks: got {jwks!r}, expected an https:// URL or a file: keys fetched over plain HTTP "
+                    "could be replaced in transit, and every token signed with the replacement would pass"
+                )
+                raise ConfigError(msg)
+            if jwks.startswith("https://"):
+                import ssl
+
+                ctx = ssl.create_default_context(cafile=str(jwks_cafile) if jwks_cafile is not None else None)
+                # keys cached 5 min (a rotated key is fetched at once: an unknown kid refetches)
+                self._jwk_client = jwt.PyJWKClient(
+                    jwks, cache_keys=True, lifespan=JWKS_CACHE_S, timeout=JWKS_TIMEOUT_S, ssl_context=ctx
+                )
             else:
                 self._jwk_set = _read_jwks(Path(jwks))
         self.rm_mapping = _read_rm_mapping(rm_mapping) if rm_mapping is not None else {}
         self.tokens = _read_tokens(tokens_file) if tokens_file is not None else []
         self._peer_sha = hash_token(peer_token) if peer_token else None
+
+    @property
+    def fetches_keys(self) -> bool:
+        """Whether verifying a token may fetch the issuer's keys over the network (blocking: run it in a thread)."""
+        return self._jwk_client is not None
 
     @property
     def enabled(self) -> bool:

@@ -385,3 +385,50 @@ def test_metrics_need_a_token_and_only_the_scrapers_roles_see_per_loan_series(tm
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_issuers_keys_come_from_its_https_jwks_url_checked_against_its_ca(tmp_path: Path) -> None:
+    """A JWKS URL as an identity provider publishes it, served here over HTTPS on loopback; http:// is refused."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import trustme
+
+    ca = trustme.CA()
+    served = json.dumps({"keys": [jwk(RSA_KEY, "k1", "RS256")]}).encode()
+    fetched: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(served)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cafile = tmp_path / "idp-ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    url = f"https://127.0.0.1:{server.server_address[1]}/realms/risk/certs"
+    try:
+        auth = Authenticator(url, ISSUER, AUDIENCE, jwks_cafile=cafile)
+        assert auth.fetches_keys
+        assert auth.authenticate(bearer(token())).subject == "alice"
+        assert auth.authenticate(bearer(token(sub="bob"))).subject == "bob"
+        assert fetched == ["/realms/risk/certs"]  # fetched once, then cached
+        untrusted = Authenticator(url, ISSUER, AUDIENCE)  # the system's CAs do not know the test's CA
+        with pytest.raises(Unauthorized, match="PyJWKClient"):
+            untrusted.authenticate(bearer(token()))
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(ConfigError, match=r"auth_jwks: got .http://idp\.example/certs., expected an https:// URL"):
+        Authenticator("http://idp.example/certs", ISSUER, AUDIENCE)
