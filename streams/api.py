@@ -96,22 +96,16 @@ def openapi() -> dict[str, Any]:
             schema = {"type": "array", "items": schema}
         return {"description": "OK", "content": {"application/json": {"schema": schema}}}
 
-    unavailable = {
-        "description": "A worker that holds part of the answer cannot be reached now; try again",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
-    }
-    not_found = {
-        "description": "No such id on any worker",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
-    }
-    unauthorized = {
-        "description": "No valid credential: no, malformed, expired or forged bearer token",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
-    }
-    forbidden = {
-        "description": "A valid credential whose role may not read this (or a loan of another borrower)",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
-    }
+    def error(description: str) -> dict[str, Any]:
+        return {
+            "description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ApiError"}}},
+        }
+
+    unavailable = error("A worker that holds part of the answer cannot be reached now; try again")
+    not_found = error("No such id on any worker")
+    unauthorized = error("No valid credential: no, malformed, expired or forged bearer token")
+    forbidden = error("A valid credential whose role may not read this (or a loan of another borrower)")
     refusals = {"401": unauthorized, "403": forbidden}
     ident = {"type": "string", "minLength": 1, "maxLength": 200}
     return {

@@ -35,6 +35,19 @@ SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 BOOK = ROOT / "examples" / "loan_book.jsonl"
 
 
+def start_two_and_replay_demo(env: Env, w1: Worker, w2: Worker, until: dt.datetime) -> list[bytes]:
+    """Start ``w1`` and ``w2`` (one consumer group), replay the demo up to ``until``, wait until it is committed.
+
+    Returns the loan book's records (the loans and assets the workers hold between them).
+    """
+    w1.start()
+    w2.start(members=2)
+    book, events = demo_input(until)
+    replay(env.settings, book, events)
+    wait_caught_up(env.settings, env.run)
+    return book
+
+
 def demo_input(until: dt.datetime | None = None) -> tuple[list[bytes], list[Any]]:
     """The demo's loan book and telemetry with its incidents (a 60 % trip cut on akl-routes-7xx: the margin
     call; the feed of akl-routes-9xx dark: feed-silent); only records received before ``until`` if given."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from monitor.core import decode_loan_event
 from monitor.schemas import CollateralPledged, LoanOpened
-from tests.integration.conftest import BIN, Worker, demo_input, replay, wait_caught_up
+from tests.integration.conftest import BIN, Worker, start_two_and_replay_demo
 
 #: 11:30 NZST: the demo's margin call (window 10:45 NZST) has been issued
 SLICE_END = dt.datetime(2016, 5, 19, 23, 30, tzinfo=dt.UTC)
@@ -31,11 +31,7 @@ def get(url: str) -> tuple[int, Any]:
 def test_api__every_loan_and_asset_from_either_of_two_workers_and_no_5xx_under_schemathesis(env) -> None:  # type: ignore[no-untyped-def]
     w1, w2 = Worker(env), Worker(env, second=True)
     try:
-        w1.start()
-        w2.start(members=2)
-        book, events = demo_input(SLICE_END)
-        replay(env.settings, book, events)
-        wait_caught_up(env.settings, env.run)
+        book = start_two_and_replay_demo(env, w1, w2, SLICE_END)
         decoded = [decode_loan_event(raw) for raw in book]
         loans = sorted({e.loan_id for e in decoded if isinstance(e, LoanOpened)})
         assets = sorted({e.asset_id for e in decoded if isinstance(e, CollateralPledged)})

@@ -33,10 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from monitor.core import decode_loan_event
 from monitor.schemas import AccessLogEntry, LoanOpened
 from streams.security import PRINCIPAL_HEADER, hash_token
-from tests.integration.conftest import BIN, Env, Worker, demo_input, free_port, read_topic, replay, wait_caught_up
+from tests.integration.conftest import BIN, Env, Worker, free_port, read_topic, start_two_and_replay_demo
+from tests.integration.test_api import SLICE_END
 
-#: 11:30 NZST: the demo's margin call has been issued (as in test_api.py)
-SLICE_END = dt.datetime(2016, 5, 19, 23, 30, tzinfo=dt.UTC)
 ISSUER, AUDIENCE = "https://idp.bank.example/realms/risk", "pledgewatch"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -114,11 +113,7 @@ def test_http_security__tls_between_two_workers_tokens_roles_and_every_read_in_t
         )
         worker.metrics_ctx = ctx
     try:
-        w1.start()
-        w2.start(members=2)
-        book, events = demo_input(SLICE_END)
-        replay(env.settings, book, events)
-        wait_caught_up(env.settings, env.run)
+        book = start_two_and_replay_demo(env, w1, w2, SLICE_END)
         opened = [e for e in map(decode_loan_event, book) if isinstance(e, LoanOpened)]
         borrower = {e.loan_id: e.borrower_id for e in opened}
         loans = sorted(borrower)
