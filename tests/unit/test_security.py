@@ -432,3 +432,29 @@ def test_the_issuers_keys_come_from_its_https_jwks_url_checked_against_its_ca(tm
         server.server_close()
     with pytest.raises(ConfigError, match=r"auth_jwks: got .http://idp\.example/certs., expected an https:// URL"):
         Authenticator("http://idp.example/certs", ISSUER, AUDIENCE)
+
+
+def test_the_worker_command_bound_beyond_loopback_without_tls_and_tokens_exits_with_one_message(
+    tmp_path: Path,
+) -> None:
+    """``pledgewatch worker`` stops before it touches Kafka (no broker is needed to see it refuse)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "PLEDGEWATCH_WEB_HOST": "0.0.0.0",
+        "PLEDGEWATCH_DATA_DIR": str(tmp_path),
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",  # nothing listens: a refusal after a connect would time out
+    }
+    run = subprocess.run(
+        [str(Path(sys.executable).parent / "pledgewatch"), "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode != 0
+    assert "web_host: got '0.0.0.0', not a loopback address" in run.stderr
+    assert "PLEDGEWATCH_WEB_TLS_CERTFILE" in run.stderr and "no Kafka broker" not in run.stderr
