@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from monitor.core import decode_loan_event
 from monitor.schemas import AccessLogEntry, LoanOpened
 from streams.security import PRINCIPAL_HEADER, hash_token
-from tests.integration.conftest import BIN, Env, Worker, free_port, read_topic, start_two_and_replay_demo
+from tests.integration.conftest import BIN, ROOT, Env, Worker, free_port, read_topic, start_two_and_replay_demo
 from tests.integration.test_api import SLICE_END
 
 ISSUER, AUDIENCE = "https://idp.bank.example/realms/risk", "pledgewatch"
@@ -298,17 +298,19 @@ def scrape_metrics(secured: dict[str, Any], worker: Worker) -> None:
 
     folder: Path = secured["folder"]
     url = urllib.parse.urlparse(worker.metrics_url)
-    tls = {"ca_file": str(secured["cafile"])}
+
+    # the scrape job shipped for docker compose, its secrets' paths pointed at the test's files
+    shipped = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus-compose.yml").read_text())
+    base_job = shipped["scrape_configs"][0]
+    assert base_job["scheme"] == "https" and base_job["authorization"]["type"] == "Bearer"
 
     def job(name: str, token_file: str | None) -> dict[str, Any]:
-        cfg: dict[str, Any] = {
-            "job_name": name,
-            "scheme": "https",
-            "tls_config": tls,
-            "static_configs": [{"targets": [url.netloc]}],
-        }
+        cfg = {**base_job, "job_name": name, "static_configs": [{"targets": [url.netloc]}]}
+        cfg["tls_config"] = {**base_job["tls_config"], "ca_file": str(secured["cafile"])}
         if token_file:
-            cfg["authorization"] = {"type": "Bearer", "credentials_file": str(folder / token_file)}
+            cfg["authorization"] = {**base_job["authorization"], "credentials_file": str(folder / token_file)}
+        else:
+            del cfg["authorization"]
         return cfg
 
     config = folder / "prometheus.yml"
