@@ -19,7 +19,15 @@ from monitor.core import CoreParams, Monitor, Output, decode_loan_event
 from monitor.core.decode import decode_telemetry_record
 from monitor.errors import ConfigError, InputRejected
 from monitor.incidents import Incident, apply_incidents, parse_incident
-from monitor.schemas import Alert, CollateralPledged, CollateralValuation, LoanRiskSnapshot, MarginCall, TelemetryEvent
+from monitor.schemas import (
+    Alert,
+    CollateralPledged,
+    CollateralValuation,
+    LoanRiskSnapshot,
+    MarginCall,
+    TelemetryEvent,
+    WatchListEvent,
+)
 from monitor.sensors import CountingSensor
 from rules.rulebook import Rulebook
 
@@ -160,6 +168,11 @@ class BacktestResult:
     def margin_calls(self) -> list[MarginCall]:
         """Margin-call records (issued and later transitions)."""
         return self.of("margin-calls")
+
+    @property
+    def watch_list(self) -> list[WatchListEvent]:
+        """Watch-list records (entered, updated, exited), in order."""
+        return self.of("watch-list")
 
     @property
     def valuations(self) -> list[CollateralValuation]:

@@ -238,6 +238,8 @@ def backtest(
             printer.alert(o.message)  # type: ignore[arg-type]
         elif o.topic == "margin-calls":
             printer.margin_call(o.message)  # type: ignore[arg-type]
+        elif o.topic == "watch-list":
+            printer.watch_list(o.message)  # type: ignore[arg-type]
     if output is not None:
         with output.open("w", encoding="utf-8") as fh:
             for o in res.outputs:

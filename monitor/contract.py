@@ -41,6 +41,8 @@ from monitor.schemas import (
     TelemetryBatch,
     TelemetryEvent,
     Thresholds,
+    WatchListEvent,
+    WatchReason,
 )
 from monitor.settings import COMPACTED, RETAINED, TOPICS
 
@@ -61,6 +63,7 @@ MESSAGES: dict[str, tuple[Any, str]] = {
     "RulebookUpdate": (RulebookUpdate, "A rulebook published for hot reload"),
     "RulebookStatus": (RulebookStatus, "What one worker did with a published rulebook"),
     "AccessLogEntry": (AccessLogEntry, "One read of loan or asset data on the query API, allowed or refused"),
+    "WatchListEvent": (WatchListEvent, "A loan put on the watch list, its reasons changed, or taken off"),
 }
 
 
@@ -123,6 +126,14 @@ CHANNELS: list[Channel] = [
         "loan id",
         "send",
         "Margin calls: `issued`, then `cured`, `expired` or `withdrawn` on the same `margin_call_id`.",
+    ),
+    Channel(
+        "watch-list",
+        "WatchListEvent",
+        "loan id",
+        "send",
+        "The watch list (关注名单), compacted: each loan's latest record is its place on the list now, with every "
+        "reason (rule, since when, why) that holds; `entered`, `updated` or `exited`.",
     ),
     Channel(
         "dead-letter",
@@ -267,6 +278,29 @@ def examples() -> dict[str, list[BaseModel]]:
                 reason=f"validated: {len(rulebook.rules)} rules",
                 origin="topic",
                 at=published + dt.timedelta(seconds=2),
+            )
+        ],
+        "WatchListEvent": [
+            WatchListEvent(
+                loan_id=calls[0].loan_id,
+                borrower_id=opened.borrower_id,
+                status="entered",
+                on_list=True,
+                rule_id="watch-recent-margin-call",
+                at=calls[0].issued_at + dt.timedelta(minutes=15),
+                reasons=[
+                    WatchReason(
+                        rule_id="watch-recent-margin-call",
+                        subject=calls[0].loan_id,
+                        since=calls[0].issued_at + dt.timedelta(minutes=15),
+                        alert_id=calls[0].alert_id,
+                        summary="30 天内发出追加保证金通知",
+                        summary_en="a margin call issued within 30 days",
+                    )
+                ],
+                facts={"coverage_ratio": calls[0].coverage_ratio, "outstanding": calls[0].outstanding},
+                rulebook=rulebook.name,
+                rulebook_version=rulebook.version,
             )
         ],
         "AccessLogEntry": [

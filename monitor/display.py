@@ -9,11 +9,16 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from rich.console import Console
 from rich.table import Table
 
-from monitor.schemas import Alert, MarginCall
+from monitor.schemas import Alert, MarginCall, WatchListEvent
 
 __all__ = ["TERMS", "AlertPrinter", "format_time", "format_yuan"]
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+#: How a watch-list record reads (关注名单: the five-category practice's watch list, issue 19)
+WATCH_TERMS = {
+    "zh": {"entered": "列入关注名单", "updated": "关注原因变化", "exited": "移出关注名单"},
+    "en": {"entered": "on the watch list", "updated": "watch-list reasons changed", "exited": "off the watch list"},
+}
 
 #: Alert / margin-call statuses and severities as people read them (shared with the report).
 TERMS: dict[str, dict[str, str]] = {
@@ -162,6 +167,24 @@ class AlertPrinter:
             f"margin-call:{m.status}",
             f"[{_STYLE[level]}]{severity_label(level, self.lang)}[/]",
             f"{m.coverage_ratio:.1%}",
+            why,
+        )
+        self.console.print(t)
+
+    def watch_list(self, w: WatchListEvent) -> None:
+        """Print one watch-list record: the loan entered, its reasons changed, or it exited; with the reasons."""
+        t = self._table()
+        reasons = "; ".join(f"{r.rule_id}: {r.summary if self.lang == 'zh' else r.summary_en}" for r in w.reasons)
+        verb = WATCH_TERMS[self.lang][w.status]
+        sep = "：" if self.lang == "zh" else ": "
+        why = f"{verb} ({w.rule_id})" + (f"{sep}{reasons}" if reasons else "")
+        cov = w.facts.get("coverage_ratio")
+        t.add_row(
+            format_time(w.at, self.tz),
+            w.loan_id,
+            f"watch-list:{w.status}",
+            f"[{_STYLE['info']}]{severity_label('info', self.lang)}[/]",
+            f"{cov:.1%}" if isinstance(cov, float) else "",
             why,
         )
         self.console.print(t)

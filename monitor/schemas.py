@@ -729,3 +729,38 @@ class AccessLogEntry(_Strict):
     status: int
     #: why it was refused (safe to log: names the check, never the credential)
     reason: str | None = None
+
+
+class WatchReason(_Strict):
+    """One reason a loan is on the watch list: the rule whose condition holds, since when, in words."""
+
+    rule_id: str
+    #: the loan, or the asset of an asset-scope rule
+    subject: str
+    since: AwareDatetime
+    alert_id: str
+    summary: str
+    summary_en: str
+
+
+class WatchListEvent(_Strict):
+    """A loan put on the watch list (关注名单), kept on it for another reason, or taken off (``pledge.watch-list``).
+
+    Keyed by loan, on a compacted topic: the latest record of a loan is its place on the list now,
+    with every reason that holds (EBA/GL/2020/06 section 8: a watch list with entry and exit
+    criteria). Rules with ``action: watch_list`` are the criteria (docs/rules.md).
+    """
+
+    schema_version: Literal[1] = 1
+    loan_id: str
+    borrower_id: str
+    status: Literal["entered", "updated", "exited"]
+    on_list: bool
+    #: the rule whose firing or resolution made this record
+    rule_id: str
+    at: AwareDatetime
+    #: every reason that holds now (empty once the loan has exited)
+    reasons: list[WatchReason]
+    facts: dict[str, float | str | None]
+    rulebook: str
+    rulebook_version: int

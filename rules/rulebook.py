@@ -35,7 +35,7 @@ __all__ = [
 
 SEVERITIES = ("info", "warning", "critical")
 SCOPES = ("loan", "asset")
-ACTIONS = ("none", "margin_call")
+ACTIONS = ("none", "margin_call", "watch_list")
 MODES = ("active", "shadow")
 RULE_KEYS = {
     "id",
@@ -159,6 +159,9 @@ def example_facts(scope: str) -> dict[str, Any]:
             "coverage_ratio_lower": 1.36,
             "ltv": 0.7,
             "days_past_due": 0.0,
+            "below_warning_seconds": 0.0,
+            "seconds_since_margin_call": 1e18,
+            "on_watch_list": False,
             "required_top_up_collateral": 0.0,
             "required_repayment": 0.0,
             "calibrating": False,

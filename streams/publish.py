@@ -28,7 +28,16 @@ log = logging.getLogger(__name__)
 #: Header of every output record caused by a telemetry record: that record's produce time, POSIX milliseconds.
 ORIGIN_HEADER = "pledgewatch-origin-ms"
 #: Topics the worker publishes to (logical names).
-OUTPUT_TOPICS = ("valuations", "loan-valuations", "loan-risk", "alerts", "margin-calls", "dead-letter", "asset-pledges")
+OUTPUT_TOPICS = (
+    "valuations",
+    "loan-valuations",
+    "loan-risk",
+    "alerts",
+    "margin-calls",
+    "watch-list",
+    "dead-letter",
+    "asset-pledges",
+)
 
 
 class Publisher:

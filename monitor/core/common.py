@@ -18,6 +18,7 @@ from monitor.schemas import (
     DeadLetter,
     LoanRiskSnapshot,
     MarginCall,
+    WatchListEvent,
 )
 from monitor.valuation import ValuationParams
 
@@ -72,7 +73,7 @@ class CoreParams:
 
 
 #: The core's output streams: the logical topic (``docs/topics.md``) each output goes to.
-OutputTopic = Literal["valuations", "loan-risk", "alerts", "margin-calls", "dead-letter", "asset-pledges"]
+OutputTopic = Literal["valuations", "loan-risk", "alerts", "margin-calls", "watch-list", "dead-letter", "asset-pledges"]
 
 #: The one message type of each output stream (the internal ``asset-pledges`` carries both pledge events).
 OUTPUT_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
@@ -80,6 +81,7 @@ OUTPUT_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
     "loan-risk": (LoanRiskSnapshot,),
     "alerts": (Alert,),
     "margin-calls": (MarginCall,),
+    "watch-list": (WatchListEvent,),
     "dead-letter": (DeadLetter,),
     "asset-pledges": (CollateralPledged, CollateralReleased),
 }

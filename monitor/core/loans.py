@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
-from typing import Any
+from typing import Any, Literal
 
 from monitor.core.common import Output, _event_digest, _ts
 from monitor.core.margin import line_status, required_top_up
@@ -40,6 +40,8 @@ from monitor.schemas import (
     LoanStatus,
     MarginCall,
     Repayment,
+    WatchListEvent,
+    WatchReason,
 )
 from monitor.sensors import Sensor
 from monitor.valuation import MODEL_VERSIONS
@@ -84,9 +86,15 @@ class LoanMonitor:
         #: valuations received but not yet applied: held until every pledged asset is valued
         #: for their window (the loan's watermark), so the result does not depend on read order
         self.pending: dict[tuple[str, dt.datetime], CollateralValuation] = {}
+        #: the watch list's reasons that hold now, by "rule id|subject" (rules with ``action: watch_list``)
+        self.watch: dict[str, WatchReason] = {}
+        #: event time (POSIX s) since which coverage has stayed below the warning line, or None
+        self.below_warning_since: float | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("pending", {})  # loan states pickled before the loan watermark existed
+        state.setdefault("watch", {})  # ... before the watch list existed (issue 19)
+        state.setdefault("below_warning_since", None)
         self.__dict__.update(state)
 
     @property
@@ -169,6 +177,17 @@ class LoanMonitor:
             "coverage_ratio_lower": ratio(snap.collateral_value_lower, out) if out > 0 else float("inf"),
             "ltv": snap.ltv if snap.ltv is not None else 0.0,
             "days_past_due": 0.0,
+            # event-time durations for watch-list criteria (docs/rules.md): how long coverage has stayed
+            # below the warning line, and since the newest margin call was issued (inf: never)
+            "below_warning_seconds": (
+                self.as_of - self.below_warning_since if self.below_warning_since is not None else 0.0
+            ),
+            "seconds_since_margin_call": (
+                self.as_of - max(m.issued_at.timestamp() for m in self.margin_calls.values())
+                if self.margin_calls
+                else float("inf")
+            ),
+            "on_watch_list": bool(self.watch),
             "required_top_up_collateral": snap.required_top_up_collateral,
             "required_repayment": snap.required_repayment,
             "calibrating": snap.status == "calibrating",
@@ -346,6 +365,11 @@ class LoanMonitor:
             return out  # lines are judged only once every pledged asset has an active valuation
         now = self.as_of
         now_dt = _ts(now)
+        below = snap.coverage_ratio is not None and snap.coverage_ratio < snap.thresholds.warning
+        if not below:
+            self.below_warning_since = None
+        elif self.below_warning_since is None:
+            self.below_warning_since = now
         loan = self._loan_facts(snap)
         window = (
             {"start": vals[0].window_start, "end": vals[0].window_end} if vals else {"start": now_dt, "end": now_dt}
@@ -535,6 +559,9 @@ class LoanMonitor:
                 zh = en = f"{rule.id} {tr.status} on {tr.subject}"
         alert = self._transition_alert(tr, rule.id, aid, (zh, en), key_facts, rulebook, sensor)
         yield Output("alerts", self.loan_id, alert)
+        if rule.action == "watch_list" and not rule.shadow:
+            yield from self._watch(tr, alert, key_facts, rulebook)
+            return
         if rule.action != "margin_call" or rule.shadow:
             return
         mc_id = "mc-" + aid[3:]
@@ -568,6 +595,48 @@ class LoanMonitor:
                 return
             self.margin_calls[mc_id] = upd = open_mc.model_copy(update={"status": "cured", "updated_at": _ts(tr.at)})
             yield Output("margin-calls", self.loan_id, upd)
+
+    def _watch(
+        self, tr: Transition, alert: Alert, facts: dict[str, float | str | None], rulebook: Rulebook
+    ) -> Iterable[Output]:
+        """The watch-list record of a watch-list rule's transition: entered, updated (reasons changed) or exited.
+
+        A loan is on the list while any of its watch-list rules fires (on any subject); each firing
+        adds its reason, each resolution removes it, and the loan exits with the last one. The reason
+        keeps the firing alert's summary (why it entered), not the resolved one's.
+        """
+        key = f"{tr.rule.id}|{tr.subject}"
+        was_on = bool(self.watch)
+        status: Literal["entered", "updated", "exited"]
+        if tr.status == "firing":
+            if key in self.watch:
+                return
+            self.watch[key] = WatchReason(
+                rule_id=tr.rule.id,
+                subject=tr.subject,
+                since=_ts(tr.episode_start),
+                alert_id=alert.alert_id,
+                summary=alert.summary,
+                summary_en=alert.summary_en,
+            )
+            status = "updated" if was_on else "entered"
+        else:
+            if self.watch.pop(key, None) is None:
+                return
+            status = "updated" if self.watch else "exited"
+        event = WatchListEvent(
+            loan_id=self.loan_id,
+            borrower_id=self.opened.borrower_id,
+            status=status,
+            on_list=bool(self.watch),
+            rule_id=tr.rule.id,
+            at=_ts(tr.at),
+            reasons=sorted(self.watch.values(), key=lambda r: (r.since, r.rule_id, r.subject)),
+            facts=facts,
+            rulebook=rulebook.name,
+            rulebook_version=rulebook.version,
+        )
+        yield Output("watch-list", self.loan_id, event)
 
 
 def _resolved_summary(
