@@ -1,4 +1,4 @@
-"""Development secrets for deploy/docker-compose.yml: a CA, the workers' certificate, tokens (issue 22).
+"""Development secrets for deploy/docker-compose.yml: a CA, the workers' certificate, tokens.
 
     .venv/bin/python deploy/dev_secrets.py deploy/secrets [--hosts worker-1,worker-2,localhost]
 

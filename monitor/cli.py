@@ -371,8 +371,8 @@ def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignor
 def auth_hash_token() -> None:
     """Read an API token on standard input; print the SHA-256 line the tokens file stores instead of it.
 
-    Read from stdin, never an argument (arguments are visible to every user in ``ps`` and shell
-    history). A trailing newline is not part of the token.
+    Read from standard input, never an argument: arguments are visible to every user in ps and in
+    shell history. A trailing newline is not part of the token.
     """
     import sys
 

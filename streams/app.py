@@ -416,11 +416,15 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
     count_commit_failures(app, metrics.commit_failures)
     log.warning(
-        "worker %s: broker %s, topics %s*, metrics http://127.0.0.1:%s/metrics, rulebook %s v%s",
+        "worker %s: broker %s, topics %s*, metrics %s://%s:%s/metrics, query API %s/api (%s), rulebook %s v%s",
         settings.app_id,
         settings.bootstrap_servers,
         settings.topic_prefix,
+        "https" if settings.web_tls else "http",
+        settings.metrics_host,
         settings.metrics_port,
+        settings.canonical_url,
+        "bearer tokens required" if settings.web_auth else "no credentials: loopback only",
         rulebook.name,
         rulebook.version,
     )

@@ -16,6 +16,7 @@ metrics, faust's sensor) followed by the portfolio.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -31,6 +32,8 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from monitor.schemas import DIMENSIONS, Alert, CollateralValuation, LoanRiskSnapshot
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Metrics", "Portfolio", "PrometheusSensor", "serve_metrics"]
 
@@ -342,11 +345,25 @@ def serve_metrics(
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_Quiet)
+    server = make_server(host, port, app, _MetricsServer, handler_class=_Quiet)
     if tls_context is not None:
         server.socket = tls_context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
+
+
+class _MetricsServer(ThreadingWSGIServer):
+    """The metrics server: a client's TLS failure (plain HTTP to the HTTPS port) is one log line, not a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import ssl
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ssl.SSLError | ConnectionError):
+            log.info("metrics: connection from %s failed (%s): plain HTTP to the HTTPS port?", client_address, exc)
+            return
+        super().handle_error(request, client_address)
 
 
 def _refuse(start_response: Any, status: str, message: str) -> list[bytes]:

@@ -458,3 +458,39 @@ def test_the_worker_command_bound_beyond_loopback_without_tls_and_tokens_exits_w
     assert run.returncode != 0
     assert "web_host: got '0.0.0.0', not a loopback address" in run.stderr
     assert "PLEDGEWATCH_WEB_TLS_CERTFILE" in run.stderr and "no Kafka broker" not in run.stderr
+
+
+def test_plain_http_to_the_https_metrics_port_is_one_log_line_not_a_traceback(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+    import socket
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    import trustme
+    from prometheus_client import CollectorRegistry
+
+    from streams.prometheus import Metrics, serve_metrics
+
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = serve_metrics(Metrics.create(CollectorRegistry()), port, "127.0.0.1", tls_context=ctx)
+    try:
+        with caplog.at_level(logging.INFO, logger="streams.prometheus"):
+            with pytest.raises((urllib.error.URLError, ConnectionError, OSError)):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+            client = ssl.create_default_context()
+            ca.configure_trust(client)
+            body = urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", timeout=10, context=client).read()
+            assert b"pledgewatch_events_total" in body  # the server still serves after the failed client
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capfd.readouterr().err
+    assert any("plain HTTP to the HTTPS port?" in r.getMessage() for r in caplog.records)
