@@ -194,7 +194,9 @@ class ApiSecurity:
 LOAN_READERS = (RISK_OFFICER, RELATIONSHIP_MANAGER, AUDITOR)
 ASSET_READERS = (RISK_OFFICER, AUDITOR)
 DOC_READERS = ROLES
-#: Seconds a worker waits for another worker's answer before the caller gets a 503.
+#: Seconds a worker waits for another worker's answer before the caller gets a 503: the owner answers
+#: from memory in milliseconds, so 10 s means it is gone or stalled (a rebalance moves its keys within
+#: the 15-s session timeout) and the caller is better told to retry than left waiting.
 FORWARD_TIMEOUT_S = 10.0
 
 
@@ -215,11 +217,11 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any, securit
     async def trace(
         request: Any, principal: Principal | None, action: str, ident: str | None, status: int, reason: str | None
     ) -> None:
+        if principal is not None and principal.via == "peer":
+            return  # the worker the client asked logs and counts it, with the final answer
         decision = {200: "allowed", 404: "not_found", 503: "unavailable"}.get(status, "refused")
         if sec.count is not None:
             sec.count(action, decision)
-        if principal is not None and principal.via == "peer":
-            return  # the worker the client asked logs it, with the final answer
         if sec.access_log is None:
             return
         entry = AccessLogEntry(
