@@ -30,6 +30,7 @@ from pydantic.json_schema import models_json_schema
 from monitor.schemas import AccessLogEntry, Alert, Appraisal, CollateralValuation, LoanRiskSnapshot, MarginCall
 from streams.security import (
     AUDITOR,
+    PEER,
     PRINCIPAL_HEADER,
     RELATIONSHIP_MANAGER,
     RISK_OFFICER,
@@ -217,7 +218,7 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any, securit
     async def trace(
         request: Any, principal: Principal | None, action: str, ident: str | None, status: int, reason: str | None
     ) -> None:
-        if principal is not None and principal.via == "peer":
+        if principal is not None and principal.via == PEER:
             return  # the worker the client asked logs and counts it, with the final answer
         decision = {200: "allowed", 404: "not_found", 503: "unavailable"}.get(status, "refused")
         if sec.count is not None:

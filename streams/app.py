@@ -309,6 +309,11 @@ def web_certificate(settings: Settings) -> ReloadingCertificate | None:
     return ReloadingCertificate(settings.web_tls_certfile, settings.web_tls_keyfile)
 
 
+def _peer_secret(settings: Settings) -> str | None:
+    """The workers' forwarding credential, revealed only to the authenticator and the forwarding client."""
+    return settings.peer_token.get_secret_value() if settings.peer_token is not None else None
+
+
 def authenticator(settings: Settings) -> Authenticator | None:
     """The credential check of the HTTP surfaces from the settings, or None when none is configured.
 
@@ -319,7 +324,7 @@ def authenticator(settings: Settings) -> Authenticator | None:
     """
     if not settings.web_auth:
         return None
-    peer = settings.peer_token.get_secret_value() if settings.peer_token is not None else None
+    peer = _peer_secret(settings)
     return Authenticator(
         settings.auth_jwks,
         settings.auth_issuer,
@@ -342,7 +347,7 @@ def api_security(app: faust.App, settings: Settings, metrics: Any = None) -> Api
     import ssl
 
     auth = authenticator(settings)
-    peer = settings.peer_token.get_secret_value() if settings.peer_token is not None else None
+    peer = _peer_secret(settings)
     client_ssl = None
     if settings.web_tls:
         cafile = str(settings.web_tls_cafile) if settings.web_tls_cafile is not None else None

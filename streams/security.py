@@ -42,6 +42,7 @@ from monitor.errors import ConfigError
 
 __all__ = [
     "FULL_METRICS_READERS",
+    "PEER",
     "PRINCIPAL_HEADER",
     "ROLES",
     "Authenticator",
@@ -222,11 +223,6 @@ class Authenticator:
         """Whether verifying a token may fetch the issuer's keys over the network (blocking: run it in a thread)."""
         return self._jwk_client is not None
 
-    @property
-    def enabled(self) -> bool:
-        """Whether any credential can be accepted (JWT keys or static tokens)."""
-        return self._jwk_client is not None or self._jwk_set is not None or bool(self.tokens)
-
     def authenticate(self, authorization: str | None, principal_header: str | None = None) -> Principal:
         """The principal of a request's ``Authorization`` header (and, from a peer, its forwarded principal).
 
@@ -337,7 +333,7 @@ def _forwarded(header: str | None) -> Principal:
         raise Unauthorized(f"{PRINCIPAL_HEADER}: borrowers must be a list of ids or null")
     if role == RELATIONSHIP_MANAGER and borrowers is None:
         raise Unauthorized(f"{PRINCIPAL_HEADER}: a relationship manager's borrowers must be listed")
-    return Principal(subject, role, None if borrowers is None else frozenset(borrowers), via="peer")
+    return Principal(subject, role, None if borrowers is None else frozenset(borrowers), via=PEER)
 
 
 def _load_yaml(path: Path, field: str) -> Any:

@@ -105,7 +105,9 @@ def wait_visible(admin: KafkaAdminClient, partitions: Mapping[str, int | None], 
     """Wait until each topic is in the broker's metadata with ``partitions[topic]`` partitions (any if None), each led.
 
     Topic creation returns once the controller has accepted it; the broker's metadata follows a moment
-    later (KRaft propagates it asynchronously). Polled every 0.2 s. With more than one broker, only the
+    later (KRaft propagates it asynchronously, in milliseconds). Polled every 0.2 s; ``timeout_s``
+    defaults to the 60 s :func:`admin_client` allows a starting broker: past it the broker is not
+    slow but failing to elect leaders, and waiting longer would only hide that. With more than one broker, only the
     one answering the admin client is asked.
 
     Raises
