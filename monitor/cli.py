@@ -124,6 +124,7 @@ def _params(settings: Settings):  # type: ignore[no-untyped-def]
         max_clock_skew_s=settings.max_clock_skew_s,
         dedup_horizon_s=settings.effective_dedup_horizon_s,
         earliest_event_time_s=settings.earliest_event_time.timestamp(),
+        hold_unknown=settings.hold_unknown,
         valuation=ValuationParams(
             window_s=settings.window_s,
             calibration_windows=settings.calibration_windows,

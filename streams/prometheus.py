@@ -194,6 +194,8 @@ class Metrics:
     api_requests: Counter
     rulebook_info: Gauge
     rulebook_rejected: Counter
+    held_observations: Gauge
+    paused_partitions: Gauge
     processing: Histogram
     registry: CollectorRegistry
     portfolio: Portfolio
@@ -260,6 +262,16 @@ class Metrics:
             ),
             rulebook_rejected=Counter(
                 p + "rulebook_rejected", "Published rulebooks this worker rejected", ["rulebook"], registry=registry
+            ),
+            held_observations=Gauge(
+                p + "held_observations",
+                "Telemetry observations held for assets whose pledge has not reached this worker yet",
+                registry=registry,
+            ),
+            paused_partitions=Gauge(
+                p + "paused_partitions",
+                "Telemetry partitions paused because the hold of not yet pledged assets is full (hold_unknown)",
+                registry=registry,
             ),
             publish_failures=Counter(
                 p + "publish_failures",

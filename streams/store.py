@@ -161,3 +161,12 @@ class StateTable:
                 )
                 return
             self.table[key.encode()] = blob
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``'s state from the table (a tombstone in the changelog); the book must not hold it.
+
+        For held records dead-lettered (:meth:`monitor.core.AssetBook.expire_held`): kept, they would come
+        back into the hold at the next restart or rebalance.
+        """
+        if key.encode() in self.table:
+            del self.table[key.encode()]

@@ -28,6 +28,7 @@ else (the clock, publishing, the offset-hole repair, the state store, the app) h
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -54,6 +55,7 @@ from monitor.schemas import (
 )
 from monitor.sensors import Sensor
 from monitor.settings import Settings
+from streams.backpressure import HoldBackpressure, loan_side_caught_up
 from streams.clock import CLOCK_KEY, GroupClock
 from streams.faults import SlowRecordFault
 from streams.offsets import OffsetHoleRepair
@@ -155,6 +157,15 @@ class Node:
         self.manual: Any = None
         #: re-reads records faust read and will never commit (:mod:`streams.offsets`)
         self.offset_holes = OffsetHoleRepair(app, self.input_topics)
+        #: telemetry before its pledge: pause, then resume or dead-letter on the loan side's evidence
+        self.backpressure = HoldBackpressure(
+            app,
+            assets,
+            assets.params.hold_unknown,
+            self.telemetry_topic,
+            functools.partial(loan_side_caught_up, settings, settings.app_id, self.loan_topic, self.pledges_topic),
+            metrics,
+        )
         #: fault injection for the reliability tests only (case C05), None in production (:mod:`streams.faults`)
         self.fault_slow_record = SlowRecordFault.from_env()
 
@@ -292,6 +303,7 @@ class Node:
         changed: set[str] = set()
         outputs: list[Output] = []
         if msg.topic == self.pledges_topic:
+            self.backpressure.on_pledges_record(part, msg.offset)
             if msg.key == CLOCK_KEY:  # a worker's stream-clock report, read in band (streams.clock)
                 # no outputs; checkpointed below like any record of this channel, so the partition's
                 # committed offset keeps up with reports that come every 5 s (C05's fault d)
@@ -307,6 +319,7 @@ class Node:
                     self.asset_state.load(ev.asset_id)
                     outputs = self.assets.register(ev, tick=False)  # the group's clock closes windows
                     changed.add(ev.asset_id)
+                    self.backpressure.relieve()  # the pledge may have drained a full hold
         else:
             self.last_telemetry_wall = time.time()
             key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else None
@@ -320,6 +333,8 @@ class Node:
                 on_observation=self.fault_slow_record,
             )
             outputs = fx.outputs
+            # a full hold pauses the partitions that feed it
+            self.backpressure.after_telemetry(part, fx.asset_id is not None and fx.asset_id in self.assets.held)
             if fx.asset_id is not None:
                 self.asset_partition[fx.asset_id] = part
             if fx.newest is not None and fx.asset_id is not None:
@@ -385,6 +400,7 @@ class Node:
             gone.append(lid)
         for part in telemetry:
             self.dirty.pop(part, None)
+        self.backpressure.forget(telemetry)
         self.loaded_for = frozenset()
         log.info(
             "partitions revoked (telemetry %s, loans %s): forgot %d states", sorted(telemetry), sorted(loans), len(gone)
@@ -517,6 +533,7 @@ class Node:
         statuses = self.clock.own_statuses(now)  # read once: for the report and for the held-clock check
         await self.clock.send_report(statuses)
         await self.clock_tick()
+        await self.check_hold()
         self.clock.check_held(now, statuses)
         log.info(
             "clock: %s, core clock %s, %d assets, %d held",
@@ -525,6 +542,27 @@ class Node:
             len(self.assets.assets),
             len(self.assets.held),
         )
+
+    async def check_hold(self) -> None:
+        """While a full hold pauses telemetry partitions: resume, or dead-letter what no pledge will claim.
+
+        :meth:`streams.backpressure.HoldBackpressure.check` decides; held records it dead-letters are
+        published first, then their held state is deleted from the table (C01's order: the effects, then the
+        state that records them), under the lock the records and the clock's tick take.
+        """
+        if not self.backpressure.paused or self.app.rebalancing:
+            return
+        async with self.asset_lock:
+            self.asset_handling = True
+            try:
+                expired = set(self.assets.held)
+                outputs = await self.backpressure.check(time.time())
+                if outputs:
+                    await self.publish(outputs)
+                    for aid in expired - set(self.assets.held):
+                        self.asset_state.delete(aid)
+            finally:
+                self.asset_handling = False
 
     async def clock_tick(self) -> list[Output]:
         """Close every window the group's stream clock has passed, silent assets' included; returns the outputs.

@@ -486,6 +486,12 @@ class AssetBook:
         self.held: dict[str, list[tuple[TelemetryEvent, Provenance | None]]] = {}
         self.clock: float | None = None
         self._next_tick: float | None = None
+        #: True in a backtest: past ``hold_unknown`` held observations an unpledged asset's telemetry is
+        #: refused ``unknown_asset`` (every loan event is in hand, so no pledge can still come). The stream
+        #: sets it False: past the bound it keeps holding, pauses the partitions that deliver such records
+        #: and dead-letters them only once the loan side shows no pledge is on its way
+        #: (:meth:`held_count`, :meth:`expire_held`; streams.backpressure).
+        self.hold_refuses = True
 
     def register(self, ev: CollateralPledged | CollateralReleased, tick: bool = True) -> list[Output]:
         """Register (or release) an asset for a loan; replays telemetry held for a new asset.
@@ -571,7 +577,7 @@ class AssetBook:
                 if any(isinstance(h, tuple) and h[1] == source for h in held):
                     self.sensor.on_event("pledge.telemetry", "duplicate")
                     return []
-            if sum(len(h) for h in self.held.values()) >= self.params.hold_unknown:
+            if self.hold_refuses and self.held_count() >= self.params.hold_unknown:
                 msg = f"asset_id: got {ev.asset_id!r}, expected an asset pledged by a collateral_pledged event"
                 raise InputRejected("unknown_asset", msg, ev.asset_id)
             held = self.held.setdefault(ev.asset_id, held)
@@ -594,6 +600,65 @@ class AssetBook:
                 self.clock = ts
                 if tick:
                     out.extend(self.tick(ts))
+        return out
+
+    def held_count(self) -> int:
+        """Observations held, over all assets, for assets whose pledge has not arrived."""
+        return sum(len(h) for h in self.held.values())
+
+    def held_partitions(self) -> set[int]:
+        """The Kafka partitions the held observations came from (those held without an origin omitted)."""
+        return {
+            item[1].partition
+            for items in self.held.values()
+            for item in items
+            if isinstance(item, tuple) and item[1] is not None and item[1].partition is not None
+        }
+
+    def expire_held(self, now: float) -> list[Output]:
+        """Dead-letter every held observation ``unknown_asset``: no pledge of their assets can still come.
+
+        The stream calls this once the loan side has caught up (every loan event routed, its pledge
+        registrations read) and the assets are still unknown: the same verdict a backtest gives at the
+        hold's bound (C03), reached on evidence instead of on a count. Each dead letter keeps the record
+        and its origin (partition, offset, index in its batch) to re-produce once a pledge is registered.
+
+        Parameters
+        ----------
+        now
+            Wall clock, POSIX seconds (the dead letters' time).
+
+        Returns
+        -------
+        list[Output]
+            One ``dead-letter`` output per held observation, in the order they were held per asset.
+
+        Examples
+        --------
+        >>> from monitor.sensors import NullSensor
+        >>> import datetime as dt
+        >>> book = AssetBook(CoreParams(), NullSensor())
+        >>> ev = TelemetryEvent(event_id="e1", asset_id="A9", kind="heartbeat",
+        ...                     observed_at=dt.datetime(2024, 5, 1, tzinfo=dt.UTC), metrics={})
+        >>> book.on_telemetry(ev, source=Provenance("pledge.telemetry", 2, 40)), book.held_count()
+        ([], 1)
+        >>> [(o.topic, o.message.reason, o.message.partition, o.message.offset) for o in book.expire_held(1.8e9)]
+        [('dead-letter', 'unknown_asset', 2, 40)]
+        >>> book.held_count()
+        0
+        """
+        out: list[Output] = []
+        held, self.held = self.held, {}
+        for asset_id, items in held.items():
+            for item in items:
+                rec, source = item if isinstance(item, tuple) else (item, None)
+                msg = (
+                    f"asset_id: got {asset_id!r}, expected an asset pledged by a collateral_pledged event "
+                    "(none was on its way: the loan side had read every loan event)"
+                )
+                exc = InputRejected("unknown_asset", msg, asset_id)
+                self.on_reject(exc)
+                out.append(self._dead_letter(rec, exc, source, now))
         return out
 
     def _reject_ahead(self, asset: AssetMonitor, rejected: Sequence[Held]) -> list[Output]:

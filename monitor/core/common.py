@@ -51,8 +51,9 @@ class CoreParams:
     replay_windows
         Window inputs kept per asset to rebuild its models by replay when a checkpoint cannot be used.
     hold_unknown
-        Telemetry records held, in total over all assets, for assets whose pledge has not arrived
-        yet; beyond that they are dead-lettered as ``unknown_asset``.
+        Telemetry observations held, in total over all assets, for assets whose pledge has not arrived
+        yet. Beyond it a backtest dead-letters them ``unknown_asset``; the stream pauses the partitions
+        that deliver more (``AssetBook.hold_refuses`` False, ``streams.backpressure``).
     """
 
     window_s: float = 900.0

@@ -310,6 +310,46 @@ def test_state_checkpoint_over_kafkas_default_1_mib__9000_held_records_survive_a
     assert "Crashed" not in worker.log.read_text()
 
 
+def test_telemetry_past_the_hold_pauses_its_partition__a_late_pledge_loses_nothing_and_an_unpledged_asset_is_refused_once_the_loan_side_is_read(  # noqa: E501
+    env, worker
+) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18: the hold's bound pauses, it no longer refuses while a pledge may be on its way.
+
+    ``PLEDGEWATCH_HOLD_UNKNOWN=40``. In the backlog before the worker starts: 4 windows of ``A1`` (68
+    records), pledged by a loan event in the loan book, and 3 windows of ``X9`` (51 records), pledged by
+    nobody. The telemetry agent reads telemetry before the loan agent has routed ``A1``'s pledge, and
+    ``X9`` alone passes the bound: the worker pauses the partitions that feed the hold. ``A1``'s pledge
+    then comes and every one of its records reaches its windows; ``X9``'s are dead-lettered
+    ``unknown_asset``, all 51 with their offsets, once the loan side has read the whole loan book.
+    Before: past 40 held records every further one was refused, a pledged asset's too.
+    """
+    from tests.conftest import healthy_window_events
+
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    w = dt.timedelta(minutes=15)
+    worker.vars["PLEDGEWATCH_HOLD_UNKNOWN"] = "40"
+    producer = KafkaProducer(bootstrap_servers=env.settings.bootstrap_servers, acks="all")
+    x9 = [e for i in range(3) for e in healthy_window_events("X9", start + i * w, prefix=f"x{i}")]
+    a1 = [e for i in range(4) for e in healthy_window_events("A1", start + i * w, prefix=f"a{i}")]
+    send_telemetry(producer, env.settings, x9, key=b"X9")
+    send_telemetry(producer, env.settings, a1)
+    send_loan_book(producer, env.settings, (make_loan(), make_pledge()))
+    worker.start()
+    dls = [
+        DeadLetter.model_validate_json(r.value)
+        for r in read_topic(env.settings, "dead-letter", until=lambda rs: len(rs) >= len(x9), timeout=90)
+    ]
+    assert sorted((d.reason, d.key) for d in dls) == [("unknown_asset", "X9")] * len(x9)
+    assert sorted(d.offset for d in dls) == list(range(len(x9))), "each dead letter names its record's offset"
+    for i in range(3):  # A1's windows, every record of them held first, then applied
+        assert valuation_of(env.settings, start + i * w).activity == 10.0
+    log = worker.log.read_text()
+    assert "paused until their pledges arrive" in log, "the bound was passed: the partitions were paused"
+    assert worker.metric("pledgewatch_paused_partitions") == 0
+    assert worker.metric("pledgewatch_held_observations") == 0
+    producer.close()
+
+
 def test_case_c06_clients_work_unpinned_against_the_kafka_4_broker_and_a_kafka_python_consumer_reads_the_alert(
     env, worker
 ) -> None:  # type: ignore[no-untyped-def]

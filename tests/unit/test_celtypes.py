@@ -7,7 +7,7 @@ from typing import Any
 
 import cel
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from rules.celtypes import CelTypeError, check_types
@@ -107,8 +107,11 @@ def test_property__the_checker_refuses_exactly_what_cel_refuses_to_compute(left:
     try:
         cel.compile(expr).execute(ctx)
         cel_ok = True
-    except ZeroDivisionError:  # a value fault, not a type fault
-        cel_ok = True
+    except ZeroDivisionError:
+        # a value fault stops CEL before it reaches the operations after it, so this evaluation says
+        # nothing about their types ("(3 / (3 - 3)) + loan.outstanding" mixes int and double, which CEL
+        # never got to; found by this property): no verdict to compare with
+        assume(False)
     except (TypeError, RuntimeError, ValueError):
         # a side that computes to NaN (x - x divided by itself) makes CEL's comparison report "no such
         # overload": a value fault the checker cannot see, not a type fault

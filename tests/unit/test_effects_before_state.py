@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from monitor.core.common import Output
-from monitor.schemas import Alert, CollateralValuation
+from monitor.schemas import Alert, CollateralValuation, DeadLetter
 from streams.clock import CLOCK_KEY
 from streams.worker import Node
 
@@ -41,6 +41,9 @@ def node_with(order: list[str]) -> Node:
     node.load_assigned = lambda: None  # type: ignore[method-assign]
     node.clock = SimpleNamespace(watermark=lambda: 1_463_700_000.0, check_rebalancing=lambda rebalancing, now: False)  # type: ignore[assignment]
     node.owns = lambda asset_id: True  # type: ignore[method-assign]
+    node.backpressure = SimpleNamespace(  # type: ignore[assignment]
+        on_pledges_record=lambda part, offset: None, relieve=lambda: None, after_telemetry=lambda part, held: None
+    )
     closed = Output("valuations", "akl-routes-9xx", CollateralValuation.model_construct())
     node.assets = SimpleNamespace(tick=lambda wm, owns: [closed])  # type: ignore[assignment]
     node.persist = lambda part, changed: order.append(f"persist {sorted(changed)}")  # type: ignore[method-assign]
@@ -70,6 +73,24 @@ def test_a_clock_ticks_outputs_are_published_before_the_asset_state_is_persisted
     # once the record is handled, the timer's checkpoint runs as before
     node.persist = lambda part, changed: order.append(f"checkpoint {part}")  # type: ignore[method-assign]
     assert node.flush_pending(0.0) == [EARLIER] and order[-1] == "checkpoint 0"
+
+
+def test_held_records_dead_lettered_by_the_backpressure_are_published_before_their_held_state_is_deleted() -> None:
+    """Issue 18's hold verdict follows C01: the dead letters reach the broker, then the held state goes."""
+    order: list[str] = []
+    node = node_with(order)
+    held = {"X9": ["a record"]}
+    node.assets = SimpleNamespace(held=held)  # type: ignore[assignment]
+    node.asset_state = SimpleNamespace(delete=lambda aid: order.append(f"delete {aid}"))  # type: ignore[assignment]
+
+    async def check(now: float) -> list[Output]:
+        held.clear()
+        return [Output("dead-letter", "X9", DeadLetter.model_construct())]
+
+    node.backpressure = SimpleNamespace(paused={2}, check=check)  # type: ignore[assignment]
+    asyncio.run(node.check_hold())
+    assert order == ["checkpoint during publish -> []", "publish ['X9']", "delete X9"]
+    assert node.asset_handling is False
 
 
 def test_a_handler_that_fails_midway_leaves_the_checkpoint_free() -> None:

@@ -27,6 +27,7 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
         asset_partition={},  # none seen yet: Kafka's default partitioner decides
         dirty={revoked_part: {ids[0]}, (revoked_part + 1) % n: set()},
         loaded_for=frozenset({TP("it.telemetry", 0)}),
+        backpressure=SimpleNamespace(forgotten=[], forget=lambda parts: node.backpressure.forgotten.append(set(parts))),
     )
     revoked = {TP("it.telemetry", revoked_part), TP("it.loan-book", 1), TP("it.internal.asset-pledges", 2)}
     gone = Node.on_partitions_revoked(node, revoked)
@@ -36,6 +37,7 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
     assert {k for k in loans if _partition(k, n) == 1} == set(gone) - set(ids)
     assert all(_partition(k, n) != 1 for k in node.loans.loans)
     assert revoked_part not in node.dirty and node.loaded_for == frozenset()
+    assert node.backpressure.forgotten == [{revoked_part}], "a revoked partition's pause is forgotten (faust's too)"
     # an asset whose records were seen on a partition is placed by that partition, not by its key
     node.assets.assets["odd"] = object()
     node.asset_partition["odd"] = revoked_part
