@@ -153,6 +153,8 @@ class HoldBackpressure:
         if self.assets.held_count() < self.limit:
             if self.paused:
                 self.relieve()
+            elif self.metrics is not None:
+                self._gauges()
             return
         new = (self.assets.held_partitions() | ({partition} if held else set())) - self.paused
         tps = self._tps(new)

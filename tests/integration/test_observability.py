@@ -44,7 +44,7 @@ def test_promtool_and_amtool_accept_the_shipped_configs_and_the_rule_unit_tests_
     assert "SUCCESS" in run(
         PROMTOOL, "check", "config", "--syntax-only", str(DEPLOY / "prometheus" / "prometheus-compose.yml")
     )
-    assert "8 rules found" in run(PROMTOOL, "check", "rules", str(DEPLOY / "prometheus" / "rules" / "pledgewatch.yml"))
+    assert "9 rules found" in run(PROMTOOL, "check", "rules", str(DEPLOY / "prometheus" / "rules" / "pledgewatch.yml"))
     assert "SUCCESS" in run(PROMTOOL, "test", "rules", str(DEPLOY / "prometheus" / "tests" / "pledgewatch_test.yml"))
     assert "SUCCESS" in run(AMTOOL, "check-config", str(DEPLOY / "alertmanager" / "alertmanager.yml"))
 
