@@ -20,7 +20,10 @@ cannot lift the value, while one below is learned (clipped like every window):
 prudence lets bad news count. Two river ``PageHinkley`` detectors watch the
 activity ratio for a structural decline or increase. The 90 % interval on ``I_t`` is the rolling
 90 % quantile of absolute one-step ratio errors scaled to the level's EWMA
-(× sqrt(α / (2 − α))).
+(× sqrt(α / (2 − α))). The one-step 90 % prediction band of a window's activity is the
+forecaster's own band (normal quantile of its robust scale, Poisson floor) widened or narrowed by
+online split-conformal calibration on the normalized errors of the asset's recent windows
+(:meth:`AssetValuer._band`; ``docs/valuation.md``, "Interval coverage").
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import datetime as dt
 import math
 import warnings
 import zoneinfo
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,7 +54,55 @@ _SEASON_ORIGIN = dt.date(1970, 1, 5).toordinal()
 #: of them rather than on the single largest.
 MIN_RESIDUALS = 24
 
-__all__ = ["MIN_RESIDUALS", "AssetValuer", "FixedScaler", "ValuationParams", "WindowResult", "model_stamp"]
+#: Nominal coverage of the one-step prediction band of a window's activity (``activity_forecast_lower``
+#: / ``_upper``), 0..1.
+BAND_LEVEL = 0.9
+#: Normalized one-step errors (windows) the band's conformal quantile is taken over: the residual
+#: quantile's own memory (96: a day of 15-min windows, four days of hourly ones, a quarter of a year of
+#: daily ones), so the band follows a change of regime as fast as the level's interval does, and its
+#: quantile rests on the ~10 largest errors rather than on one.
+BAND_MEMORY = 96
+#: Step of the band's warm-up multiplier in natural-log units per window (quantile tracking,
+#: :meth:`AssetValuer._band`): a miss widens the band by e^(0.9 × 0.2) = +20 %, a covered window
+#: narrows it by e^(−0.1 × 0.2) = −2 %, so four misses double it (0.72 > ln 2) and the 19 windows of
+#: the warm-up can take it anywhere from ×0.68 (all covered) to ×30 (all missed).
+BAND_WARMUP_STEP = 0.2
+
+
+def conformal_rank(n: int, level: float = BAND_LEVEL) -> int:
+    """Rank ``⌈(n + 1) level⌉`` of the split-conformal quantile among ``n`` scores (1-based).
+
+    With ``n`` exchangeable scores, a new one is at most the score of this rank with probability at least
+    ``level`` (Vovk, Gammerman & Shafer 2005, *Algorithmic Learning in a Random World*; Lei, G'Sell,
+    Rinaldo, Tibshirani & Wasserman 2018, *JASA* 113(523), Theorem 2.2). Larger than ``n`` (no finite
+    quantile has that guarantee) while ``n < level / (1 − level)``: 9 scores for 90 %; the largest score
+    itself until 19.
+
+    >>> conformal_rank(96), conformal_rank(19), conformal_rank(18), conformal_rank(8)
+    (88, 18, 18, 9)
+    """
+    # rounded first: a product that is a whole number in exact arithmetic must not round up past it
+    return math.ceil(round((n + 1) * level, 9))
+
+
+#: Fewest scores whose conformal quantile is not the largest of them (:func:`conformal_rank` ≤ n − 1):
+#: 19 at 90 %. Below it one odd window (a service's first trips, a storm day) would set the band alone:
+#: a single error 7× the usual made the band 0–88 trips for a forecast of 19 on the Auckland sample.
+MIN_BAND_SCORES = next(n for n in range(2, 10_000) if conformal_rank(n) <= n - 1)
+
+__all__ = [
+    "BAND_LEVEL",
+    "BAND_MEMORY",
+    "BAND_WARMUP_STEP",
+    "MIN_BAND_SCORES",
+    "MIN_RESIDUALS",
+    "AssetValuer",
+    "FixedScaler",
+    "ValuationParams",
+    "WindowResult",
+    "conformal_rank",
+    "model_stamp",
+]
 
 MODEL_VERSIONS = {
     "river": str(getattr(river, "__version__", "unknown")),
@@ -370,6 +422,11 @@ class AssetValuer:
         self._ph_up = drift.PageHinkley(mode="up", min_instances=12, threshold=3.0, delta=0.05)
         self._resid = stats.RollingQuantile(q=0.9, window_size=96)
         self._resid_n = 0
+        #: the band's conformal calibration: normalized one-step errors of the last BAND_MEMORY windows
+        #: in expected service that had a band (:meth:`_band`)
+        self._band_scores: deque[float] = deque(maxlen=BAND_MEMORY)
+        #: the band's warm-up multiplier, natural log (0: the forecaster's own band)
+        self._band_log_q = 0.0
         #: the level's smoothing now (sized by information) and windows learned since a confirmed
         #: level shift (``None``: none, or its running mean has handed over to the EWMA)
         self._alpha_now = params.alpha
@@ -527,11 +584,12 @@ class AssetValuer:
         The rolling empirical quantile of the last 96 learned windows once it rests on at least
         :data:`MIN_RESIDUALS` of them; before that (a quantile of a handful of residuals is their
         largest one) the normal 90 % quantile 1.645 × the larger of the forecaster's robust scale and
-        (for the one-step ``band`` of a window's activity) the Poisson floor ``1 / sqrt(L s̄)``: a
-        count of mean ``L s̄`` is never less noisy than Poisson, so a warm-up scale still near its
-        start cannot make the band narrower than counting noise. The level's own interval keeps the
-        robust scale: it averages many windows, and widening it in warm-up would call margin on
-        noise the level does not carry.
+        (with ``band``: for one window's count, as the level-shift detector's dispersion reads it) the
+        Poisson floor ``1 / sqrt(L s̄)``: a count of mean ``L s̄`` is never less noisy than Poisson, so a
+        warm-up scale still near its start cannot make it narrower than counting noise. The level's
+        own interval keeps the robust scale: it averages many windows, and widening it in warm-up
+        would call margin on noise the level does not carry. The one-step prediction band of a
+        window's activity is calibrated on its own errors instead (:meth:`_band`).
         """
         if self._resid_n >= MIN_RESIDUALS:
             q = self._resid.get()
@@ -542,6 +600,86 @@ class AssetValuer:
         level, weight = self._fc.level, self._fc.sum_s
         poisson = math.sqrt(level / weight) if band and level > 0 and weight > 0 else 0.0
         return 1.645 * max(self._fc.scale, poisson)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint; one from before the band's conformal calibration starts it empty.
+
+        An empty calibration is the band's warm-up (the forecaster's own band, :meth:`_band`) for the
+        next :data:`MIN_BAND_SCORES` windows in service; nothing else of the models changes.
+        """
+        state.setdefault("_band_scores", deque(maxlen=BAND_MEMORY))
+        state.setdefault("_band_log_q", 0.0)
+        self.__dict__.update(state)
+
+    def _band_base(self) -> float:
+        """The forecaster's own 90 % half-width of a window's one-step error, on the typical window's count scale.
+
+        ``z₀.₉₅ × max(σ, sqrt(L / s̄))``: the normal quantile of the robust residual scale σ (Gelper, Fried
+        & Croux 2010), never below that of Poisson counting noise (a count of mean ``L s̄`` has ratio
+        residual variance ``L / s̄`` on this scale). The conformal calibration (:meth:`_band`) measures
+        errors in units of it, so a window's band scales with the asset's current noise (locally
+        weighted conformal inference: Papadopoulos, Gammerman & Vovk 2008; Lei et al. 2018, §5.2).
+        """
+        level, weight = self._fc.level, self._fc.sum_s
+        poisson_scale = math.sqrt(level / weight) if level > 0 and weight > 0 else 0.0
+        return 1.645 * max(self._fc.scale, poisson_scale)
+
+    def _band(self, mu: float, unit: float) -> tuple[float, float] | None:
+        """One-step 90 % prediction band of a window's activity (activity units), before seeing it.
+
+        ``mu`` is the forecast ``L s_j`` and ``unit`` the activity of one unit of the count-scale
+        residual in this window (``s_j / w_j``). The band is ``mu ± Q̂ b unit``, ``b`` the forecaster's
+        own half-width (:meth:`_band_base`) and ``Q̂`` a multiplier calibrated on the asset's own
+        normalized errors ``|y − mu| / (b unit)`` (scores, :meth:`_band_learn`):
+
+        - from :data:`MIN_BAND_SCORES` scores on, ``Q̂`` is their split-conformal quantile (rank
+          :func:`conformal_rank`) over the last :data:`BAND_MEMORY` banded windows in expected service,
+          anomalous ones included (the band is judged on every such window, so it is calibrated on all
+          of them; online split-conformal prediction over a sliding window: Vovk et al. 2005; Gibbs &
+          Candès 2021, "Adaptive conformal inference under distribution shift", *NeurIPS*). ``Q̂ > 1``
+          where the errors are heavier-tailed than the normal quantile of the robust scale assumes,
+          or the forecast's own error (a season learned from a few visits, an hourly baseline spread
+          evenly over its windows) adds to the activity's noise; ``Q̂ < 1`` where they are lighter.
+        - before, ``exp(_band_log_q)``: the forecaster's own band (×1) adjusted by quantile tracking,
+          ``log Q̂ ← log Q̂ + η (miss − 0.1)`` with η = :data:`BAND_WARMUP_STEP` (Angelopoulos, Barber
+          & Bates 2023, "Conformal PID control for time series prediction", *NeurIPS*: the long-run
+          miss rate is within ``(B + η) / (η T)`` of 10 % on any sequence), so the warm-up learns from
+          its misses without one odd error setting the band. Its band is also widened to the exact
+          Poisson 5 % / 95 % quantiles of ``mu`` (a count is never less noisy than Poisson; the normal
+          approximation is too narrow for a window of a few trips). Once calibrated, that floor is
+          dropped: a measured 90 % quantile joined with a Poisson 90 % band would cover more than 90 %.
+
+        ``None`` when the base is 0 or not finite.
+        """
+        base = self._band_base()
+        if not (math.isfinite(base) and base > 0.0 and math.isfinite(unit) and unit > 0.0):
+            return None
+        n = len(self._band_scores)
+        calibrated = n >= MIN_BAND_SCORES
+        q_hat = sorted(self._band_scores)[conformal_rank(n) - 1] if calibrated else math.exp(self._band_log_q)
+        half = q_hat * base * unit
+        lo, hi = max(0.0, mu - half), mu + half
+        if not calibrated and mu > 0.0:
+            lo = min(lo, float(poisson.ppf(0.05, mu)))
+            hi = max(hi, float(poisson.ppf(0.95, mu)))
+        return lo, hi
+
+    def _band_learn(self, mu: float, unit: float, activity: float, band: tuple[float, float]) -> None:
+        """Score a banded window in expected service: its normalized error joins the calibration (:meth:`_band`).
+
+        ``|y − mu| / (b unit)`` in units of the forecaster's own half-width ``b`` as the band used it
+        (called before the forecaster learns the window); while the warm-up lasts its multiplier also
+        tracks the miss (``band`` is the band made for this window).
+        """
+        base = self._band_base()
+        if not (math.isfinite(base) and base > 0.0 and math.isfinite(unit) and unit > 0.0):
+            return
+        if not math.isfinite(activity):
+            return
+        if len(self._band_scores) < MIN_BAND_SCORES:
+            miss = not band[0] <= activity <= band[1]
+            self._band_log_q += BAND_WARMUP_STEP * (float(miss) - (1.0 - BAND_LEVEL))
+        self._band_scores.append(abs(activity - mu) / (base * unit))
 
     def _level_alpha(self, q: float) -> float:
         """Smoothing of the level sized by its information (``level_halfwidth``), in [floor, ``alpha``].
@@ -786,18 +924,12 @@ class AssetValuer:
             wgt = self._fc.weight(slot, expected)
             q_prev = self._q90(band=True)
             s_j = self._fc.index(slot, expected)
-            if q_prev is not None and math.isfinite(q_prev):
-                # one-step 90 % prediction band of this window's activity, made before seeing it
-                lvl = self._fc.level
-                lo, hi = max(0.0, s_j * (lvl - q_prev / wgt)), s_j * (lvl + q_prev / wgt)
-                # a count is never less noisy than Poisson: the exact (discrete) Poisson 5 % / 95 %
-                # quantiles of the forecast are the band's floor, where the normal approximation is
-                # too narrow for a window of a few trips
-                mu = max(0.0, lvl * s_j)
-                if mu > 0.0:
-                    lo = min(lo, float(poisson.ppf(0.05, mu)))
-                    hi = max(hi, float(poisson.ppf(0.95, mu)))
-                forecast_band = (lo, hi)
+            # one-step 90 % prediction band of this window's activity, made before seeing it, then
+            # scored against it (windows in expected service only: the band is judged on those)
+            mu, unit = max(0.0, self._fc.level * s_j), s_j / wgt
+            forecast_band = self._band(mu, unit)
+            if forecast_band is not None and service:
+                self._band_learn(mu, unit, activity, forecast_band)
             if anomalous and not regime and not p.learn_anomalous and r is not None and r > 0:
                 # flagged above the forecast: not learned. The counterfactual (what the index would
                 # be had the window been learned) is the anomaly handling's effect on the value.
