@@ -24,7 +24,7 @@ from typing import Literal
 from monitor.schemas import Category, ClassificationReason
 from rules.classification import ClassificationPolicy, rank
 
-__all__ = ["DPD_BANDS", "Signals", "criteria", "dpd_floor", "suggest"]
+__all__ = ["DPD_BANDS", "Signals", "criteria", "dpd_floor", "line_held", "suggest"]
 
 #: (more than this many days past due, at least this category), most severe first: the Measures' bands.
 DPD_BANDS: tuple[tuple[int, Category], ...] = (
@@ -60,6 +60,23 @@ def dpd_floor(days_past_due: int) -> Category:
     return "normal"
 
 
+def line_held(held: bool, coverage: float | None, line: float, release: float) -> bool:
+    """Whether a coverage line counts as breached now: below ``line``, or held and still below ``release``.
+
+    The default rulebook's hysteresis (``docs/rules.md``, case C21): the warning line is released one
+    contract gap above it (warning + (warning − margin call)), the close-out line at the margin-call
+    line. ``coverage`` ``None`` (lines not judged) is never a breach.
+
+    Examples
+    --------
+    >>> line_held(False, 1.31, 1.3, 1.4), line_held(True, 1.31, 1.3, 1.4), line_held(True, 1.41, 1.3, 1.4)
+    (False, True, False)
+    """
+    if coverage is None:
+        return False
+    return coverage < line or (held and coverage < release)
+
+
 @dataclass(frozen=True, slots=True)
 class Signals:
     """What the criteria read, for one loan at one moment.
@@ -76,8 +93,10 @@ class Signals:
         Rule ids of the watch-list reasons that hold (empty: off the list).
     coverage_ratio
         Collateral value / outstanding, or ``None`` while the lines are not judged (calibrating).
-    warning_line, close_out_line
-        The contract's lines (coverage ratios).
+    below_warning, below_close_out
+        The coverage ratio is below the warning (close-out) line, with the default rulebook's
+        hysteresis (:func:`line_held`): a coverage hovering at a line is one episode, not one
+        suggestion per crossing.
     open_margin_call, expired_margin_call
         Id of an issued (not cured, expired or withdrawn) margin call, and of an expired one whose
         close-out alert still fires; ``None`` when there is none.
@@ -88,8 +107,8 @@ class Signals:
     prior_category: Category = "normal"
     watch_reasons: tuple[str, ...] = ()
     coverage_ratio: float | None = None
-    warning_line: float = 0.0
-    close_out_line: float = 0.0
+    below_warning: bool = False
+    below_close_out: bool = False
     open_margin_call: str | None = None
     expired_margin_call: str | None = None
 
@@ -131,13 +150,13 @@ def criteria(s: Signals, policy: ClassificationPolicy) -> list[ClassificationRea
     if s.watch_reasons:
         add("watch-list", policy.watch_list, "watch_list", ", ".join(s.watch_reasons), False)
     cov = s.coverage_ratio
-    if cov is not None and cov < s.warning_line:
+    if cov is not None and s.below_warning:
         add("below-warning", policy.below_warning, "coverage_ratio", cov, False)
     if s.open_margin_call is not None:
         add("margin-call-open", policy.margin_call_open, "margin_call_id", s.open_margin_call, False)
     if s.expired_margin_call is not None:
         add("margin-call-expired", policy.margin_call_expired, "margin_call_id", s.expired_margin_call, False)
-    if cov is not None and cov < s.close_out_line:
+    if cov is not None and s.below_close_out:
         add("close-out", policy.close_out, "coverage_ratio", cov, False)
     order = {id(r): i for i, r in enumerate(out)}
     return sorted(out, key=lambda r: (-rank(r.floor), order[id(r)]))

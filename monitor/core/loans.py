@@ -19,7 +19,7 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Any, Literal
 
-from monitor.core.classification import Signals, criteria, suggest
+from monitor.core.classification import Signals, criteria, line_held, suggest
 from monitor.core.common import Output, _event_digest, _ts
 from monitor.core.margin import line_status, required_top_up
 from monitor.core.money import fen, ratio, yuan
@@ -125,6 +125,8 @@ class LoanMonitor:
         #: the suggested risk category now and the criteria that give it (docs/rules.md, issue 19)
         self.category: Category = "normal"
         self.category_reasons: list[ClassificationReason] = []
+        #: (below the warning line, below the close-out line) as the classification last judged them
+        self.lines_held: tuple[bool, bool] = (False, False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("pending", {})  # loan states pickled before the loan watermark existed
@@ -134,6 +136,7 @@ class LoanMonitor:
         state.setdefault("restructuring", None)
         state.setdefault("category", "normal")
         state.setdefault("category_reasons", [])
+        state.setdefault("lines_held", (False, False))
         self.__dict__.update(state)
 
     def days_past_due(self) -> int:
@@ -476,14 +479,17 @@ class LoanMonitor:
         )
         issued = sorted(m.margin_call_id for m in self.margin_calls.values() if m.status == "issued")
         r = self.restructuring
+        cov = snap.coverage_ratio if judged else None
+        t = snap.thresholds
+        held_warning, held_close_out = self.lines_held
         return Signals(
             days_past_due=self.days_past_due(),
             observation_end=self.observation_end(),
             prior_category=r.prior if r is not None else "normal",
             watch_reasons=tuple(sorted({w.rule_id for w in self.watch.values()})),
-            coverage_ratio=snap.coverage_ratio if judged else None,
-            warning_line=snap.thresholds.warning,
-            close_out_line=snap.thresholds.close_out,
+            coverage_ratio=cov,
+            below_warning=line_held(held_warning, cov, t.warning, t.warning + (t.warning - t.margin_call)),
+            below_close_out=line_held(held_close_out, cov, t.close_out, t.margin_call),
             open_margin_call=issued[0] if issued else None,
             expired_margin_call=expired[0] if expired else None,
         )
@@ -500,6 +506,7 @@ class LoanMonitor:
         reasons = criteria(signals, policy)
         category = suggest(reasons)
         self.category_reasons = reasons
+        self.lines_held = (signals.below_warning, signals.below_close_out)
         if category == self.category:
             return []
         previous, self.category = self.category, category

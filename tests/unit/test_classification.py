@@ -27,6 +27,7 @@ from monitor.display import AlertPrinter
 from monitor.errors import InputRejected, RulebookError
 from monitor.schemas import (
     CATEGORIES,
+    BalanceChanged,
     ClassificationSuggestion,
     InterestAccrued,
     LoanRestructured,
@@ -121,8 +122,8 @@ _SIGNALS = st.builds(
     prior_category=_CATEGORY,
     watch_reasons=st.lists(st.sampled_from(["w1", "w2"]), max_size=2, unique=True).map(tuple),
     coverage_ratio=st.none() | st.floats(0.0, 3.0),
-    warning_line=st.just(1.3),
-    close_out_line=st.just(1.1),
+    below_warning=st.booleans(),
+    below_close_out=st.booleans(),
     open_margin_call=st.none() | st.just("mc-1"),
     expired_margin_call=st.none() | st.just("mc-0"),
 )
@@ -170,7 +171,7 @@ def _fields(s: Signals) -> dict[str, Any]:
         ),
         (Signals(watch_reasons=("w1", "w2")), "watch-list", "bank_policy", "special_mention", "watch_list", "w1, w2"),
         (
-            Signals(coverage_ratio=1.25, warning_line=1.3, close_out_line=1.1),
+            Signals(coverage_ratio=1.25, below_warning=True),
             "below-warning",
             "bank_policy",
             "special_mention",
@@ -205,13 +206,15 @@ def test_criteria__each_criterion_alone_names_itself_its_fact_and_value(
 
 
 def test_criteria__below_the_close_out_line_is_also_below_the_warning_line() -> None:
-    reasons = criteria(Signals(coverage_ratio=1.0, warning_line=1.3, close_out_line=1.1), ClassificationPolicy())
+    reasons = criteria(Signals(coverage_ratio=1.0, below_warning=True, below_close_out=True), ClassificationPolicy())
     assert [(r.criterion, r.floor) for r in reasons] == [
         ("close-out", "substandard"),
         ("below-warning", "special_mention"),
     ]
     # the lines are not judged (calibrating): no coverage criterion
-    assert criteria(Signals(coverage_ratio=None, warning_line=1.3, close_out_line=1.1), ClassificationPolicy()) == []
+    assert (
+        criteria(Signals(coverage_ratio=None, below_warning=True, below_close_out=True), ClassificationPolicy()) == []
+    )
 
 
 # --- the loan state: days past due, restructuring ----------------------------------------------------
@@ -350,6 +353,31 @@ def test_monitor_signals__the_watch_list_alone_is_special_mention_while_the_loan
     out = mon.on_loan_event(Repayment(event_id="r1", loan_id="L1", effective_at=T0 + 24 * W, amount=amount))
     assert [o.message.status for o in out if o.topic == "watch-list"] == ["exited"]
     assert [(s.previous_category, s.category) for s in _suggestions(out)] == [("special_mention", "normal")]
+
+
+def test_monitor_signals__the_coverage_lines_hold_until_one_contract_gap_above_them() -> None:
+    """Lines 1.3 / 1.2 / 1.1: below the warning line until ≥ 1.4, below close-out until ≥ 1.2 (case C21)."""
+    only_lines = "  margin_call_open: normal\n  margin_call_expired: normal\n"
+    mon = Monitor(_book(classification=only_lines), CoreParams(), CountingSensor())
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+    _collapse(mon, range(8), trips=10)
+    value = mon.loans["L1"].snapshot().collateral_value
+    seen = []
+    for i, cov in enumerate([1.29, 1.31, 1.29, 1.39, 1.05, 1.15, 1.19, 1.21, 1.41]):
+        ev = BalanceChanged(event_id=f"b{i}", loan_id="L1", effective_at=T0 + 8 * W, outstanding=round(value / cov, 2))
+        seen.append([(s.previous_category, s.category) for s in _suggestions(mon.on_loan_event(ev))])
+    assert seen == [
+        [("normal", "special_mention")],  # 1.29 < 1.3
+        [],  # 1.31: above the line, not yet one gap above it
+        [],
+        [],  # 1.39
+        [("special_mention", "substandard")],  # 1.05 < 1.1
+        [],  # 1.15: above close-out, below the margin-call line
+        [],  # 1.19
+        [("substandard", "special_mention")],  # 1.21: close-out released, still below the warning line
+        [("special_mention", "normal")],  # 1.41 ≥ 1.4
+    ]
 
 
 def test_monitor_signals__an_expired_margin_call_is_substandard_until_its_close_out_alert_resolves() -> None:
