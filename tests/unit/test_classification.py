@@ -48,8 +48,9 @@ DEFAULT = (ROOT / "rules" / "rulebooks" / "default.yaml").read_text().rstrip("\n
 def _book(extra: str = "", classification: str = ""):  # type: ignore[no-untyped-def]
     """The shipped rulebook, plus rules, plus a ``classification:`` section (YAML text, indented by 2)."""
     text = DEFAULT + extra
-    if classification:
-        text += "classification:\n" + classification
+    if classification:  # in place of the shipped section (it comes before the rules)
+        start = text.index("classification:\n")
+        text = text[:start] + "classification:\n" + classification + text[text.index("rules:\n", start) :]
     return parse_rulebook(text, "book.yaml")
 
 
@@ -444,13 +445,13 @@ def test_state__a_pickle_round_trip_keeps_the_suggestion_and_old_states_load_as_
     assert _suggestions(copy.on_loan_event(nxt, loan.rulebook, CountingSensor())) == loan.send(nxt)
     # a loan state pickled before the classification existed loads as normal, with no report or restructuring
     old = pickle.loads(pickle.dumps(loan.loan))
-    for name in ("past_due", "restructuring", "category", "category_reasons"):
+    for name in ("past_due", "restructuring", "category", "category_reasons", "lines_held"):
         del old.__dict__[name]
     restored = pickle.loads(pickle.dumps(old))
     assert (restored.category, restored.past_due, restored.restructuring, restored.category_reasons) == (
         "normal", None, None, []
     )  # fmt: skip
-    assert restored.days_past_due() == 0
+    assert restored.days_past_due() == 0 and restored.lines_held == (False, False)
     out = restored.on_loan_event(_overdue(100, T0 + 600 * DAY), loan.rulebook, CountingSensor())
     assert [(s.previous_category, s.category) for s in _suggestions(out)] == [("normal", "substandard")]
 
