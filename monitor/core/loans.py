@@ -1,11 +1,13 @@
 """The loan side of the core: one loan's risk, and a worker's book of loans.
 
 :class:`LoanMonitor` holds one loan's contract, balances, asset values, rule lifecycle and margin
-calls; :class:`LoanBook` the loans of one worker.
+calls, watch list and suggested risk category; :class:`LoanBook` the loans of one worker.
 
-Why one module of about 660 lines: :class:`LoanMonitor` is one state machine (balances, the loan
-watermark, rule episodes and margin calls move together on each event); its alert and margin-call
-texts are its outputs. Cut apart, a reader would follow one transition across files.
+Why one module of about 870 lines: :class:`LoanMonitor` is one state machine (balances, the loan
+watermark, rule episodes, margin calls, the watch list and the suggested category move together on
+each event); its alert, margin-call, watch-list and classification records are its outputs. Cut
+apart, a reader would follow one transition across files. The classification criteria themselves
+are pure functions in :mod:`monitor.core.classification`.
 """
 
 from __future__ import annotations
