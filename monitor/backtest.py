@@ -21,6 +21,7 @@ from monitor.errors import ConfigError, InputRejected
 from monitor.incidents import Incident, apply_incidents, parse_incident
 from monitor.schemas import (
     Alert,
+    ClassificationSuggestion,
     CollateralPledged,
     CollateralValuation,
     LoanRiskSnapshot,
@@ -173,6 +174,11 @@ class BacktestResult:
     def watch_list(self) -> list[WatchListEvent]:
         """Watch-list records (entered, updated, exited), in order."""
         return self.of("watch-list")
+
+    @property
+    def classifications(self) -> list[ClassificationSuggestion]:
+        """Changes of a loan's suggested risk category, in order (``pledge.classification``)."""
+        return self.of("classification")
 
     @property
     def valuations(self) -> list[CollateralValuation]:

@@ -241,6 +241,8 @@ def backtest(
             printer.margin_call(o.message)  # type: ignore[arg-type]
         elif o.topic == "watch-list":
             printer.watch_list(o.message)  # type: ignore[arg-type]
+        elif o.topic == "classification":
+            printer.classification(o.message)  # type: ignore[arg-type]
     if output is not None:
         with output.open("w", encoding="utf-8") as fh:
             for o in res.outputs:

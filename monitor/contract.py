@@ -24,6 +24,7 @@ from monitor.schemas import (
     AccessLogEntry,
     Alert,
     BalanceChanged,
+    ClassificationSuggestion,
     CollateralPledged,
     CollateralReleased,
     CollateralValuation,
@@ -33,8 +34,10 @@ from monitor.schemas import (
     LoanClosed,
     LoanEvent,
     LoanOpened,
+    LoanRestructured,
     LoanRiskSnapshot,
     MarginCall,
+    PaymentOverdue,
     Repayment,
     RulebookStatus,
     RulebookUpdate,
@@ -64,6 +67,10 @@ MESSAGES: dict[str, tuple[Any, str]] = {
     "RulebookStatus": (RulebookStatus, "What one worker did with a published rulebook"),
     "AccessLogEntry": (AccessLogEntry, "One read of loan or asset data on the query API, allowed or refused"),
     "WatchListEvent": (WatchListEvent, "A loan put on the watch list, its reasons changed, or taken off"),
+    "ClassificationSuggestion": (
+        ClassificationSuggestion,
+        "A change of a loan's suggested risk category (five categories), with the criteria that give it",
+    ),
 }
 
 
@@ -136,6 +143,15 @@ CHANNELS: list[Channel] = [
         "reason (rule, since when, why) that holds; `entered`, `updated` or `exited`.",
     ),
     Channel(
+        "classification",
+        "ClassificationSuggestion",
+        "loan id",
+        "send",
+        "The suggested risk category of each loan (五级分类: normal, special_mention, substandard, doubtful, "
+        "loss), compacted: one record per change, with every criterion (regulation or the bank's policy) that "
+        "gives it. A suggestion for the credit committee, never applied by pledgewatch.",
+    ),
+    Channel(
         "dead-letter",
         "DeadLetter",
         "the original key",
@@ -192,6 +208,20 @@ def _loan_event_examples(opened: LoanOpened, pledged: CollateralPledged) -> list
             loan_id=loan,
         ),
         CollateralReleased(event_id=f"{loan}:released", effective_at=at, asset_id=pledged.asset_id, loan_id=loan),
+        PaymentOverdue(
+            event_id=f"{loan}:dpd-2016-06-10",
+            effective_at=at,
+            days_past_due=12,
+            as_of=at - dt.timedelta(hours=2),
+            loan_id=loan,
+        ),
+        LoanRestructured(
+            event_id=f"{loan}:restructured-1",
+            effective_at=at,
+            restructured_on=at.date(),
+            observation_end=at.date().replace(year=at.year + 1) + dt.timedelta(days=30),
+            loan_id=loan,
+        ),
         LoanClosed(event_id=f"{loan}:closed", effective_at=at, loan_id=loan),
     ]
 
@@ -303,6 +333,7 @@ def examples() -> dict[str, list[BaseModel]]:
                 rulebook_version=rulebook.version,
             )
         ],
+        "ClassificationSuggestion": res.of("classification")[:1],
         "AccessLogEntry": [
             AccessLogEntry(
                 at=published + dt.timedelta(hours=3),

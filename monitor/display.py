@@ -9,7 +9,7 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from rich.console import Console
 from rich.table import Table
 
-from monitor.schemas import Alert, MarginCall, WatchListEvent
+from monitor.schemas import Alert, ClassificationSuggestion, MarginCall, WatchListEvent
 
 __all__ = ["TERMS", "AlertPrinter", "format_time", "format_yuan"]
 
@@ -18,6 +18,24 @@ _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 WATCH_TERMS = {
     "zh": {"entered": "列入关注名单", "updated": "关注原因变化", "exited": "移出关注名单"},
     "en": {"entered": "on the watch list", "updated": "watch-list reasons changed", "exited": "off the watch list"},
+}
+#: The five risk categories as people read them (《商业银行金融资产风险分类办法》), and their styles.
+CATEGORY_TERMS = {
+    "zh": {"normal": "正常", "special_mention": "关注", "substandard": "次级", "doubtful": "可疑", "loss": "损失"},
+    "en": {
+        "normal": "normal",
+        "special_mention": "special mention",
+        "substandard": "substandard",
+        "doubtful": "doubtful",
+        "loss": "loss",
+    },
+}
+_CATEGORY_LEVEL = {
+    "normal": "info",
+    "special_mention": "warning",
+    "substandard": "critical",
+    "doubtful": "critical",
+    "loss": "critical",
 }
 
 #: Alert / margin-call statuses and severities as people read them (shared with the report).
@@ -184,6 +202,44 @@ class AlertPrinter:
             w.loan_id,
             f"watch-list:{w.status}",
             f"[{_STYLE['info']}]{severity_label('info', self.lang)}[/]",
+            f"{cov:.1%}" if isinstance(cov, float) else "",
+            why,
+        )
+        self.console.print(t)
+
+    def classification(self, c: ClassificationSuggestion) -> None:
+        """Print one change of a loan's suggested category, with each criterion that gives it (fact = value).
+
+        E.g. ``suggested category normal → substandard (a suggestion; the credit committee decides):
+        close-out (bank policy) coverage_ratio = 0.808 → substandard; ...``.
+        """
+        t = self._table()
+        terms = CATEGORY_TERMS[self.lang]
+        zh = self.lang == "zh"
+
+        def value(v: float | str | bool) -> str:
+            return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+        source = {"regulation": "监管规定" if zh else "regulation", "bank_policy": "本行政策" if zh else "bank policy"}
+        reasons = "; ".join(
+            f"{r.criterion} ({source[r.source]}) {r.fact} = {value(r.value)} → {terms[r.floor]}" for r in c.reasons
+        )
+        change = f"{terms[c.previous_category]} → {terms[c.category]}"
+        if zh:
+            why = f"建议风险分类 {change}（建议，由信贷审批委员会认定）" + (
+                f"：{reasons}" if reasons else "：无适用标准"
+            )
+        else:
+            why = f"suggested category {change} (a suggestion; the credit committee decides)" + (
+                f": {reasons}" if reasons else ": no criterion applies"
+            )
+        cov = c.facts.get("coverage_ratio")
+        level = _CATEGORY_LEVEL[c.category]
+        t.add_row(
+            format_time(c.at, self.tz),
+            c.loan_id,
+            f"classification:{c.category}",
+            f"[{_STYLE[level]}]{severity_label(level, self.lang)}[/]",
             f"{cov:.1%}" if isinstance(cov, float) else "",
             why,
         )

@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     TypeAdapter,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,11 +38,14 @@ from monitor.errors import ConfigError
 from monitor.profiles import PROFILES, get_profile
 
 __all__ = [
+    "CATEGORIES",
     "DIMENSIONS",
     "REASON_CODES",
     "Alert",
     "Appraisal",
     "BalanceChanged",
+    "ClassificationReason",
+    "ClassificationSuggestion",
     "CollateralPledged",
     "CollateralReleased",
     "CollateralValuation",
@@ -52,8 +56,10 @@ __all__ = [
     "LoanEvent",
     "LoanEventAdapter",
     "LoanOpened",
+    "LoanRestructured",
     "LoanRiskSnapshot",
     "MarginCall",
+    "PaymentOverdue",
     "Repayment",
     "RulebookStatus",
     "RulebookUpdate",
@@ -74,6 +80,10 @@ LineStatus = Literal["ok", "warning", "margin_call", "close_out"]
 AlertStatus = Literal["firing", "resolved"]
 Severity = Literal["info", "warning", "critical"]
 Scope = Literal["loan", "asset"]
+#: The five risk categories of a loan, least severe first (《商业银行金融资产风险分类办法》, CBIRC & PBOC
+#: Order 2023 No. 1): 正常 normal, 关注 special mention, 次级 substandard, 可疑 doubtful, 损失 loss.
+Category = Literal["normal", "special_mention", "substandard", "doubtful", "loss"]
+CATEGORIES: tuple[Category, ...] = ("normal", "special_mention", "substandard", "doubtful", "loss")
 
 #: The six quality dimensions, named as GB/T 36344-2018 names them.
 DIMENSIONS: tuple[str, ...] = (
@@ -499,6 +509,70 @@ class LoanClosed(_LoanEventBase):
     type: Literal["loan_closed"] = "loan_closed"
 
 
+#: Most days past due a report may carry (about 100 years): bounds the arithmetic, far beyond any loan.
+MAX_DAYS_PAST_DUE = 36_500
+
+
+class PaymentOverdue(_LoanEventBase):
+    """Core banking's count of days past due of the loan (principal or interest), as of a moment.
+
+    ``days_past_due`` is the number of days the oldest unpaid principal or interest instalment is
+    overdue at ``as_of`` (0: nothing is overdue, the arrears are cleared). The monitor ages the
+    newest report by the whole days of event time since its ``as_of`` while it is above 0, until
+    core banking reports again (``docs/rules.md``, *Risk classification*). Its floors come from
+    《商业银行金融资产风险分类办法》 (more than 0, 90, 270, 360 days past due).
+
+    Raises
+    ------
+    pydantic.ValidationError
+        When ``days_past_due`` is not an integer in 0..36500, or ``as_of`` is later than ``effective_at``.
+    """
+
+    type: Literal["payment_overdue"] = "payment_overdue"
+    days_past_due: Annotated[int, Field(ge=0, le=MAX_DAYS_PAST_DUE)]
+    #: the moment the count holds (e.g. the end of core banking's business day)
+    as_of: Time
+
+    @field_validator("as_of")
+    @classmethod
+    def _not_ahead(cls, v: dt.datetime, info: ValidationInfo) -> dt.datetime:
+        # the error reads "<type>.as_of: got <value>, expected <this>" at the decoder (names the field)
+        effective = info.data.get("effective_at")
+        if effective is not None and v > effective:
+            msg = f"a time no later than effective_at {effective.isoformat()} (a count holds before it is sent)"
+            raise ValueError(msg)
+        return v
+
+
+class LoanRestructured(_LoanEventBase):
+    """The loan's contract was adjusted in the borrower's favour because of financial difficulty (重组).
+
+    ``restructured_on`` is the date of the adjustment; ``observation_end`` the last day (China
+    Standard Time) of its observation period. Under 《商业银行金融资产风险分类办法》 the period runs
+    from the first repayment date after the adjustment, covers at least two consecutive repayment
+    periods and at least one year, so core banking, which knows the schedule, should send it;
+    without it the rulebook's ``classification.observation_days`` after ``restructured_on`` apply.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        When ``observation_end`` is not after ``restructured_on``.
+    """
+
+    type: Literal["loan_restructured"] = "loan_restructured"
+    restructured_on: dt.date
+    observation_end: dt.date | None = None
+
+    @field_validator("observation_end")
+    @classmethod
+    def _end_after_start(cls, v: dt.date | None, info: ValidationInfo) -> dt.date | None:
+        start = info.data.get("restructured_on")
+        if v is not None and start is not None and v <= start:
+            msg = f"a date after restructured_on {start.isoformat()}"
+            raise ValueError(msg)
+        return v
+
+
 LoanEvent = Annotated[
     LoanOpened
     | CollateralPledged
@@ -507,7 +581,9 @@ LoanEvent = Annotated[
     | InterestAccrued
     | CollateralReleased
     | LinesChanged
-    | LoanClosed,
+    | LoanClosed
+    | PaymentOverdue
+    | LoanRestructured,
     Field(discriminator="type"),
 ]
 #: Validates any loan event (tagged union on ``type``).
@@ -762,5 +838,45 @@ class WatchListEvent(_Strict):
     #: every reason that holds now (empty once the loan has exited)
     reasons: list[WatchReason]
     facts: dict[str, float | str | None]
+    rulebook: str
+    rulebook_version: int
+
+
+class ClassificationReason(_Strict):
+    """One criterion that sets a floor under a loan's suggested risk category (docs/rules.md).
+
+    ``criterion`` names it (``days-past-due``, ``restructured``: regulation; ``watch-list``,
+    ``below-warning``, ``margin-call-open``, ``margin-call-expired``, ``close-out``: the bank's
+    policy, set in the rulebook's ``classification:`` section); ``fact`` and ``value`` are what
+    made it apply (e.g. ``days_past_due`` 95).
+    """
+
+    criterion: str
+    source: Literal["regulation", "bank_policy"]
+    #: the least severe category the criterion allows
+    floor: Category
+    fact: str
+    value: float | str | bool
+
+
+class ClassificationSuggestion(_Strict):
+    """A change of a loan's suggested risk category (五级分类), on ``pledge.classification``.
+
+    A suggestion only: the bank's credit committee decides the loan's category; the monitor never
+    applies it. Keyed by loan on a compacted topic, so a loan's latest record is its suggestion
+    now. The category is the most severe floor of ``reasons`` (``normal`` when none applies);
+    ``suggestion_id`` derives from (loan, at, previous, category), so a replay cannot double it.
+    """
+
+    schema_version: Literal[1] = 1
+    suggestion_id: str
+    loan_id: str
+    borrower_id: str
+    previous_category: Category
+    category: Category
+    at: AwareDatetime
+    #: every criterion that applies now, most severe first
+    reasons: list[ClassificationReason]
+    facts: dict[str, float | str | bool | None]
     rulebook: str
     rulebook_version: int

@@ -32,13 +32,14 @@ TOPICS: dict[str, str] = {
     "alerts": "alerts",
     "margin-calls": "margin-calls",
     "watch-list": "watch-list",
+    "classification": "classification",
     "dead-letter": "dead-letter",
     "asset-pledges": "internal.asset-pledges",
     "loan-valuations": "internal.loan-valuations",
     "access-log": "access-log",
 }
 #: Topics kept compacted (latest value per key).
-COMPACTED = {"valuations", "loan-risk", "asset-pledges", "watch-list"}
+COMPACTED = {"valuations", "loan-risk", "asset-pledges", "watch-list", "classification"}
 #: Topics kept forever, one partition: every published rulebook stays readable (audit trail; restart
 #: recovery), and every read of a customer's data stays on record (the access log, issue 22; a bank's
 #: retention policy may shorten it on the topic).

@@ -22,6 +22,7 @@ import yaml
 from monitor.errors import RulebookError
 from monitor.schemas import DIMENSIONS, Scope, Severity
 from rules.celtypes import CelTypeError, check_types
+from rules.classification import ClassificationPolicy, parse_classification
 
 __all__ = [
     "Rule",
@@ -51,7 +52,7 @@ RULE_KEYS = {
     "mode",
     "description",
 }
-BOOK_KEYS = {"rulebook", "version", "description", "rules"}
+BOOK_KEYS = {"rulebook", "version", "description", "rules", "classification"}
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _TEMPLATE = re.compile(r"\{\{\s*([a-z_][a-z0-9_.]*)\s*(?:\|\s*([a-z_]+)\s*)?\}\}")
 
@@ -112,12 +113,17 @@ class Rule:
 
 @dataclass(frozen=True)
 class Rulebook:
-    """A validated rulebook: name, version and rules in evaluation order (inhibitors first)."""
+    """A validated rulebook: name, version and rules in evaluation order (inhibitors first).
+
+    ``classification`` is the bank's policy of the suggested risk category (its ``classification:``
+    section; every default when absent, ``rules.classification``).
+    """
 
     name: str
     version: int
     rules: tuple[Rule, ...]
     source: str
+    classification: ClassificationPolicy = field(default_factory=ClassificationPolicy)
     _by_scope: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
     _inhibitors: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
@@ -159,6 +165,8 @@ def example_facts(scope: str) -> dict[str, Any]:
             "coverage_ratio_lower": 1.36,
             "ltv": 0.7,
             "days_past_due": 0.0,
+            "suggested_category": "normal",
+            "in_restructuring_observation": False,
             "below_warning_seconds": 0.0,
             "seconds_since_margin_call": 1e18,
             "on_watch_list": False,
@@ -321,7 +329,8 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
     RulebookError
         With one ``file:line: reason`` per problem (YAML errors, unknown keys, duplicate ids,
         unknown severities / scopes / actions / modes, CEL syntax or type errors, unknown facts,
-        ``inhibits`` naming no rule, bad durations, summary placeholders naming no fact).
+        ``inhibits`` naming no rule, bad durations, summary placeholders naming no fact, a
+        ``classification:`` section with unknown keys, categories or periods).
     """
     try:
         root = yaml.compose(text)
@@ -454,10 +463,18 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
                 problems.append(f"{filename}:{r.line}: inhibits: rule {target!r} does not exist")
             elif target == r.id:
                 problems.append(f"{filename}:{r.line}: inhibits: a rule cannot inhibit itself")
+    cls_node = next((v for k, v in root.value if k.value == "classification"), None)
+    policy = parse_classification(
+        data.get("classification"),
+        _lines(cls_node) if cls_node is not None else {},
+        filename,
+        top.get("classification", 1),
+        problems,
+    )
     if problems:
         raise RulebookError(problems)
     order = sorted(rules, key=lambda r: (not r.inhibits, -SEVERITIES.index(r.severity), r.line))
-    return Rulebook(name=str(name), version=int(version), rules=tuple(order), source=text)
+    return Rulebook(name=str(name), version=int(version), rules=tuple(order), source=text, classification=policy)
 
 
 def load_rulebook(path: str | Path) -> Rulebook:

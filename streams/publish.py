@@ -35,6 +35,7 @@ OUTPUT_TOPICS = (
     "alerts",
     "margin-calls",
     "watch-list",
+    "classification",
     "dead-letter",
     "asset-pledges",
 )

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from monitor.schemas import (
     Alert,
+    ClassificationSuggestion,
     CollateralPledged,
     CollateralReleased,
     CollateralValuation,
@@ -74,7 +75,9 @@ class CoreParams:
 
 
 #: The core's output streams: the logical topic (``docs/topics.md``) each output goes to.
-OutputTopic = Literal["valuations", "loan-risk", "alerts", "margin-calls", "watch-list", "dead-letter", "asset-pledges"]
+OutputTopic = Literal[
+    "valuations", "loan-risk", "alerts", "margin-calls", "watch-list", "classification", "dead-letter", "asset-pledges"
+]
 
 #: The one message type of each output stream (the internal ``asset-pledges`` carries both pledge events).
 OUTPUT_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
@@ -83,6 +86,7 @@ OUTPUT_MODELS: dict[str, tuple[type[BaseModel], ...]] = {
     "alerts": (Alert,),
     "margin-calls": (MarginCall,),
     "watch-list": (WatchListEvent,),
+    "classification": (ClassificationSuggestion,),
     "dead-letter": (DeadLetter,),
     "asset-pledges": (CollateralPledged, CollateralReleased),
 }

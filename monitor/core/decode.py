@@ -22,6 +22,7 @@ from monitor.schemas import (
     MAX_BATCH_OBSERVATIONS,
     DeadLetter,
     LoanEventAdapter,
+    PaymentOverdue,
     TelemetryBatch,
     TelemetryEvent,
     _Strict,
@@ -265,6 +266,8 @@ def decode_loan_event(
         raise _rejection(exc, None) from None
     if now is not None:
         _check_time("effective_at", ev.effective_at, now, max_skew_s, None, earliest)
+        if isinstance(ev, PaymentOverdue):  # no later than effective_at (the model checks), not before earliest
+            _check_time("as_of", ev.as_of, now, max_skew_s, None, earliest)
     return ev
 
 

@@ -1,22 +1,27 @@
 """The loan side of the core: one loan's risk, and a worker's book of loans.
 
 :class:`LoanMonitor` holds one loan's contract, balances, asset values, rule lifecycle and margin
-calls; :class:`LoanBook` the loans of one worker.
+calls, watch list and suggested risk category; :class:`LoanBook` the loans of one worker.
 
-Why one module of about 660 lines: :class:`LoanMonitor` is one state machine (balances, the loan
-watermark, rule episodes and margin calls move together on each event); its alert and margin-call
-texts are its outputs. Cut apart, a reader would follow one transition across files.
+Why one module of about 870 lines: :class:`LoanMonitor` is one state machine (balances, the loan
+watermark, rule episodes, margin calls, the watch list and the suggested category move together on
+each event); its alert, margin-call, watch-list and classification records are its outputs. Cut
+apart, a reader would follow one transition across files. The classification criteria themselves
+are pure functions in :mod:`monitor.core.classification`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
 from typing import Any, Literal
 
+from monitor.core.classification import Signals, criteria, line_held, suggest
 from monitor.core.common import Output, _event_digest, _ts
 from monitor.core.margin import line_status, required_top_up
 from monitor.core.money import fen, ratio, yuan
@@ -29,6 +34,9 @@ from monitor.schemas import (
     Appraisal,
     AssetValue,
     BalanceChanged,
+    Category,
+    ClassificationReason,
+    ClassificationSuggestion,
     CollateralPledged,
     CollateralReleased,
     CollateralValuation,
@@ -36,17 +44,39 @@ from monitor.schemas import (
     LinesChanged,
     LoanClosed,
     LoanOpened,
+    LoanRestructured,
     LoanRiskSnapshot,
     LoanStatus,
     MarginCall,
+    PaymentOverdue,
     Repayment,
     WatchListEvent,
     WatchReason,
 )
 from monitor.sensors import Sensor
 from monitor.valuation import MODEL_VERSIONS
+from rules.classification import ClassificationPolicy
 from rules.lifecycle import RULE_ERROR, RuleState, Transition, alert_id, evaluate_subject
 from rules.rulebook import Rulebook, render_summary
+
+#: The zone of core banking's business dates (a restructuring's observation ends at that day's midnight).
+_BANK_ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
+_DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Restructuring:
+    """A restructuring in force: its observation period's last day (bank's date), and the category before it."""
+
+    restructured_on: dt.date
+    observation_end: dt.date
+    prior: Category
+
+    @property
+    def end_ts(self) -> float:
+        """POSIX seconds at which the observation period is over: midnight after its last day, China time."""
+        end = self.observation_end + dt.timedelta(days=1)
+        return dt.datetime(end.year, end.month, end.day, tzinfo=_BANK_ZONE).timestamp()
 
 
 @dataclass(slots=True)
@@ -90,12 +120,43 @@ class LoanMonitor:
         self.watch: dict[str, WatchReason] = {}
         #: event time (POSIX s) since which coverage has stayed below the warning line, or None
         self.below_warning_since: float | None = None
+        #: core banking's newest days-past-due report: (days, as_of POSIX s), or None before any
+        self.past_due: tuple[int, float] | None = None
+        #: the latest restructuring (its observation period may be over), or None
+        self.restructuring: _Restructuring | None = None
+        #: the suggested risk category now and the criteria that give it (docs/rules.md, issue 19)
+        self.category: Category = "normal"
+        self.category_reasons: list[ClassificationReason] = []
+        #: (below the warning line, below the close-out line) as the classification last judged them
+        self.lines_held: tuple[bool, bool] = (False, False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("pending", {})  # loan states pickled before the loan watermark existed
         state.setdefault("watch", {})  # ... before the watch list existed (issue 19)
         state.setdefault("below_warning_since", None)
+        state.setdefault("past_due", None)  # ... before the classification suggestion existed (issue 19)
+        state.setdefault("restructuring", None)
+        state.setdefault("category", "normal")
+        state.setdefault("category_reasons", [])
+        state.setdefault("lines_held", (False, False))
         self.__dict__.update(state)
+
+    def days_past_due(self) -> int:
+        """Whole days past due at the loan's event time: the newest report aged by the days since its ``as_of``.
+
+        0 before any report and after a report of 0 (arrears cleared); a report above 0 grows by one
+        each full day (86,400 s of event time) until core banking reports again: 5 days reported
+        2.5 days ago reads 7.
+        """
+        if self.past_due is None or self.past_due[0] == 0:
+            return 0
+        days, as_of = self.past_due
+        return days + max(0, int((self.as_of - as_of) // _DAY_S))
+
+    def observation_end(self) -> dt.date | None:
+        """Last day of the restructuring observation period holding at the loan's event time, else ``None``."""
+        r = self.restructuring
+        return r.observation_end if r is not None and self.as_of < r.end_ts else None
 
     @property
     def outstanding(self) -> float:
@@ -176,7 +237,10 @@ class LoanMonitor:
             "coverage_ratio": cov,
             "coverage_ratio_lower": ratio(snap.collateral_value_lower, out) if out > 0 else float("inf"),
             "ltv": snap.ltv if snap.ltv is not None else 0.0,
-            "days_past_due": 0.0,
+            "days_past_due": float(self.days_past_due()),
+            # the suggestion of the previous evaluation (like on_watch_list), and the restructuring floor
+            "suggested_category": self.category,
+            "in_restructuring_observation": self.observation_end() is not None,
             # event-time durations for watch-list criteria (docs/rules.md): how long coverage has stayed
             # below the warning line, and since the newest margin call was issued (inf: never)
             "below_warning_seconds": (
@@ -291,6 +355,16 @@ class LoanMonitor:
             self.accrued_interest = yuan(fen(self.accrued_interest) + fen(ev.amount))
         elif isinstance(ev, LinesChanged):
             self.thresholds = ev.thresholds
+        elif isinstance(ev, PaymentOverdue):
+            # a report older than the one held (redelivered late) does not roll the count back
+            if self.past_due is None or ev.as_of.timestamp() >= self.past_due[1]:
+                self.past_due = (ev.days_past_due, ev.as_of.timestamp())
+        elif isinstance(ev, LoanRestructured):
+            policy = rulebook.classification if rulebook is not None else ClassificationPolicy()
+            prior = suggest(criteria(self._signals(self.snapshot()), policy))  # the category before it
+            days = dt.timedelta(days=policy.observation_days)
+            end = ev.observation_end if ev.observation_end is not None else ev.restructured_on + days
+            self.restructuring = _Restructuring(ev.restructured_on, end, prior)
         elif isinstance(ev, LoanClosed):
             self.closed = True
             for mc in list(self.margin_calls.values()):
@@ -362,7 +436,9 @@ class LoanMonitor:
         sensor.on_loan_risk(snap)
         out: list[Output] = [Output("loan-risk", self.loan_id, snap)]
         if rulebook is None or self.closed or snap.status == "calibrating":
-            return out  # lines are judged only once every pledged asset has an active valuation
+            # lines are judged only once every pledged asset has an active valuation; the past-due
+            # and restructuring floors apply from the start
+            return out if self.closed else out + self._classify(rulebook, snap)
         now = self.as_of
         now_dt = _ts(now)
         below = snap.coverage_ratio is not None and snap.coverage_ratio < snap.thresholds.warning
@@ -393,7 +469,76 @@ class LoanMonitor:
                 )
                 out.append(Output("margin-calls", self.loan_id, upd))
                 out.append(Output("alerts", self.loan_id, self._expiry_alert(upd, snap, rulebook, "firing", sensor)))
+        out.extend(self._classify(rulebook, snap))
         return out
+
+    # --- classification suggestion ----------------------------------------------------------
+    def _signals(self, snap: LoanRiskSnapshot) -> Signals:
+        """What the classification criteria read now (coverage only while the lines are judged)."""
+        judged = snap.status not in ("calibrating", "closed")
+        expired = sorted(
+            str(a.facts.get("margin_call_id")) for a in self.active_alerts.values() if a.rule_id == EXPIRED_RULE
+        )
+        issued = sorted(m.margin_call_id for m in self.margin_calls.values() if m.status == "issued")
+        r = self.restructuring
+        cov = snap.coverage_ratio if judged else None
+        t = snap.thresholds
+        held_warning, held_close_out = self.lines_held
+        return Signals(
+            days_past_due=self.days_past_due(),
+            observation_end=self.observation_end(),
+            prior_category=r.prior if r is not None else "normal",
+            watch_reasons=tuple(sorted({w.rule_id for w in self.watch.values()})),
+            coverage_ratio=cov,
+            below_warning=line_held(held_warning, cov, t.warning, t.warning + (t.warning - t.margin_call)),
+            below_close_out=line_held(held_close_out, cov, t.close_out, t.margin_call),
+            open_margin_call=issued[0] if issued else None,
+            expired_margin_call=expired[0] if expired else None,
+        )
+
+    def _classify(self, rulebook: Rulebook | None, snap: LoanRiskSnapshot) -> list[Output]:
+        """Recompute the suggested category; a change is one ``ClassificationSuggestion``, never applied.
+
+        The category is the most severe floor of the criteria that apply (:mod:`monitor.core.classification`,
+        the bank's floors from the rulebook's ``classification:`` section). Its id derives from (loan,
+        event time, previous, new category), so a replay re-emits the same record.
+        """
+        policy = rulebook.classification if rulebook is not None else ClassificationPolicy()
+        signals = self._signals(snap)
+        reasons = criteria(signals, policy)
+        category = suggest(reasons)
+        self.category_reasons = reasons
+        self.lines_held = (signals.below_warning, signals.below_close_out)
+        if category == self.category:
+            return []
+        previous, self.category = self.category, category
+        at = _ts(self.as_of)
+        raw = f"{self.loan_id}|{self.as_of:.3f}|{previous}|{category}".encode()
+        event = ClassificationSuggestion(
+            suggestion_id="cs-" + hashlib.sha256(raw).hexdigest()[:20],
+            loan_id=self.loan_id,
+            borrower_id=self.opened.borrower_id,
+            previous_category=previous,
+            category=category,
+            at=at,
+            reasons=reasons,
+            facts={
+                "days_past_due": float(signals.days_past_due),
+                "restructuring_observation_end": (
+                    signals.observation_end.isoformat() if signals.observation_end is not None else None
+                ),
+                "on_watch_list": bool(self.watch),
+                "coverage_ratio": snap.coverage_ratio,
+                "collateral_value": snap.collateral_value,
+                "outstanding": snap.outstanding,
+                "warning_line": snap.thresholds.warning,
+                "close_out_line": snap.thresholds.close_out,
+                "status": snap.status,
+            },
+            rulebook=rulebook.name if rulebook is not None else "",
+            rulebook_version=rulebook.version if rulebook is not None else 0,
+        )
+        return [Output("classification", self.loan_id, event)]
 
     def _expiry_alert(
         self, mc: MarginCall, snap: LoanRiskSnapshot, rulebook: Rulebook, status: AlertStatus, sensor: Sensor
