@@ -11,10 +11,11 @@ pledges channel and every other partition keep flowing), and decides on evidence
 
 - a pledge arrives and the hold drains below the bound: the partitions resume (:meth:`HoldBackpressure.relieve`);
 - the loan side shows no pledge is on its way: the consumer group's committed offsets of
-  ``pledge.loan-book`` are at its end (the loan agent publishes a record's routed pledges before its offset
-  is committed, C01), and this worker has read its ``internal.asset-pledges`` partitions up to the end
-  offsets taken after that: the held observations are dead-lettered ``unknown_asset``, each with its
-  origin (:meth:`monitor.core.AssetBook.expire_held`), and the partitions resume.
+  ``pledge.loan-book`` have reached the end offsets noted when the hold filled (the loan agent publishes a
+  record's routed pledges before its offset is committed, C01), and this worker has read its
+  ``internal.asset-pledges`` partitions up to the end offsets taken after that (:class:`LoanSideProbe`):
+  the held observations are dead-lettered ``unknown_asset``, each with its origin
+  (:meth:`monitor.core.AssetBook.expire_held`), and the partitions resume.
 
 The hold then grows past ``hold_unknown`` by at most what the paused partitions had already fetched
 (``fetch_partition_bytes`` a partition and faust's stream buffer): a bound in memory, not a refusal.
@@ -34,17 +35,22 @@ from monitor.core import AssetBook, Output
 from monitor.settings import Settings
 from streams.topics import admin_client
 
-__all__ = ["HoldBackpressure", "loan_side_caught_up"]
+__all__ = ["HoldBackpressure", "LoanSideProbe"]
 
 log = logging.getLogger(__name__)
 
 
-def loan_side_caught_up(
-    settings: Settings, group: str, loan_topic: str, pledges_topic: str, partitions: Iterable[int]
-) -> dict[int, int] | None:
-    """Whether the loan side has read every loan event; if so, the pledges channel's end offsets now.
+class LoanSideProbe:
+    """Whether the loan side has read every loan event that existed when the hold filled (blocking).
 
-    Blocking (kafka-python): run it off the event loop.
+    The first call after :meth:`reset` notes the end offsets of ``pledge.loan-book`` (the loan events that
+    exist now); every call then asks whether the consumer group's committed offsets have reached them. Not
+    "lag zero": a busy loan book (balances, interest accruals) may never be read to its very end at the
+    moment of a check, while every loan event sent before the telemetry was held will be. Once reached,
+    the call returns the end offsets of the worker's ``internal.asset-pledges`` partitions, taken then:
+    every pledge routed from those loan events is below them (the loan agent publishes a record's routed
+    pledges before its offset is committed, C01). Kafka calls through kafka-python: run it off the event
+    loop.
 
     Parameters
     ----------
@@ -54,37 +60,42 @@ def loan_side_caught_up(
         The workers' consumer group (faust's app id).
     loan_topic, pledges_topic
         Full names of ``pledge.loan-book`` and ``internal.asset-pledges``.
-    partitions
-        The ``internal.asset-pledges`` partitions whose end offsets are wanted.
-
-    Returns
-    -------
-    dict[int, int] | None
-        None while the group's committed offset of some ``pledge.loan-book`` partition is behind its end
-        (a pledge may still be routed); else partition -> end offset of ``internal.asset-pledges``, taken
-        after that check, so every pledge routed from the loan events read is below it.
-
-    Raises
-    ------
-    kafka.errors.KafkaError
-        When the broker does not answer (the caller tries again at its next check).
     """
-    admin = admin_client(settings, timeout_s=10.0)
-    consumer = KafkaConsumer(**settings.kafka_options(), group_id=None, enable_auto_commit=False)
-    try:
-        loan_tps = [TopicPartition(loan_topic, p) for p in sorted(consumer.partitions_for_topic(loan_topic) or ())]
-        committed = admin.list_group_offsets({group: loan_tps}).get(group, {})
-        ends = consumer.end_offsets(loan_tps)
-        for tp in loan_tps:
-            meta = committed.get(tp)
-            done = meta.offset if meta is not None and meta.offset >= 0 else 0
-            if done < ends[tp]:
-                return None
-        pledge_tps = [TopicPartition(pledges_topic, p) for p in sorted(set(partitions))]
-        return {tp.partition: end for tp, end in consumer.end_offsets(pledge_tps).items()}
-    finally:
-        consumer.close()
-        admin.close()
+
+    def __init__(self, settings: Settings, group: str, loan_topic: str, pledges_topic: str) -> None:
+        self.settings, self.group = settings, group
+        self.loan_topic, self.pledges_topic = loan_topic, pledges_topic
+        #: the loan book's end offsets when the hold filled: the loan events to wait for
+        self.loan_ends: dict[Any, int] | None = None
+
+    def reset(self) -> None:
+        """Forget the noted end offsets: the next call notes them anew (a new episode of a full hold)."""
+        self.loan_ends = None
+
+    def __call__(self, partitions: Iterable[int]) -> dict[int, int] | None:
+        """``None`` while loan events noted are unread; else partition -> end offset of the pledges channel.
+
+        Raises
+        ------
+        kafka.errors.KafkaError
+            When the broker does not answer (the caller tries again at its next check).
+        """
+        admin = admin_client(self.settings, timeout_s=10.0)
+        consumer = KafkaConsumer(**self.settings.kafka_options(), group_id=None, enable_auto_commit=False)
+        try:
+            if self.loan_ends is None:
+                parts = sorted(consumer.partitions_for_topic(self.loan_topic) or ())
+                self.loan_ends = dict(consumer.end_offsets([TopicPartition(self.loan_topic, p) for p in parts]))
+            committed = admin.list_group_offsets({self.group: list(self.loan_ends)}).get(self.group, {})
+            for tp, end in self.loan_ends.items():
+                meta = committed.get(tp)
+                if (meta.offset if meta is not None and meta.offset >= 0 else 0) < end:
+                    return None
+            pledge_tps = [TopicPartition(self.pledges_topic, p) for p in sorted(set(partitions))]
+            return {tp.partition: end for tp, end in consumer.end_offsets(pledge_tps).items()}
+        finally:
+            consumer.close()
+            admin.close()
 
 
 class HoldBackpressure:
@@ -102,7 +113,8 @@ class HoldBackpressure:
         Full name of ``pledge.telemetry`` (the topic paused).
     probe
         Called with the ``internal.asset-pledges`` partitions concerned, off the event loop:
-        :func:`loan_side_caught_up` bound to the settings and topics, or a fake in unit tests.
+        a :class:`LoanSideProbe`, or a fake in unit tests (its ``reset``, if it has one, is called when an
+        episode of a full hold ends).
     metrics
         The worker's :class:`streams.prometheus.Metrics` (the held and paused gauges), or None.
     """
@@ -182,14 +194,20 @@ class HoldBackpressure:
             self.app.consumer.resume_partitions(tps)
         log.info("telemetry partitions %s resumed: %s", sorted(self.paused), why)
         self.paused.clear()
+        self._new_episode()
+
+    def _new_episode(self) -> None:
         self.target = None
+        reset = getattr(self.probe, "reset", None)
+        if reset is not None:
+            reset()
 
     def forget(self, partitions: Iterable[int]) -> None:
         """Partitions revoked: faust forgets their pause; so does this object."""
         self.paused -= set(partitions)
         for p in partitions:
             self.pledges_read.pop(p, None)
-        self.target = None
+        self._new_episode()
         self._gauges()
 
     async def check(self, now: float) -> list[Output]:

@@ -28,7 +28,6 @@ else (the clock, publishing, the offset-hole repair, the state store, the app) h
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -55,7 +54,7 @@ from monitor.schemas import (
 )
 from monitor.sensors import Sensor
 from monitor.settings import Settings
-from streams.backpressure import HoldBackpressure, loan_side_caught_up
+from streams.backpressure import HoldBackpressure, LoanSideProbe
 from streams.clock import CLOCK_KEY, GroupClock
 from streams.faults import SlowRecordFault
 from streams.offsets import OffsetHoleRepair
@@ -163,7 +162,7 @@ class Node:
             assets,
             assets.params.hold_unknown,
             self.telemetry_topic,
-            functools.partial(loan_side_caught_up, settings, settings.app_id, self.loan_topic, self.pledges_topic),
+            LoanSideProbe(settings, settings.app_id, self.loan_topic, self.pledges_topic),
             metrics,
         )
         #: fault injection for the reliability tests only (case C05), None in production (:mod:`streams.faults`)

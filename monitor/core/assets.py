@@ -654,7 +654,7 @@ class AssetBook:
                 rec, source = item if isinstance(item, tuple) else (item, None)
                 msg = (
                     f"asset_id: got {asset_id!r}, expected an asset pledged by a collateral_pledged event "
-                    "(none was on its way: the loan side had read every loan event)"
+                    "(none was on its way: the loan side had read every loan event sent before the hold filled)"
                 )
                 exc = InputRejected("unknown_asset", msg, asset_id)
                 self.on_reject(exc)

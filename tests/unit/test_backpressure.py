@@ -61,6 +61,10 @@ class Probe:
     def __init__(self) -> None:
         self.answer: dict[int, int] | None = None
         self.asked: list[set[int]] = []
+        self.resets = 0
+
+    def reset(self) -> None:  # an episode of a full hold ended: the loan book's ends are noted anew next time
+        self.resets += 1
 
     def __call__(self, partitions: Iterable[int]) -> dict[int, int] | None:
         self.asked.append(set(partitions))
@@ -108,6 +112,7 @@ def test_held_observations_are_dead_lettered_only_once_the_loan_side_has_routed_
         ("unknown_asset", 2, 100 + i) for i in range(6)
     ]
     assert book.held_count() == 0 and consumer.calls[-1] == ("resume", [2]) and not bp.paused
+    assert probe.resets == 1 and bp.target is None, "the next full hold waits for the loan events of its own time"
 
 
 def test_a_pledged_assets_records_on_other_partitions_keep_flowing() -> None:
