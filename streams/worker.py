@@ -19,10 +19,11 @@ clock has passed, silent assets' too, and advances the clock by processing time 
 arrives, so a feed that goes dark still closes windows; the workers tell each other their
 partitions' progress in band, as records on the telemetry's own partitions (:mod:`streams.clock`).
 
-Why :class:`Node` stays one class of ≈ 480 lines: its methods share one invariant, in one lock,
+Why :class:`Node` stays one class of ≈ 520 lines: its methods share one invariant, in one lock,
 that no other module can check: a record's outputs reach the broker before the state that records
 them is checkpointed, and the record is acknowledged only after that checkpoint (C01). Everything
-else (the clock, publishing, the offset-hole repair, the state store, the app) has a module of its own.
+else (the clock, publishing, the offset-hole repair, the hold's backpressure, the state store, the app) has a
+module of its own.
 """
 
 from __future__ import annotations
