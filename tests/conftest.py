@@ -9,9 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from monitor.schemas import Appraisal, CollateralPledged, LoanOpened, TelemetryEvent, Thresholds
 from rules.rulebook import load_rulebook
+
+# No timed assertions in tests: hypothesis's default deadline (200 ms an example) failed a property test at
+# 405 ms on a loaded 2-core machine. Every property test runs without one; speed lives in benchmarks/.
+hypothesis_settings.register_profile("pledgewatch", deadline=None)
+hypothesis_settings.load_profile("pledgewatch")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
