@@ -35,6 +35,7 @@ LABELS: dict[str, dict[str, str]] = {
         "lang": "en",
         "other_lang": "中文",
         "as_of": "Data as of",
+        "stop": ".",
         "rendered": "page rendered",
         "refresh": "reloads every {n} s",
         "loans": "Loans",
@@ -96,6 +97,7 @@ LABELS: dict[str, dict[str, str]] = {
         "lang": "zh-CN",
         "other_lang": "English",
         "as_of": "数据截至",
+        "stop": "。",
         "rendered": "页面生成于",
         "refresh": "每 {n} 秒刷新",
         "loans": "贷款",
@@ -161,6 +163,7 @@ _STYLE = (
     "tr.close_out td.status{background:#8c0000;color:#fff}tr.margin_call td.status{background:#d62728;color:#fff}"
     "tr.warning td.status{background:#ff7f0e}tr.ok td.status{background:#dff0d8}"
     "tr.breached td{background:#fde0e0;font-weight:bold}ul{margin:0;padding-left:16px}"
+    "td.status{white-space:nowrap}td.coverage{min-width:11em}"
 )
 
 
@@ -205,7 +208,7 @@ def _row(loan: dict[str, Any], lang: str, tz: dt.tzinfo) -> str:
     status = loan["status"]
     lines = loan["thresholds"]
     coverage = (
-        f"<td class=num>{_pct(loan['coverage_ratio'])}<br><small>"
+        f"<td class='num coverage'>{_pct(loan['coverage_ratio'])}<br><small>"
         + _e(t["lines"].format(w=_pct(lines["warning"]), m=_pct(lines["margin_call"]), c=_pct(lines["close_out"])))
         + "</small></td>"
     )
@@ -250,11 +253,12 @@ def _row(loan: dict[str, Any], lang: str, tz: dt.tzinfo) -> str:
     )
 
 
-def render_concentration(data: dict[str, Any] | None, lang: str, why: str | None = None) -> str:
+def render_concentration(data: dict[str, Any] | None, lang: str, why: str | None = None, tz: dt.tzinfo = dt.UTC) -> str:
     """The concentrations section: ``data`` is the JSON of ``/api/portfolio/concentration``.
 
     ``None`` (the endpoint answered 404, or could not be asked: ``why``) shows "not available". A
-    breached row is highlighted (class ``breached``); shares and limits are ratios shown as percent.
+    breached row is highlighted (class ``breached``); shares and limits are ratios shown as percent;
+    ``as_of`` in the zone ``tz``.
     """
     t = LABELS[lang]
     head = f"<section id=concentration><h2>{t['concentration']}</h2>"
@@ -273,7 +277,13 @@ def render_concentration(data: dict[str, Any] | None, lang: str, why: str | None
             f"<td class=num>{_pct(r['share'])}</td><td class=num>{limit}</td>"
             f"<td>{t['yes'] if breached else t['off_list']}</td></tr>"
         )
-    as_of = f"<p>{t['as_of']} {_e(data['as_of'])}</p>" if data.get("as_of") else ""
+    as_of = ""
+    if data.get("as_of"):
+        try:
+            stamp = _when(str(data["as_of"]), tz)
+        except ValueError:  # not RFC 3339: shown as it came
+            stamp = _e(data["as_of"])
+        as_of = f"<p>{t['as_of']} {stamp}</p>"
     body = "".join(rows) or f"<tr><td colspan=7>{t['none']}</td></tr>"
     return (
         f"{head}{as_of}<table><tr><th>{t['dimension']}</th><th>{t['key']}</th><th>{t['exposure']}</th>"
@@ -323,7 +333,7 @@ def render_portfolio(
         summary = " · ".join(f"{_e(t.get(s, s))} {counts[s]}" for s in STATUS_ORDER if counts[s])
         newest = max((x["as_of"] for x in ordered), default=None, key=lambda v: dt.datetime.fromisoformat(v))
         if newest is not None:
-            summary = f"{t['as_of']} {_when(newest, tz)}. {summary}"
+            summary = f"{t['as_of']} {_when(newest, tz)}{t['stop']} {summary}"
         heads = ("loan", "borrower", "status", "coverage", "category", "watch", "calls", "data")
         head = "".join(f"<th>{t[h]}</th>" for h in heads)
         rows = "".join(_row(x, lang, tz) for x in ordered)
@@ -339,5 +349,5 @@ def render_portfolio(
         f"<p>{summary} <small>{t['rendered']} {format_time(now, tz)}; {t['refresh'].format(n=REFRESH_S)}; "
         f"<a href='?lang={other}'>{t['other_lang']}</a></small></p>"
         f"<section id=loans-section><h2>{t['loans']}</h2>{body}</section>"
-        f"{render_concentration(concentration, lang, concentration_why)}</body></html>"
+        f"{render_concentration(concentration, lang, concentration_why, tz)}</body></html>"
     )

@@ -248,6 +248,8 @@ def test_concentration_rows_with_the_breached_one_highlighted(lang: str) -> None
         assert piece in text, piece
     page = render_portfolio([loan_json("L", "ok", 1.5)], lang, TZ, NOW, CONCENTRATION)
     assert "tr.breached td{background:#fde0e0" in page and "class='breached'" in page
+    # the endpoint's as_of in the display zone
+    assert f"<p>{t['as_of']} 2024-03-04 15:45 +08:00</p>" in render_concentration(CONCENTRATION, lang, tz=TZ)
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
