@@ -124,6 +124,19 @@ class LoanDetail(BaseModel):
     margin_calls: list[MarginCall]
 
 
+#: Fields of a list entry; an entry without them comes from a worker of an older version.
+SUMMARY_FIELDS = frozenset(LoanSummary.model_fields)
+
+
+def older_entries(loans: list[dict[str, Any]]) -> list[str]:
+    """Ids of list entries without every :class:`LoanSummary` field: answered by a worker of an older version.
+
+    >>> older_entries([{"loan_id": "L1", "status": "ok"}])
+    ['L1']
+    """
+    return [str(x.get("loan_id")) for x in loans if not SUMMARY_FIELDS <= x.keys()]
+
+
 #: Margin-call statuses that are still open: within the cure period, or expired unmet (close-out).
 OPEN_MARGIN_CALL = ("issued", "expired")
 
@@ -470,6 +483,10 @@ def register_api(
                 bad = f"lang: got {lang[:20]!r}, expected zh or en"
                 return web.json({"error": bad}, status=400), bad
             loans, msg, reason = await every_loan(principal)
+            if loans is not None and (old := older_entries(loans)):
+                # a worker of an older version (a rolling upgrade) lists loans without the page's fields
+                msg = f"{len(old)} loans (e.g. {old[0]!r}) come from a worker of an older version; retry after it"
+                loans, reason = None, msg
             conc, why = await concentration(principal) if loans is not None else (None, None)
             page = render_portfolio(loans, lang, tz, dt.datetime.now(dt.UTC), conc, why, error=msg)
             return web.html(page, status=200 if loans is not None else 503, headers=dict(PAGE_HEADERS)), reason

@@ -20,7 +20,7 @@ from monitor.core import CoreParams, Monitor
 from monitor.display import CATEGORY_TERMS, format_time, format_yuan
 from monitor.portfolio import LABELS, render_concentration, render_portfolio, worst_first
 from monitor.sensors import CountingSensor
-from streams.api import loan_summary, openapi
+from streams.api import loan_summary, older_entries, openapi
 from tests.conftest import make_loan, make_pledge
 from tests.unit.test_engine import _collapse, _with_l2
 from tests.unit.test_watch_list import rulebook_with_watch_rules
@@ -265,3 +265,11 @@ def test_no_loans_and_a_list_that_is_not_available_now_say_so() -> None:
     assert LABELS["en"]["no_loans"] in render_portfolio([], "en", TZ, NOW)
     page = render_portfolio(None, "zh", TZ, NOW, error="worker http://w2 did not answer; try again")
     assert "贷款列表暂不可用：worker http://w2 did not answer; try again" in page and "data-loan" not in page
+
+
+def test_entries_of_a_worker_of_an_older_version_are_recognised(real_loan) -> None:  # type: ignore[no-untyped-def]
+    current = loan_summary(real_loan).model_dump(mode="json")
+    before = {k: current[k] for k in ("loan_id", "borrower_id", "status", "coverage_ratio", "collateral_value",
+                                      "outstanding", "as_of")}  # fmt: skip  # the fields before issue 19's page
+    assert older_entries([current]) == []
+    assert older_entries([current, {**before, "loan_id": "L-OLD"}]) == ["L-OLD"]
