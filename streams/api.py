@@ -6,6 +6,9 @@
   active alerts and its margin calls.
 - ``GET /api/assets/{asset_id}``: one asset's appraisal, loans and latest valuation.
 - ``GET /api/openapi.json``: the OpenAPI 3.1 document of these endpoints.
+- ``GET /portfolio`` (``?lang=zh|en``): the risk officers' portfolio page, HTML rendered here from the
+  same answers as ``/api/loans`` (and ``/api/portfolio/concentration`` when a worker serves it), with
+  the same roles and credentials (:mod:`monitor.portfolio`).
 
 A request for a loan or asset held by another worker is forwarded to it by faust's table routing
 (``app.table_route``: the key's partition in the state table's changelog names the owner's
@@ -19,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import ssl
+import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +31,20 @@ import aiohttp
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from monitor.schemas import AccessLogEntry, Alert, Appraisal, CollateralValuation, LoanRiskSnapshot, MarginCall
+from monitor.portfolio import LABELS as PAGE_LABELS
+from monitor.portfolio import render_portfolio
+from monitor.schemas import (
+    AccessLogEntry,
+    Alert,
+    Appraisal,
+    Category,
+    ClassificationReason,
+    CollateralValuation,
+    LoanRiskSnapshot,
+    MarginCall,
+    Thresholds,
+    WatchReason,
+)
 from streams.security import (
     AUDITOR,
     PEER,
@@ -41,13 +58,43 @@ from streams.security import (
     Unauthorized,
 )
 
-__all__ = ["ApiSecurity", "AssetDetail", "LoanDetail", "LoanSummary", "openapi", "register_api"]
+__all__ = [
+    "ApiSecurity",
+    "AssetDetail",
+    "LoanDetail",
+    "LoanSummary",
+    "OpenMarginCall",
+    "loan_summary",
+    "openapi",
+    "register_api",
+]
 
 log = logging.getLogger(__name__)
 
 
+class OpenMarginCall(BaseModel):
+    """A margin call not yet settled: ``issued`` (within its cure period) or ``expired`` (unmet, close-out).
+
+    Amounts in yuan, exact to the fen (the notice rounds them up); ``cure_deadline`` is when the
+    cure period ends (``deadline_provisional``: computed without next year's holiday calendar).
+    """
+
+    margin_call_id: str
+    status: str
+    issued_at: dt.datetime
+    required_top_up_collateral: float
+    required_repayment: float
+    cure_deadline: dt.datetime
+    deadline_provisional: bool
+
+
 class LoanSummary(BaseModel):
-    """One loan in the list: status and coverage (ratios), amounts in yuan."""
+    """One loan in the list: status, coverage (ratios) and its contract lines, amounts in yuan.
+
+    With the loan's suggested risk category (五级分类, a suggestion the credit committee decides on)
+    and the criteria that set it, its place on the watch list (关注名单) and the reasons that hold,
+    and its open margin calls: everything the portfolio page shows of a loan.
+    """
 
     loan_id: str
     borrower_id: str
@@ -56,15 +103,76 @@ class LoanSummary(BaseModel):
     collateral_value: float
     outstanding: float
     as_of: dt.datetime
+    thresholds: Thresholds
+    suggested_category: Category
+    category_reasons: list[ClassificationReason]
+    on_watch_list: bool
+    watch_reasons: list[WatchReason]
+    open_margin_calls: list[OpenMarginCall]
 
 
 class LoanDetail(BaseModel):
-    """One loan: its risk position, its assets' latest valuations, active alerts and margin calls."""
+    """One loan: its risk position, its assets' latest valuations, active alerts and margin calls.
+
+    ``summary`` is the loan as ``/api/loans`` lists it (category, watch list, open margin calls).
+    """
 
     snapshot: LoanRiskSnapshot
+    summary: LoanSummary
     assets: list[CollateralValuation]
     active_alerts: list[Alert]
     margin_calls: list[MarginCall]
+
+
+#: Fields of a list entry; an entry without them comes from a worker of an older version.
+SUMMARY_FIELDS = frozenset(LoanSummary.model_fields)
+
+
+def older_entries(loans: list[dict[str, Any]]) -> list[str]:
+    """Ids of list entries without every :class:`LoanSummary` field: answered by a worker of an older version.
+
+    >>> older_entries([{"loan_id": "L1", "status": "ok"}])
+    ['L1']
+    """
+    return [str(x.get("loan_id")) for x in loans if not SUMMARY_FIELDS <= x.keys()]
+
+
+#: Margin-call statuses that are still open: within the cure period, or expired unmet (close-out).
+OPEN_MARGIN_CALL = ("issued", "expired")
+
+
+def loan_summary(loan: Any) -> LoanSummary:
+    """The list entry of one :class:`~monitor.core.loans.LoanMonitor` (its state now, nothing written)."""
+    s = loan.snapshot()
+    calls = sorted(
+        (m for m in loan.margin_calls.values() if m.status in OPEN_MARGIN_CALL), key=lambda m: m.cure_deadline
+    )
+    return LoanSummary(
+        loan_id=s.loan_id,
+        borrower_id=loan.opened.borrower_id,
+        status=s.status,
+        coverage_ratio=s.coverage_ratio,
+        collateral_value=s.collateral_value,
+        outstanding=s.outstanding,
+        as_of=s.as_of,
+        thresholds=s.thresholds,
+        suggested_category=loan.category,
+        category_reasons=list(loan.category_reasons),
+        on_watch_list=bool(loan.watch),
+        watch_reasons=sorted(loan.watch.values(), key=lambda r: (r.since, r.rule_id, r.subject)),
+        open_margin_calls=[
+            OpenMarginCall(
+                margin_call_id=m.margin_call_id,
+                status=m.status,
+                issued_at=m.issued_at,
+                required_top_up_collateral=m.required_top_up_collateral,
+                required_repayment=m.required_repayment,
+                cure_deadline=m.cure_deadline,
+                deadline_provisional=m.deadline_provisional,
+            )
+            for m in calls
+        ],
+    )
 
 
 class AssetDetail(BaseModel):
@@ -199,16 +307,34 @@ DOC_READERS = ROLES
 #: from memory in milliseconds, so 10 s means it is gone or stalled (a rebalance moves its keys within
 #: the 15-s session timeout) and the caller is better told to retry than left waiting.
 FORWARD_TIMEOUT_S = 10.0
+#: Headers of the portfolio page: loan data is never cached, framed, sniffed as another type, or sent
+#: on as a referrer; the page runs no script and loads nothing (its style is inline).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
 
-def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any, security: ApiSecurity | None = None) -> None:
+def register_api(
+    app: Any,
+    node: Any,
+    loan_table: Any,
+    asset_table: Any,
+    security: ApiSecurity | None = None,
+    display_timezone: str = "Asia/Shanghai",
+) -> None:
     """Add the views to the faust ``app``; ``node`` is the worker's :class:`streams.worker.Node`.
+
+    ``display_timezone`` is the zone of the portfolio page's times (each shown with its offset).
 
     Every view authenticates the caller (:class:`ApiSecurity`), checks the endpoint's roles, answers
     for the data this worker holds or forwards to the worker holding it (with this worker's own
     credential and the caller's principal, never the caller's token), and logs the answer.
     """
     sec = security or ApiSecurity()
+    tz = zoneinfo.ZoneInfo(display_timezone)
 
     def who(request: Any) -> Principal:
         if sec.auth is None:
@@ -272,18 +398,7 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any, securit
         for loan in node.loans.loans.values():
             if not principal.may_read_borrower(loan.opened.borrower_id):
                 continue
-            s = loan.snapshot()
-            out.append(
-                LoanSummary(
-                    loan_id=s.loan_id,
-                    borrower_id=loan.opened.borrower_id,
-                    status=s.status,
-                    coverage_ratio=s.coverage_ratio,
-                    collateral_value=s.collateral_value,
-                    outstanding=s.outstanding,
-                    as_of=s.as_of,
-                ).model_dump(mode="json")
-            )
+            out.append(loan_summary(loan).model_dump(mode="json"))
         return out
 
     def forward_headers(principal: Principal) -> dict[str, str] | None:
@@ -303,27 +418,80 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any, securit
             async with session.get(url, params=params, headers=headers, ssl=sec.client_ssl or True) as resp:
                 return resp.status, await resp.text(), resp.content_type
 
+    async def every_loan(principal: Principal) -> tuple[list[dict[str, Any]] | None, str | None, str | None]:
+        """Every loan ``principal`` may read, from this worker and every other one, sorted by id.
+
+        Returns ``(loans, None, None)``, or ``(None, message, reason)`` when a worker did not answer
+        (the caller gets no partial list).
+        """
+        loans = local_loans(principal)
+        me = str(app.conf.canonical_url).rstrip("/")
+        others = [str(u).rstrip("/") for u in app.router.table_metadata(loan_table.name)]
+        others = [u for u in others if u != me]
+        answers = await asyncio.gather(
+            *(fetch(f"{u}/api/loans", principal, {"scope": "local"}) for u in others), return_exceptions=True
+        )
+        for url, got in zip(others, answers, strict=True):
+            if isinstance(got, BaseException) or got[0] != 200:
+                why = got if isinstance(got, BaseException) else f"HTTP {got[0]}"
+                log.warning("query API: worker %s did not answer: %s", url, why)
+                return None, f"worker {url} did not answer; try again", f"worker {url}: {why}"
+            loans.extend(json.loads(got[1]))
+        return sorted(loans, key=lambda x: x["loan_id"]), None, None
+
     @app.page("/api/loans")
     async def loans_view(web: Any, request: Any) -> Any:
         async def answer(principal: Principal) -> tuple[Any, str | None]:
-            loans = local_loans(principal)
-            if request.query.get("scope", "all") != "local":
-                me = str(app.conf.canonical_url).rstrip("/")
-                others = [str(u).rstrip("/") for u in app.router.table_metadata(loan_table.name)]
-                others = [u for u in others if u != me]
-                answers = await asyncio.gather(
-                    *(fetch(f"{u}/api/loans", principal, {"scope": "local"}) for u in others), return_exceptions=True
-                )
-                for url, got in zip(others, answers, strict=True):
-                    if isinstance(got, BaseException) or got[0] != 200:
-                        why = got if isinstance(got, BaseException) else f"HTTP {got[0]}"
-                        log.warning("query API: worker %s did not answer: %s", url, why)
-                        msg = f"worker {url} did not answer; try again"
-                        return web.json({"error": msg}, status=503), f"worker {url}: {why}"
-                    loans.extend(json.loads(got[1]))
-            return web.json(sorted(loans, key=lambda x: x["loan_id"])), None
+            if request.query.get("scope", "all") == "local":
+                return web.json(sorted(local_loans(principal), key=lambda x: x["loan_id"])), None
+            loans, msg, reason = await every_loan(principal)
+            if loans is None:
+                return web.json({"error": msg}, status=503), reason
+            return web.json(loans), None
 
         return await guarded(web, request, "list_loans", None, LOAN_READERS, answer)
+
+    async def concentration(principal: Principal) -> tuple[dict[str, Any] | None, str | None]:
+        """The JSON of ``/api/portfolio/concentration`` asked of this worker as ``principal``, or ``(None, why)``.
+
+        Asked over HTTP like any forwarded request (this worker's peer credential and the caller's
+        principal, never the caller's token), so the caller's role applies to it as to the API.
+        """
+        me = str(app.conf.canonical_url).rstrip("/")
+        try:
+            status, text, _ = await fetch(f"{me}/api/portfolio/concentration", principal)
+        except ForwardingNotConfigured:
+            return None, "needs PLEDGEWATCH_PEER_TOKEN to be asked from the page"
+        except Exception as exc:  # noqa: BLE001 - the loans are shown without it, never a 500
+            return None, f"{type(exc).__name__}"
+        if status != 200:
+            return None, None if status == 404 else f"HTTP {status}"
+        try:
+            data = json.loads(text)
+            rows = data["rows"]
+            if not isinstance(rows, list):
+                raise TypeError("rows")
+        except (ValueError, KeyError, TypeError) as exc:
+            return None, f"unreadable answer ({type(exc).__name__})"
+        return data, None
+
+    @app.page("/portfolio")
+    async def portfolio_view(web: Any, request: Any) -> Any:
+        async def answer(principal: Principal) -> tuple[Any, str | None]:
+            lang = request.query.get("lang", "en")
+            if lang not in PAGE_LABELS:
+                bad = f"lang: got {lang[:20]!r}, expected zh or en"
+                return web.json({"error": bad}, status=400), bad
+            loans, msg, reason = await every_loan(principal)
+            if loans is not None and (old := older_entries(loans)):
+                # a worker of an older version (a rolling upgrade) lists loans without the page's fields
+                msg = f"{len(old)} loans (e.g. {old[0]!r}) come from a worker of an older version; retry after it"
+                loans, reason = None, msg
+            conc, why = await concentration(principal) if loans is not None else (None, None)
+            page = render_portfolio(loans, lang, tz, dt.datetime.now(dt.UTC), conc, why, error=msg)
+            return web.html(page, status=200 if loans is not None else 503, headers=dict(PAGE_HEADERS)), reason
+
+        return await guarded(web, request, "read_portfolio", None, LOAN_READERS, answer)
 
     async def routed(
         table: Any,
@@ -372,6 +540,7 @@ def register_api(app: Any, node: Any, loan_table: Any, asset_table: Any, securit
             return web.json({"error": f"forbidden: {msg}"}, status=403), msg
         detail = LoanDetail(
             snapshot=loan.snapshot(),
+            summary=loan_summary(loan),
             assets=[s.valuation for s in loan.assets.values() if s.valuation is not None],
             active_alerts=sorted(loan.active_alerts.values(), key=lambda a: a.at),
             margin_calls=sorted(loan.margin_calls.values(), key=lambda m: m.issued_at),

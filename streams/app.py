@@ -214,7 +214,7 @@ def create_app(
     )
     app.node = node  # its shutdown drains the records waiting for a checkpoint
 
-    register_api(app, node, loan_table, asset_table, api_security(app, settings, metrics))
+    register_api(app, node, loan_table, asset_table, api_security(app, settings, metrics), settings.display_timezone)
 
     @app.agent(telemetry_in, name="telemetry")
     async def telemetry_agent(stream: faust.StreamT) -> None:
