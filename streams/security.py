@@ -457,5 +457,5 @@ class ReloadingCertificate:
             log.error("web TLS: new certificate not loaded (%s); keeping the previous one", exc)
             return False
         self.stamp = stamp
-        log.warning("web TLS: certificate reloaded from %s", self.certfile)
+        log.info("web TLS: certificate reloaded from %s", self.certfile)  # routine rotation
         return True
