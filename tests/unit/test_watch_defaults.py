@@ -155,9 +155,10 @@ def test_watch_feed_dark__the_collectors_gap_neither_counts_nor_ends_the_feeds_o
         if v.events_in_window == 0
     ]
     # counted 15 min a window while A2 reported, held through the shared hour, counted on after it
-    assert alone == [900.0, 1800.0, 2700.0, 3600.0, 3600.0, 3600.0, 3600.0, 3600.0, 4500.0, 5400.0, 6300.0, 7200.0][
-        : len(alone)
-    ]
+    assert (
+        alone
+        == [900.0, 1800.0, 2700.0, 3600.0, 3600.0, 3600.0, 3600.0, 3600.0, 4500.0, 5400.0, 6300.0, 7200.0][: len(alone)]
+    )
     assert alone[-1] >= 7200.0 and watch_events(out, "L1") == [("entered", "watch-feed-dark")]
 
 
