@@ -369,8 +369,11 @@ def api_security(app: faust.App, settings: Settings, metrics: Any = None) -> Api
     return ApiSecurity(auth, peer, client_ssl, access_log, count, settings.canonical_url)
 
 
-#: The loggers of pledgewatch itself: their routine lines (INFO) are shown whatever faust's level.
-OWN_LOGGERS = ("monitor", "rules", "streams")
+#: The logger of the worker's routine lifecycle lines (start, clean stop, a rulebook activated, a
+#: certificate reloaded): INFO, and shown at the default level, unlike the rest of INFO (a line per
+#: clock tick, per dead letter), which ``--loglevel info`` adds.
+LIFECYCLE_LOGGER = "pledgewatch.lifecycle"
+lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 
 
 def worker_logging_config(
@@ -382,13 +385,14 @@ def worker_logging_config(
     (https://no-color.org): faust's default colours by whether *stdout* is a terminal while it writes
     to stderr, so ``pledgewatch worker 2> worker.log`` run from a terminal wrote escape codes into
     the file. ``FORCE_COLOR`` is not honoured: a log is read as text. faust, aiokafka and the rest
-    log at ``loglevel``; pledgewatch's own loggers at INFO or ``loglevel`` if lower, so routine lines
-    (the worker's start, a rulebook activated) are INFO and still shown, and WARNING is kept for what
+    log at ``loglevel``, pledgewatch's own loggers too; its lifecycle lines (:data:`LIFECYCLE_LOGGER`:
+    the worker's start and clean stop, a rulebook activated, a certificate reloaded) at INFO or
+    ``loglevel`` if lower, so they are INFO, routine, and still shown, and WARNING is kept for what
     an operator must act on.
 
     >>> import io
     >>> cfg = worker_logging_config("warning", io.StringIO(), {})
-    >>> cfg["handlers"]["default"]["formatter"], cfg["root"]["level"], cfg["loggers"]["streams"]["level"]
+    >>> cfg["handlers"]["default"]["formatter"], cfg["root"]["level"], cfg["loggers"][LIFECYCLE_LOGGER]["level"]
     ('plain', 'WARNING', 'INFO')
     """
     stream = sys.stderr if stream is None else stream
@@ -421,7 +425,7 @@ def worker_logging_config(
             }
         },
         "root": {"level": logging.getLevelName(root_level), "handlers": ["default"]},
-        "loggers": {name: {"level": logging.getLevelName(own)} for name in OWN_LOGGERS},
+        "loggers": {LIFECYCLE_LOGGER: {"level": logging.getLevelName(own)}},
     }
 
 
@@ -482,7 +486,7 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     # endpoint, under a fixed prefix so dashboards do not depend on the consumer group name
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
     count_commit_failures(app, metrics.commit_failures)
-    log.info(
+    lifecycle.info(
         "worker %s: broker %s, topics %s*, metrics %s://%s:%s/metrics, query API %s/api (%s), rulebook %s v%s",
         settings.app_id,
         settings.bootstrap_servers,
@@ -505,8 +509,7 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
         worker.execute_from_commandline()
     finally:  # a worker must never stop without saying why (a fault test saw one exit with nothing logged)
         crashed = getattr(app, "_crash_reason", None) is not None or getattr(worker, "_exitcode", 0) not in (0, None)
-        log.log(
-            logging.WARNING if crashed else logging.INFO,
+        (log.warning if crashed else lifecycle.info)(
             "worker %s: stopped (crash reason %r, exit code %s)",
             settings.app_id,
             getattr(app, "_crash_reason", None),
