@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from monitor.display import make_console
 from monitor.errors import ConfigError, FileProblems, PledgewatchError, ProfileError, RulebookError
 from monitor.settings import ROOT, Settings
 
@@ -37,7 +38,7 @@ app.add_typer(profiles_app, name="profiles")
 auth_app = typer.Typer(help="Credentials of the query API (docs/runbook.md, 'HTTP security').", no_args_is_help=True)
 app.add_typer(auth_app, name="auth")
 
-err = Console(stderr=True, soft_wrap=True)  # one problem per line, even when piped
+err = make_console(stderr=True, soft_wrap=True)  # one problem per line, even when piped; plain when not a terminal
 SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 LOAN_BOOK = ROOT / "examples" / "loan_book.jsonl"
 SCHEMAS = ROOT / "deploy" / "schemas"
@@ -61,8 +62,8 @@ def _console(stderr: bool = False) -> Console:
     "¥1,872,6…") gets a width no table reaches: 200 columns hold every table pledgewatch prints
     (the widest, the alert timeline, is about 180).
     """
-    c = Console(stderr=stderr)
-    return c if c.is_terminal else Console(stderr=stderr, width=max(200, c.width))
+    # plain text (no escape codes) when not a terminal, NO_COLOR respected (monitor.display.make_console)
+    return make_console(stderr=stderr, file_width=200)
 
 
 def _fail(exc: Exception) -> None:
@@ -361,7 +362,7 @@ def _print_diff(a, b, rulebooks, as_json: bool, tz: str) -> None:  # type: ignor
         row("only in A (removed)", al)
     for _a, y, s in d.shifted:
         row("B earlier" if s < 0 else "B later", y, f" by {abs(s) / 60:.0f} min")
-    Console(width=max(140, _console().width)).print(table)
+    make_console(min_width=140, file_width=200).print(table)
     mc = d.to_json()["margin_calls"]
     _console().print(
         f"same: {len(d.same)}, added: {len(d.only_b)}, removed: {len(d.only_a)}, moved: {len(d.shifted)}; "

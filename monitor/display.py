@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import sys
 import zoneinfo
+from collections.abc import Mapping
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from monitor.schemas import Alert, ClassificationSuggestion, MarginCall, WatchListEvent
 
-__all__ = ["TERMS", "AlertPrinter", "format_time", "format_yuan"]
+__all__ = ["TERMS", "AlertPrinter", "coverage_part", "format_time", "format_value", "format_yuan", "make_console"]
 
 _STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 #: How a watch-list record reads (关注名单: the five-category practice's watch list, issue 19)
@@ -69,6 +73,43 @@ _HEADS = {
 }
 
 
+def make_console(
+    stderr: bool = False,
+    min_width: int = 0,
+    file_width: int | None = None,
+    environ: Mapping[str, str] | None = None,
+    stream: object = None,
+    **kwargs: Any,
+) -> Console:
+    """The console pledgewatch prints to: colours and styles on a terminal only, plain text elsewhere.
+
+    Output redirected to a file or a pipe (a log) carries no escape code whatever ``FORCE_COLOR`` or
+    ``TTY_COMPATIBLE`` say, and ``NO_COLOR`` (https://no-color.org) turns colours off on a terminal
+    too. ``min_width``: the least width (a terminal's own width when wider); ``file_width``: the
+    width when not a terminal, where rich would assume 80 columns and cut cells (default
+    ``min_width``, at least 80). ``stream``: the stream to judge (default stderr or stdout, as
+    ``stderr`` says); the console writes to ``sys.stdout`` / ``sys.stderr`` as they are when it
+    prints. Other keywords go to :class:`rich.console.Console`.
+
+    >>> import io
+    >>> c = make_console(min_width=160, stream=io.StringIO())
+    >>> c.is_terminal, c.color_system, c.width
+    (False, None, 160)
+    """
+    env = os.environ if environ is None else environ
+    target = stream if stream is not None else (sys.stderr if stderr else sys.stdout)
+    try:
+        tty = bool(target.isatty())  # type: ignore[attr-defined,union-attr]
+    except (AttributeError, ValueError):  # no isatty, or a closed stream: not a terminal
+        tty = False
+    if not tty:
+        width = file_width if file_width is not None else max(min_width, 80)
+        return Console(stderr=stderr, force_terminal=False, no_color=True, color_system=None, width=width, **kwargs)
+    no_color = bool(env.get("NO_COLOR"))
+    probe = Console(stderr=stderr, no_color=no_color)
+    return Console(stderr=stderr, no_color=no_color, width=max(min_width, probe.width), **kwargs)
+
+
 def severity_label(level: str, lang: str) -> str:
     """``critical`` / ``warning`` / ``info`` in ``lang`` (``"zh"`` or ``"en"``)."""
     return TERMS[lang]["severity_warning" if level == "warning" else level]
@@ -105,6 +146,42 @@ def format_yuan(amount: float, up: bool = False) -> str:
     return f"¥{whole:,}"
 
 
+def format_value(value: float, lower: float | None, lang: str = "en") -> str:
+    """A collateral value with its 90 % lower bound, so the value's uncertainty is seen beside it.
+
+    A dark feed's value is carried forward within its silence grace while its interval widens: the
+    point value alone reads flat ("¥9,200,000" window after window) and hides what the lower bound,
+    on which the margin call is judged, shows.
+
+    Examples
+    --------
+    >>> format_value(9_200_000.0, 7_350_000.4)
+    '¥9,200,000 (90% lower bound ¥7,350,000)'
+    >>> format_value(9_200_000.0, 7_350_000.4, "zh"), format_value(5.0, None)
+    ('¥9,200,000（90% 下限 ¥7,350,000）', '¥5')
+    """
+    if lower is None:
+        return format_yuan(value)
+    if lang == "zh":
+        return f"{format_yuan(value)}（90% 下限 {format_yuan(lower)}）"
+    return f"{format_yuan(value)} (90% lower bound {format_yuan(lower)})"
+
+
+def coverage_part(
+    loan_id: str, coverage: float | None, status: str, value: float, lower: float | None, lang: str = "en"
+) -> str:
+    """One loan's part of the live coverage line: coverage, status, collateral value and its lower bound.
+
+    >>> coverage_part("L1", 1.423, "active", 9_200_000.0, 8_100_000.0)
+    'L1 142.3% active ¥9,200,000 (90% lower bound ¥8,100,000)'
+    >>> coverage_part("L1", None, "calibrating", 0.0, 0.0)
+    'L1 awaiting valuation'
+    """
+    if status == "calibrating" or coverage is None:
+        return f"{loan_id} awaiting valuation"
+    return f"{loan_id} {coverage:.1%} {status} {format_value(value, lower, lang)}"
+
+
 class AlertPrinter:
     """Prints alert transitions and margin calls as table rows, one at a time (live or at the end).
 
@@ -119,7 +196,7 @@ class AlertPrinter:
     """
 
     def __init__(self, console: Console | None = None, timezone: str = "Asia/Shanghai", lang: str = "en") -> None:
-        self.console = console or Console(width=max(160, Console().width))
+        self.console = console or make_console(min_width=160)
         self.tz = zoneinfo.ZoneInfo(timezone)
         self.lang = lang
         self._header = False

@@ -623,9 +623,13 @@ class CollateralValuation(_Strict):
     profile or appraisal expects activity); ``silent_in_service_seconds``: expected-service time
     (seconds) since the asset's last record, 0 while it reports; ``in_silence_grace``: that silence
     is shorter than the profile's silence grace, so the value is carried forward (its interval
-    widening) rather than impaired. ``activity_forecast_lower`` / ``_upper``: the 90 % one-step
-    prediction band of this window's activity made before it was seen (``None`` while calibrating
-    or off-service); the share of windows inside it is the interval coverage of docs/valuation.md.
+    widening) rather than impaired. ``silent_alone_seconds``: the part of that silence during which
+    another asset of the same collector was heard (the worker's assets in the same time zone): a
+    silence every one of them shares is the collector's (or the ingestion's) outage, not this
+    asset's feed going dark, and is not counted; with no such asset the whole silence counts.
+    ``activity_forecast_lower`` / ``_upper``: the 90 % one-step prediction band of this window's
+    activity made before it was seen (``None`` while calibrating or off-service); the share of
+    windows inside it is the interval coverage of docs/valuation.md.
     ``activity_shortfall``: the level-shift detector's evidence of a decline is past its warning
     limit, or a decline was confirmed (and reported as ``drift``); ``shortfall_ratio``: the activity
     of that run over its forecast (0..1, e.g. 0.45 = 55 % short), ``None`` without a shortfall.
@@ -664,6 +668,7 @@ class CollateralValuation(_Strict):
     model_versions: dict[str, str]
     service_expected: bool = True
     silent_in_service_seconds: float = 0.0
+    silent_alone_seconds: float = 0.0
     in_silence_grace: bool = False
     activity_forecast_lower: float | None = None
     activity_forecast_upper: float | None = None

@@ -197,6 +197,7 @@ def example_facts(scope: str) -> dict[str, Any]:
             "drift": "none",
             "last_event_age_seconds": 0.0,
             "silent_in_service_seconds": 0.0,
+            "silent_alone_seconds": 0.0,
             "in_silence_grace": False,
             "activity_shortfall": False,
             "shortfall_ratio": 1.0,

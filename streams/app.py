@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import logging
-from typing import Any
+import logging.config
+import os
+import sys
+from collections.abc import Mapping
+from typing import IO, Any
 
 import faust
 from kafka.admin import NewTopic
@@ -365,6 +369,66 @@ def api_security(app: faust.App, settings: Settings, metrics: Any = None) -> Api
     return ApiSecurity(auth, peer, client_ssl, access_log, count, settings.canonical_url)
 
 
+#: The logger of the worker's routine lifecycle lines (start, clean stop, a rulebook activated, a
+#: certificate reloaded): INFO, and shown at the default level, unlike the rest of INFO (a line per
+#: clock tick, per dead letter), which ``--loglevel info`` adds.
+LIFECYCLE_LOGGER = "pledgewatch.lifecycle"
+lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
+
+
+def worker_logging_config(
+    loglevel: str = "warning", stream: IO[str] | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The worker's logging set-up (``logging.config.dictConfig``), handed to faust in place of its own.
+
+    Colour (ANSI escape codes) only when ``stream`` (stderr) is a terminal and ``NO_COLOR`` is unset
+    (https://no-color.org): faust's default colours by whether *stdout* is a terminal while it writes
+    to stderr, so ``pledgewatch worker 2> worker.log`` run from a terminal wrote escape codes into
+    the file. ``FORCE_COLOR`` is not honoured: a log is read as text. faust, aiokafka and the rest
+    log at ``loglevel``, pledgewatch's own loggers too; its lifecycle lines (:data:`LIFECYCLE_LOGGER`:
+    the worker's start and clean stop, a rulebook activated, a certificate reloaded) at INFO or
+    ``loglevel`` if lower, so they are INFO, routine, and still shown, and WARNING is kept for what
+    an operator must act on.
+
+    >>> import io
+    >>> cfg = worker_logging_config("warning", io.StringIO(), {})
+    >>> cfg["handlers"]["default"]["formatter"], cfg["root"]["level"], cfg["loggers"][LIFECYCLE_LOGGER]["level"]
+    ('plain', 'WARNING', 'INFO')
+    """
+    stream = sys.stderr if stream is None else stream
+    env = os.environ if environ is None else environ
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream: plain
+        tty = False
+    colour = tty and not env.get("NO_COLOR")
+    level = logging.getLevelName(loglevel.upper())
+    root_level = level if isinstance(level, int) else logging.WARNING
+    own = min(root_level, logging.INFO)
+    fmt = "[%(asctime)s] [%(process)s] [%(levelname)s] %(name)s: %(message)s"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": fmt},
+            "colour": {
+                "()": "colorlog.ColoredFormatter",
+                "format": "[%(asctime)s] [%(process)s] [%(levelname)s] %(log_color)s%(name)s: %(message)s%(reset)s",
+                "stream": stream,
+            },
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "stream": stream,
+                "formatter": "colour" if colour else "plain",
+            }
+        },
+        "root": {"level": logging.getLevelName(root_level), "handlers": ["default"]},
+        "loggers": {LIFECYCLE_LOGGER: {"level": logging.getLevelName(own)}},
+    }
+
+
 def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, loglevel: str = "warning") -> None:
     """Create the topics, serve ``/metrics`` on loopback and run the faust worker until stopped.
 
@@ -379,6 +443,8 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     from streams.prometheus import Metrics, PrometheusSensor, serve_metrics
     from streams.topics import create_topics
 
+    # the worker's own log set-up from its first line (faust applies the same one when it starts)
+    logging.config.dictConfig(worker_logging_config(loglevel, sys.stderr))
     settings.check_web_exposure()  # before anything starts: a worker that would expose loan data does not
     server_tls = web_certificate(settings)
     create_topics(settings)
@@ -420,7 +486,7 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     # endpoint, under a fixed prefix so dashboards do not depend on the consumer group name
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
     count_commit_failures(app, metrics.commit_failures)
-    log.warning(
+    lifecycle.info(
         "worker %s: broker %s, topics %s*, metrics %s://%s:%s/metrics, query API %s/api (%s), rulebook %s v%s",
         settings.app_id,
         settings.bootstrap_servers,
@@ -436,11 +502,14 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     # a native crash (SIGSEGV in a C extension such as RocksDB's) kills the process without a Python log
     # line; faulthandler writes every thread's stack to stderr first (a fault test saw a worker vanish)
     faulthandler.enable()
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(
+        app, loglevel=loglevel, quiet=True, logging_config=worker_logging_config(loglevel, sys.stderr)
+    )
     try:
         worker.execute_from_commandline()
     finally:  # a worker must never stop without saying why (a fault test saw one exit with nothing logged)
-        log.warning(
+        crashed = getattr(app, "_crash_reason", None) is not None or getattr(worker, "_exitcode", 0) not in (0, None)
+        (log.warning if crashed else lifecycle.info)(
             "worker %s: stopped (crash reason %r, exit code %s)",
             settings.app_id,
             getattr(app, "_crash_reason", None),

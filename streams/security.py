@@ -457,5 +457,6 @@ class ReloadingCertificate:
             log.error("web TLS: new certificate not loaded (%s); keeping the previous one", exc)
             return False
         self.stamp = stamp
-        log.warning("web TLS: certificate reloaded from %s", self.certfile)
+        # routine rotation: INFO on the lifecycle logger, shown at the worker's default level
+        logging.getLogger("pledgewatch.lifecycle").info("web TLS: certificate reloaded from %s", self.certfile)
         return True

@@ -14,9 +14,8 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
-from rich.console import Console
 
-from monitor.display import AlertPrinter, format_time, format_yuan
+from monitor.display import AlertPrinter, coverage_part, format_time, make_console
 from monitor.schemas import Alert, LoanRiskSnapshot, MarginCall
 from monitor.settings import Settings
 
@@ -38,7 +37,7 @@ def watch(
     stop: Callable[[], bool] | None = None,
 ) -> None:
     """Print the output topics until interrupted (or ``stop()`` returns True)."""
-    console = Console(width=max(160, Console().width))
+    console = make_console(min_width=160)  # plain text when redirected to a file (demo logs)
     tz_name = timezone or settings.display_timezone
     printer = AlertPrinter(console, tz_name, lang)
     tz = zoneinfo.ZoneInfo(tz_name)
@@ -60,17 +59,16 @@ def watch(
     consumer.assign(parts)
     if from_beginning:
         consumer.seek_to_beginning()
-    last_cov: dict[str, tuple[str, float | None, str, float]] = {}
+    last_cov: dict[str, tuple[str, float | None, str, float, float]] = {}
     state = {"last_at": ""}
 
     def coverage_line() -> None:
         if last_cov and any(v[2] != "calibrating" for v in last_cov.values()):
             at = max(v[0] for v in last_cov.values())
+            # the value with its 90 % lower bound: a dark feed's value is carried flat while the bound falls
             parts_s = " | ".join(
-                f"{loan} awaiting valuation"
-                if status == "calibrating" or cov is None
-                else f"{loan} {cov:.1%} {status} {format_yuan(value)}"
-                for loan, (_, cov, status, value) in sorted(last_cov.items())
+                coverage_part(loan, cov, status, value, lower, lang)
+                for loan, (_, cov, status, value, lower) in sorted(last_cov.items())
             )
             if at != state["last_at"]:  # one line per window of event time
                 console.print(f"[dim]{at} coverage: {parts_s}[/]", soft_wrap=True)  # one line per window
@@ -85,7 +83,13 @@ def watch(
             # stamped like the alerts: at the start of the window the valuation closed (as_of is its end),
             # so a coverage and the alert it raised read the same time
             start = msg.as_of - dt.timedelta(seconds=settings.window_s)
-            last_cov[msg.loan_id] = (format_time(start, tz), msg.coverage_ratio, msg.status, msg.collateral_value)
+            last_cov[msg.loan_id] = (
+                format_time(start, tz),
+                msg.coverage_ratio,
+                msg.status,
+                msg.collateral_value,
+                msg.collateral_value_lower,
+            )
 
     # what is already on the topics is shown in event-time order: read as it comes, partitions and topics
     # interleave, so a loan's coverage could show a state hours old and a margin call before its warning

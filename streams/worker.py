@@ -492,7 +492,10 @@ class Node:
         old = self.loans.rulebook
         if decision.rulebook is not None:
             self.loans.rulebook = decision.rulebook  # one assignment on the event loop: atomic between events
-            log.warning("rulebook %s v%s active (%s)", decision.name, decision.version, origin)
+            # routine: every start and every publish; a rejected one is logged at WARNING where it is refused
+            logging.getLogger("pledgewatch.lifecycle").info(
+                "rulebook %s v%s active (%s)", decision.name, decision.version, origin
+            )
             if self.metrics is not None:
                 self.metrics.rulebook_info.labels(old.name, str(old.version)).set(0)
                 self.metrics.rulebook_info.labels(decision.name, str(decision.version)).set(1)

@@ -112,6 +112,16 @@ def summarise(res: Any) -> dict[str, Any]:
         "drift_alerts": [
             service_day(a.at).isoformat() + " " + str(a.subject) for a in firing if a.rule_id == "activity-drift-down"
         ],
+        # the watch list (issue 19): each entry, change of reasons and exit, with the reasons that hold
+        "watch_list": [
+            {
+                "service_day": service_day(w.at).isoformat(),
+                "status": w.status,
+                "rule": w.rule_id,
+                "reasons": [r.rule_id for r in w.reasons],
+            }
+            for w in res.watch_list
+        ],
     }
     return summary
 

@@ -8,8 +8,9 @@ The same run as ``pledgewatch backtest --telemetry ../shared/data/madison-metro-
 --loan-book examples/madison/loan_book.jsonl`` (the same library calls, the same settings from the
 environment and the default rulebook), summarised per loan: alerts firing by what their rule does
 (a ``margin_call`` action, a critical loan rule without one = close-out, a warning loan rule),
-feed-silent episodes per asset from firing to resolved in local time, and the valuations' interval
-coverage when they carry one. Writes ``benchmarks/results/madison_week.json`` and prints a table.
+feed-silent episodes per asset from firing to resolved in local time, the watch-list entries and
+exits with their reasons, and the valuations' interval coverage when they carry one. Writes
+``benchmarks/results/madison_week.json`` and prints a table.
 
 The polls (``../shared/data``, not shipped) are read in place; without them the script says so and exits.
 The collector stopped most evenings and overnight (``SOURCE.md``), so feed-silent episodes are expected.
@@ -115,6 +116,17 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
     for s in res.snapshots:
         if s.status not in ("calibrating", "closed") and s.coverage_ratio is not None:
             low[s.loan_id] = min(low.get(s.loan_id, float("inf")), s.coverage_ratio)
+    # the watch list (issue 19): each entry, change of reasons and exit, with the reasons that held
+    watch: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for w in res.watch_list:
+        watch[w.loan_id].append(
+            {
+                "at": local(w.at),
+                "status": w.status,
+                "rule": w.rule_id,
+                "reasons": [f"{r.rule_id}: {r.summary_en}" for r in w.reasons],
+            }
+        )
     late: Counter[str] = Counter()
     for v in res.valuations:
         late[v.asset_id] += v.late_events
@@ -134,6 +146,7 @@ def summarise(res: BacktestResult, book: list[bytes], rulebook: Rulebook, zone: 
                 a: sorted(episodes[a].values(), key=lambda e: e["start"] or e["end"] or "") for a in assets
             },
             "late_events": {a: late[a] for a in assets},
+            "watch_list": watch[loan],
             "interval_coverage": round(cov, 4) if cov is not None else None,
             "interval_coverage_windows": cov_n,
         }
@@ -180,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"{res.events:,} records, {len(res.valuations):,} valuations in {res.seconds:.1f} s; wrote {args.out}")
-    head = f"{'loan':<10} {'asset':<26} {'warn':>5} {'m.call':>6} {'close':>6} {'silent':>6} {'min cov':>8} {'late':>6}"
+    head = (
+        f"{'loan':<10} {'asset':<26} {'warn':>5} {'m.call':>6} {'close':>6} {'silent':>6} {'min cov':>8} "
+        f"{'late':>6} {'watch':>6}"
+    )
     print(head)
     print("-" * len(head))
     for loan, s in loans.items():
@@ -190,8 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{loan if first else '':<10} {a:<26} {s['warnings'] if first else '':>5} "
                 f"{s['margin_calls'] if first else '':>6} {s['close_outs'] if first else '':>6} "
-                f"{len(s['feed_silent'][a]):>6} {cov if first else '':>8} {s['late_events'][a]:>6}"
+                f"{len(s['feed_silent'][a]):>6} {cov if first else '':>8} {s['late_events'][a]:>6} "
+                f"{sum(w['status'] == 'entered' for w in s['watch_list']) if first else '':>6}"
             )
+    for loan, s in loans.items():
+        for w in s["watch_list"]:
+            print(f"{loan} {w['at']} watch list {w['status']} ({w['rule']}): {'; '.join(w['reasons']) or '-'}")
     return 0
 
 

@@ -10,6 +10,7 @@ caller; apart, each would have to be read with the other open.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import pickle
@@ -37,6 +38,10 @@ from monitor.windows import WindowGrid, WindowStats, check_record, window_start
 Held = tuple[TelemetryEvent, float, Provenance | None]
 
 log = logging.getLogger(__name__)
+
+#: Closed windows with a record remembered per asset, to tell a peer's silence from the collector's:
+#: two days of 15-min windows (a collector outage longer than that is judged without this evidence)
+HEARD_WINDOWS = 192
 
 
 def _maybe_redelivered(last: Any, source: Provenance) -> bool:
@@ -108,6 +113,20 @@ class AssetMonitor:
         #: collector whose cadence changes over the day is judged against its slower normal cadence
         self.cadence = stats.RollingQuantile(q=0.9, window_size=256)
         self.last_poll_ts: float | None = None
+        #: starts of the recent closed windows that had a record: a peer's silence is judged against them
+        self.heard: deque[float] = deque(maxlen=HEARD_WINDOWS)
+        #: expected-service silence during which a peer (same collector) was heard: the feed's own darkness
+        self.silent_alone_s = 0.0
+
+    #: set by the :class:`AssetBook` that holds the asset (never checkpointed): whether every peer of
+    #: the asset (another asset of the book in the same time zone, i.e. fed by the same collector) was
+    #: silent in the window starting then; False without a peer
+    peers_silent: Callable[[float], bool] | None = None
+
+    def heard_in(self, start: float) -> bool:
+        """Whether the asset had a record in its window starting at ``start`` (POSIX s), closed or open."""
+        w = self.windows.get(start)
+        return (w is not None and w.records > 0) or start in self.heard
 
     def _new_valuer(self) -> AssetValuer:
         a = self.pledge.appraisal
@@ -136,6 +155,7 @@ class AssetMonitor:
             blob = (self.valuer, self.valuer_updates, pickle.dumps(self.valuer, protocol=5))
             self._valuer_blob = blob
         state["valuer"] = blob[2]
+        state.pop("peers_silent", None)  # the book's, set again by the book that restores it
         state["model_stamp"] = model_stamp(self.profile, self.params.valuation)
         return state
 
@@ -150,6 +170,8 @@ class AssetMonitor:
         state.setdefault("cadence", stats.RollingQuantile(q=0.9, window_size=256))
         state.setdefault("last_poll_ts", None)
         state.setdefault("first_window_start", None)
+        state.setdefault("heard", deque(maxlen=HEARD_WINDOWS))  # checkpoints from before the watch list's feed fact
+        state.setdefault("silent_alone_s", 0.0)
         # held records with where they came from (checkpoints from before kept (record, time) pairs)
         state["ahead"] = [(e, t, *rest[:1]) if rest else (e, t, None) for e, t, *rest in state.get("ahead", [])]
         state.setdefault("last_position_ts", None)
@@ -368,7 +390,9 @@ class AssetMonitor:
         if horizon - self.closed_until > self.params.max_gap_windows * length:
             keep_from = grid.start(horizon - self.params.max_gap_windows * length)
             skipped = round((keep_from - self.closed_until) / length)
-            log.warning(
+            # routine (a collector's night, a planned outage): feed-silent and the watch list report the
+            # silence; the skipped windows would all be valued silent alike
+            log.info(
                 "asset %s silent for %d windows; skipping the oldest %d",
                 self.asset_id,
                 skipped + self.params.max_gap_windows,
@@ -405,11 +429,21 @@ class AssetMonitor:
         dims = w.dimensions(self.profile, self.cadence_s())
         expected = self.valuer.expected_activity(w.start)
         activity = w.measured_activity(self.profile)
-        inputs = (w.start, activity, dims, w.features(expected, activity), w.records == 0)
+        silent = w.records == 0
+        inputs = (w.start, activity, dims, w.features(expected, activity), silent)
         self.history.append(inputs)
         r = self.valuer.update(*inputs)
         self.valuer_updates += 1
         end = w.end
+        if not silent:
+            self.heard.append(w.start)
+            self.silent_alone_s = 0.0
+        elif r.silent_in_service_s > 0.0 and r.service_expected:
+            # the collector's own gap (every asset it feeds silent in this window, SOURCE.md of the
+            # Madison polls) neither counts nor ends the feed's own silence; one peer heard makes it
+            # this feed's darkness; without a peer nothing tells them apart and it counts
+            if self.peers_silent is None or not self.peers_silent(w.start):
+                self.silent_alone_s += self.params.window_s
         if w.max_ts is not None and (self.last_closed_event is None or w.max_ts > self.last_closed_event):
             self.last_closed_event = w.max_ts
         # age at the window's end, from records up to it (later ones may already be buffered); an
@@ -453,6 +487,7 @@ class AssetMonitor:
             attribution_since_pledge=r.attribution_since_pledge,
             service_expected=r.service_expected,
             silent_in_service_seconds=r.silent_in_service_s,
+            silent_alone_seconds=min(self.silent_alone_s, r.silent_in_service_s),
             in_silence_grace=r.in_silence_grace,
             activity_forecast_lower=r.activity_forecast_band[0] if r.activity_forecast_band else None,
             activity_forecast_upper=r.activity_forecast_band[1] if r.activity_forecast_band else None,
@@ -509,7 +544,7 @@ class AssetBook:
             if ev.appraisal != asset.pledge.appraisal:
                 asset.reappraise(ev)  # one appraisal per data asset: the newest governs
             return []
-        self.assets[ev.asset_id] = AssetMonitor(ev, self.params)
+        self.assets[ev.asset_id] = self._attach(AssetMonitor(ev, self.params))
         out: list[Output] = []
         for item in self.held.pop(ev.asset_id, []):
             # checkpoints from before provenance was kept hold bare records
@@ -522,6 +557,38 @@ class AssetBook:
                 self.on_reject(exc)  # dead-lettered: counted invalid as well as held (docs/metrics.md)
                 out.append(self._dead_letter(held, exc, source, held.observed_at.timestamp()))
         return out
+
+    def _attach(self, asset: AssetMonitor) -> AssetMonitor:
+        """Let ``asset`` ask whether its peers in this book were silent too (:meth:`peers_silent`)."""
+        if asset.peers_silent is None:
+            asset.peers_silent = functools.partial(self.peers_silent, asset)
+        return asset
+
+    def peers_silent(self, asset: AssetMonitor, start: float) -> bool:
+        """Whether every peer of ``asset`` was silent in the window starting at ``start`` (False without a peer).
+
+        A peer is another asset of this book in the same time zone that was valued before that window:
+        a collector polls one operator's API, whose assets share the operator's zone (and so the window
+        grid). A window that every peer spent silent too is the collector's (or the ingestion's) gap,
+        not the asset's own feed going dark (the Madison collector stops for up to 8 h while buses
+        run, ``SOURCE.md``). Judged over this book's assets: in a stream, those of this worker's
+        partitions, so an asset alone on its worker has no peer and its every silence counts.
+
+        >>> from monitor.sensors import NullSensor
+        >>> book = AssetBook(CoreParams(), NullSensor())
+        >>> book.peers_silent(None, 0.0)  # type: ignore[arg-type]
+        False
+        """
+        zone = asset.pledge.asset_timezone if asset is not None else None
+        peers = [
+            a
+            for a in self.assets.values()
+            if a is not asset
+            and a.pledge.asset_timezone == zone
+            and a.first_window_start is not None
+            and a.first_window_start <= start
+        ]
+        return bool(peers) and not any(p.heard_in(start) for p in peers)
 
     @staticmethod
     def _dead_letter(rec: TelemetryEvent, exc: InputRejected, source: Provenance | None, now: float) -> Output:
@@ -584,6 +651,8 @@ class AssetBook:
             held.append((ev, source))
             self.sensor.on_event("pledge.telemetry", "held")
             return []
+        if asset.peers_silent is None:  # restored from a checkpoint outside :meth:`restore`
+            self._attach(asset)
         apply, rejected = asset.screen(ev, ev.observed_at.timestamp(), source)
         out = self._reject_ahead(asset, rejected)
         for rec, ts, src in apply:
@@ -686,7 +755,7 @@ class AssetBook:
         not up to ``window_s`` of stream time later (fault c: a frozen feed taken over in a rebalance
         kept its passed windows open while the idle advance crawled to the next boundary).
         """
-        self.assets[asset.asset_id] = asset
+        self.assets[asset.asset_id] = self._attach(asset)
         self.recheck()
 
     def recheck(self) -> None:
@@ -727,7 +796,7 @@ class AssetBook:
         out: list[Output] = []
         for asset in self.assets.values():
             if owned is None or owned(asset.asset_id):
-                out.extend(asset.on_clock(stream_time, self.sensor))
+                out.extend(self._attach(asset).on_clock(stream_time, self.sensor))
         return out
 
     def on_reject(self, exc: InputRejected) -> None:

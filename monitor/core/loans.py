@@ -280,6 +280,7 @@ class LoanMonitor:
             "drift": v.drift,
             "last_event_age_seconds": v.last_event_age_seconds,
             "silent_in_service_seconds": v.silent_in_service_seconds,
+            "silent_alone_seconds": v.silent_alone_seconds,
             "in_silence_grace": v.in_silence_grace,
             "activity_shortfall": v.activity_shortfall,
             "shortfall_ratio": v.shortfall_ratio if v.shortfall_ratio is not None else 1.0,

@@ -48,7 +48,11 @@ def test_diff__with_the_demo_cut_a_30_min_persistence_moves_the_margin_call_30_m
     assert out.exit_code == 0, out.output
     d = json.loads(out.output)
     moved = [(s["b"]["loan_id"], s["b"]["rule_id"], s["shift_seconds"]) for s in d["shifted"]]
-    assert moved == [("L-AKL-002", "coverage-below-margin-call", 1800.0)]
+    # the watch-list entry on the margin call (the shipped watch-margin-call criterion) follows it
+    assert moved == [
+        ("L-AKL-002", "coverage-below-margin-call", 1800.0),
+        ("L-AKL-002", "watch-margin-call", 1800.0),
+    ]
     assert d["margin_calls"] == {"a": 1, "b": 1}
     assert d["only_a"] == [] and d["only_b"] == []
 

@@ -68,9 +68,15 @@ def test_backtest__dark_feed_raises_feed_silent_at_once_and_no_margin_call_withi
     )
     start = dt.datetime(2016, 5, 19, 20, 0, tzinfo=dt.UTC)  # 08:00 NZST, 3 h after the first poll
     firing = [(a.loan_id, a.rule_id) for a in res.alerts if a.status == "firing"]
-    assert firing == [("L-AKL-002", "feed-silent")]
+    # feed-silent, then, 2 h into the silence while the collector's other route groups report, the
+    # default rulebook's watch-feed-dark puts the loan on the watch list (people look; nothing is priced)
+    assert firing == [("L-AKL-002", "feed-silent"), ("L-AKL-002", "watch-feed-dark")]
     silent = next(a for a in res.alerts if a.rule_id == "feed-silent")
     assert dt.timedelta(0) < silent.at - start <= dt.timedelta(minutes=45)
+    (entered,) = [(w.loan_id, w.status, w.rule_id) for w in res.watch_list]
+    assert entered == ("L-AKL-002", "entered", "watch-feed-dark")
+    listed = next(a for a in res.alerts if a.rule_id == "watch-feed-dark")
+    assert dt.timedelta(hours=2) <= listed.at - start <= dt.timedelta(hours=2, minutes=45)
     assert res.margin_calls == []
     dark = [v for v in res.valuations if v.asset_id == "akl-routes-7xx" and v.events_in_window == 0]
     assert len(dark) > 20 and all(v.in_silence_grace for v in dark)

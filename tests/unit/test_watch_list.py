@@ -37,9 +37,20 @@ WATCH_RULES = """
 """
 
 
-def rulebook_with_watch_rules():  # type: ignore[no-untyped-def]
+def default_without_watch_rules() -> str:
+    """The shipped rulebook without its own watch-list criteria, so that a test's watch rules are the only ones.
+
+    The mechanism is tested here with rules of the test's own; the shipped criteria (a margin call
+    within 30 days among them, which would enter this loan first) in ``test_watch_defaults.py``.
+    """
     text = (ROOT / "rules" / "rulebooks" / "default.yaml").read_text()
-    return parse_rulebook(text.rstrip("\n") + "\n" + WATCH_RULES, "default+watch.yaml")
+    base = text[: text.index("  # --- the watch list")].rstrip("\n") + "\n"
+    assert "action: watch_list" not in base and "action: watch_list" in text
+    return base
+
+
+def rulebook_with_watch_rules():  # type: ignore[no-untyped-def]
+    return parse_rulebook(default_without_watch_rules() + WATCH_RULES, "default+watch.yaml")
 
 
 def test_a_loan_enters_the_watch_list_is_updated_and_exits_with_its_last_reason() -> None:
@@ -86,8 +97,7 @@ def test_a_loan_enters_the_watch_list_is_updated_and_exits_with_its_last_reason(
 
 def test_a_shadow_watch_list_rule_records_its_alert_and_moves_no_loan() -> None:
     rb = parse_rulebook(
-        (ROOT / "rules" / "rulebooks" / "default.yaml").read_text().rstrip("\n")
-        + "\n"
+        default_without_watch_rules()
         + WATCH_RULES.replace("    action: watch_list\n", "    action: watch_list\n    mode: shadow\n"),
         "shadow.yaml",
     )
