@@ -4,11 +4,9 @@ One worker on the real broker, the demo's loan book and telemetry up to 11:30 NZ
 on akl-routes-7xx takes L-AKL-002 from ok straight below its close-out line (coverage 81 % at the
 10:30 NZST window, lines 130/120/110 %) and issues its margin call in the same evaluation: in the demo
 its status is ``close_out`` with the margin call open (``issued``, its cure deadline days ahead); no
-loan of the demo passes through the status ``margin_call``. The shipped default rulebook has no
-``action: watch_list`` rule yet (its default watch-list rules are being written separately), so the
-worker runs it with two watch-list rules appended (``tests/unit/test_watch_list.py``'s, renamed):
-the margin-call loan is then on the watch list as well, and the page must show both, with the data
-the query API gives for the same loan.
+loan of the demo passes through the status ``margin_call``. The shipped default rulebook's
+``watch-margin-call`` rule puts it on the watch list in the same evaluation, and the page must show
+both, with the data the query API gives for the same loan.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from tests.integration.conftest import Env, Worker, demo_input, read_topic, repl
 from tests.integration.test_api import SLICE_END
 from tests.unit.test_portfolio import Doc
 from tests.unit.test_report import FLAGS, chromium
-from tests.unit.test_watch_list import WATCH_RULES
 
 DISPLAY_TZ = "Asia/Shanghai"
 
@@ -54,11 +51,9 @@ def get(url: str) -> tuple[int, Any, dict[str, str]]:
 
 
 def test_portfolio_page__the_demo_margin_call_and_watch_list_entry_in_headless_chromium(env: Env) -> None:
-    rules = env.tmp / "default+watch.yaml"
-    default = (ROOT / "rules" / "rulebooks" / "default.yaml").read_text().rstrip("\n")
-    rules.write_text(default + "\n" + WATCH_RULES.replace("id: watch-", "id: page-watch-"))
     w = Worker(env)
-    w.vars.update(PLEDGEWATCH_RULEBOOK=str(rules), PLEDGEWATCH_DISPLAY_TIMEZONE=DISPLAY_TZ)
+    w.vars.update(PLEDGEWATCH_RULEBOOK=str(ROOT / "rules" / "rulebooks" / "default.yaml"))
+    w.vars.update(PLEDGEWATCH_DISPLAY_TIMEZONE=DISPLAY_TZ)
     try:
         w.start()
         book, events = demo_input(SLICE_END)
@@ -75,7 +70,7 @@ def test_portfolio_page__the_demo_margin_call_and_watch_list_entry_in_headless_c
         assert l2["status"] == "close_out", l2["status"]
         (call,) = l2["open_margin_calls"]
         assert call["status"] == "issued"
-        assert l2["on_watch_list"] and {r["rule_id"] for r in l2["watch_reasons"]} >= {"page-watch-recent-margin-call"}
+        assert l2["on_watch_list"] and {r["rule_id"] for r in l2["watch_reasons"]} >= {"watch-margin-call"}
         # below close-out: the default policy's floor is substandard (次级); the margin call and the watch list
         # set special mention, less severe
         assert l2["suggested_category"] == "substandard"
@@ -102,7 +97,7 @@ def test_portfolio_page__the_demo_margin_call_and_watch_list_entry_in_headless_c
             top_up = format_yuan(call["required_top_up_collateral"], up=True)
             assert f"{call['margin_call_id']} ({t['issued']}): {t['top_up']} {top_up}" in text
             assert f"{t['deadline']} {deadline}" in text
-            reason = next(r for r in l2["watch_reasons"] if r["rule_id"] == "page-watch-recent-margin-call")
+            reason = next(r for r in l2["watch_reasons"] if r["rule_id"] == "watch-margin-call")
             assert (reason["summary"] if lang == "zh" else reason["summary_en"]) in text
             assert t["close_out"] in text and t["on_list"] in text
             assert CATEGORY_TERMS[lang]["substandard"] in text and t["close-out"] in text
