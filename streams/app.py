@@ -15,7 +15,7 @@ import logging
 import logging.config
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 import faust
@@ -376,8 +376,45 @@ LIFECYCLE_LOGGER = "pledgewatch.lifecycle"
 lifecycle = logging.getLogger(LIFECYCLE_LOGGER)
 
 
+class RedactSecrets(logging.Filter):
+    """Replaces every given secret in a log record's message with ``**********`` (a handler's filter).
+
+    Defence in depth for the settings' secrets (the SASL password, the peer token): pledgewatch never logs
+    them (they are ``SecretStr``), but a library may log its own configuration: kafka-python's admin client
+    logs every option it was given, the SASL password included, at DEBUG (the SASL test found it in a
+    worker's ``--loglevel debug`` log).
+
+    >>> f = RedactSecrets(["pw-123"])
+    >>> rec = logging.LogRecord("kafka", logging.DEBUG, "", 0, "config %s", ({"sasl_plain_password": "pw-123"},), None)
+    >>> f.filter(rec), rec.getMessage()
+    (True, "config {'sasl_plain_password': '**********'}")
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the message in place; every record passes."""
+        if self.secrets:
+            msg = record.getMessage()
+            if any(s in msg for s in self.secrets):
+                for s in self.secrets:
+                    msg = msg.replace(s, "**********")
+                record.msg, record.args = msg, None
+        return True
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """The secret values of ``settings`` that no log line may show (for :class:`RedactSecrets`)."""
+    return [s.get_secret_value() for s in (settings.sasl_password, settings.peer_token) if s is not None]
+
+
 def worker_logging_config(
-    loglevel: str = "warning", stream: IO[str] | None = None, environ: Mapping[str, str] | None = None
+    loglevel: str = "warning",
+    stream: IO[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
 ) -> dict[str, Any]:
     """The worker's logging set-up (``logging.config.dictConfig``), handed to faust in place of its own.
 
@@ -388,7 +425,7 @@ def worker_logging_config(
     log at ``loglevel``, pledgewatch's own loggers too; its lifecycle lines (:data:`LIFECYCLE_LOGGER`:
     the worker's start and clean stop, a rulebook activated, a certificate reloaded) at INFO or
     ``loglevel`` if lower, so they are INFO, routine, and still shown, and WARNING is kept for what
-    an operator must act on.
+    an operator must act on. ``secrets`` are redacted from every line (:class:`RedactSecrets`).
 
     >>> import io
     >>> cfg = worker_logging_config("warning", io.StringIO(), {})
@@ -417,11 +454,13 @@ def worker_logging_config(
                 "stream": stream,
             },
         },
+        "filters": {"redact": {"()": RedactSecrets, "secrets": list(secrets)}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "stream": stream,
                 "formatter": "colour" if colour else "plain",
+                "filters": ["redact"],
             }
         },
         "root": {"level": logging.getLevelName(root_level), "handlers": ["default"]},
@@ -444,7 +483,7 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     from streams.topics import create_topics
 
     # the worker's own log set-up from its first line (faust applies the same one when it starts)
-    logging.config.dictConfig(worker_logging_config(loglevel, sys.stderr))
+    logging.config.dictConfig(worker_logging_config(loglevel, sys.stderr, secrets=settings_secrets(settings)))
     settings.check_web_exposure()  # before anything starts: a worker that would expose loan data does not
     server_tls = web_certificate(settings)
     create_topics(settings)
@@ -503,8 +542,15 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     # line; faulthandler writes every thread's stack to stderr first (a fault test saw a worker vanish)
     faulthandler.enable()
     worker = faust.Worker(
-        app, loglevel=loglevel, quiet=True, logging_config=worker_logging_config(loglevel, sys.stderr)
+        app,
+        loglevel=loglevel,
+        quiet=True,
+        logging_config=worker_logging_config(loglevel, sys.stderr, secrets=settings_secrets(settings)),
     )
+    if not sys.stdout.isatty():
+        # faust's start-up spinner hides and shows the cursor with escape codes whether or not its output is a
+        # terminal (faust.utils.terminal.Spinner.begin): in a log file they are noise ("[?25l" on line one)
+        worker.spinner = None
     try:
         worker.execute_from_commandline()
     finally:  # a worker must never stop without saying why (a fault test saw one exit with nothing logged)

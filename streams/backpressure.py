@@ -135,6 +135,8 @@ class HoldBackpressure:
         self.telemetry_topic = telemetry_topic
         self.probe = probe
         self.metrics = metrics
+        if metrics is not None:  # read at each scrape: true after a rebalance reloads held records as well
+            metrics.held_observations.set_function(lambda: sum(len(h) for h in list(assets.held.values())))
         #: telemetry partitions this worker paused
         self.paused: set[int] = set()
         #: partition -> next offset of ``internal.asset-pledges`` this worker has handled
@@ -149,7 +151,6 @@ class HoldBackpressure:
 
     def _gauges(self) -> None:
         if self.metrics is not None:
-            self.metrics.held_observations.set(self.assets.held_count())
             self.metrics.paused_partitions.set(len(self.paused))
 
     def on_pledges_record(self, partition: int, offset: int) -> None:
@@ -165,8 +166,6 @@ class HoldBackpressure:
         if self.assets.held_count() < self.limit:
             if self.paused:
                 self.relieve()
-            elif self.metrics is not None:
-                self._gauges()
             return
         new = (self.assets.held_partitions() | ({partition} if held else set())) - self.paused
         tps = self._tps(new)

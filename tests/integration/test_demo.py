@@ -53,12 +53,14 @@ def test_make_demo_tells_its_story_and_says_when_the_replay_is_over(bootstrap: s
     assert not [line for line in lines if re.search(r"\b(CST|CDT)\b", line)]
     stamped = [line for line in lines if re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d", line)]
     assert stamped and all(re.match(r"^2016-05-(19|20) \d\d:\d\d \+08:00 ", line) for line in stamped)
-    # point 2: the collateral value in yuan beside every coverage figure
+    # point 2: the collateral value in yuan beside every coverage figure, with its 90 % lower bound (a
+    # silent feed's value stays while its bound falls: the uncertainty must show)
     coverage = [line for line in stamped if re.match(r"^\S+ \S+ \+08:00 coverage: ", line)]
     assert len(coverage) >= 20, f"{len(coverage)} coverage lines"
     parts = [part for line in coverage for part in line.split(" coverage: ", 1)[1].split(" | ")]
     valued = [part for part in parts if "%" in part]
-    assert valued and all(re.search(r"% \w+ ¥[\d,]+$", part) for part in valued), valued[:3]
+    shown = r"% \w+ ¥[\d,]+ \(90% lower bound ¥[\d,]+\)$"
+    assert valued and all(re.search(shown, part) for part in valued), valued[:3]
     # point 1: a coverage line is stamped at its window's start, as the alerts that window raised are (a
     # coverage line a window late showed an alert's coverage at two times); an alert's own coverage may
     # differ from its line's, which is the loan's last snapshot of that window (another of its assets

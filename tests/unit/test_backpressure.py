@@ -166,4 +166,9 @@ def test_the_gauges_show_the_hold_and_the_paused_partitions() -> None:
     metrics = _metrics()
     bp = HoldBackpressure(App(Consumer([0])), book, 2, TOPIC, Probe(), metrics)
     _feed(book, bp, "X9", 3, partition=0)
-    assert metrics.held_observations._value.get() == 3 and metrics.paused_partitions._value.get() == 1
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    assert sample("pledgewatch_held_observations") == 3 and sample("pledgewatch_paused_partitions") == 1
+    book.held.clear()  # what a revocation does: the held gauge reads the book at each scrape
+    assert sample("pledgewatch_held_observations") == 0
