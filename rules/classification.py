@@ -10,7 +10,7 @@ and the default observation period may be made longer than their one year, never
 Examples
 --------
 >>> p = parse_classification({"close_out": "doubtful"}, {}, "book.yaml", 3, problems := [])
->>> (p.close_out, p.watch_list, problems)
+>>> (p.close_out, p.below_warning, problems)
 ('doubtful', 'special_mention', [])
 >>> _ = parse_classification({"watch_list": "amber"}, {"watch_list": 4}, "book.yaml", 3, problems)
 >>> print(problems[0].replace("normal, special_mention, ", ""))
@@ -50,8 +50,12 @@ class ClassificationPolicy:
     Attributes
     ----------
     watch_list
-        While the loan is on the watch list (any ``action: watch_list`` rule fires). Default
-        special mention: the watch list is the bank's own list of loans to watch, 关注 by its name.
+        While the loan is on the watch list (any ``action: watch_list`` rule fires). Default normal
+        (no floor): the list gathers early-warning indicators, some of them operational (the shipped
+        ``watch-feed-dark``: a pledged feed dark for 2 h), that say nothing yet of the borrower's
+        ability to repay, and a suggestion of 关注 for each would be noise a credit committee learns to
+        ignore; the signals that do bear on it (coverage below the warning line, a margin call) have
+        floors of their own. A bank whose policy puts every listed loan in 关注 sets ``special_mention``.
     below_warning
         While the coverage ratio is below the contract's warning line. Default special mention:
         the collateral no longer covers the loan as agreed, a factor that may hurt repayment.
@@ -72,7 +76,7 @@ class ClassificationPolicy:
         gives no ``observation_end``; at least 365 (the Measures' one year).
     """
 
-    watch_list: Category = "special_mention"
+    watch_list: Category = "normal"
     below_warning: Category = "special_mention"
     margin_call_open: Category = "special_mention"
     margin_call_expired: Category = "substandard"

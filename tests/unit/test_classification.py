@@ -209,7 +209,8 @@ def _fields(s: Signals) -> dict[str, Any]:
 def test_criteria__each_criterion_alone_names_itself_its_fact_and_value(
     signals: Signals, criterion: str, source: str, floor: str, fact: str, value: Any
 ) -> None:
-    (reason,) = criteria(signals, ClassificationPolicy())
+    # every monitor signal on (the shipped policy leaves the watch list's off: docs/rules.md)
+    (reason,) = criteria(signals, ClassificationPolicy(watch_list="special_mention"))
     assert (reason.criterion, reason.source, reason.floor, reason.fact, reason.value) == (
         criterion, source, floor, fact, value
     )  # fmt: skip
@@ -341,14 +342,17 @@ def test_monitor_signals__an_activity_collapse_moves_the_suggestion_with_its_rea
     loan = mon.loans["L1"]
     assert loan.category == "substandard"
     assert loan._loan_facts(loan.snapshot())["suggested_category"] == "substandard"
-    # later watch-list reasons join the criteria without a new record: the category did not change
-    assert "watch-list" in [r.criterion for r in loan.category_reasons]
+    # on the watch list now, which the shipped policy gives no floor of its own (docs/rules.md)
+    assert loan.watch and "watch-list" not in [r.criterion for r in loan.category_reasons]
     # the healthy loan is never suggested anything
     assert not [s for s in _suggestions(out) if s.loan_id == "L2"]
 
 
 def test_monitor_signals__the_watch_list_alone_is_special_mention_while_the_loan_is_on_it() -> None:
-    only_watch = "  below_warning: normal\n  margin_call_open: normal\n  close_out: normal\n"
+    # the watch-list floor on (the shipped policy leaves it off), every other signal off
+    only_watch = (
+        "  watch_list: special_mention\n  below_warning: normal\n  margin_call_open: normal\n  close_out: normal\n"
+    )
     # the test's watch rules only: the shipped ones (a margin call within 30 days) would enter it first
     mon, out = _run(_book(WATCH_RULES, only_watch, base=default_without_watch_rules()))
     entered = next(o.message for o in out if o.topic == "watch-list" and o.message.loan_id == "L1")
@@ -496,7 +500,7 @@ def test_config__a_section_that_is_not_a_mapping_is_rejected_and_an_absent_one_g
     assert parse_rulebook("rulebook: t\nversion: 1\nrules: []\n", "b.yaml").classification == ClassificationPolicy()
     shipped = parse_rulebook(DEFAULT, "default.yaml").classification
     assert (shipped.watch_list, shipped.margin_call_expired, shipped.observation_days) == (
-        "special_mention",
+        "normal",
         "substandard",
         365,
     )
