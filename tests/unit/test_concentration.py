@@ -384,3 +384,33 @@ def test_simulate__1000_loans_in_50_groups_breach_only_where_a_shock_concentrate
     # the same shock spread over 20 groups (one loan each) breaches nothing
     spread = Shock(activity_drop=1.0, assets=frozenset(f"sim-{i:04d}" for i in range(20)))
     assert [c for c in concentration(latest.values(), vals, spread, rb) if c.breaches] == []
+
+
+def test_stress_cli__prints_the_concentration_before_and_after_the_shock_with_its_breaches() -> None:
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    out = CliRunner().invoke(app, ["stress", "--activity-drop", "0.9", "--asset", "akl-routes-0xx"])
+    assert out.exit_code == 0, out.output
+    assert "concentration: uncovered exposure as a share of the portfolio" in out.output
+    # L-AKL-001's 0xx asset is most of its collateral: its group, profile and region leave 7.5 % uncovered
+    assert (
+        "concentration breaches after the shock: borrower_group:B-AKL-CENTRAL, asset_profile:bus_dispatch, "
+        "region:NZ-AUK" in " ".join(out.output.split())
+    )
+    calm = CliRunner().invoke(app, ["stress", "--activity-drop", "0.1"])
+    assert "concentration breaches after the shock: none" in calm.output
+
+
+def test_simulate__groups_must_fit_the_loans_and_a_group_outage_names_a_group() -> None:
+    from monitor.errors import ConfigError
+    from monitor.incidents import parse_incident
+    from monitor.simulate import Fleet
+
+    with pytest.raises(ConfigError, match="--groups: got 30, expected 1 to 20"):
+        Fleet(20, 1, groups=30)
+    with pytest.raises(ConfigError, match="--inject: got asset 'G-099'"):
+        Fleet(20, 1, groups=5, incidents=[parse_incident("outage:G-099@1h")])
+    plain = Fleet(3, 1).loan_book()
+    assert b"borrower_group" not in b"".join(plain) and b"region" not in b"".join(plain)  # unchanged without groups
