@@ -289,8 +289,11 @@ class Node:
         ``make demo`` lost 197 records that way).
         """
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # private: the aiokafka producer behind faust (docs/kafka.md)
-        for state in (self.asset_state, self.loan_state):
-            topic = state.table.changelog_topic.get_topic_name()
+        tables = [self.asset_state.table, self.loan_state.table]
+        if self.portfolio is not None:  # the portfolio's table alike (its first write failed so on a fresh broker)
+            tables.append(self.portfolio.table)
+        for table in tables:
+            topic = table.changelog_topic.get_topic_name()
             await producer.client.add_topic(topic)
             await producer.client._wait_on_metadata(topic)
         self.metadata_ready = True
