@@ -61,8 +61,8 @@ class Monitor:
             if isinstance(o.message, LoanExposure):  # to the one portfolio (streams: pledge.portfolio-exposure)
                 result.extend(self.portfolio.on_exposure(o.message, self.loan_book.rulebook))
             if isinstance(o.message, CollateralValuation):  # to each loan the asset is pledged to
-                for loan_id in o.message.loan_ids:
-                    result.extend(self.loan_book.on_valuation(loan_id, o.message))
+                for loan_id in o.message.loan_ids:  # routed on: a loan's exposure goes to the portfolio
+                    result.extend(self._route(self.loan_book.on_valuation(loan_id, o.message)))
         return result
 
     def on_loan_event(self, ev: Any) -> list[Output]:
