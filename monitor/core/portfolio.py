@@ -332,7 +332,7 @@ class PortfolioBook:
                 f"exposure, above the limit {limit_s}; largest: {top_s}"
             )
         else:
-            zh = f"集中度恢复：{zh_dim} {key} 未覆盖敞口占组合敞口 {share:.1%}（限额 {limit_s}）"
+            zh = f"已解除：{zh_dim} {key} 未覆盖敞口占组合敞口 {share:.1%}（限额 {limit_s}）"
             en = f"resolved: {en_dim} {key} uncovered share now {share:.1%} (limit {limit_s})"
         alert = Alert(
             alert_id=alert_id(PORTFOLIO_KEY, rule_id, subject, start),
