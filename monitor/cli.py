@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -21,6 +21,9 @@ from rich.markup import escape
 from monitor.display import make_console
 from monitor.errors import ConfigError, FileProblems, PledgewatchError, ProfileError, RulebookError
 from monitor.settings import ROOT, Settings
+
+if TYPE_CHECKING:
+    from monitor.stress import ConcentrationChange
 
 app = typer.Typer(
     help="pledgewatch: post-loan risk monitor for loans secured by pledged data assets.",
@@ -501,6 +504,14 @@ def simulate(
     ] = None,
     loans: Annotated[bool, typer.Option(help="Produce the simulated loan book first.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    groups: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Borrower groups G-000 ... of the loans (loan i in group i mod N), assets in 5 regions; "
+            "--inject outage:G-007@2h darkens a whole group. Default: each borrower a group of its own.",
+        ),
+    ] = None,
 ) -> None:
     """Produce simulated bus-dispatch telemetry (N assets × M vehicles, seeded from the Auckland sample)."""
     import asyncio
@@ -515,7 +526,7 @@ def simulate(
 
     s = _settings()
     try:
-        fleet = Fleet(assets, vehicles, seed=seed, incidents=[parse_incident(i) for i in inject or []])
+        fleet = Fleet(assets, vehicles, seed=seed, incidents=[parse_incident(i) for i in inject or []], groups=groups)
     except PledgewatchError as exc:
         _fail(exc)
         return
@@ -658,32 +669,35 @@ def stress(
     """What-if on the current portfolio: which loans cross which line under an activity / quality drop."""
     from dataclasses import asdict
 
-    from monitor.schemas import CollateralValuation, LoanRiskSnapshot
-    from monitor.stress import Shock
+    from monitor.schemas import CollateralValuation, LoanExposure, LoanRiskSnapshot
+    from monitor.stress import Shock, concentration
     from monitor.stress import stress as run_stress
+    from rules.rulebook import load_rulebook
 
     settings = _settings()
     try:
         shock = Shock(activity_drop, quality_drop, frozenset(asset or ()))
+        rulebook = load_rulebook(settings.rulebook)
         if source == "backtest":
             from monitor.backtest import load_inputs, run_backtests
-            from rules.rulebook import load_rulebook
 
             book, events, incidents = load_inputs(loan_book, telemetry, inject or [])
             res = run_backtests(
                 book,
                 events,
-                [load_rulebook(settings.rulebook)],
+                [rulebook],
                 _params(settings),
                 incidents,
             )[0]
             loans = {s.loan_id: s for s in res.of("loan-risk")}
             vals = {v.asset_id: v for v in res.valuations}
+            exposures = {e.loan_id: e for e in res.of("portfolio-exposure")}
         elif source == "topics":
             from streams.latest import latest_by_key
 
             loans = latest_by_key(settings, "loan-risk", LoanRiskSnapshot)
             vals = latest_by_key(settings, "valuations", CollateralValuation)
+            exposures = latest_by_key(settings, "portfolio-exposure", LoanExposure)
         else:
             raise ConfigError(f"source: got {source!r}, expected 'backtest' or 'topics'")
     except (PledgewatchError, FileNotFoundError, ValueError) as exc:
@@ -724,6 +738,36 @@ def stress(
     _console().print(table)
     crossing = [r.loan_id for r in results if r.crosses]
     _console().print(f"{len(crossing)} of {len(results)} loans cross a line: {', '.join(crossing) or 'none'}")
+    _print_concentration(concentration(exposures.values(), vals, shock, rulebook))
+
+
+def _print_concentration(changes: list[ConcentrationChange], per_dimension: int = 5) -> None:
+    """The concentration table of ``stress``: per dimension its largest shares after the shock and every breach."""
+    from rich.table import Table
+
+    table = Table(title="concentration: uncovered exposure as a share of the portfolio, before and after the shock")
+    for col in ("dimension", "key", "share now", "after", "limit", "breach now", "breach after"):
+        table.add_column(col, justify="right" if col in ("share now", "after", "limit") else "left")
+    shown: dict[str, int] = {}
+    for c in changes:
+        a, b = c.after, c.before
+        n = shown.get(a.dimension, 0)
+        if n >= per_dimension and not a.breached and not (b is not None and b.breached):
+            continue
+        shown[a.dimension] = n + 1
+        mark = "[bold red]" if c.breaches else ""
+        table.add_row(
+            a.dimension,
+            a.key,
+            f"{b.share:.2%}" if b is not None else "n/a",
+            f"{mark}{a.share:.2%}",
+            f"{a.limit:.2%}" if a.limit is not None else "none",
+            "yes" if b is not None and b.breached else "no",
+            f"{mark}{'yes' if a.breached else 'no'}",
+        )
+    _console().print(table)
+    new = [f"{c.after.dimension}:{c.after.key}" for c in changes if c.breaches]
+    _console().print(f"concentration breaches after the shock: {', '.join(new) or 'none'}")
 
 
 @app.command()

@@ -33,6 +33,7 @@ from monitor.schemas import (
     LinesChanged,
     LoanClosed,
     LoanEvent,
+    LoanExposure,
     LoanOpened,
     LoanRestructured,
     LoanRiskSnapshot,
@@ -67,6 +68,7 @@ MESSAGES: dict[str, tuple[Any, str]] = {
     "RulebookStatus": (RulebookStatus, "What one worker did with a published rulebook"),
     "AccessLogEntry": (AccessLogEntry, "One read of loan or asset data on the query API, allowed or refused"),
     "WatchListEvent": (WatchListEvent, "A loan put on the watch list, its reasons changed, or taken off"),
+    "LoanExposure": (LoanExposure, "One loan's exposure and collateral by asset, for the portfolio's concentration"),
     "ClassificationSuggestion": (
         ClassificationSuggestion,
         "A change of a loan's suggested risk category (five categories), with the criteria that give it",
@@ -334,6 +336,7 @@ def examples() -> dict[str, list[BaseModel]]:
             )
         ],
         "ClassificationSuggestion": res.of("classification")[:1],
+        "LoanExposure": res.of("portfolio-exposure")[:1],
         "AccessLogEntry": [
             AccessLogEntry(
                 at=published + dt.timedelta(hours=3),

@@ -218,19 +218,24 @@ class AlertPrinter:
         t = self._table()
         cov = a.facts.get("coverage_ratio")
         cov_s = f"{float(cov):.1%}" if isinstance(cov, float) else "n/a"
+        if a.scope == "portfolio":  # a concentration limit: the share judged, not a loan's coverage
+            share = a.facts.get("share")
+            cov_s = f"{float(share):.1%}" if isinstance(share, float) else "n/a"
         zh = self.lang == "zh"
         state = "" if a.status == "firing" else ("（解除）" if zh else " (resolved)")
         shadow = ("（影子规则）" if zh else " [shadow]") if a.shadow else ""
         summary = a.summary if self.lang == "zh" else a.summary_en
         if a.status == "firing":
             why = f"{summary}. {a.facts.get('why', '')}"
+        elif a.scope == "portfolio":
+            why = summary
         elif self.lang == "zh":
             why = f"已解除：当前覆盖率 {cov_s}"
         else:
             why = f"resolved: coverage now {cov_s}"
         t.add_row(
             format_time(a.at, self.tz),
-            a.loan_id,
+            a.loan_id or str(a.facts.get("key", a.subject)),
             f"{a.rule_id}{state}{shadow}",
             f"[{_STYLE.get(a.severity, '')}]{severity_label(a.severity, self.lang)}[/]",
             cov_s,

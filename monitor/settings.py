@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, AwareDatetime, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["TOPICS", "Settings"]
+__all__ = ["COMPACTED", "RETAINED", "SINGLE_PARTITION", "TOPICS", "Settings"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,10 +36,14 @@ TOPICS: dict[str, str] = {
     "dead-letter": "dead-letter",
     "asset-pledges": "internal.asset-pledges",
     "loan-valuations": "internal.loan-valuations",
+    "portfolio-exposure": "internal.portfolio-exposure",
     "access-log": "access-log",
 }
 #: Topics kept compacted (latest value per key).
-COMPACTED = {"valuations", "loan-risk", "asset-pledges", "watch-list", "classification"}
+COMPACTED = {"valuations", "loan-risk", "asset-pledges", "watch-list", "classification", "portfolio-exposure"}
+#: Topics of one partition, so that one worker reads them all: the portfolio's concentration spans every
+#: loan partition and has one owner (docs/architecture.md, *The portfolio*).
+SINGLE_PARTITION = {"portfolio-exposure"}
 #: Topics kept forever, one partition: every published rulebook stays readable (audit trail; restart
 #: recovery), and every read of a customer's data stays on record (the access log, issue 22; a bank's
 #: retention policy may shorten it on the topic).

@@ -17,10 +17,16 @@ its appraisal). Everything is deterministic for a seed.
 
 Incidents use the ``outage:ASSET@OFFSET[+DURATION]`` syntax of :mod:`monitor.incidents`; an asset in
 an outage sends nothing (heartbeats included), so its loan's coverage falls and alerts fire.
+
+With ``groups`` the loans belong to that many borrower groups (``G-000`` …, loan ``i`` in group
+``i mod groups``) and their assets to :data:`REGIONS` (asset ``i`` in region ``i mod 5``), so the
+portfolio's concentration has keys to judge; an outage naming a group (``outage:G-007@2h``) darkens
+every asset of its loans at once: the shock concentrated on one group that breaches its limit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import heapq
 import random
@@ -42,6 +48,8 @@ SAMPLE = ROOT / "examples" / "data" / "auckland-tripupdates-20160520.jsonl.gz"
 DEFAULT_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp()
 #: Coverage ratio each simulated loan opens at (appraisal ÷ outstanding).
 OPENING_COVERAGE = 1.6
+#: Regions of the simulated assets (ISO 3166-2: Beijing, Shanghai, Guangdong, Zhejiang, Sichuan), with ``groups``.
+REGIONS = ("CN-BJ", "CN-SH", "CN-GD", "CN-ZJ", "CN-SC")
 #: |final delay| within this many seconds counts as on time (Auckland adapter's rule, 5 min).
 ON_TIME_S = 300.0
 
@@ -134,9 +142,12 @@ class Fleet:
     start
         First event time, POSIX seconds.
     incidents
-        ``outage`` incidents (offsets from ``start``); asset ids are ``sim-0000``, ``sim-0001``...
+        ``outage`` incidents (offsets from ``start``); asset ids are ``sim-0000``, ``sim-0001``...; with
+        ``groups`` an incident may name a borrower group (``G-007``): it applies to each of its assets.
     sample
         The distributions to draw from (default: the shipped Auckland sample).
+    groups
+        Borrower groups the loans belong to (``None``: each borrower a group of its own, and no region).
 
     Raises
     ------
@@ -150,12 +161,24 @@ class Fleet:
     start: float = DEFAULT_START
     incidents: list[Incident] = field(default_factory=list)
     sample: FleetSample | None = None
+    groups: int | None = None
 
     def __post_init__(self) -> None:
         if self.assets < 1 or self.vehicles < 1:
             msg = f"simulate: got {self.assets} assets × {self.vehicles} vehicles, expected at least 1 × 1"
             raise ConfigError(msg)
+        if self.groups is not None and not 1 <= self.groups <= self.assets:
+            msg = f"--groups: got {self.groups}, expected 1 to {self.assets} (one loan per asset)"
+            raise ConfigError(msg)
         ids = set(self.asset_ids)
+        expanded: list[Incident] = []
+        for inc in self.incidents:  # an incident naming a group: one per asset of its loans
+            members = [a for i, a in enumerate(self.asset_ids) if self.group_of(i) == inc.asset_id]
+            if self.groups is not None and members:
+                expanded += [dataclasses.replace(inc, asset_id=a) for a in members]
+            else:
+                expanded.append(inc)
+        self.incidents = expanded
         for inc in self.incidents:
             if inc.kind != "outage":
                 msg = f"--inject: got {inc.kind!r}, expected outage (the only incident simulate generates)"
@@ -165,6 +188,10 @@ class Fleet:
                 raise ConfigError(msg)
         if self.sample is None:
             self.sample = load_fleet_sample()
+
+    def group_of(self, i: int) -> str | None:
+        """The borrower group of the ``i``-th loan (``G-000`` …), ``None`` without ``groups``."""
+        return None if self.groups is None else f"G-{i % self.groups:03d}"
 
     @property
     def asset_ids(self) -> list[str]:
@@ -194,7 +221,7 @@ class Fleet:
         day = dt.datetime.fromtimestamp(self.start - 86_400.0, dt.UTC).date()
         baseline = [round(self.trips_per_hour(), 3)] * 24
         out = []
-        for aid in self.asset_ids:
+        for i, aid in enumerate(self.asset_ids):
             loan = "SIM-L" + aid.removeprefix("sim-")
             owed = round(appraisal_value / OPENING_COVERAGE, 2)
             opened = {
@@ -231,6 +258,10 @@ class Fleet:
                 },
                 "pledge_registration_no": f"SIM-PLEDGE-{aid.upper()}",
             }
+            group = self.group_of(i)
+            if group is not None:
+                opened["borrower_group"] = group
+                pledged["region"] = REGIONS[i % len(REGIONS)]
             out += [orjson.dumps(opened), orjson.dumps(pledged)]
         return out
 

@@ -23,6 +23,7 @@ from monitor.errors import RulebookError
 from monitor.schemas import DIMENSIONS, Scope, Severity
 from rules.celtypes import CelTypeError, check_types
 from rules.classification import ClassificationPolicy, parse_classification
+from rules.concentration import ConcentrationPolicy, parse_concentration
 
 __all__ = [
     "Rule",
@@ -52,7 +53,7 @@ RULE_KEYS = {
     "mode",
     "description",
 }
-BOOK_KEYS = {"rulebook", "version", "description", "rules", "classification"}
+BOOK_KEYS = {"rulebook", "version", "description", "rules", "classification", "concentration"}
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _TEMPLATE = re.compile(r"\{\{\s*([a-z_][a-z0-9_.]*)\s*(?:\|\s*([a-z_]+)\s*)?\}\}")
 
@@ -116,7 +117,8 @@ class Rulebook:
     """A validated rulebook: name, version and rules in evaluation order (inhibitors first).
 
     ``classification`` is the bank's policy of the suggested risk category (its ``classification:``
-    section; every default when absent, ``rules.classification``).
+    section; every default when absent, ``rules.classification``); ``concentration`` its limits on the
+    portfolio's concentration (``concentration:``, ``rules.concentration``).
     """
 
     name: str
@@ -124,6 +126,7 @@ class Rulebook:
     rules: tuple[Rule, ...]
     source: str
     classification: ClassificationPolicy = field(default_factory=ClassificationPolicy)
+    concentration: ConcentrationPolicy = field(default_factory=ConcentrationPolicy)
     _by_scope: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
     _inhibitors: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
 
@@ -331,7 +334,8 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
         With one ``file:line: reason`` per problem (YAML errors, unknown keys, duplicate ids,
         unknown severities / scopes / actions / modes, CEL syntax or type errors, unknown facts,
         ``inhibits`` naming no rule, bad durations, summary placeholders naming no fact, a
-        ``classification:`` section with unknown keys, categories or periods).
+        ``classification:`` section with unknown keys, categories or periods, a ``concentration:``
+        section with unknown keys or shares outside 0..1).
     """
     try:
         root = yaml.compose(text)
@@ -472,10 +476,25 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
         top.get("classification", 1),
         problems,
     )
+    conc_node = next((v for k, v in root.value if k.value == "concentration"), None)
+    limits = parse_concentration(
+        data.get("concentration"),
+        _lines(conc_node) if conc_node is not None else {},
+        filename,
+        top.get("concentration", 1),
+        problems,
+    )
     if problems:
         raise RulebookError(problems)
     order = sorted(rules, key=lambda r: (not r.inhibits, -SEVERITIES.index(r.severity), r.line))
-    return Rulebook(name=str(name), version=int(version), rules=tuple(order), source=text, classification=policy)
+    return Rulebook(
+        name=str(name),
+        version=int(version),
+        rules=tuple(order),
+        source=text,
+        classification=policy,
+        concentration=limits,
+    )
 
 
 def load_rulebook(path: str | Path) -> Rulebook:

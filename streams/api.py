@@ -5,6 +5,9 @@
 - ``GET /api/loans/{loan_id}``: one loan's risk position, its assets' valuation components, its
   active alerts and its margin calls.
 - ``GET /api/assets/{asset_id}``: one asset's appraisal, loans and latest valuation.
+- ``GET /api/portfolio/concentration``: the portfolio's concentration by borrower group, asset profile
+  and region (each key's exposure and collateral in yuan, its share and limit, whether it is breached),
+  answered by the worker that owns the portfolio (``streams.portfolio``).
 - ``GET /api/openapi.json``: the OpenAPI 3.1 document of these endpoints.
 - ``GET /portfolio`` (``?lang=zh|en``): the risk officers' portfolio page, HTML rendered here from the
   same answers as ``/api/loans`` (and ``/api/portfolio/concentration`` when a worker serves it), with
@@ -25,7 +28,7 @@ import ssl
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from pydantic import BaseModel
@@ -61,9 +64,12 @@ from streams.security import (
 __all__ = [
     "ApiSecurity",
     "AssetDetail",
+    "Concentration",
+    "ConcentrationRow",
     "LoanDetail",
     "LoanSummary",
     "OpenMarginCall",
+    "concentration_view",
     "loan_summary",
     "openapi",
     "register_api",
@@ -192,10 +198,47 @@ class ApiError(BaseModel):
     error: str
 
 
+class ConcentrationRow(BaseModel):
+    """One key of one dimension of the portfolio (``monitor.core.portfolio``).
+
+    ``exposure_yuan``: the outstanding attributed to the key (yuan); ``collateral_yuan``: its collateral
+    value now (yuan); ``share``: the exposure it leaves uncovered over the portfolio's exposure (ratio
+    0..1), what ``limit`` (the rulebook's, 0..1; null: none) bounds; ``breached``: a breach alert fires.
+    """
+
+    dimension: Literal["borrower_group", "asset_profile", "region"]
+    key: str
+    exposure_yuan: float
+    collateral_yuan: float
+    share: float
+    limit: float | None
+    breached: bool
+
+
+class Concentration(BaseModel):
+    """The portfolio's concentration now: ``as_of`` the newest event time judged (null before any loan)."""
+
+    as_of: dt.datetime | None
+    rows: list[ConcentrationRow]
+
+
+def concentration_view(book: Any, rulebook: Any, may_read_borrower: Callable[[str], bool]) -> dict[str, Any]:
+    """The body of ``GET /api/portfolio/concentration`` from a :class:`~monitor.core.portfolio.PortfolioBook`.
+
+    A reader restricted to some borrowers (a relationship manager) sees the borrower-group rows of
+    the groups that hold one of their borrowers' loans only; the profile and region rows are totals over
+    many borrowers and shown to every reader of the loan list.
+    """
+    groups = {rec.borrower_group for _att, rec in book.loans.values() if may_read_borrower(rec.borrower_id)}
+    rows = [r.as_json() for r in book.rows(rulebook) if r.dimension != "borrower_group" or r.key in groups]
+    as_of = book.as_of_time()
+    return {"as_of": as_of.isoformat() if as_of is not None else None, "rows": rows}
+
+
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the query API (schemas from the pydantic models)."""
     _, schemas = models_json_schema(
-        [(m, "serialization") for m in (LoanSummary, LoanDetail, AssetDetail, ApiError)],
+        [(m, "serialization") for m in (LoanSummary, LoanDetail, AssetDetail, Concentration, ApiError)],
         ref_template="#/components/schemas/{model}",
     )
 
@@ -246,6 +289,13 @@ def openapi() -> dict[str, Any]:
                     "summary": "One loan with valuation components, active alerts and margin calls",
                     "parameters": [{"name": "loan_id", "in": "path", "required": True, "schema": ident}],
                     "responses": {"200": ok("LoanDetail"), "404": not_found, "503": unavailable, **refusals},
+                }
+            },
+            "/api/portfolio/concentration": {
+                "get": {
+                    "operationId": "getConcentration",
+                    "summary": "The portfolio's concentration by borrower group, asset profile and region, with limits",
+                    "responses": {"200": ok("Concentration"), "503": unavailable, **refusals},
                 }
             },
             "/api/assets/{asset_id}": {
@@ -324,10 +374,13 @@ def register_api(
     asset_table: Any,
     security: ApiSecurity | None = None,
     display_timezone: str = "Asia/Shanghai",
+    portfolio_table: Any = None,
 ) -> None:
     """Add the views to the faust ``app``; ``node`` is the worker's :class:`streams.worker.Node`.
 
-    ``display_timezone`` is the zone of the portfolio page's times (each shown with its offset).
+    ``display_timezone`` is the zone of the portfolio page's times (each shown with its offset);
+    ``portfolio_table`` the table of the portfolio's concentration book (:mod:`streams.portfolio`), held by
+    the one worker that owns the portfolio (None: the endpoint answers 404 on this worker).
 
     Every view authenticates the caller (:class:`ApiSecurity`), checks the endpoint's roles, answers
     for the data this worker holds or forwards to the worker holding it (with this worker's own
@@ -568,6 +621,25 @@ def register_api(
             valuation=asset.last_valuation,
         )
         return web.json(detail.model_dump(mode="json")), None
+
+    @app.page("/api/portfolio/concentration")
+    async def concentration_page(web: Any, request: Any) -> Any:
+        async def answer(principal: Principal) -> tuple[Any, str | None]:
+            async def local() -> tuple[Any, str | None]:
+                owner = node.portfolio
+                if owner is None:
+                    return web.json({"error": "this worker keeps no portfolio"}, status=503), "no portfolio"
+                if not owner.loaded:
+                    owner.load()
+                body = concentration_view(owner.book, node.loans.rulebook, principal.may_read_borrower)
+                return web.json(body), None
+
+            if portfolio_table is None:
+                return await local()
+            # one partition: its owner is the worker that keeps the portfolio
+            return await routed(portfolio_table, "portfolio", web, request, principal, local)
+
+        return await guarded(web, request, "read_concentration", None, LOAN_READERS, answer)
 
     @app.page("/api/openapi.json")
     async def openapi_view(web: Any, request: Any) -> Any:

@@ -205,6 +205,11 @@ def create_app(
         )
 
     asset_table, loan_table = state_table("asset-state"), state_table("loan-state")
+    # one partition, as its input topic: the worker assigned it owns the portfolio (streams.portfolio)
+    portfolio_in = app.topic(settings.topic("portfolio-exposure"), partitions=1, **raw)
+    portfolio_table = app.Table(
+        "portfolio-state", default=None, key_type=bytes, value_type=bytes, partitions=1, use_partitioner=True
+    )
     node = Node(
         app,
         settings,
@@ -215,10 +220,19 @@ def create_app(
         sensor,
         metrics,
         pusher,
+        portfolio_table,
     )
     app.node = node  # its shutdown drains the records waiting for a checkpoint
 
-    register_api(app, node, loan_table, asset_table, api_security(app, settings, metrics), settings.display_timezone)
+    register_api(
+        app,
+        node,
+        loan_table,
+        asset_table,
+        api_security(app, settings, metrics),
+        settings.display_timezone,
+        portfolio_table,
+    )
 
     @app.agent(telemetry_in, name="telemetry")
     async def telemetry_agent(stream: faust.StreamT) -> None:
@@ -240,6 +254,11 @@ def create_app(
         async for event in stream.events():
             await node.guarded(node.on_loan_record, event, "pledge.loan-book")
 
+    @app.agent(portfolio_in, name="portfolio")
+    async def portfolio_agent(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await node.guarded(node.on_portfolio_record, event, "internal.portfolio-exposure")
+
     @app.task
     async def rules() -> None:
         await node.apply_rulebook(Decision(rulebook, rulebook.name, rulebook.version, "at start"), origin)
@@ -249,6 +268,7 @@ def create_app(
     @app.timer(interval=5.0)
     async def clock() -> None:
         await node.on_timer()
+        await node.portfolio_idle()
         await node.offset_holes.run(node.in_flight)
 
     @app.timer(interval=CHECKPOINT_INTERVAL_S / 2)

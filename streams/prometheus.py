@@ -23,7 +23,7 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -35,7 +35,7 @@ from monitor.schemas import DIMENSIONS, Alert, CollateralValuation, LoanRiskSnap
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Metrics", "Portfolio", "PrometheusSensor", "serve_metrics"]
+__all__ = ["ConcentrationGauges", "Metrics", "Portfolio", "PrometheusSensor", "serve_metrics"]
 
 #: name -> (help, label names) of every portfolio family, in exposition order
 PORTFOLIO_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -177,6 +177,60 @@ class FiringAlerts(Collector):
         yield g
 
 
+class ConcentrationGauges(Collector):
+    """``pledgewatch_concentration_share`` and ``_limit`` by ``dimension`` and ``key``, read at each scrape.
+
+    From the portfolio's rows (``monitor.core.portfolio``; ``source`` is set on the worker that owns the
+    portfolio, the others report none). The label set is bounded: per dimension the :data:`MAX_KEYS`
+    largest shares and every breached key; a key that falls out is no longer reported (Prometheus marks
+    it stale). A limit of none (the rulebook sets no limit for the key) has no ``_limit`` sample.
+    """
+
+    SHARE = "pledgewatch_concentration_share"
+    LIMIT = "pledgewatch_concentration_limit"
+    #: keys reported per dimension, beyond the breached ones
+    MAX_KEYS = 20
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[Any]] | None = None
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        """The metrics' names and labels, without reading state."""
+        return list(self._families())
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        labels = ["dimension", "key"]
+        return (
+            GaugeMetricFamily(
+                self.SHARE, "Exposure a key leaves uncovered over the portfolio's exposure (0..1)", labels=labels
+            ),
+            GaugeMetricFamily(self.LIMIT, "The rulebook's concentration limit of the key (0..1)", labels=labels),
+        )
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One share (and limit) sample per reported key."""
+        share, limit = self._families()
+        rows: list[Any] = []
+        if self.source is not None:
+            for _ in range(3):  # the event loop may change the book while the scrape thread reads it
+                try:
+                    rows = list(self.source())
+                    break
+                except RuntimeError:
+                    continue
+        shown: dict[str, int] = {}
+        for r in rows:  # by dimension, then share, largest first
+            n = shown.get(r.dimension, 0)
+            if n >= self.MAX_KEYS and not r.breached:
+                continue
+            shown[r.dimension] = n + 1
+            share.add_metric([r.dimension, r.key], r.share)
+            if r.limit is not None:
+                limit.add_metric([r.dimension, r.key], r.limit)
+        yield share
+        yield limit
+
+
 @dataclass(frozen=True)
 class Metrics:
     """Every pledgewatch metric (names and PromQL in ``docs/metrics.md``)."""
@@ -185,6 +239,7 @@ class Metrics:
     dead_letters: Counter
     alerts: Counter
     alerts_firing: FiringAlerts
+    concentration: ConcentrationGauges
     event_to_alert: Histogram
     alertmanager_push_failures: Counter
     rule_errors: Counter
@@ -224,6 +279,7 @@ class Metrics:
                 registry=registry,
             ),
             alerts_firing=_registered(FiringAlerts(), registry),
+            concentration=_registered(ConcentrationGauges(), registry),
             event_to_alert=Histogram(
                 p + "event_to_alert_seconds",
                 "Wall time from the produce timestamp of the record that closed a window (or moved a loan) "
@@ -252,9 +308,9 @@ class Metrics:
             ),
             api_requests=Counter(
                 p + "api_requests",
-                "Query API requests by action (list_loans, read_loan, read_asset, read_openapi, read_portfolio) "
-                "and decision (allowed, refused, not_found, unavailable); each is also an entry on the access-log "
-                "topic",
+                "Query API requests by action (list_loans, read_loan, read_asset, read_openapi, read_portfolio, "
+                "read_concentration) and decision (allowed, refused, not_found, unavailable); each is also an "
+                "entry on the access-log topic",
                 ["action", "decision"],
                 registry=registry,
             ),
@@ -303,8 +359,8 @@ class Metrics:
         return generate_latest(_Without(self.registry, PER_LOAN_REGISTRY_FAMILIES))  # type: ignore[arg-type]
 
 
-#: Families of the registry labelled by loan (the portfolio's are all per loan or asset).
-PER_LOAN_REGISTRY_FAMILIES = frozenset({FiringAlerts.NAME})
+#: Families of the registry labelled by loan, or by borrower group (the portfolio's are all per loan or asset).
+PER_LOAN_REGISTRY_FAMILIES = frozenset({FiringAlerts.NAME, ConcentrationGauges.SHARE, ConcentrationGauges.LIMIT})
 
 
 class _Without:
@@ -388,7 +444,10 @@ def _refuse(start_response: Any, status: str, message: str) -> list[bytes]:
     return [body]
 
 
-def _registered(collector: FiringAlerts, registry: CollectorRegistry) -> FiringAlerts:
+_C = TypeVar("_C", bound=Collector)
+
+
+def _registered(collector: _C, registry: CollectorRegistry) -> _C:
     registry.register(collector)
     return collector
 

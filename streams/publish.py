@@ -38,6 +38,7 @@ OUTPUT_TOPICS = (
     "classification",
     "dead-letter",
     "asset-pledges",
+    "portfolio-exposure",
 )
 
 

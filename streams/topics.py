@@ -16,7 +16,7 @@ from kafka.errors import KafkaError, NoError, TopicAlreadyExistsError
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from monitor.errors import ConfigError
-from monitor.settings import COMPACTED, RETAINED, TOPICS, Settings
+from monitor.settings import COMPACTED, RETAINED, SINGLE_PARTITION, TOPICS, Settings
 
 __all__ = ["admin_client", "create_topics", "delete_topics", "follow_partition", "rewind_group", "wait_visible"]
 
@@ -84,7 +84,7 @@ def create_topics(settings: Settings, replication: int = 1, extra: Sequence[NewT
             configs = {"cleanup.policy": "compact"} if logical in COMPACTED else {}
             if logical in RETAINED:
                 configs = {"retention.ms": "-1"}
-            parts = 1 if logical in RETAINED else settings.partitions
+            parts = 1 if logical in RETAINED or logical in SINGLE_PARTITION else settings.partitions
             wanted.append(NewTopic(name, num_partitions=parts, replication_factor=replication, topic_configs=configs))
         wanted.extend(extra)
         new = [t for t in wanted if t.name not in existing]

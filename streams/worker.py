@@ -7,7 +7,9 @@ Data flow (``docs/topics.md``)::
                        (AssetBook, by asset)   └─> internal.loan-valuations (key loan)
     pledge.loan-book ─┐
     internal.loan-valuations ─> loan agent ──> pledge.loan-risk, pledge.alerts,
-                       (LoanBook, by loan)     pledge.margin-calls, internal.asset-pledges
+                       (LoanBook, by loan)     pledge.margin-calls, internal.asset-pledges,
+                                               internal.portfolio-exposure (key loan, 1 partition)
+    internal.portfolio-exposure ─> portfolio agent (PortfolioBook, one owner) ─> pledge.alerts (scope portfolio)
     bad input ────────────────────────────────> pledge.dead-letter
 
 Per record the Node makes one call into the core (:func:`monitor.core.apply_telemetry_record`, or the
@@ -59,6 +61,7 @@ from streams.backpressure import HoldBackpressure, LoanSideProbe
 from streams.clock import CLOCK_KEY, GroupClock
 from streams.faults import SlowRecordFault
 from streams.offsets import OffsetHoleRepair
+from streams.portfolio import PortfolioOwner
 from streams.publish import Publisher
 from streams.rules_control import Decision, status, worker_id
 from streams.store import StateTable, key_partition
@@ -109,6 +112,7 @@ class Node:
         sensor: Sensor,
         metrics: Any = None,
         pusher: Any = None,
+        portfolio_table: Any = None,
     ) -> None:
         self.app = app
         self.s = settings
@@ -123,6 +127,7 @@ class Node:
         self.publish = self.publisher.publish
         if metrics is not None:  # the firing gauge reads the loans' alert states at each scrape (C14)
             metrics.alerts_firing.source = self.firing_alerts
+            metrics.concentration.source = self.concentration_rows
         self.worker = worker_id()
         #: (max_skew_s, earliest event time in POSIX s, max_bytes): fixed, so not recomputed per record
         self.bounds = (settings.max_clock_skew_s, settings.earliest_event_time.timestamp(), settings.max_message_bytes)
@@ -130,10 +135,23 @@ class Node:
         self.telemetry_topic = settings.topic("telemetry")
         self.pledges_topic = settings.topic("asset-pledges")
         self.loan_topic = settings.topic("loan-book")
+        #: the portfolio's concentration, owned by the worker assigned ``internal.portfolio-exposure``
+        #: (:mod:`streams.portfolio`); None without its table (tests of the other agents)
+        self.portfolio = (
+            PortfolioOwner(portfolio_table, lambda: self.loans.rulebook, sensor)
+            if portfolio_table is not None
+            else None
+        )
         #: the agents' input topics: the only ones whose offsets the group commits (the tables' changelog
         #: partitions are assigned too, for recovery and standbys, and are never committed)
         self.input_topics = frozenset(
-            {self.telemetry_topic, self.pledges_topic, self.loan_topic, settings.topic("loan-valuations")}
+            {
+                self.telemetry_topic,
+                self.pledges_topic,
+                self.loan_topic,
+                settings.topic("loan-valuations"),
+                settings.topic("portfolio-exposure"),
+            }
         )
         self.asset_partition: dict[str, int] = {}
         #: the group's stream clock: this worker's partitions and the others' reports (:mod:`streams.clock`)
@@ -271,8 +289,11 @@ class Node:
         ``make demo`` lost 197 records that way).
         """
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]  # private: the aiokafka producer behind faust (docs/kafka.md)
-        for state in (self.asset_state, self.loan_state):
-            topic = state.table.changelog_topic.get_topic_name()
+        tables = [self.asset_state.table, self.loan_state.table]
+        if self.portfolio is not None:  # the portfolio's table alike (its first write failed so on a fresh broker)
+            tables.append(self.portfolio.table)
+        for table in tables:
+            topic = table.changelog_topic.get_topic_name()
             await producer.client.add_topic(topic)
             await producer.client._wait_on_metadata(topic)
         self.metadata_ready = True
@@ -370,9 +391,20 @@ class Node:
         return any(tp.partition == part for tp in self.clock.telemetry_partitions(time.monotonic()))
 
     def firing_alerts(self) -> Iterator[Alert]:
-        """The alerts firing now on the loans this worker holds (read by the metrics thread)."""
+        """The alerts firing now on the loans this worker holds, and the portfolio's breaches if it owns it.
+
+        Read by the metrics thread.
+        """
         for loan in list(self.loans.loans.values()):
             yield from list(loan.active_alerts.values())
+        if self.portfolio is not None:
+            yield from list(self.portfolio.book.breaches.values())
+
+    def concentration_rows(self) -> list[Any]:
+        """The portfolio's rows now (``pledgewatch_concentration_*``), none unless this worker owns a loaded book."""
+        if self.portfolio is None or not self.portfolio.loaded or not self.portfolio.book.loans:
+            return []
+        return self.portfolio.book.rows(self.loans.rulebook)
 
     def on_partitions_revoked(self, revoked: Iterable[Any]) -> list[str]:
         """Forget the assets and loans of revoked partitions; the next :meth:`load_assigned` reloads.
@@ -424,6 +456,8 @@ class Node:
         self.loaded_for, self.loaded_at = assignment, now
         if not rescan:  # the assets this worker ticks changed: check each at the next tick (AssetBook.recheck)
             self.assets.recheck()
+            if self.portfolio is not None:  # the owner may have changed: rebuild from the table (empty if not ours)
+                self.portfolio.load()
         loans = self.loan_state.load_all()
         assets = self.asset_state.load_all()
         n = self.s.partitions
@@ -486,6 +520,25 @@ class Node:
             loan_key = ev.loan_id
         await self.publish(outputs, msg.timestamp)  # effects before the state that records them (as above)
         self.loan_state.save(loan_key)
+
+    async def on_portfolio_record(self, event: faust.EventT) -> None:
+        """One loan's exposure record (``internal.portfolio-exposure``): judge the portfolio, publish, checkpoint."""
+        if self.portfolio is None:
+            return
+        msg = event.message
+        outputs = self.portfolio.on_record(msg.value)
+        await self.publish(outputs, msg.timestamp)  # effects before the state that records them (C01)
+        key = msg.key.decode() if isinstance(msg.key, bytes) else str(msg.key)
+        self.portfolio.save(key)
+
+    async def portfolio_idle(self) -> None:
+        """Judge the portfolio's newest instant once its topic is idle (the 5-s timer)."""
+        if self.portfolio is None:
+            return
+        outputs = self.portfolio.idle_flush()
+        if outputs:
+            await self.publish(outputs)
+            self.portfolio.save_breaches()
 
     async def apply_rulebook(self, decision: Decision, origin: str = "topic") -> None:
         """Swap in a valid rulebook between two events, or reject an invalid one; report either way."""

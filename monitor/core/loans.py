@@ -40,9 +40,11 @@ from monitor.schemas import (
     CollateralPledged,
     CollateralReleased,
     CollateralValuation,
+    ExposureSlice,
     InterestAccrued,
     LinesChanged,
     LoanClosed,
+    LoanExposure,
     LoanOpened,
     LoanRestructured,
     LoanRiskSnapshot,
@@ -129,6 +131,10 @@ class LoanMonitor:
         self.category_reasons: list[ClassificationReason] = []
         #: (below the warning line, below the close-out line) as the classification last judged them
         self.lines_held: tuple[bool, bool] = (False, False)
+        #: asset id -> (asset profile, region) from its pledge, for the portfolio's concentration
+        self.asset_meta: dict[str, tuple[str, str]] = {}
+        #: the last exposure record sent to the portfolio (its content without the time), or None
+        self.exposure_sent: tuple[Any, ...] | None = None
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("pending", {})  # loan states pickled before the loan watermark existed
@@ -139,6 +145,8 @@ class LoanMonitor:
         state.setdefault("category", "normal")
         state.setdefault("category_reasons", [])
         state.setdefault("lines_held", (False, False))
+        state.setdefault("asset_meta", {})  # ... before the portfolio's concentration existed (issue 19)
+        state.setdefault("exposure_sent", None)
         self.__dict__.update(state)
 
     def days_past_due(self) -> int:
@@ -338,9 +346,11 @@ class LoanMonitor:
             if slot is None or slot.appraisal != ev.appraisal:
                 # a new pledge, or a re-appraisal (renewal): the appraisal stands until the next valuation
                 self.assets[ev.asset_id] = _AssetSlot(ev.asset_id, ev.appraisal)
+            self.asset_meta[ev.asset_id] = (ev.asset_profile, ev.region_key)
             out.append(Output("asset-pledges", ev.asset_id, ev))
         elif isinstance(ev, CollateralReleased):
             self.assets.pop(ev.asset_id, None)
+            self.asset_meta.pop(ev.asset_id, None)
             out.append(Output("asset-pledges", ev.asset_id, ev))
         elif isinstance(ev, BalanceChanged):
             self.principal_outstanding = ev.outstanding
@@ -435,7 +445,7 @@ class LoanMonitor:
     def _evaluate(self, rulebook: Rulebook | None, vals: list[CollateralValuation], sensor: Sensor) -> list[Output]:
         snap = self.snapshot()
         sensor.on_loan_risk(snap)
-        out: list[Output] = [Output("loan-risk", self.loan_id, snap)]
+        out: list[Output] = [Output("loan-risk", self.loan_id, snap), *self._exposure()]
         if rulebook is None or self.closed or snap.status == "calibrating":
             # lines are judged only once every pledged asset has an active valuation; the past-due
             # and restructuring floors apply from the start
@@ -472,6 +482,47 @@ class LoanMonitor:
                 out.append(Output("alerts", self.loan_id, self._expiry_alert(upd, snap, rulebook, "firing", sensor)))
         out.extend(self._classify(rulebook, snap))
         return out
+
+    # --- the portfolio's concentration ---------------------------------------------------------
+    def exposure(self) -> LoanExposure:
+        """The loan's exposure (outstanding, yuan) and each pledged asset's profile, region and values (yuan).
+
+        An asset pledged before its profile and region were kept (an older checkpoint) takes the
+        profile of its valuation and the region ``unknown``.
+        """
+        slices = []
+        for s in self.assets.values():
+            profile, region = self.asset_meta.get(
+                s.asset_id, (s.valuation.asset_profile if s.valuation else "unknown", "unknown")
+            )
+            value = s.valuation.value if s.valuation is not None else s.appraisal_value
+            slices.append(
+                ExposureSlice(
+                    asset_id=s.asset_id,
+                    asset_profile=profile,
+                    region=region,
+                    appraisal_value=s.appraisal_value,
+                    value=yuan(fen(value)),
+                )
+            )
+        return LoanExposure(
+            loan_id=self.loan_id,
+            borrower_id=self.opened.borrower_id,
+            borrower_group=self.opened.group,
+            as_of=_ts(self.as_of),
+            exposure=0.0 if self.closed else self.outstanding,
+            closed=self.closed,
+            slices=slices,
+        )
+
+    def _exposure(self) -> list[Output]:
+        """The exposure record for the portfolio when it changed since the last one sent (not on time alone)."""
+        rec = self.exposure()
+        content = (rec.borrower_group, rec.exposure, rec.closed, tuple(rec.slices))
+        if content == self.exposure_sent:
+            return []
+        self.exposure_sent = content
+        return [Output("portfolio-exposure", self.loan_id, rec)]
 
     # --- classification suggestion ----------------------------------------------------------
     def _signals(self, snap: LoanRiskSnapshot) -> Signals:

@@ -8,11 +8,13 @@ from monitor.core.assets import AssetBook, AssetMonitor
 from monitor.core.common import CoreParams, Output
 from monitor.core.decode import Provenance
 from monitor.core.loans import LoanBook, LoanMonitor
+from monitor.core.portfolio import PortfolioBook
 from monitor.errors import InputRejected
 from monitor.schemas import (
     CollateralPledged,
     CollateralReleased,
     CollateralValuation,
+    LoanExposure,
     TelemetryEvent,
 )
 from monitor.sensors import NullSensor, Sensor
@@ -37,6 +39,7 @@ class Monitor:
         self.sensor: Sensor = sensor or NullSensor()
         self.asset_book = AssetBook(self.params, self.sensor)
         self.loan_book = LoanBook(rulebook, self.sensor)
+        self.portfolio = PortfolioBook(self.sensor)
 
     @property
     def assets(self) -> dict[str, AssetMonitor]:
@@ -55,9 +58,11 @@ class Monitor:
                 result.extend(self._route(self.asset_book.register(o.message)))
                 continue
             result.append(o)
+            if isinstance(o.message, LoanExposure):  # to the one portfolio (streams: pledge.portfolio-exposure)
+                result.extend(self.portfolio.on_exposure(o.message, self.loan_book.rulebook))
             if isinstance(o.message, CollateralValuation):  # to each loan the asset is pledged to
-                for loan_id in o.message.loan_ids:
-                    result.extend(self.loan_book.on_valuation(loan_id, o.message))
+                for loan_id in o.message.loan_ids:  # routed on: a loan's exposure goes to the portfolio
+                    result.extend(self._route(self.loan_book.on_valuation(loan_id, o.message)))
         return result
 
     def on_loan_event(self, ev: Any) -> list[Output]:
@@ -73,5 +78,6 @@ class Monitor:
         self.asset_book.on_reject(exc)
 
     def flush(self, until: float) -> list[Output]:
-        """Close every window that ends by ``until``."""
-        return self._route(self.asset_book.flush(until))
+        """Close every window that ends by ``until``, then judge the portfolio as of its newest time."""
+        out = self._route(self.asset_book.flush(until))
+        return out + self.portfolio.flush(self.loan_book.rulebook)

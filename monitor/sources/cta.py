@@ -210,6 +210,7 @@ def renewal_loan_book(
             asset_id=asset,
             asset_profile="daily_ridership",
             asset_timezone=TIMEZONE,
+            region="US-IL",
             appraisal=appraisal,
             pledge_registration_no=f"EXAMPLE-PLEDGE-{asset.upper()}",
         )

@@ -58,11 +58,21 @@ def test_api__every_loan_and_asset_from_either_of_two_workers_and_no_5xx_under_s
             assert detail["snapshot"]["status"] in {"margin_call", "close_out"}
             assert [m["status"] for m in detail["margin_calls"]] == ["issued"]
             assert {"coverage-below-margin-call"} <= {a["rule_id"] for a in detail["active_alerts"]}
+        # the portfolio has one owner: either worker answers with its book (the other forwards)
+        bodies = []
+        for base in bases:
+            status, body = get(f"{base}/api/portfolio/concentration")
+            assert status == 200 and set(body) == {"as_of", "rows"}
+            bodies.append(body)
+        assert bodies[0] == bodies[1] and bodies[0]["as_of"] is not None
+        groups = {r["key"] for r in bodies[0]["rows"] if r["dimension"] == "borrower_group"}
+        assert groups == {"B-AKL-CENTRAL", "B-AKL-EAST", "B-AKL-NORTH"}
         _, doc = get(f"{bases[0]}/api/openapi.json")
         assert doc["openapi"] == "3.1.0" and set(doc["paths"]) == {
             "/api/loans",
             "/api/loans/{loan_id}",
             "/api/assets/{asset_id}",
+            "/api/portfolio/concentration",
         }
 
         st = subprocess.run(

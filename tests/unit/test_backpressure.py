@@ -166,6 +166,7 @@ def test_the_gauges_show_the_hold_and_the_paused_partitions() -> None:
     metrics = _metrics()
     bp = HoldBackpressure(App(Consumer([0])), book, 2, TOPIC, Probe(), metrics)
     _feed(book, bp, "X9", 3, partition=0)
+
     def sample(name: str) -> float | None:
         return metrics.registry.get_sample_value(name)
 

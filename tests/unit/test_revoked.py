@@ -66,11 +66,14 @@ def test_the_tables_are_rescanned_for_states_the_books_miss(caplog) -> None:  # 
         loan_state=Table([], {}),
         asset_partition={},
         assets=SimpleNamespace(clock=None, assets=assets, recheck=lambda: rechecks.append(1)),
+        portfolio=SimpleNamespace(load=lambda: rebuilt.append(1)),
     )
     rechecks: list[int] = []
+    rebuilt: list[int] = []
     Node.load_assigned(node, now=100.0)  # a new assignment: everything loaded, no warning
     assert set(assets) == {"a1", "a2"} and not [r for r in caplog.records if r.levelname == "WARNING"]
     assert rechecks == [1]  # the next tick checks every asset (AssetBook.recheck)
+    assert rebuilt == [1]  # the portfolio's owner may have changed: its book is rebuilt from its table
     del assets["a2"]  # a path dropped it and forgot to load it again
     Node.load_assigned(node, now=100.0 + LOAD_RESCAN_S / 2)  # too soon for a rescan
     assert "a2" not in assets

@@ -215,8 +215,15 @@ def test_the_tables_changelogs_are_created_as_faust_would_declare_them(tmp_path:
     settings = Settings(app_id="pw-wiring", data_dir=tmp_path, store="memory", topic_prefix="wiring.", partitions=6)
     app, _node = create_app(settings, rulebook, CoreParams(), CountingSensor())
     topics = {t.name: t for t in changelog_topics(app)}
-    assert sorted(topics) == ["pw-wiring-asset-state-changelog", "pw-wiring-loan-state-changelog"]
+    assert sorted(topics) == [
+        "pw-wiring-asset-state-changelog",
+        "pw-wiring-loan-state-changelog",
+        "pw-wiring-portfolio-state-changelog",
+    ]
     assert sorted(topics) == sorted(table.changelog_topic.get_topic_name() for table in app.tables.values())
+    # the portfolio has one owner: its table has one partition, as its input topic (streams.portfolio)
+    portfolio = topics.pop("pw-wiring-portfolio-state-changelog")
+    assert portfolio.num_partitions == 1 and portfolio.topic_configs["cleanup.policy"] == "compact"
     for topic in topics.values():
         assert topic.num_partitions == 6
         assert topic.topic_configs["cleanup.policy"] == "compact"
