@@ -278,16 +278,7 @@ class AlertPrinter:
         verb = WATCH_TERMS[self.lang][w.status]
         sep = "：" if self.lang == "zh" else ": "
         why = f"{verb} ({w.rule_id})" + (f"{sep}{reasons}" if reasons else "")
-        cov = w.facts.get("coverage_ratio")
-        t.add_row(
-            format_time(w.at, self.tz),
-            w.loan_id,
-            f"watch-list:{w.status}",
-            f"[{_STYLE['info']}]{severity_label('info', self.lang)}[/]",
-            f"{cov:.1%}" if isinstance(cov, float) else "",
-            why,
-        )
-        self.console.print(t)
+        self._record_row(t, w.at, w.loan_id, f"watch-list:{w.status}", "info", w.facts.get("coverage_ratio"), why)
 
     def classification(self, c: ClassificationSuggestion) -> None:
         """Print one change of a loan's suggested category, with each criterion that gives it (fact = value).
@@ -315,12 +306,15 @@ class AlertPrinter:
             why = f"suggested category {change} (a suggestion; the credit committee decides)" + (
                 f": {reasons}" if reasons else ": no criterion applies"
             )
-        cov = c.facts.get("coverage_ratio")
         level = _CATEGORY_LEVEL[c.category]
+        self._record_row(t, c.at, c.loan_id, f"classification:{c.category}", level, c.facts.get("coverage_ratio"), why)
+
+    def _record_row(self, t: Table, at: dt.datetime, loan_id: str, kind: str, level: str, cov: Any, why: str) -> None:
+        """Print one loan record's row (watch list, classification): time, loan, kind, level, coverage, why."""
         t.add_row(
-            format_time(c.at, self.tz),
-            c.loan_id,
-            f"classification:{c.category}",
+            format_time(at, self.tz),
+            loan_id,
+            kind,
             f"[{_STYLE[level]}]{severity_label(level, self.lang)}[/]",
             f"{cov:.1%}" if isinstance(cov, float) else "",
             why,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -468,22 +469,14 @@ def parse_rulebook(text: str, filename: str = "<rulebook>") -> Rulebook:
                 problems.append(f"{filename}:{r.line}: inhibits: rule {target!r} does not exist")
             elif target == r.id:
                 problems.append(f"{filename}:{r.line}: inhibits: a rule cannot inhibit itself")
-    cls_node = next((v for k, v in root.value if k.value == "classification"), None)
-    policy = parse_classification(
-        data.get("classification"),
-        _lines(cls_node) if cls_node is not None else {},
-        filename,
-        top.get("classification", 1),
-        problems,
-    )
-    conc_node = next((v for k, v in root.value if k.value == "concentration"), None)
-    limits = parse_concentration(
-        data.get("concentration"),
-        _lines(conc_node) if conc_node is not None else {},
-        filename,
-        top.get("concentration", 1),
-        problems,
-    )
+
+    def section(name: str, parse: Callable[..., Any]) -> Any:
+        # a policy section of the rulebook, parsed with the line of each of its keys for the errors
+        node = next((v for k, v in root.value if k.value == name), None)
+        return parse(data.get(name), _lines(node) if node is not None else {}, filename, top.get(name, 1), problems)
+
+    policy = section("classification", parse_classification)
+    limits = section("concentration", parse_concentration)
     if problems:
         raise RulebookError(problems)
     order = sorted(rules, key=lambda r: (not r.inhibits, -SEVERITIES.index(r.severity), r.line))

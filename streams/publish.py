@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, get_args
 
 from aiokafka.errors import KafkaError as AIOKafkaError
 from faust.exceptions import ProducerSendError
 from pydantic import BaseModel
 
 from monitor.core import Output
+from monitor.core.common import OutputTopic
 from monitor.schemas import Alert, CollateralValuation, MarginCall
 from monitor.settings import Settings
 
@@ -27,19 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Header of every output record caused by a telemetry record: that record's produce time, POSIX milliseconds.
 ORIGIN_HEADER = "pledgewatch-origin-ms"
-#: Topics the worker publishes to (logical names).
-OUTPUT_TOPICS = (
-    "valuations",
-    "loan-valuations",
-    "loan-risk",
-    "alerts",
-    "margin-calls",
-    "watch-list",
-    "classification",
-    "dead-letter",
-    "asset-pledges",
-    "portfolio-exposure",
-)
+#: Topics the worker publishes to (logical names): the core's output streams, and the loan side's input the
+#: asset side routes valuations to
+OUTPUT_TOPICS = (*get_args(OutputTopic), "loan-valuations")
 
 
 class Publisher:
