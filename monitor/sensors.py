@@ -31,6 +31,9 @@ class Sensor(Protocol):
     def on_loan_risk(self, snapshot: LoanRiskSnapshot) -> None:
         """A loan's risk position changed."""
 
+    def on_loan_watch(self, loan_id: str, on_watch_list: bool, category: str) -> None:
+        """A loan's watch-list membership and suggested category now (after each evaluation and on restore)."""
+
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """An alert transition (``firing`` / ``resolved``)."""
 
@@ -54,6 +57,9 @@ class NullSensor:
         """Ignore."""
 
     def on_loan_risk(self, snapshot: LoanRiskSnapshot) -> None:
+        """Ignore."""
+
+    def on_loan_watch(self, loan_id: str, on_watch_list: bool, category: str) -> None:
         """Ignore."""
 
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:

@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
-from monitor.schemas import DIMENSIONS, Alert, CollateralValuation, LoanRiskSnapshot
+from monitor.schemas import CATEGORIES, DIMENSIONS, Alert, CollateralValuation, LoanRiskSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,11 @@ PORTFOLIO_FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("loan", "line"),
     ),
     "pledgewatch_loan_status": ("1 for the loan's current status", ("loan", "status")),
+    "pledgewatch_loan_on_watch_list": ("1 while the loan is on the watch list, else 0", ("loan",)),
+    "pledgewatch_loan_suggested_category": (
+        "1 for the loan's suggested risk category (five-category classification), 0 for the others",
+        ("loan", "category"),
+    ),
 }
 
 
@@ -130,6 +135,7 @@ class Portfolio:
 
 
 _STATUS = ("ok", "warning", "margin_call", "close_out", "calibrating", "closed")
+_CATEGORY = CATEGORIES
 
 
 class FiringAlerts(Collector):
@@ -508,6 +514,13 @@ class PrometheusSensor:
         for asset in self._pledged.get(loan, set()) - pledged:
             p.remove("pledgewatch_asset_pledge_info", (asset, loan))
         self._pledged[loan] = pledged
+
+    def on_loan_watch(self, loan_id: str, on_watch_list: bool, category: str) -> None:
+        """Export a loan's watch-list membership (1/0) and suggested category (1 for the current one)."""
+        p = self.m.portfolio
+        p.set("pledgewatch_loan_on_watch_list", (loan_id,), 1.0 if on_watch_list else 0.0)
+        for c in _CATEGORY:
+            p.set("pledgewatch_loan_suggested_category", (loan_id, c), 1.0 if c == category else 0.0)
 
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """Count an alert transition (the firing gauge is derived from state: :class:`FiringAlerts`)."""

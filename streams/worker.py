@@ -119,7 +119,7 @@ class Node:
         self.assets = assets
         self.loans = loans
         self.asset_state = StateTable(asset_table, assets.assets, assets.held, restore=assets.restore)
-        self.loan_state = StateTable(loan_table, loans.loans)
+        self.loan_state = StateTable(loan_table, loans.loans, restore=loans.restore)
         self.sensor = sensor
         self.metrics = metrics
         #: every output is awaited until the broker acknowledges it (:mod:`streams.publish`)

@@ -8,7 +8,8 @@ JSON: typed builders that track Grafana's schema, so panels stay valid across Gr
 
 Dashboards
 - ``pledgewatch-portfolio``: coverage of every loan against its lines, loans by status, total exposure
-  vs collateral, firing alerts.
+  vs collateral; loans on the watch list, suggested categories, concentration against the rulebook's
+  limits (share / limit, red from 100 %); firing alerts.
 - ``pledgewatch-loan``: one loan (variable ``loan``): value with its interval, coverage with the three
   lines, its assets' quality dimensions, activity index and anomaly score, alert annotations.
 - ``pledgewatch-pipeline``: events/s by outcome, consumer lag, processing and event-to-alert latency,
@@ -22,9 +23,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from grafana_foundation_sdk.builders import dashboard, prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import bargauge, dashboard, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.common import BarGaugeDisplayMode, VizOrientation
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, Threshold, ThresholdsMode
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "dashboards"
@@ -32,6 +34,8 @@ DS = DataSourceRef(type_val="prometheus", uid="prometheus")
 
 #: assets pledged to the selected loan, to join asset series to it
 OF_LOAN = 'on (asset) group_left () pledgewatch_asset_pledge_info{loan="$loan"}'
+#: each concentration key's share over its limit: 1 (100 %) and above is a breach; keys without a limit have none
+CONCENTRATION_USE = "pledgewatch_concentration_share / on (dimension, key) pledgewatch_concentration_limit"
 LAG = "sum by (topic) (faust_topic_partition_end_offset - on (topic, partition) faust_topic_partition_offset_commited)"
 
 
@@ -52,6 +56,15 @@ def ts(title: str, unit: str, *queries: prometheus.Dataquery, w: int = 12, h: in
     for query in queries:
         p = p.with_target(query)
     return p
+
+
+def steps(*steps: tuple[float | None, str]) -> dashboard.ThresholdsConfig:
+    """Absolute thresholds: ``(None, base colour)`` first, then ``(value, colour from that value)``."""
+    return (
+        dashboard.ThresholdsConfig()
+        .mode(ThresholdsMode.ABSOLUTE)
+        .steps([Threshold(value=v, color=c) for v, c in steps])
+    )
 
 
 def portfolio() -> dashboard.Dashboard:
@@ -101,6 +114,42 @@ def portfolio() -> dashboard.Dashboard:
                 q("sum(pledgewatch_loan_collateral_value_yuan)", "collateral value", "B"),
                 q("sum(pledgewatch_loan_collateral_value_lower_yuan)", "collateral value, lower bound", "C"),
             )
+        )
+        .with_row(dashboard.Row("Watch list, classification and concentration"))
+        .with_panel(
+            stat.Panel()
+            .title("Loans on the watch list")
+            .datasource(DS)
+            .span(6)
+            .height(8)
+            .thresholds(steps((None, "green"), (1, "orange")))
+            .with_target(q("sum(pledgewatch_loan_on_watch_list)", "on the watch list"))
+        )
+        .with_panel(
+            stat.Panel()
+            .title("Suggested categories (loans)")
+            .datasource(DS)
+            .span(8)
+            .height(8)
+            .with_target(q("sum by (category) (pledgewatch_loan_suggested_category)", "{{category}}"))
+        )
+        .with_panel(
+            bargauge.Panel()
+            .title("Concentration against limits (share / limit)")
+            .description(
+                "Exposure each key leaves uncovered over the portfolio's exposure, over the rulebook's limit "
+                "for it: red from 100 % (breached). Keys without a limit are not shown."
+            )
+            .unit("percentunit")
+            .min(0)
+            .max(1.5)
+            .datasource(DS)
+            .span(10)
+            .height(8)
+            .display_mode(BarGaugeDisplayMode.GRADIENT)
+            .orientation(VizOrientation.HORIZONTAL)
+            .thresholds(steps((None, "green"), (0.8, "orange"), (1, "red")))
+            .with_target(q(CONCENTRATION_USE, "{{dimension}} {{key}}"))
         )
         .with_row(dashboard.Row("Alerts"))
         .with_panel(

@@ -443,6 +443,15 @@ class LoanMonitor:
 
     # --- rules ------------------------------------------------------------------------------
     def _evaluate(self, rulebook: Rulebook | None, vals: list[CollateralValuation], sensor: Sensor) -> list[Output]:
+        out = self._judge(rulebook, vals, sensor)
+        self.report_watch(sensor)  # after the watch list and the category moved with this evaluation
+        return out
+
+    def report_watch(self, sensor: Sensor) -> None:
+        """Report the loan's watch-list membership and suggested category (each evaluation, and on restore)."""
+        sensor.on_loan_watch(self.loan_id, bool(self.watch), self.category)
+
+    def _judge(self, rulebook: Rulebook | None, vals: list[CollateralValuation], sensor: Sensor) -> list[Output]:
         snap = self.snapshot()
         sensor.on_loan_risk(snap)
         out: list[Output] = [Output("loan-risk", self.loan_id, snap), *self._exposure()]
@@ -920,6 +929,15 @@ class LoanBook:
             msg = f"loan_id: got {ev.loan_id!r}, expected a loan opened by a loan_opened event"
             raise InputRejected("unknown_loan", msg)
         return loan.on_loan_event(ev, self.rulebook, self.sensor)
+
+    def restore(self, loan: LoanMonitor) -> None:
+        """Put a loan's state restored from the changelog (restart, rebalance) into the book.
+
+        Its watch-list and category gauges are reported at once: they would otherwise be missing (a
+        restarted worker) or stale until the loan's next evaluation.
+        """
+        self.loans[loan.loan_id] = loan
+        loan.report_watch(self.sensor)
 
     def on_valuation(self, loan_id: str, val: CollateralValuation) -> list[Output]:
         """Take an asset valuation routed to one loan."""

@@ -232,6 +232,24 @@ def test_observability__every_panel_and_rule_has_data_and_alertmanager_routes_th
                     empty.append(f"rule {rule['alert']}: {rule['annotations']['signal']}")
         assert checked >= 30 and empty == [], "queries without data:\n" + "\n".join(empty)
 
+        # the portfolio board's watch-list, category and concentration panels show the demo's incidents:
+        # the margin call (L-AKL-002) and the dark feed (L-AKL-003) put two loans on the watch list, the
+        # margin call suggests substandard, the group of L-AKL-002 breaches its concentration limit
+        wait_for(
+            "two loans on the watch list",
+            lambda: (
+                query(prom, "sum(pledgewatch_loan_on_watch_list) == 2")
+                and len(query(prom, 'pledgewatch_loan_on_watch_list{loan=~"L-AKL-002|L-AKL-003"} == 1')) == 2
+            ),
+        )
+        assert query(prom, 'pledgewatch_loan_suggested_category{loan="L-AKL-002", category="substandard"} == 1')
+        assert query(prom, 'pledgewatch_loan_suggested_category{loan="L-AKL-001", category="normal"} == 1')
+        assert query(prom, "sum(pledgewatch_loan_suggested_category) == count(pledgewatch_loan_status == 1)")
+        from deploy.grafana.dashboards import CONCENTRATION_USE
+
+        breached = {r["metric"]["key"] for r in query(prom, f"({CONCENTRATION_USE}) >= 1")}
+        assert "B-AKL-EAST" in breached, breached
+
         # Alertmanager lists the worker's firing alerts; the warning of the loan in margin call is inhibited
         def am_alerts() -> list[Any]:
             url = stack["am"] + "/api/v2/alerts?" + urllib.parse.urlencode({"filter": 'source="pledgewatch"'})

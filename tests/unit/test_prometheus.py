@@ -53,6 +53,7 @@ def test_prometheus_sensor__exports_valuations_and_loan_position(rulebook) -> No
             "dimension",
             "loan",
             "line",
+            "category",
             "le",
         }
         for ls in labels
@@ -129,3 +130,55 @@ def test_commit_failures__a_refused_commit_is_counted_and_a_good_one_is_not() ->
     for _ in range(3):
         asyncio.run(FakeApp.consumer._commit({("pledge.telemetry", 0): 10}))
     assert scrape(metrics)[("pledgewatch_commit_failures_total", ())] == 2.0
+
+
+def test_watch_list_and_category_gauges__values_restore_from_the_changelog_and_hidden_from_operations(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """A margin call puts L1 on the watch list with special_mention suggested; a worker restarted from the
+    changelog (the loan table, read back through StateTable as the worker does) reports both before the
+    loan's next event; the operations role's exposition has neither family."""
+    import datetime as dt
+    import pickle
+
+    from monitor.schemas import BalanceChanged
+    from streams.store import StateTable
+
+    watch = ("pledgewatch_loan_on_watch_list", (("loan", "L1"),))
+
+    def category(c: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return ("pledgewatch_loan_suggested_category", (("category", c), ("loan", "L1")))
+
+    metrics = Metrics.create(CollectorRegistry())
+    mon = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+    for i in range(6):
+        for ev in healthy_window_events("A1", T0 + dt.timedelta(minutes=15 * i), prefix=f"v{i}"):
+            mon.on_telemetry(ev)
+    got = scrape(metrics)
+    assert got[watch] == 0.0 and got[category("normal")] == 1.0
+    assert sum(v for (name, _), v in got.items() if name == "pledgewatch_loan_suggested_category") == 1.0
+    at = T0 + dt.timedelta(hours=2)
+    # value 10 M, outstanding 9 M: coverage 1.11 under the 1.2 margin-call line: a margin call, then on the list
+    for n, minutes in enumerate((0, 1)):
+        ev = BalanceChanged(
+            event_id=f"b{n}", loan_id="L1", effective_at=at + dt.timedelta(minutes=minutes), outstanding=9e6 + n
+        )
+        mon.on_loan_event(ev)
+    got = scrape(metrics)
+    assert got[watch] == 1.0
+    assert [c for c in ("normal", "special_mention", "substandard", "doubtful", "loss") if got[category(c)]] == [
+        "special_mention"
+    ]
+
+    # the restart: a fresh worker's metrics, the loans' state read back from the changelog
+    table = {k.encode(): pickle.dumps(v) for k, v in mon.loan_book.loans.items()}
+    metrics = Metrics.create(CollectorRegistry())
+    restarted = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
+    assert watch not in scrape(metrics)
+    assert StateTable(table, restarted.loan_book.loans, restore=restarted.loan_book.restore).load_all() == ["L1"]
+    got = scrape(metrics)
+    assert got[watch] == 1.0 and got[category("special_mention")] == 1.0 and got[category("normal")] == 0.0
+
+    hidden = metrics.exposition(per_loan=False).decode()
+    assert "pledgewatch_loan_on_watch_list" not in hidden and "pledgewatch_loan_suggested_category" not in hidden
+    assert 'loan="L1"' not in hidden
