@@ -34,6 +34,9 @@ class Sensor(Protocol):
     def on_loan_watch(self, loan_id: str, on_watch_list: bool, category: str) -> None:
         """A loan's watch-list membership and suggested category now (after each evaluation and on restore)."""
 
+    def on_loan_forgotten(self, loan_id: str) -> None:
+        """The worker no longer holds the loan (its partition was revoked): drop its watch/category report."""
+
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """An alert transition (``firing`` / ``resolved``)."""
 
@@ -60,6 +63,9 @@ class NullSensor:
         """Ignore."""
 
     def on_loan_watch(self, loan_id: str, on_watch_list: bool, category: str) -> None:
+        """Ignore."""
+
+    def on_loan_forgotten(self, loan_id: str) -> None:
         """Ignore."""
 
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:

@@ -522,6 +522,17 @@ class PrometheusSensor:
         for c in _CATEGORY:
             p.set("pledgewatch_loan_suggested_category", (loan_id, c), 1.0 if c == category else 0.0)
 
+    def on_loan_forgotten(self, loan_id: str) -> None:
+        """Drop the loan's watch-list and category series (its partition was revoked).
+
+        The worker that now holds the loan reports them; a stale copy here would count it twice in
+        ``sum(pledgewatch_loan_on_watch_list)``.
+        """
+        p = self.m.portfolio
+        p.remove("pledgewatch_loan_on_watch_list", (loan_id,))
+        for c in _CATEGORY:
+            p.remove("pledgewatch_loan_suggested_category", (loan_id, c))
+
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """Count an alert transition (the firing gauge is derived from state: :class:`FiringAlerts`)."""
         self.m.alerts.labels(rule_id, severity, status, "true" if shadow else "false").inc()

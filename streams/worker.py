@@ -429,6 +429,7 @@ class Node:
                 gone.append(aid)
         for lid in [k for k in self.loans.loans if _partition(k, n) in loans]:
             del self.loans.loans[lid]
+            self.sensor.on_loan_forgotten(lid)  # reported again by LoanBook.restore if the partition comes back
             gone.append(lid)
         for part in telemetry:
             self.dirty.pop(part, None)

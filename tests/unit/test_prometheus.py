@@ -179,6 +179,14 @@ def test_watch_list_and_category_gauges__values_restore_from_the_changelog_and_h
     got = scrape(metrics)
     assert got[watch] == 1.0 and got[category("special_mention")] == 1.0 and got[category("normal")] == 0.0
 
+    # the partition revoked (as Node.on_partitions_revoked does): the worker now holding the loan reports it
+    restarted.loan_book.loans.pop("L1")
+    restarted.loan_book.sensor.on_loan_forgotten("L1")
+    got = scrape(metrics)
+    assert not [k for k in got if k[0].startswith(("pledgewatch_loan_on_watch", "pledgewatch_loan_suggested"))]
+    StateTable(table, restarted.loan_book.loans, restore=restarted.loan_book.restore).load_all()  # and back
+    assert scrape(metrics)[watch] == 1.0
+
     hidden = metrics.exposition(per_loan=False).decode()
     assert "pledgewatch_loan_on_watch_list" not in hidden and "pledgewatch_loan_suggested_category" not in hidden
     assert 'loan="L1"' not in hidden

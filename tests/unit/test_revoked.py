@@ -28,6 +28,7 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
         dirty={revoked_part: {ids[0]}, (revoked_part + 1) % n: set()},
         loaded_for=frozenset({TP("it.telemetry", 0)}),
         backpressure=SimpleNamespace(forgotten=[], forget=lambda parts: node.backpressure.forgotten.append(set(parts))),
+        sensor=SimpleNamespace(forgotten=[], on_loan_forgotten=lambda lid: node.sensor.forgotten.append(lid)),
     )
     revoked = {TP("it.telemetry", revoked_part), TP("it.loan-book", 1), TP("it.internal.asset-pledges", 2)}
     gone = Node.on_partitions_revoked(node, revoked)
@@ -36,6 +37,7 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
     assert {a for a in ids if part[a] != revoked_part} == {*node.assets.assets, *node.assets.held}
     assert {k for k in loans if _partition(k, n) == 1} == set(gone) - set(ids)
     assert all(_partition(k, n) != 1 for k in node.loans.loans)
+    assert sorted(node.sensor.forgotten) == sorted(set(gone) - set(ids)), "the forgotten loans' gauges are dropped"
     assert revoked_part not in node.dirty and node.loaded_for == frozenset()
     assert node.backpressure.forgotten == [{revoked_part}], "a revoked partition's pause is forgotten (faust's too)"
     # an asset whose records were seen on a partition is placed by that partition, not by its key
