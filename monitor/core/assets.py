@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 HEARD_WINDOWS = 192
 
 
+def _held(item: Any) -> tuple[TelemetryEvent, Provenance | None]:
+    """One held item as ``(record, origin)``: checkpoints from before provenance was kept hold bare records."""
+    return item if isinstance(item, tuple) else (item, None)
+
+
 def _maybe_redelivered(last: Any, source: Provenance) -> bool:
     """Whether ``source`` may be a record held already: not past the last held one of its partition.
 
@@ -547,8 +552,7 @@ class AssetBook:
         self.assets[ev.asset_id] = self._attach(AssetMonitor(ev, self.params))
         out: list[Output] = []
         for item in self.held.pop(ev.asset_id, []):
-            # checkpoints from before provenance was kept hold bare records
-            held, source = item if isinstance(item, tuple) else (item, None)
+            held, source = _held(item)
             # counted once, as "held", on arrival: pledgewatch_events_total counts each record once,
             # by what happened to it when it came (docs/metrics.md)
             try:
@@ -580,15 +584,17 @@ class AssetBook:
         False
         """
         zone = asset.pledge.asset_timezone if asset is not None else None
-        peers = [
-            a
-            for a in self.assets.values()
-            if a is not asset
-            and a.pledge.asset_timezone == zone
-            and a.first_window_start is not None
-            and a.first_window_start <= start
-        ]
-        return bool(peers) and not any(p.heard_in(start) for p in peers)
+        has_peer = False
+        # one pass, no list: it stops at the first peer heard, the common case of one feed dark alone (it runs
+        # for every silent window in service of every asset, at each window boundary)
+        for a in self.assets.values():
+            if a is asset or a.pledge.asset_timezone != zone or a.first_window_start is None:
+                continue
+            if a.first_window_start <= start:
+                if a.heard_in(start):
+                    return False
+                has_peer = True
+        return has_peer
 
     @staticmethod
     def _dead_letter(rec: TelemetryEvent, exc: InputRejected, source: Provenance | None, now: float) -> Output:
@@ -641,7 +647,7 @@ class AssetBook:
             # A partition's records come in offset order, so one past the last held from its partition is
             # new without a scan; a re-read (from the committed offset, lower) is looked for in the hold.
             if source is not None and source.offset is not None and held and _maybe_redelivered(held[-1], source):
-                if any(isinstance(h, tuple) and h[1] == source for h in held):
+                if any(_held(h)[1] == source for h in held):
                     self.sensor.on_event("pledge.telemetry", "duplicate")
                     return []
             if self.hold_refuses and self.held_count() >= self.params.hold_unknown:
@@ -677,12 +683,8 @@ class AssetBook:
 
     def held_partitions(self) -> set[int]:
         """The Kafka partitions the held observations came from (those held without an origin omitted)."""
-        return {
-            item[1].partition
-            for items in self.held.values()
-            for item in items
-            if isinstance(item, tuple) and item[1] is not None and item[1].partition is not None
-        }
+        origins = (_held(item)[1] for items in self.held.values() for item in items)
+        return {o.partition for o in origins if o is not None and o.partition is not None}
 
     def expire_held(self, now: float) -> list[Output]:
         """Dead-letter every held observation ``unknown_asset``: no pledge of their assets can still come.
@@ -720,7 +722,7 @@ class AssetBook:
         held, self.held = self.held, {}
         for asset_id, items in held.items():
             for item in items:
-                rec, source = item if isinstance(item, tuple) else (item, None)
+                rec, source = _held(item)
                 msg = (
                     f"asset_id: got {asset_id!r}, expected an asset pledged by a collateral_pledged event "
                     "(none was on its way: the loan side had read every loan event sent before the hold filled)"

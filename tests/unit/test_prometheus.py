@@ -19,17 +19,22 @@ def scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return out
 
 
-def test_prometheus_sensor__exports_valuations_and_loan_position(rulebook) -> None:  # type: ignore[no-untyped-def]
-    reg = CollectorRegistry()
-    metrics = Metrics.create(reg)
+def healthy_monitor(rulebook) -> tuple[Metrics, Monitor]:  # type: ignore[no-untyped-def]
+    """L1 pledging A1, six healthy windows in, reporting to a fresh registry."""
+    import datetime as dt
+
+    metrics = Metrics.create(CollectorRegistry())
     mon = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
     mon.on_loan_event(make_loan())
     mon.on_loan_event(make_pledge())
-    import datetime as dt
-
     for i in range(6):
         for ev in healthy_window_events("A1", T0 + dt.timedelta(minutes=15 * i), prefix=f"v{i}"):
             mon.on_telemetry(ev)
+    return metrics, mon
+
+
+def test_prometheus_sensor__exports_valuations_and_loan_position(rulebook) -> None:  # type: ignore[no-untyped-def]
+    metrics, _ = healthy_monitor(rulebook)
     got = scrape(metrics)
     assert got[("pledgewatch_events_total", (("outcome", "ok"), ("topic", "pledge.telemetry")))] > 0
     assert got[("pledgewatch_asset_value_yuan", (("asset", "A1"),))] > 9_000_000
@@ -147,13 +152,7 @@ def test_watch_list_and_category_gauges__values_restore_from_the_changelog_and_h
     def category(c: str) -> tuple[str, tuple[tuple[str, str], ...]]:
         return ("pledgewatch_loan_suggested_category", (("category", c), ("loan", "L1")))
 
-    metrics = Metrics.create(CollectorRegistry())
-    mon = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
-    mon.on_loan_event(make_loan())
-    mon.on_loan_event(make_pledge())
-    for i in range(6):
-        for ev in healthy_window_events("A1", T0 + dt.timedelta(minutes=15 * i), prefix=f"v{i}"):
-            mon.on_telemetry(ev)
+    metrics, mon = healthy_monitor(rulebook)
     got = scrape(metrics)
     assert got[watch] == 0.0 and got[category("normal")] == 1.0
     assert sum(v for (name, _), v in got.items() if name == "pledgewatch_loan_suggested_category") == 1.0
