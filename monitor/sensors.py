@@ -25,8 +25,15 @@ class Sensor(Protocol):
     def on_dead_letter(self, reason: str) -> None:
         """One record sent to the dead-letter topic with a reason code."""
 
-    def on_valuation(self, valuation: CollateralValuation) -> None:
-        """An asset was revalued."""
+    def on_valuation(self, valuation: CollateralValuation, fresh: bool = True) -> None:
+        """An asset was revalued (``fresh``), or its last valuation was restored from the changelog.
+
+        A restored valuation is not fresh: its wall-clock time is not known to this worker and is not
+        reported as now.
+        """
+
+    def on_asset_forgotten(self, asset_id: str) -> None:
+        """The worker no longer holds the asset (its partition was revoked): drop its per-asset report."""
 
     def on_loan_risk(self, snapshot: LoanRiskSnapshot) -> None:
         """A loan's risk position changed."""
@@ -35,7 +42,7 @@ class Sensor(Protocol):
         """A loan's watch-list membership and suggested category now (after each evaluation and on restore)."""
 
     def on_loan_forgotten(self, loan_id: str) -> None:
-        """The worker no longer holds the loan (its partition was revoked): drop its watch/category report."""
+        """The worker no longer holds the loan (its partition was revoked): drop its per-loan report."""
 
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """An alert transition (``firing`` / ``resolved``)."""
@@ -56,7 +63,10 @@ class NullSensor:
     def on_dead_letter(self, reason: str) -> None:
         """Ignore."""
 
-    def on_valuation(self, valuation: CollateralValuation) -> None:
+    def on_valuation(self, valuation: CollateralValuation, fresh: bool = True) -> None:
+        """Ignore."""
+
+    def on_asset_forgotten(self, asset_id: str) -> None:
         """Ignore."""
 
     def on_loan_risk(self, snapshot: LoanRiskSnapshot) -> None:

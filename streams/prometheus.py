@@ -113,6 +113,12 @@ class Portfolio:
         """Drop one series."""
         self.series[name].pop(labels, None)
 
+    def remove_where(self, name: str, position: int, value: str) -> None:
+        """Drop every series of ``name`` whose label at ``position`` is ``value`` (one family scanned once)."""
+        fam = self.series[name]
+        for key in [k for k in fam if k[position] == value]:
+            del fam[key]
+
     def get(self, name: str, labels: tuple[str, ...]) -> float | None:
         """One series' value, or ``None``."""
         cell = self.series[name].get(labels)
@@ -479,8 +485,8 @@ class PrometheusSensor:
         """Count one dead letter."""
         self.m.dead_letters.labels(reason).inc()
 
-    def on_valuation(self, v: CollateralValuation) -> None:
-        """Export an asset's latest valuation."""
+    def on_valuation(self, v: CollateralValuation, fresh: bool = True) -> None:
+        """Export an asset's latest valuation (``fresh=False``: restored, its wall-clock time left unreported)."""
         p, a = self.m.portfolio, (v.asset_id,)
         p.set("pledgewatch_asset_value_yuan", a, v.value)
         p.set("pledgewatch_asset_value_lower_yuan", a, v.value_lower)
@@ -493,7 +499,19 @@ class PrometheusSensor:
         p.set("pledgewatch_asset_anomaly_score", a, v.anomaly_score)
         if v.last_event_at is not None:
             p.set("pledgewatch_asset_last_event_timestamp_seconds", a, v.last_event_at.timestamp())
-        p.set("pledgewatch_asset_last_valuation_timestamp_seconds", a, time.time())
+        if fresh:
+            p.set("pledgewatch_asset_last_valuation_timestamp_seconds", a, time.time())
+
+    def on_asset_forgotten(self, asset_id: str) -> None:
+        """Drop the asset's series (its telemetry partition was revoked): the worker now holding it reports them.
+
+        A stale copy here would count its value twice in a sum over workers, and its last-valuation time
+        would age until ``PledgewatchValuationStale`` fired for an asset another worker values.
+        """
+        p = self.m.portfolio
+        for name, (_help, labels) in PORTFOLIO_FAMILIES.items():
+            if labels[0] == "asset" and name != "pledgewatch_asset_pledge_info":  # pledge info is the loan side's
+                p.remove_where(name, 0, asset_id)
 
     def on_loan_risk(self, s: LoanRiskSnapshot) -> None:
         """Export a loan's risk position."""
@@ -523,15 +541,16 @@ class PrometheusSensor:
             p.set("pledgewatch_loan_suggested_category", (loan_id, c), 1.0 if c == category else 0.0)
 
     def on_loan_forgotten(self, loan_id: str) -> None:
-        """Drop the loan's watch-list and category series (its partition was revoked).
+        """Drop every series of the loan (its partition was revoked): the worker now holding it reports them.
 
-        The worker that now holds the loan reports them; a stale copy here would count it twice in
-        ``sum(pledgewatch_loan_on_watch_list)``.
+        A stale copy here would count the loan twice in a sum over workers (``sum(pledgewatch_loan_on_watch_list)``,
+        the portfolio's outstanding, the loans per status).
         """
         p = self.m.portfolio
-        p.remove("pledgewatch_loan_on_watch_list", (loan_id,))
-        for c in _CATEGORY:
-            p.remove("pledgewatch_loan_suggested_category", (loan_id, c))
+        for name, (_help, labels) in PORTFOLIO_FAMILIES.items():
+            if "loan" in labels:
+                p.remove_where(name, labels.index("loan"), loan_id)
+        self._pledged.pop(loan_id, None)
 
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """Count an alert transition (the firing gauge is derived from state: :class:`FiringAlerts`)."""

@@ -426,6 +426,8 @@ class Node:
         for book in (self.assets.assets, self.assets.held):
             for aid in [a for a in book if _asset_partition(self.asset_partition, a, n) in telemetry]:
                 del book[aid]
+                if book is self.assets.assets:
+                    self.sensor.on_asset_forgotten(aid)  # reported again by AssetBook.restore where it goes
                 gone.append(aid)
         for lid in [k for k in self.loans.loans if _partition(k, n) in loans]:
             del self.loans.loans[lid]

@@ -758,6 +758,8 @@ class AssetBook:
         kept its passed windows open while the idle advance crawled to the next boundary).
         """
         self.assets[asset.asset_id] = self._attach(asset)
+        if asset.last_valuation is not None:  # its gauges at once, not a window later (the time of it unknown)
+            self.sensor.on_valuation(asset.last_valuation, fresh=False)
         self.recheck()
 
     def recheck(self) -> None:

@@ -933,10 +933,13 @@ class LoanBook:
     def restore(self, loan: LoanMonitor) -> None:
         """Put a loan's state restored from the changelog (restart, rebalance) into the book.
 
-        Its watch-list and category gauges are reported at once: they would otherwise be missing (a
-        restarted worker) or stale until the loan's next evaluation.
+        Its gauges (risk position once it has been judged, watch-list membership, category) are reported
+        at once: they would otherwise be missing (a restarted worker, or the worker a rebalance gave it
+        to) until the loan's next evaluation, up to a window later.
         """
         self.loans[loan.loan_id] = loan
+        if any(slot.valuation is not None for slot in loan.assets.values()):
+            self.sensor.on_loan_risk(loan.snapshot())
         loan.report_watch(self.sensor)
 
     def on_valuation(self, loan_id: str, val: CollateralValuation) -> list[Output]:

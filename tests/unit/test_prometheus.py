@@ -189,3 +189,40 @@ def test_watch_list_and_category_gauges__values_restore_from_the_changelog_and_h
     hidden = metrics.exposition(per_loan=False).decode()
     assert "pledgewatch_loan_on_watch_list" not in hidden and "pledgewatch_loan_suggested_category" not in hidden
     assert 'loan="L1"' not in hidden
+
+
+def test_rebalance__a_loan_and_an_asset_are_reported_by_the_worker_holding_them_and_by_no_other(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """After a rebalance the worker given L1 and A1 reports their risk position and valuation at once, from the
+    changelog (not a window later), without claiming the valuation happened now; the worker that lost them
+    drops every series of theirs, so a sum over workers counts each once."""
+    import pickle
+
+    from streams.store import StateTable
+
+    cov = ("pledgewatch_loan_coverage_ratio", (("loan", "L1"),))
+    ok = ("pledgewatch_loan_status", (("loan", "L1"), ("status", "ok")))
+    info = ("pledgewatch_asset_pledge_info", (("asset", "A1"), ("loan", "L1")))
+    value = ("pledgewatch_asset_value_yuan", (("asset", "A1"),))
+    fresh = ("pledgewatch_asset_last_valuation_timestamp_seconds", (("asset", "A1"),))
+
+    old_metrics, mon = healthy_monitor(rulebook)
+    before = scrape(old_metrics)
+    assets = {k.encode(): pickle.dumps(v) for k, v in mon.asset_book.assets.items()}
+    loans = {k.encode(): pickle.dumps(v) for k, v in mon.loan_book.loans.items()}
+
+    metrics = Metrics.create(CollectorRegistry())
+    taker = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
+    StateTable(assets, taker.asset_book.assets, restore=taker.asset_book.restore).load_all()
+    StateTable(loans, taker.loan_book.loans, restore=taker.loan_book.restore).load_all()
+    got = scrape(metrics)
+    assert got[cov] == before[cov] and got[ok] == 1.0 and got[info] == 1.0
+    assert got[value] == before[value]
+    assert fresh not in got, "the restored valuation's wall-clock time is unknown here: not reported as now"
+
+    # the old holder forgets them (Node.on_partitions_revoked): none of their series stays behind
+    sensor = mon.loan_book.sensor
+    sensor.on_loan_forgotten("L1")
+    sensor.on_asset_forgotten("A1")
+    left = [k for k in scrape(old_metrics) if dict(k[1]).get("loan") == "L1" or dict(k[1]).get("asset") == "A1"]
+    assert left == []
+    assert before[fresh] > 0  # it was there before the revocation
