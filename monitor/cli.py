@@ -500,7 +500,14 @@ def simulate(
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same records).")] = 1,
     inject: Annotated[
-        list[str] | None, typer.Option("--inject", help="Outage of a simulated asset, e.g. outage:sim-0003@2h.")
+        list[str] | None,
+        typer.Option(
+            "--inject",
+            help=(
+                "Incident of a simulated asset or group: outage:sim-0003@2h (feed dark) "
+                "or cut:G-007@2h:0.8 (80 % of its trips stop)."
+            ),
+        ),
     ] = None,
     loans: Annotated[bool, typer.Option(help="Produce the simulated loan book first.")] = True,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

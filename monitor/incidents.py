@@ -30,7 +30,7 @@ from monitor.errors import ConfigError
 from monitor.schemas import TelemetryEvent
 from rules.rulebook import parse_duration
 
-__all__ = ["Incident", "apply_incidents", "parse_incident"]
+__all__ = ["Incident", "active", "apply_incidents", "parse_incident", "trip_is_cut"]
 
 _SPEC = re.compile(r"^(outage|freeze|cut):([A-Za-z0-9._:\-]+)@([0-9dhms]+)(?:\+([0-9dhms]+))?(?::([0-9]*\.?[0-9]+))?$")
 
@@ -88,8 +88,11 @@ def parse_incident(text: str) -> Incident:
     return Incident(m.group(1), m.group(2), offset, duration, share)
 
 
-def _cut(trip_id: str, share: float) -> bool:
-    """True when a ``cut`` of ``share`` removes the trip ``trip_id`` (uniform hash in [0, 1) < share)."""
+def trip_is_cut(trip_id: str, share: float) -> bool:
+    """True when a ``cut`` of ``share`` (0..1] removes the trip ``trip_id`` (uniform hash in [0, 1) < share).
+
+    The same trips are cut wherever the incident is applied (replay, backtest, ``pledgewatch simulate``).
+    """
     h = int.from_bytes(hashlib.sha256(trip_id.encode()).digest()[:8], "big") / 2**64
     return h < share
 
@@ -99,15 +102,16 @@ def _drops(inc: Incident, ev: TelemetryEvent, rel: float) -> bool:
 
     An outage or freeze removes all of the asset's records; a cut only those of a cut trip.
     """
-    if inc.asset_id != ev.asset_id or not _active(inc, rel):
+    if inc.asset_id != ev.asset_id or not active(inc, rel):
         return False
     if inc.kind != "cut":
         return True
     trip = ev.attributes.get("trip_id")
-    return trip is not None and _cut(trip, inc.share)
+    return trip is not None and trip_is_cut(trip, inc.share)
 
 
-def _active(inc: Incident, rel: float) -> bool:
+def active(inc: Incident, rel: float) -> bool:
+    """True while ``inc`` is in effect, ``rel`` seconds after its time origin (``[offset, offset + duration)``)."""
     return rel >= inc.offset_s and (inc.duration_s is None or rel < inc.offset_s + inc.duration_s)
 
 
@@ -128,7 +132,7 @@ def apply_incidents(events: Iterable[TelemetryEvent], incidents: list[Incident])
         if ts != poll_ts:  # a new poll: frozen feeds answer it with their stale batch
             poll_ts = ts
             for inc in incidents:
-                if inc.kind == "freeze" and _active(inc, rel):
+                if inc.kind == "freeze" and active(inc, rel):
                     batch = frozen.setdefault(inc.asset_id, last_poll.get(inc.asset_id, (0.0, []))[1])
                     yield from batch
         if any(_drops(inc, ev, rel) for inc in incidents):

@@ -15,12 +15,16 @@ Each asset is pledged to a loan of its own, opened at a coverage ratio of 1.6 (t
 baseline activity is the fleet's expected trips per hour, so a healthy simulated fleet values near
 its appraisal). Everything is deterministic for a seed.
 
-Incidents use the ``outage:ASSET@OFFSET[+DURATION]`` syntax of :mod:`monitor.incidents`; an asset in
-an outage sends nothing (heartbeats included), so its loan's coverage falls and alerts fire.
+Incidents use the syntax of :mod:`monitor.incidents`: an asset in an ``outage:ASSET@OFFSET[+DURATION]``
+sends nothing (heartbeats included): silence, first uncertainty and only past the profile's silence
+grace (12 h for ``bus_dispatch``) an impairment; a ``cut:ASSET@OFFSET[+DURATION][:SHARE]`` stops SHARE
+of its trips (chosen by :func:`monitor.incidents.trip_is_cut`, as a replay chooses them) while its
+collector keeps polling: an activity collapse the valuation sees at once, so coverage falls and
+alerts fire. The records the incidents leave are those of the run without them, byte for byte.
 
 With ``groups`` the loans belong to that many borrower groups (``G-000`` …, loan ``i`` in group
 ``i mod groups``) and their assets to :data:`REGIONS` (asset ``i`` in region ``i mod 5``), so the
-portfolio's concentration has keys to judge; an outage naming a group (``outage:G-007@2h``) darkens
+portfolio's concentration has keys to judge; an incident naming a group (``cut:G-007@2h``) strikes
 every asset of its loans at once: the shock concentrated on one group that breaches its limit.
 """
 
@@ -37,7 +41,7 @@ from pathlib import Path
 import orjson
 
 from monitor.errors import ConfigError
-from monitor.incidents import Incident
+from monitor.incidents import Incident, active, trip_is_cut
 from monitor.profiles import BUS_DISPATCH
 
 __all__ = ["Fleet", "FleetSample", "SimRecord", "load_fleet_sample"]
@@ -142,7 +146,7 @@ class Fleet:
     start
         First event time, POSIX seconds.
     incidents
-        ``outage`` incidents (offsets from ``start``); asset ids are ``sim-0000``, ``sim-0001``...; with
+        ``outage`` and ``cut`` incidents (offsets from ``start``); asset ids are ``sim-0000``, ``sim-0001``...; with
         ``groups`` an incident may name a borrower group (``G-007``): it applies to each of its assets.
     sample
         The distributions to draw from (default: the shipped Auckland sample).
@@ -152,7 +156,7 @@ class Fleet:
     Raises
     ------
     ConfigError
-        For a non-positive size, an incident other than ``outage``, or one naming an unknown asset.
+        For a non-positive size, an incident other than ``outage`` or ``cut``, or one naming an unknown asset.
     """
 
     assets: int
@@ -179,9 +183,10 @@ class Fleet:
             else:
                 expanded.append(inc)
         self.incidents = expanded
+        self._cut_any = any(i.kind == "cut" for i in expanded)
         for inc in self.incidents:
-            if inc.kind != "outage":
-                msg = f"--inject: got {inc.kind!r}, expected outage (the only incident simulate generates)"
+            if inc.kind not in ("outage", "cut"):
+                msg = f"--inject: got {inc.kind!r}, expected outage or cut (the incidents simulate generates)"
                 raise ConfigError(msg)
             if inc.asset_id not in ids:
                 msg = f"--inject: got asset {inc.asset_id!r}, expected one of sim-0000 … sim-{self.assets - 1:04d}"
@@ -266,9 +271,15 @@ class Fleet:
         return out
 
     def _dark(self, asset: str, ts: float) -> bool:
+        """Whether an ``outage`` of ``asset`` is in effect at ``ts`` (POSIX s): its feed sends nothing."""
+        rel = ts - self.start
+        return any(i.kind == "outage" and i.asset_id == asset and active(i, rel) for i in self.incidents)
+
+    def _trip_cut(self, asset: str, trip: str, ts: float) -> bool:
+        """Whether a ``cut`` of ``asset`` in effect at ``ts`` removes the trip ``trip`` (as a replay would)."""
         rel = ts - self.start
         return any(
-            i.asset_id == asset and rel >= i.offset_s and (i.duration_s is None or rel < i.offset_s + i.duration_s)
+            i.kind == "cut" and i.asset_id == asset and active(i, rel) and trip_is_cut(trip, i.share)
             for i in self.incidents
         )
 
@@ -327,9 +338,11 @@ class Fleet:
             heapq.heappush(heap, (ts + rng.choice(gaps), seq, idx))
             if self._dark(names[veh.asset], ts):
                 continue
-            reported[veh.asset] += 1
-            stamp = _iso(ts)
             trip = f"{veh.asset:04d}-{veh.number:03d}-{veh.trip}"
+            cut = self._cut_any and self._trip_cut(names[veh.asset], trip, ts)
+            if not cut:  # a cut trip does not run: its bus reports nothing to the collector
+                reported[veh.asset] += 1
+            stamp = _iso(ts)
             veh.stop += 1
             veh.delay = max(-1_800.0, min(7_200.0, veh.delay + rng.gauss(0.0, 30.0)))
             # the fields of both kinds first, in the order the schema lists them
@@ -361,6 +374,8 @@ class Fleet:
                 record["kind"] = "trip_update"
                 record["metrics"] = {"delay_s": round(veh.delay, 1), "stop_sequence": float(veh.stop)}
                 record["attributes"] = {"trip_id": trip, "route_id": f"R{veh.asset:04d}-{veh.number % 8}"}
+            if cut:  # the trip's progress is kept (the bus is scheduled) but none of its reports is sent
+                continue
             value = dumps(record)
             yield ids[veh.asset], value, ts
             n += 1

@@ -80,11 +80,42 @@ def test_an_outage_silences_the_asset_and_fires_its_alerts_only(sample) -> None:
     assert firing == {"SIM-L0001"}
 
 
+def test_a_cut_stops_its_trips_while_the_collector_keeps_polling_and_calls_margin_on_that_loan_only(sample) -> None:  # type: ignore[no-untyped-def]
+    """``cut:sim-0001@2h:0.8``: the records left are those of the run without it, byte for byte, less the
+    reports of the trips the cut stops (the ones :func:`trip_is_cut` chooses, as a replay would) from 2 h
+    on; the asset's heartbeats keep coming; the valuation sees the collapse and only SIM-L0001 gets a
+    margin call (an outage of the same length is still inside the 12-h silence grace and gets none)."""
+    from monitor.incidents import trip_is_cut
+
+    plain = list(Fleet(3, 20, sample=sample).records(60_000))
+    fleet = Fleet(3, 20, sample=sample, incidents=[parse_incident("cut:sim-0001@2h:0.8")])
+    recs = list(fleet.records(60_000))
+    start = fleet.start
+    cut_ids = set()
+    for key, value, ts in plain:
+        rec = orjson.loads(value)
+        trip = rec.get("attributes", {}).get("trip_id")
+        if key == b"sim-0001" and ts >= start + 7200 and trip is not None and trip_is_cut(trip, 0.8):
+            cut_ids.add(rec["event_id"])
+    assert len(cut_ids) > 1_000
+    kept = [r for r in plain if b"feed_poll" not in r[1] and orjson.loads(r[1])["event_id"] not in cut_ids]
+    trips = [r for r in recs if b"feed_poll" not in r[1]]  # heartbeats count the buses that reported: fewer
+    assert trips[: len(kept) - 2_000] == kept[: len(kept) - 2_000]  # the tail differs: the limit counts records
+    polls = [orjson.loads(v) for k, v, t in recs if k == b"sim-0001" and t >= start + 7200 and b"feed_poll" in v]
+    before = [orjson.loads(v) for k, v, t in recs if k == b"sim-0001" and t < start + 7200 and b"feed_poll" in v]
+    ratio = statistics.mean(p["metrics"]["entities"] for p in polls) / statistics.mean(
+        p["metrics"]["entities"] for p in before[len(before) // 2 :]
+    )
+    assert len(polls) > 60 and 0.1 < ratio < 0.3, ratio  # about a fifth of the buses still report
+    res = run_backtest(fleet.loan_book(), [v for _, v, _ in recs], load_rulebook(ROOT / "rules/rulebooks/default.yaml"))
+    assert {c.loan_id for c in res.margin_calls} == {"SIM-L0001"}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
         ({"assets": 0, "vehicles": 5}, "expected at least 1 × 1"),
-        ({"assets": 2, "vehicles": 5, "incidents": [parse_incident("freeze:sim-0000@1h")]}, "expected outage"),
+        ({"assets": 2, "vehicles": 5, "incidents": [parse_incident("freeze:sim-0000@1h")]}, "expected outage or cut"),
         ({"assets": 2, "vehicles": 5, "incidents": [parse_incident("outage:sim-0009@1h")]}, "sim-0009"),
     ],
 )
