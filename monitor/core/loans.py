@@ -842,7 +842,7 @@ class LoanMonitor:
         alert = self._transition_alert(tr, rule.id, aid, (zh, en), key_facts, rulebook, sensor)
         yield Output("alerts", self.loan_id, alert)
         if tr.status == "firing" and counts_as_warning(rule):
-            self._note_warning(aid, tr.at, rulebook)
+            self._note_warning(aid, tr.at, rulebook, asset)
         if rule.action == "watch_list" and not rule.shadow:
             loan = facts["loan"]
             watch_facts = {**key_facts, "warnings_30d": loan["warnings_30d"], GROUP_FACT: loan[GROUP_FACT]}
@@ -925,14 +925,20 @@ class LoanMonitor:
         )
         yield Output("watch-list", self.loan_id, event)
 
-    def _note_warning(self, aid: str, at: float, rulebook: Rulebook) -> None:
+    def _note_warning(self, aid: str, at: float, rulebook: Rulebook, asset: dict[str, Any] | None) -> None:
         """Count alert ``aid``, started firing at ``at`` (POSIX s), in ``warnings_30d`` if it opens a warning episode.
 
         A warning episode of the loan starts when a counted alert (:func:`counts_as_warning`) starts
         firing while no other counted alert of the loan or its assets fires: alerts that overlap, as a
         coverage fall firing the warning, margin-call and close-out alerts one after the other, are one
-        warning, however many rules they are.
+        warning, however many rules they are. An asset alert that fires while the asset's silence is
+        one every other asset of its collector shares (``asset.silent_alone_seconds`` 0 of a silence
+        above 0: the collector's own outage, as ``watch-feed-dark`` reads it) is not a warning about
+        the borrower and is not counted: on the Madison week the collector's evening stops would list
+        every healthy loan for three ``feed-silent`` episodes.
         """
+        if asset is not None and asset["silent_in_service_seconds"] > 0.0 and asset["silent_alone_seconds"] == 0.0:
+            return
         counted = {r.id for r in rulebook.rules if counts_as_warning(r)}
         if not any(a.rule_id in counted and a.alert_id != aid for a in self.active_alerts.values()):
             self.warning_firings.setdefault(aid, at)

@@ -23,7 +23,7 @@ from monitor.schemas import PaymentOverdue
 from monitor.sensors import CountingSensor, NullSensor
 from rules.rulebook import load_rulebook, parse_rulebook
 from tests.conftest import ROOT, T0, make_loan, make_pledge
-from tests.unit.test_watch_defaults import feed, run_rule
+from tests.unit.test_watch_defaults import feed, run_rule, two_loans
 
 DAY = 86_400.0
 DEFAULT = ROOT / "rules" / "rulebooks" / "default.yaml"
@@ -280,3 +280,17 @@ def test_both_criteria_in_shadow_mode_record_alerts_and_list_no_one(valued) -> N
     alerts = {(a.rule_id, a.shadow) for a in fired}
     assert ("watch-group-listed", True) in alerts and ("watch-repeated-warnings", True) in alerts
     assert watch(out, "L2") == []
+
+
+def test_warnings_30d__a_silence_the_collector_shares_is_no_warning_the_assets_own_is(default) -> None:  # type: ignore[no-untyped-def]
+    """The Madison case: feed-silent on every asset of the collector at once is its outage, not the borrower's."""
+    mon = two_loans(default)
+    out = feed(mon, range(8), ("A1", "A2"))
+    out += feed(mon, range(14, 20), ("A1", "A2"))  # 1.5 h of nothing at all: feed-silent on both
+    fired = [o.message for o in out if o.topic == "alerts" and o.message.status == "firing"]
+    assert sorted(a.loan_id for a in fired if a.rule_id == "feed-silent") == ["L1", "L2"]
+    assert mon.loans["L1"].warnings_30d() == 0 and mon.loans["L2"].warnings_30d() == 0
+    out = feed(mon, range(20, 26), ("A2",))  # A1 alone dark while A2 reports: its own silence
+    fired = [o.message for o in out if o.topic == "alerts" and o.message.status == "firing"]
+    assert [a.loan_id for a in fired if a.rule_id == "feed-silent"] == ["L1"]
+    assert mon.loans["L1"].warnings_30d() == 1 and mon.loans["L2"].warnings_30d() == 0
