@@ -83,7 +83,8 @@ def counts_as_warning(rule: Any) -> bool:
     the watch-list rules themselves (``action: watch_list``: a listing is not a warning about the loan,
     and counting it would let the list feed itself). Not counted: ``info`` rules, shadow rules (a rule
     on trial must not move the live list) and ``rule-evaluation-error`` alerts (a blind spot of the
-    rulebook, not a signal about the borrower).
+    rulebook, not a signal about the borrower). Whether a counted firing opens an episode, and the
+    collector's outages left out, is :meth:`LoanMonitor._note_warning`'s.
     """
     return rule.severity in ("warning", "critical") and not rule.shadow and rule.action != "watch_list"
 
@@ -166,8 +167,8 @@ class LoanMonitor:
         self.asset_meta: dict[str, tuple[str, str]] = {}
         #: the last exposure record sent to the portfolio (its content without the time), or None
         self.exposure_sent: tuple[Any, ...] | None = None
-        #: alert id -> event time (POSIX s) it started firing, of each warning-or-worse firing of the
-        #: last 30 days (:func:`counts_as_warning`); ``loan.warnings_30d`` counts them
+        #: alert id -> event time (POSIX s) it started firing, of the first alert of each warning episode
+        #: of the last 30 days (:meth:`_note_warning`); ``loan.warnings_30d`` counts them
         self.warning_firings: dict[str, float] = {}
         #: whether the loan is listed for a reason other than the group criterion: (before the last
         #: change, event time of that change, now), so that the group's other loans read it as of an
