@@ -174,6 +174,8 @@ def example_facts(scope: str) -> dict[str, Any]:
             "below_warning_seconds": 0.0,
             "seconds_since_margin_call": 1e18,
             "on_watch_list": False,
+            "warnings_30d": 0.0,
+            "group_others_on_watch_list": 0.0,
             "required_top_up_collateral": 0.0,
             "required_repayment": 0.0,
             "calibrating": False,

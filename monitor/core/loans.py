@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
@@ -64,6 +64,38 @@ from rules.rulebook import Rulebook, render_summary
 #: The zone of core banking's business dates (a restructuring's observation ends at that day's midnight).
 _BANK_ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
 _DAY_S = 86_400.0
+#: Event-time span of ``loan.warnings_30d``, seconds (30 days; EBA/GL/2020/06 8.2 early-warning
+#: indicators: repeated warnings within a month). The threshold on the count is the rulebook's.
+WARNINGS_WINDOW_S = 30 * _DAY_S
+#: The fact a watch-list rule reads when it lists a loan because of its borrower group (docs/rules.md):
+#: a reason of such a rule is a *group* reason, and never counts for the group's other loans.
+GROUP_FACT = "group_others_on_watch_list"
+
+#: How a loan book tells one loan how many other loans of its borrower group are listed (for a reason
+#: other than the group criterion) as of an event time: ``(loan, POSIX s) -> count``.
+GroupView = Callable[["LoanMonitor", float], int]
+
+
+def counts_as_warning(rule: Any) -> bool:
+    """Whether a firing of ``rule`` counts towards ``loan.warnings_30d``.
+
+    Counted: live (not shadow) rules of severity ``warning`` or ``critical`` of either scope, except
+    the watch-list rules themselves (``action: watch_list``: a listing is not a warning about the loan,
+    and counting it would let the list feed itself). Not counted: ``info`` rules, shadow rules (a rule
+    on trial must not move the live list) and ``rule-evaluation-error`` alerts (a blind spot of the
+    rulebook, not a signal about the borrower). Whether a counted firing opens an episode, and the
+    collector's outages left out, is :meth:`LoanMonitor._note_warning`'s.
+    """
+    return rule.severity in ("warning", "critical") and not rule.shadow and rule.action != "watch_list"
+
+
+def group_rule_ids(rulebook: Rulebook) -> frozenset[str]:
+    """Ids of the rulebook's watch-list rules that read :data:`GROUP_FACT` (in ``when`` or ``resolve_when``)."""
+    return frozenset(
+        r.id
+        for r in rulebook.rules
+        if r.action == "watch_list" and (GROUP_FACT in r.when or GROUP_FACT in (r.resolve_when or ""))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +167,13 @@ class LoanMonitor:
         self.asset_meta: dict[str, tuple[str, str]] = {}
         #: the last exposure record sent to the portfolio (its content without the time), or None
         self.exposure_sent: tuple[Any, ...] | None = None
+        #: alert id -> event time (POSIX s) it started firing, of the first alert of each warning episode
+        #: of the last 30 days (:meth:`_note_warning`); ``loan.warnings_30d`` counts them
+        self.warning_firings: dict[str, float] = {}
+        #: whether the loan is listed for a reason other than the group criterion: (before the last
+        #: change, event time of that change, now), so that the group's other loans read it as of an
+        #: event time whatever order the loans are evaluated in (:meth:`listed_apart_from_group`)
+        self.own_listing: tuple[bool, float, bool] = (False, float("-inf"), False)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("pending", {})  # loan states pickled before the loan watermark existed
@@ -147,6 +186,8 @@ class LoanMonitor:
         state.setdefault("lines_held", (False, False))
         state.setdefault("asset_meta", {})  # ... before the portfolio's concentration existed (issue 19)
         state.setdefault("exposure_sent", None)
+        state.setdefault("warning_firings", {})  # ... before the repeated-warnings criterion (issue 19)
+        state.setdefault("own_listing", (False, float("-inf"), bool(state.get("watch"))))
         self.__dict__.update(state)
 
     def days_past_due(self) -> int:
@@ -160,6 +201,26 @@ class LoanMonitor:
             return 0
         days, as_of = self.past_due
         return days + max(0, int((self.as_of - as_of) // _DAY_S))
+
+    def warnings_30d(self) -> int:
+        """Warning episodes of the loan and its assets started in the last 30 days of event time.
+
+        A warning episode starts when a warning-or-critical alert (:func:`counts_as_warning`) starts
+        firing while no other such alert of the loan or its assets fires (:meth:`_note_warning`), and
+        counts once, from that event time, whether it still fires or has resolved, until
+        :data:`WARNINGS_WINDOW_S` (30 days, inclusive) after it started.
+        """
+        return sum(1 for t in self.warning_firings.values() if self.as_of - t <= WARNINGS_WINDOW_S)
+
+    def listed_apart_from_group(self, at: float) -> bool:
+        """Whether the loan was on the watch list for a reason other than the group criterion just before ``at``.
+
+        ``at`` is an event time, POSIX s. A change of the loan's listing at ``at`` itself is not seen
+        (its group's other loans see it at their next evaluation), so the answer does not depend on
+        which loan of a group is evaluated first at one event time.
+        """
+        before, changed_at, now = self.own_listing
+        return now if changed_at < at else before
 
     def observation_end(self) -> dt.date | None:
         """Last day of the restructuring observation period holding at the loan's event time, else ``None``."""
@@ -231,7 +292,7 @@ class LoanMonitor:
             ],
         )
 
-    def _loan_facts(self, snap: LoanRiskSnapshot) -> dict[str, Any]:
+    def _loan_facts(self, snap: LoanRiskSnapshot, group_others: int = 0) -> dict[str, Any]:
         t = snap.thresholds
         cov = snap.coverage_ratio if snap.coverage_ratio is not None else float("inf")
         out = snap.outstanding
@@ -260,6 +321,9 @@ class LoanMonitor:
                 else float("inf")
             ),
             "on_watch_list": bool(self.watch),
+            # repeated warnings, and the borrower group's other listed loans (docs/rules.md, issue 19)
+            "warnings_30d": float(self.warnings_30d()),
+            GROUP_FACT: float(group_others),
             "required_top_up_collateral": snap.required_top_up_collateral,
             "required_repayment": snap.required_repayment,
             "calibrating": snap.status == "calibrating",
@@ -321,8 +385,13 @@ class LoanMonitor:
         return worst[1] if worst else "no valuation yet"
 
     # --- inputs ---------------------------------------------------------------------------
-    def on_loan_event(self, ev: Any, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
+    def on_loan_event(
+        self, ev: Any, rulebook: Rulebook | None, sensor: Sensor, group: GroupView | None = None
+    ) -> list[Output]:
         """Apply one loan event (idempotent by event id) and re-evaluate the loan's rules.
+
+        ``group`` tells the loan its borrower group's other listed loans (``None``: none, as for a
+        loan alone in its book).
 
         Raises
         ------
@@ -384,8 +453,8 @@ class LoanMonitor:
                         update={"status": "withdrawn", "updated_at": ev.effective_at}
                     )
                     out.append(Output("margin-calls", self.loan_id, upd))
-        out.extend(self._evaluate(rulebook, [], sensor))
-        out.extend(self._drain(rulebook, sensor))  # a release can move the loan watermark
+        out.extend(self._evaluate(rulebook, [], sensor, group))
+        out.extend(self._drain(rulebook, sensor, group))  # a release can move the loan watermark
         return out
 
     def watermark(self) -> float | None:
@@ -404,7 +473,9 @@ class LoanMonitor:
                 newest[v.asset_id] = t
         return min(newest.values()) if newest else None
 
-    def on_valuation(self, val: CollateralValuation, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
+    def on_valuation(
+        self, val: CollateralValuation, rulebook: Rulebook | None, sensor: Sensor, group: GroupView | None = None
+    ) -> list[Output]:
         """Take an asset's new valuation; judge the loan's lines once per window, when all its assets are valued.
 
         A loan with several pledged assets is evaluated for the window ending at ``W`` only once every
@@ -420,9 +491,9 @@ class LoanMonitor:
         if slot.valuation is not None and val.window_end <= slot.valuation.window_end:
             return []
         self.pending[(val.asset_id, val.window_end)] = val
-        return self._drain(rulebook, sensor)
+        return self._drain(rulebook, sensor, group)
 
-    def _drain(self, rulebook: Rulebook | None, sensor: Sensor) -> list[Output]:
+    def _drain(self, rulebook: Rulebook | None, sensor: Sensor, group: GroupView | None = None) -> list[Output]:
         """Apply the held valuations up to the loan watermark, one evaluation per window end."""
         self.pending = {k: v for k, v in self.pending.items() if v.asset_id in self.assets}
         wm = self.watermark()
@@ -438,12 +509,14 @@ class LoanMonitor:
                 self.assets[v.asset_id].valuation = v
             if not self.closed:
                 self.as_of = max(self.as_of, end.timestamp())
-                out.extend(self._evaluate(rulebook, batch, sensor))
+                out.extend(self._evaluate(rulebook, batch, sensor, group))
         return out
 
     # --- rules ------------------------------------------------------------------------------
-    def _evaluate(self, rulebook: Rulebook | None, vals: list[CollateralValuation], sensor: Sensor) -> list[Output]:
-        out = self._judge(rulebook, vals, sensor)
+    def _evaluate(
+        self, rulebook: Rulebook | None, vals: list[CollateralValuation], sensor: Sensor, group: GroupView | None
+    ) -> list[Output]:
+        out = self._judge(rulebook, vals, sensor, group)
         self.report_watch(sensor)  # after the watch list and the category moved with this evaluation
         return out
 
@@ -451,7 +524,9 @@ class LoanMonitor:
         """Report the loan's watch-list membership and suggested category (each evaluation, and on restore)."""
         sensor.on_loan_watch(self.loan_id, bool(self.watch), self.category)
 
-    def _judge(self, rulebook: Rulebook | None, vals: list[CollateralValuation], sensor: Sensor) -> list[Output]:
+    def _judge(
+        self, rulebook: Rulebook | None, vals: list[CollateralValuation], sensor: Sensor, group: GroupView | None
+    ) -> list[Output]:
         snap = self.snapshot()
         sensor.on_loan_risk(snap)
         out: list[Output] = [Output("loan-risk", self.loan_id, snap), *self._exposure()]
@@ -466,7 +541,9 @@ class LoanMonitor:
             self.below_warning_since = None
         elif self.below_warning_since is None:
             self.below_warning_since = now
-        loan = self._loan_facts(snap)
+        # the 30 days' warnings: older firings are dropped (the count never needs them again)
+        self.warning_firings = {a: t for a, t in self.warning_firings.items() if now - t <= WARNINGS_WINDOW_S}
+        loan = self._loan_facts(snap, group(self, now) if group is not None else 0)
         window = (
             {"start": vals[0].window_start, "end": vals[0].window_end} if vals else {"start": now_dt, "end": now_dt}
         )
@@ -765,8 +842,12 @@ class LoanMonitor:
                 zh = en = f"{rule.id} {tr.status} on {tr.subject}"
         alert = self._transition_alert(tr, rule.id, aid, (zh, en), key_facts, rulebook, sensor)
         yield Output("alerts", self.loan_id, alert)
+        if tr.status == "firing" and counts_as_warning(rule):
+            self._note_warning(aid, tr.at, rulebook, asset)
         if rule.action == "watch_list" and not rule.shadow:
-            yield from self._watch(tr, alert, key_facts, rulebook)
+            loan = facts["loan"]
+            watch_facts = {**key_facts, "warnings_30d": loan["warnings_30d"], GROUP_FACT: loan[GROUP_FACT]}
+            yield from self._watch(tr, alert, watch_facts, rulebook)
             return
         if rule.action != "margin_call" or rule.shadow:
             return
@@ -830,6 +911,7 @@ class LoanMonitor:
             if self.watch.pop(key, None) is None:
                 return
             status = "updated" if self.watch else "exited"
+        self._note_own_listing(group_rule_ids(rulebook), tr.at)
         event = WatchListEvent(
             loan_id=self.loan_id,
             borrower_id=self.opened.borrower_id,
@@ -843,6 +925,33 @@ class LoanMonitor:
             rulebook_version=rulebook.version,
         )
         yield Output("watch-list", self.loan_id, event)
+
+    def _note_warning(self, aid: str, at: float, rulebook: Rulebook, asset: dict[str, Any] | None) -> None:
+        """Count alert ``aid``, started firing at ``at`` (POSIX s), in ``warnings_30d`` if it opens a warning episode.
+
+        A warning episode of the loan starts when a counted alert (:func:`counts_as_warning`) starts
+        firing while no other counted alert of the loan or its assets fires: alerts that overlap, as a
+        coverage fall firing the warning, margin-call and close-out alerts one after the other, are one
+        warning, however many rules they are. An asset alert that fires while the asset's silence is
+        one every other asset of its collector shares (``asset.silent_alone_seconds`` 0 of a silence
+        above 0: the collector's own outage, as ``watch-feed-dark`` reads it) is not a warning about
+        the borrower and is not counted: on the Madison week the collector's evening stops would list
+        every healthy loan for three ``feed-silent`` episodes.
+        """
+        if asset is not None and asset["silent_in_service_seconds"] > 0.0 and asset["silent_alone_seconds"] == 0.0:
+            return
+        counted = {r.id for r in rulebook.rules if counts_as_warning(r)}
+        if not any(a.rule_id in counted and a.alert_id != aid for a in self.active_alerts.values()):
+            self.warning_firings.setdefault(aid, at)
+
+    def _note_own_listing(self, group_rules: frozenset[str], at: float) -> None:
+        """Record, at event time ``at``, whether a reason other than a group criterion holds (:attr:`own_listing`)."""
+        own = any(r.rule_id not in group_rules for r in self.watch.values())
+        before, changed_at, now = self.own_listing
+        if own == now:
+            return
+        # a second change at the same event time keeps the value from before that time
+        self.own_listing = (before if changed_at == at else now, at, own)
 
 
 def _resolved_summary(
@@ -890,6 +999,11 @@ def _drivers_text(drivers: list[tuple[float, str]]) -> str:
     )
 
 
+def _group_of(loan: LoanMonitor) -> str | None:
+    """The loan's explicit ``borrower_group``, or ``None`` (a loan opened without one; or pickled before the field)."""
+    return getattr(loan.opened, "borrower_group", None)
+
+
 class LoanBook:
     """The loan side of one worker: loans, their rule lifecycle and margin calls.
 
@@ -905,6 +1019,8 @@ class LoanBook:
         self.rulebook = rulebook
         self.sensor = sensor
         self.loans: dict[str, LoanMonitor] = {}
+        #: borrower group -> ids of the book's loans of it (loans without ``borrower_group`` are in none)
+        self._groups: dict[str, set[str]] = {}
 
     def on_loan_event(self, ev: Any) -> list[Output]:
         """Apply one decoded loan event; returns snapshots, alerts, margin calls and pledges.
@@ -923,12 +1039,13 @@ class LoanBook:
                 self.sensor.on_event("pledge.loan-book", "duplicate")
                 return []
             self.loans[ev.loan_id] = loan = LoanMonitor(ev)
+            self._index(loan)
             self.sensor.on_event("pledge.loan-book", "ok")
             return [Output("loan-risk", ev.loan_id, loan.snapshot())]
         if loan is None:
             msg = f"loan_id: got {ev.loan_id!r}, expected a loan opened by a loan_opened event"
             raise InputRejected("unknown_loan", msg)
-        return loan.on_loan_event(ev, self.rulebook, self.sensor)
+        return loan.on_loan_event(ev, self.rulebook, self.sensor, self.group_listed)
 
     def restore(self, loan: LoanMonitor) -> None:
         """Put a loan's state restored from the changelog (restart, rebalance) into the book.
@@ -938,6 +1055,7 @@ class LoanBook:
         to) until the loan's next evaluation, up to a window later.
         """
         self.loans[loan.loan_id] = loan
+        self._index(loan)
         if any(slot.valuation is not None for slot in loan.assets.values()):
             self.sensor.on_loan_risk(loan.snapshot())
         loan.report_watch(self.sensor)
@@ -945,4 +1063,34 @@ class LoanBook:
     def on_valuation(self, loan_id: str, val: CollateralValuation) -> list[Output]:
         """Take an asset valuation routed to one loan."""
         loan = self.loans.get(loan_id)
-        return [] if loan is None else loan.on_valuation(val, self.rulebook, self.sensor)
+        return [] if loan is None else loan.on_valuation(val, self.rulebook, self.sensor, self.group_listed)
+
+    def _index(self, loan: LoanMonitor) -> None:
+        if (g := _group_of(loan)) is not None:
+            self._groups.setdefault(g, set()).add(loan.loan_id)
+
+    def group_listed(self, loan: LoanMonitor, at: float) -> int:
+        """``loan.group_others_on_watch_list``: the book's other open loans of its borrower group listed before ``at``.
+
+        A loan counts when it was on the watch list for a reason other than the group criterion just
+        before the event time ``at`` (POSIX s; :meth:`LoanMonitor.listed_apart_from_group`), so two
+        loans of a group listed by the group criterion alone never keep each other on the list. A
+        loan without ``borrower_group`` is a group of its own: 0. Only the loans of this book count:
+        the in-process ``Monitor`` holds every loan; a stream worker holds the loans of its
+        partitions (docs/rules.md, *The borrower group on the list*: the stream's limit).
+        """
+        name = _group_of(loan)
+        if name is None:
+            return 0
+        ids = self._groups.get(name)
+        if ids is None or loan.loan_id not in ids:  # a loan put into ``loans`` from outside: index anew
+            self._groups = {}
+            for other in self.loans.values():
+                self._index(other)
+            ids = self._groups[name]
+        n = 0
+        for lid in ids:  # an id whose loan left the book (a revoked partition) is skipped
+            peer = self.loans.get(lid)
+            if peer is not None and peer is not loan and not peer.closed and peer.listed_apart_from_group(at):
+                n += 1
+        return n
