@@ -19,7 +19,7 @@ if [ -z "${KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
 fi
 cd benchmarks
 start=$(date +%s)
-for b in core_backtest rules_eval forecasters memory portfolio_page e2e; do
+for b in core_backtest rules_eval forecasters memory portfolio_page portfolio_shock e2e; do
   echo "== $b"
   ../.venv/bin/python "$b.py" > "results/$b.log"
   echo "   done at $(( $(date +%s) - start )) s"
