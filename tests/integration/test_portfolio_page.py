@@ -6,7 +6,8 @@ on akl-routes-7xx takes L-AKL-002 from ok straight below its close-out line (cov
 its status is ``close_out`` with the margin call open (``issued``, its cure deadline days ahead); no
 loan of the demo passes through the status ``margin_call``. The shipped default rulebook's
 ``watch-margin-call`` rule puts it on the watch list in the same evaluation, and the page must show
-both, with the data the query API gives for the same loan.
+both, with the data the query API gives for the same loan. From the page, each loan's link opens its
+post-loan review (``/loans/{id}/report``), read from the output topics: L-AKL-002's shows that margin call.
 """
 
 from __future__ import annotations
