@@ -415,6 +415,8 @@ PAGE_HEADERS = {
 #: Seconds the output topics may take to be read for one report (each of the four read to its end):
 #: past it the caller gets a 503 rather than a report of part of the history.
 REPORT_READ_TIMEOUT_S = 30.0
+#: Seconds past the read a report may take to render (plotly's figures of a week: well under one).
+REPORT_RENDER_S = 15.0
 #: The longest period a report may cover, in days: its charts carry every window of every asset.
 MAX_REPORT_DAYS = 92
 
@@ -723,7 +725,7 @@ def register_api(
 
         try:
             loop = asyncio.get_running_loop()
-            page = await asyncio.wait_for(loop.run_in_executor(None, build), REPORT_READ_TIMEOUT_S + 15.0)
+            page = await asyncio.wait_for(loop.run_in_executor(None, build), REPORT_READ_TIMEOUT_S + REPORT_RENDER_S)
         except ConfigError:
             msg = f"loan_id: no risk snapshot of loan {loan_id!r} on the output topics yet"
             return web.json({"error": msg}, status=404), None
