@@ -618,7 +618,6 @@ def report(
     import datetime as dt
 
     from monitor.report import build_report, histories
-    from monitor.schemas import Alert, CollateralValuation, LoanRiskSnapshot, MarginCall
 
     settings = _settings()
 
@@ -644,12 +643,9 @@ def report(
             res = run_backtest(book, events, load_rulebook(rules or settings.rulebook), _params(settings), incidents)
             vals, snaps, alerts, calls = res.valuations, res.snapshots, res.alerts, res.margin_calls
         elif source == "topics":
-            from streams.latest import read_all
+            from streams.latest import read_outputs
 
-            vals = [m for _, m in read_all(settings, "valuations", CollateralValuation)]
-            snaps = [m for _, m in read_all(settings, "loan-risk", LoanRiskSnapshot)]
-            alerts = [m for _, m in read_all(settings, "alerts", Alert)]
-            calls = [m for _, m in read_all(settings, "margin-calls", MarginCall)]
+            vals, snaps, alerts, calls = read_outputs(settings, timeout_s=120.0)  # 30 s a topic, as before
         else:
             raise ConfigError(f"--source: got {source!r}, expected backtest or topics")
         loans = histories(vals, snaps, alerts, calls, loan, t0, t1)

@@ -5,6 +5,8 @@
 (:mod:`monitor.report`). The worker renders it (``GET /portfolio``, :mod:`streams.api`) from the same
 answers the API gives that caller, so the page carries no credential and runs no script: it reloads
 itself every 30 s (``<meta http-equiv=refresh>``), which repeats the same authenticated request.
+Each loan links to its post-loan review (``GET /loans/{id}/report``, the page's language) and, small, to
+its JSON (``GET /api/loans/{id}``).
 
 Every text that comes from data (loan, borrower, margin-call and rule ids, reasons, summaries) is
 escaped here: loan ids and reasons are input from other systems, never markup.
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from monitor.display import CATEGORY_TERMS, TERMS, format_time, format_yuan
+from monitor.report import DEFAULT_DAYS
 
 __all__ = ["LABELS", "REFRESH_S", "STATUS_ORDER", "render_concentration", "render_portfolio", "worst_first"]
 
@@ -56,8 +59,10 @@ LABELS: dict[str, dict[str, str]] = {
         "deadline": "deadline",
         "provisional": "provisional: next year's holidays not yet published",
         "data": "Data",
-        "data_link": "loan JSON",
-        "data_note": "the loan's API answer; the charted review is `pledgewatch report --source topics --loan {id}`",
+        "report_link": "Post-loan review",
+        "report_note": "the loan's charted review (last {days} days of event time)",
+        "data_link": "JSON",
+        "data_note": "the loan's API answer",
         "none": "none",
         "no_loans": "No loan to show.",
         "unavailable": "The loan list is not available now: {why}",
@@ -118,8 +123,10 @@ LABELS: dict[str, dict[str, str]] = {
         "deadline": "期限",
         "provisional": "暂定：次年节假日尚未公布",
         "data": "数据",
-        "data_link": "贷款数据（JSON）",
-        "data_note": "查询接口的贷款数据；图表版贷后检查报告：pledgewatch report --source topics --loan {id}",
+        "report_link": "贷后检查报告",
+        "report_note": "该笔贷款的图表版贷后检查报告（最近 {days} 天，按事件时间）",
+        "data_link": "JSON",
+        "data_note": "查询接口的贷款数据",
         "none": "无",
         "no_loans": "没有可显示的贷款。",
         "unavailable": "贷款列表暂不可用：{why}",
@@ -242,14 +249,17 @@ def _row(loan: dict[str, Any], lang: str, tz: dt.tzinfo) -> str:
         + "</li>"
         for m in loan["open_margin_calls"]
     )
-    href = "/api/loans/" + urllib.parse.quote(lid, safe="")
-    note = t["data_note"].format(id=lid)
+    quoted = urllib.parse.quote(lid, safe="")
+    href = "/api/loans/" + quoted
+    report = f"/loans/{quoted}/report?lang={'zh' if lang == 'zh' else 'en'}"
     return (
         f"<tr class='{_e(status)}' data-loan='{_e(lid)}' data-status='{_e(status)}'>"
         f"<td class=loan>{_e(lid)}</td><td>{_e(loan['borrower_id'])}</td>"
         f"<td class=status>{_e(t.get(status, status))}</td>{coverage}{category_cell}{watch}"
         f"<td class=calls>{f'<ul>{calls}</ul>' if calls else t['none']}</td>"
-        f"<td><a href='{_e(href)}' title='{_e(note)}'>{t['data_link']}</a></td></tr>"
+        f"<td><a class=report href='{_e(report)}' title='{_e(t['report_note'].format(days=DEFAULT_DAYS))}'>"
+        f"{t['report_link']}</a><br><small><a class=json href='{_e(href)}' title='{_e(t['data_note'])}'>"
+        f"{t['data_link']}</a></small></td></tr>"
     )
 
 

@@ -20,9 +20,12 @@ Chrome or Chromium (Debian: ``apt-get install chromium``; ``--no-png`` skips the
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import html
 import os
+import re
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable
@@ -35,7 +38,17 @@ from monitor.errors import ConfigError
 from monitor.schemas import DIMENSIONS, Alert, CollateralValuation, LoanRiskSnapshot, MarginCall
 from monitor.valuation import ValuationParams
 
-__all__ = ["LABELS", "LoanHistory", "build_report", "histories"]
+__all__ = [
+    "DEFAULT_DAYS",
+    "LABELS",
+    "LoanHistory",
+    "build_report",
+    "histories",
+    "last_days",
+    "loan_report",
+    "render_report",
+    "script_hashes",
+]
 
 _VALUATION_DEFAULTS = ValuationParams()
 
@@ -382,6 +395,150 @@ def _alerts_table(h: LoanHistory, lang: str, tz: zoneinfo.ZoneInfo) -> str:
     )
 
 
+def _div_id(loan_id: str, chart: str) -> str:
+    """The chart's element id: the loan id with anything but letters, digits, ``-`` and ``_`` as ``_``.
+
+    Plotly writes the id into the page and its script unescaped, and loan ids come from other systems.
+    """
+    return re.sub(r"[^A-Za-z0-9_-]", "_", loan_id) + f"-{chart}"
+
+
+def _render(
+    loans: list[LoanHistory],
+    lang: str,
+    timezone: str,
+    top_changes: int,
+    anomaly_threshold: float,
+    hst_window: int,
+) -> tuple[str, list[tuple[str, dict[str, Any]]]]:
+    """The report's HTML page and each loan's figures (loan id, chart name -> plotly figure)."""
+    import plotly.offline
+
+    if lang not in LABELS:
+        raise ConfigError(f"--lang: got {lang!r}, expected one of {sorted(LABELS)}")
+    if not loans:
+        raise ConfigError("report: no loan has risk snapshots in the period; nothing to report")
+    tz = zoneinfo.ZoneInfo(timezone)
+    t = LABELS[lang]
+    figures: list[tuple[str, dict[str, Any]]] = []
+    sections = []
+    for h in loans:
+        charts = _charts(h, lang, tz, anomaly_threshold, hst_window)
+        figures.append((h.loan_id, charts))
+        last = max(h.snapshots, key=lambda s: s.as_of)
+        first = min(h.snapshots, key=lambda s: s.as_of)
+        fmt = "%Y-%m-%d %H:%M"
+        period = f"{first.as_of.astimezone(tz):{fmt}} – {last.as_of.astimezone(tz):{fmt}} ({timezone})"
+        divs = "".join(
+            fig.to_html(full_html=False, include_plotlyjs=False, div_id=_div_id(h.loan_id, name))
+            for name, fig in charts.items()
+        )
+        sections.append(
+            f"<section id='{html.escape(h.loan_id)}'><h2>{html.escape(h.loan_id)}</h2>"
+            f"<p>{t['period']}: {period}. {t['outstanding']}: {format_yuan(last.outstanding)}; "
+            f"{t['coverage']}: {'–' if last.coverage_ratio is None else f'{last.coverage_ratio:.1%}'}; "
+            f"{t['warning']} {last.thresholds.warning:.0%} · {t['margin_call']} {last.thresholds.margin_call:.0%} · "
+            f"{t['close_out']} {last.thresholds.close_out:.0%}</p>"
+            f"{divs}{_alerts_table(h, lang, tz)}{_changes_table(h, lang, tz, top_changes)}</section>"
+        )
+    page = (
+        f"<!doctype html><html lang='{'zh-CN' if lang == 'zh' else 'en'}'><head><meta charset='utf-8'>"
+        f"<title>{t['title']}: {html.escape(', '.join(h.loan_id for h in loans))}</title>"
+        "<style>body{font-family:'Noto Sans CJK SC','Noto Sans',sans-serif;margin:24px}"
+        "table{border-collapse:collapse;margin:8px 0 24px}td,th{border:1px solid #ccc;padding:3px 8px}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums}</style>"
+        f"<script>{plotly.offline.get_plotlyjs()}</script></head><body><h1>{t['title']}</h1>"
+        f"{''.join(sections)}</body></html>"
+    )
+    return page, figures
+
+
+def render_report(
+    loans: list[LoanHistory],
+    lang: str = "en",
+    timezone: str = "Asia/Shanghai",
+    top_changes: int = 10,
+    anomaly_threshold: float = _VALUATION_DEFAULTS.anomaly_threshold,
+    hst_window: int = _VALUATION_DEFAULTS.hst_window,
+) -> str:
+    """The report's HTML page (one string, plotly.js inline) as :func:`build_report` writes it; nothing written.
+
+    Every text from data is escaped; the only scripts are plotly.js and one per chart (see
+    :func:`script_hashes`).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown ``lang`` or no loan to report.
+    """
+    return _render(loans, lang, timezone, top_changes, anomaly_threshold, hst_window)[0]
+
+
+_SCRIPT = re.compile(r"<script\b[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
+
+
+def script_hashes(page: str) -> list[str]:
+    """CSP source expressions (``'sha256-<base64>'``) of every inline script of ``page``, in page order.
+
+    Hashes of the UTF-8 text between ``<script>`` and ``</script>``, as browsers compute them. Meant for
+    pages of :func:`render_report`, whose data never forms a tag (escaped, and plotly's JSON writes
+    ``<`` as a ``u003c`` escape): a page with injected markup would get its script allowed.
+    """
+    return [
+        "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+        for body in _SCRIPT.findall(page)
+    ]
+
+
+#: Days of event time a single loan's report covers by default (``last_days``).
+DEFAULT_DAYS = 7
+
+
+def last_days(snapshots: Iterable[LoanRiskSnapshot], loan_id: str, days: float = DEFAULT_DAYS) -> dt.datetime | None:
+    """The start of the last ``days`` of ``loan_id``'s event time: its newest snapshot's ``as_of`` − ``days``.
+
+    Event time, not the wall clock, so that a replay of old data (the demo's 2016) still shows its last
+    week. None when the loan has no snapshot (``histories`` then raises for it).
+
+    Raises
+    ------
+    ConfigError
+        For ``days`` not positive.
+    """
+    if not days > 0:
+        raise ConfigError(f"days: got {days!r}, expected a number of days above 0")
+    newest = max((s.as_of for s in snapshots if s.loan_id == loan_id), default=None)
+    return None if newest is None else newest - dt.timedelta(days=days)
+
+
+def loan_report(
+    valuations: Iterable[CollateralValuation],
+    snapshots: Iterable[LoanRiskSnapshot],
+    alerts: Iterable[Alert],
+    margin_calls: Iterable[MarginCall],
+    loan_id: str,
+    days: float = DEFAULT_DAYS,
+    lang: str = "en",
+    timezone: str = "Asia/Shanghai",
+    anomaly_threshold: float = _VALUATION_DEFAULTS.anomaly_threshold,
+    hst_window: int = _VALUATION_DEFAULTS.hst_window,
+) -> str:
+    """One loan's report page over its last ``days`` of event time (:func:`last_days`), from the output records.
+
+    What ``pledgewatch report --loan <id> --from <newest − days>`` writes as ``report.html``
+    (:func:`histories`, :func:`render_report`), returned instead of written.
+
+    Raises
+    ------
+    ConfigError
+        When the loan has no risk snapshot, for ``days`` not above 0, or an unknown ``lang``.
+    """
+    snapshots = list(snapshots)
+    start = last_days(snapshots, loan_id, days)
+    loans = histories(valuations, snapshots, alerts, margin_calls, loan_id, start)
+    return render_report(loans, lang, timezone, anomaly_threshold=anomaly_threshold, hst_window=hst_window)
+
+
 def build_report(
     loans: list[LoanHistory],
     out: Path,
@@ -395,7 +552,7 @@ def build_report(
     """Write ``out/report.html`` and (with ``png``) ``out/<loan>-<chart>.png``; return the paths written.
 
     ``anomaly_threshold`` (0..1) and ``hst_window`` (windows of warm-up, shaded on the anomaly chart)
-    are the valuation's (:class:`monitor.valuation.ValuationParams`).
+    are the valuation's (:class:`monitor.valuation.ValuationParams`). The page is :func:`render_report`'s.
 
     Raises
     ------
@@ -403,57 +560,26 @@ def build_report(
         For an unknown ``lang``, no loan to report, or when PNGs are asked for and no Chrome/Chromium
         is found for kaleido.
     """
-    import plotly.offline
-
     if lang not in LABELS:
         raise ConfigError(f"--lang: got {lang!r}, expected one of {sorted(LABELS)}")
     if not loans:
         raise ConfigError("report: no loan has risk snapshots in the period; nothing to report")
-    tz = zoneinfo.ZoneInfo(timezone)
-    t = LABELS[lang]
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: got {out}, an existing file; expected a folder (created when missing)")
+    page, figures = _render(loans, lang, timezone, top_changes, anomaly_threshold, hst_window)
     out.mkdir(parents=True, exist_ok=True)
     if png and os.environ.get("CHROMIUM_BIN"):
         os.environ.setdefault("BROWSER_PATH", os.environ["CHROMIUM_BIN"])  # kaleido's choreographer reads this
     written: list[Path] = []
-    sections = []
-    for h in loans:
-        charts = _charts(h, lang, tz, anomaly_threshold, hst_window)
-        last = max(h.snapshots, key=lambda s: s.as_of)
-        first = min(h.snapshots, key=lambda s: s.as_of)
-        fmt = "%Y-%m-%d %H:%M"
-        period = f"{first.as_of.astimezone(tz):{fmt}} – {last.as_of.astimezone(tz):{fmt}} ({timezone})"
-        divs = "".join(
-            fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"{h.loan_id}-{name}")
-            for name, fig in charts.items()
-        )
-        sections.append(
-            f"<section id='{html.escape(h.loan_id)}'><h2>{html.escape(h.loan_id)}</h2>"
-            f"<p>{t['period']}: {period}. {t['outstanding']}: {format_yuan(last.outstanding)}; "
-            f"{t['coverage']}: {'–' if last.coverage_ratio is None else f'{last.coverage_ratio:.1%}'}; "
-            f"{t['warning']} {last.thresholds.warning:.0%} · {t['margin_call']} {last.thresholds.margin_call:.0%} · "
-            f"{t['close_out']} {last.thresholds.close_out:.0%}</p>"
-            f"{divs}{_alerts_table(h, lang, tz)}{_changes_table(h, lang, tz, top_changes)}</section>"
-        )
-        if png:
-            for name, fig in charts.items():
-                path = out / f"{h.loan_id}-{name}.png"
-                try:
-                    _write_png(fig, path)
-                except Exception as exc:  # noqa: BLE001 - kaleido raises its own types when no browser runs
-                    msg = f"report: PNG export needs Chrome or Chromium for kaleido (apt-get install chromium): {exc}"
-                    raise ConfigError(msg) from None
-                written.append(path)
-    page = (
-        f"<!doctype html><html lang='{'zh-CN' if lang == 'zh' else 'en'}'><head><meta charset='utf-8'>"
-        f"<title>{t['title']}: {', '.join(h.loan_id for h in loans)}</title>"
-        "<style>body{font-family:'Noto Sans CJK SC','Noto Sans',sans-serif;margin:24px}"
-        "table{border-collapse:collapse;margin:8px 0 24px}td,th{border:1px solid #ccc;padding:3px 8px}"
-        "td.num{text-align:right;font-variant-numeric:tabular-nums}</style>"
-        f"<script>{plotly.offline.get_plotlyjs()}</script></head><body><h1>{t['title']}</h1>"
-        f"{''.join(sections)}</body></html>"
-    )
+    for loan_id, charts in figures if png else ():
+        for name, fig in charts.items():
+            path = out / f"{loan_id}-{name}.png"
+            try:
+                _write_png(fig, path)
+            except Exception as exc:  # noqa: BLE001 - kaleido raises its own types when no browser runs
+                msg = f"report: PNG export needs Chrome or Chromium for kaleido (apt-get install chromium): {exc}"
+                raise ConfigError(msg) from None
+            written.append(path)
     page_path = out / "report.html"
     page_path.write_text(page, encoding="utf-8")
     return [page_path, *written]

@@ -881,7 +881,9 @@ class AccessLogEntry(_Strict):
     role: str | None
     #: ``jwt``, ``token``, ``none`` (loopback without credentials); None when the credential was refused
     via: str | None
-    action: Literal["list_loans", "read_loan", "read_asset", "read_openapi", "read_portfolio", "read_concentration"]
+    action: Literal[
+        "list_loans", "read_loan", "read_asset", "read_openapi", "read_portfolio", "read_concentration", "read_report"
+    ]
     resource_id: str | None
     remote: str | None
     decision: Literal["allowed", "refused", "not_found", "unavailable"]

@@ -8,6 +8,10 @@
 - ``GET /api/portfolio/concentration``: the portfolio's concentration by borrower group, asset profile
   and region (each key's exposure and collateral in yuan, its share and limit, whether it is breached),
   answered by the worker that owns the portfolio (``streams.portfolio``).
+- ``GET /loans/{loan_id}/report`` (``?lang=zh|en&days=N``): the loan's post-loan review (贷后检查) over
+  its last ``N`` days of event time (7 by default), the HTML ``pledgewatch report --source topics`` writes
+  for one loan (:func:`monitor.report.loan_report`), read from the output topics by the worker holding
+  the loan, with the roles and borrower scoping of ``/api/loans/{loan_id}``.
 - ``GET /api/openapi.json``: the OpenAPI 3.1 document of these endpoints.
 - ``GET /portfolio`` (``?lang=zh|en``): the risk officers' portfolio page, HTML rendered here from the
   same answers as ``/api/loans`` (and ``/api/portfolio/concentration`` when a worker serves it), with
@@ -28,14 +32,16 @@ import ssl
 import zoneinfo
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from monitor.errors import ConfigError
 from monitor.portfolio import LABELS as PAGE_LABELS
 from monitor.portfolio import render_portfolio
+from monitor.report import DEFAULT_DAYS, loan_report, script_hashes
 from monitor.schemas import (
     AccessLogEntry,
     Alert,
@@ -61,6 +67,10 @@ from streams.security import (
     Unauthorized,
 )
 
+if TYPE_CHECKING:
+    from monitor.valuation import ValuationParams
+    from streams.latest import Outputs
+
 __all__ = [
     "ApiSecurity",
     "AssetDetail",
@@ -73,6 +83,7 @@ __all__ = [
     "loan_summary",
     "openapi",
     "register_api",
+    "report_headers",
 ]
 
 log = logging.getLogger(__name__)
@@ -298,6 +309,40 @@ def openapi() -> dict[str, Any]:
                     "responses": {"200": ok("Concentration"), "503": unavailable, **refusals},
                 }
             },
+            "/loans/{loan_id}/report": {
+                "get": {
+                    "operationId": "getLoanReport",
+                    "summary": "One loan's post-loan review (贷后检查) over its last days of event time, as HTML",
+                    "parameters": [
+                        {"name": "loan_id", "in": "path", "required": True, "schema": ident},
+                        {
+                            "name": "lang",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": ["en", "zh"], "default": "en"},
+                        },
+                        {
+                            "name": "days",
+                            "in": "query",
+                            "required": False,
+                            "description": "Days of event time back from the loan's newest risk snapshot",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": MAX_REPORT_DAYS,
+                                "default": DEFAULT_DAYS,
+                            },
+                        },
+                    ],
+                    "responses": {
+                        "200": {"description": "OK", "content": {"text/html": {"schema": {"type": "string"}}}},
+                        "400": error("A lang other than zh or en, or days not a whole number in range"),
+                        "404": error("No such loan on any worker, or no risk snapshot of it on the output topics yet"),
+                        "503": error("The output topics or the worker holding the loan cannot be read now; try again"),
+                        **refusals,
+                    },
+                }
+            },
             "/api/assets/{asset_id}": {
                 "get": {
                     "operationId": "getAsset",
@@ -367,6 +412,32 @@ PAGE_HEADERS = {
 }
 
 
+#: Seconds the output topics may take to be read for one report (each of the four read to its end):
+#: past it the caller gets a 503 rather than a report of part of the history.
+REPORT_READ_TIMEOUT_S = 30.0
+#: Seconds past the read a report may take to render (plotly's figures of a week: well under one).
+REPORT_RENDER_S = 15.0
+#: The longest period a report may cover, in days: its charts carry every window of every asset.
+MAX_REPORT_DAYS = 92
+
+
+def report_headers(page: str) -> dict[str, str]:
+    """Headers of a loan's report page (``page``: its HTML, :func:`monitor.report.render_report`'s).
+
+    As :data:`PAGE_HEADERS`, but the page runs its inline scripts (plotly.js and one per chart), each
+    allowed by its SHA-256 hash and nothing else; it loads nothing (``default-src 'none'``: no network,
+    no font, no frame), plotly's images are data URLs. Styles are inline (``'unsafe-inline'``): plotly
+    sets ``style`` attributes and adds style rules as it draws, which hashes cannot cover; with nothing
+    loadable a style cannot send anything anywhere.
+    """
+    scripts = " ".join(dict.fromkeys(script_hashes(page))) or "'none'"
+    csp = (
+        f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return {**PAGE_HEADERS, "Content-Security-Policy": csp}
+
+
 def register_api(
     app: Any,
     node: Any,
@@ -375,8 +446,14 @@ def register_api(
     security: ApiSecurity | None = None,
     display_timezone: str = "Asia/Shanghai",
     portfolio_table: Any = None,
+    read_outputs: Callable[[float], Outputs] | None = None,
+    valuation: ValuationParams | None = None,
 ) -> None:
     """Add the views to the faust ``app``; ``node`` is the worker's :class:`streams.worker.Node`.
+
+    ``read_outputs(timeout_s)`` reads the output topics for a loan's report (blocking, run in an
+    executor; :func:`streams.latest.read_outputs`; None: the report answers 503); ``valuation`` gives the
+    report's anomaly threshold and warm-up (None: the defaults).
 
     ``display_timezone`` is the zone of the portfolio page's times (each shown with its offset);
     ``portfolio_table`` the table of the portfolio's concentration book (:mod:`streams.portfolio`), held by
@@ -553,8 +630,12 @@ def register_api(
         request: Any,
         principal: Principal,
         local: Callable[[], Awaitable[tuple[Any, str | None]]],
+        headers: Callable[[str], dict[str, str]] | None = None,
     ) -> tuple[Any, str | None]:
-        """Answer here when this worker holds ``key``, else forward to the owner with this worker's credential."""
+        """Answer here when this worker holds ``key``, else forward to the owner with this worker's credential.
+
+        The request's query goes along; ``headers(body)`` gives the headers of an owner's 200 answer.
+        """
         try:
             owner = str(app.router.key_store(table.name, key)).rstrip("/")
         except Exception as exc:  # noqa: BLE001 - no assignment yet (a rebalance): the caller's 503, never a 500
@@ -563,7 +644,7 @@ def register_api(
         if owner == str(app.conf.canonical_url).rstrip("/"):
             return await local()
         try:
-            status, text, content_type = await fetch(f"{owner}{request.path}", principal)
+            status, text, content_type = await fetch(f"{owner}{request.path}", principal, dict(request.query))
         except ForwardingNotConfigured:
             msg = "forwarding to another worker needs PLEDGEWATCH_PEER_TOKEN on every worker"
             log.error("query API: %s (asked for %r of %s)", msg, key, table.name)
@@ -573,7 +654,8 @@ def register_api(
             msg = f"the worker holding {key!r} cannot be reached now ({type(exc).__name__}); try again"
             return web.json({"error": msg}, status=503), msg
         reason = None if status == 200 else f"answered {status} by {owner}"
-        return web.text(text, content_type=content_type, status=status), reason
+        extra = headers(text) if headers is not None and status == 200 else None
+        return web.text(text, content_type=content_type, status=status, headers=extra), reason
 
     @app.page("/api/loans/{loan_id}")
     async def loan_view(web: Any, request: Any, loan_id: str) -> Any:
@@ -599,6 +681,59 @@ def register_api(
             margin_calls=sorted(loan.margin_calls.values(), key=lambda m: m.issued_at),
         )
         return web.json(detail.model_dump(mode="json")), None
+
+    @app.page("/loans/{loan_id}/report")
+    async def report_view(web: Any, request: Any, loan_id: str) -> Any:
+        async def answer(principal: Principal) -> tuple[Any, str | None]:
+            lang = request.query.get("lang", "en")
+            days_text = request.query.get("days", str(DEFAULT_DAYS))
+            bad = None
+            if lang not in PAGE_LABELS:
+                bad = f"lang: got {lang[:20]!r}, expected zh or en"
+            elif not (days_text.isascii() and days_text.isdigit() and 1 <= int(days_text) <= MAX_REPORT_DAYS):
+                bad = f"days: got {days_text[:20]!r}, expected a whole number of days from 1 to {MAX_REPORT_DAYS}"
+            if bad is not None:
+                return web.json({"error": bad}, status=400), bad
+            local = lambda: report_local(web, loan_id, principal, lang, int(days_text))  # noqa: E731
+            return await routed(loan_table, loan_id, web, request, principal, local, report_headers)
+
+        return await guarded(web, request, "read_report", loan_id, LOAN_READERS, answer)
+
+    async def report_local(
+        web: Any, loan_id: str, principal: Principal, lang: str, days: int
+    ) -> tuple[Any, str | None]:
+        """The report of a loan this worker holds: the checks of ``/api/loans/{id}``, then the topics read."""
+        node.loan_state.load(loan_id)
+        loan = node.loans.loans.get(loan_id)
+        if loan is None:
+            return web.json({"error": f"loan_id: no loan {loan_id!r}"}, status=404), None
+        if not principal.may_read_borrower(loan.opened.borrower_id):
+            msg = f"loan {loan_id!r} is not of a borrower assigned to {principal.subject!r}"
+            return web.json({"error": f"forbidden: {msg}"}, status=403), msg
+        if read_outputs is None:
+            msg = "this worker does not read the output topics"
+            return web.json({"error": f"the report of {loan_id!r} is not available: {msg}"}, status=503), msg
+        reader = read_outputs
+        params = valuation
+
+        def build() -> str:
+            """Read the topics and render (both blocking: kafka-python, then plotly's figures)."""
+            out = reader(REPORT_READ_TIMEOUT_S)
+            extra = {} if params is None else {"anomaly_threshold": params.anomaly_threshold,
+                                                "hst_window": params.hst_window}  # fmt: skip
+            return loan_report(*out, loan_id=loan_id, days=days, lang=lang, timezone=display_timezone, **extra)
+
+        try:
+            loop = asyncio.get_running_loop()
+            page = await asyncio.wait_for(loop.run_in_executor(None, build), REPORT_READ_TIMEOUT_S + REPORT_RENDER_S)
+        except ConfigError:
+            msg = f"loan_id: no risk snapshot of loan {loan_id!r} on the output topics yet"
+            return web.json({"error": msg}, status=404), None
+        except Exception as exc:  # noqa: BLE001 - a broker that cannot be read is the caller's 503, never a 500
+            log.warning("report of %r: output topics not read: %s: %s", loan_id, type(exc).__name__, exc)
+            msg = f"the output topics cannot be read now ({type(exc).__name__}); try again"
+            return web.json({"error": f"the report of {loan_id!r} is not available: {msg}"}, status=503), msg
+        return web.html(page, headers=report_headers(page)), None
 
     @app.page("/api/assets/{asset_id}")
     async def asset_view(web: Any, request: Any, asset_id: str) -> Any:

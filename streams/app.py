@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import faulthandler
+import functools
 import logging
 import logging.config
 import os
@@ -29,6 +30,7 @@ from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
 from streams.api import ApiSecurity, register_api
+from streams.latest import read_outputs
 from streams.rules_control import Decision, follow, read_history
 from streams.security import Authenticator, ReloadingCertificate
 from streams.store import ROCKSDB_URL, STATE_MAX_BYTES
@@ -232,6 +234,8 @@ def create_app(
         api_security(app, settings, metrics),
         settings.display_timezone,
         portfolio_table,
+        functools.partial(read_outputs, settings, complete=True),  # a report of the whole period or none
+        params.valuation,
     )
 
     @app.agent(telemetry_in, name="telemetry")

@@ -321,8 +321,8 @@ class Metrics:
             api_requests=Counter(
                 p + "api_requests",
                 "Query API requests by action (list_loans, read_loan, read_asset, read_openapi, read_portfolio, "
-                "read_concentration) and decision (allowed, refused, not_found, unavailable); each is also an "
-                "entry on the access-log topic",
+                "read_concentration, read_report) and decision (allowed, refused, not_found, unavailable); each is "
+                "also an entry on the access-log topic",
                 ["action", "decision"],
                 registry=registry,
             ),

@@ -73,6 +73,7 @@ def test_api__every_loan_and_asset_from_either_of_two_workers_and_no_5xx_under_s
             "/api/loans/{loan_id}",
             "/api/assets/{asset_id}",
             "/api/portfolio/concentration",
+            "/loans/{loan_id}/report",
         }
 
         st = subprocess.run(

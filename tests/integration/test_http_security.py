@@ -163,6 +163,28 @@ def test_http_security__tls_between_two_workers_tokens_roles_and_every_read_in_t
                 status, body, _ = call(f"{base}/api/loans/{loan}", ctx, rm)
                 assert status == 403 and "not of a borrower assigned to 'rm.zhang'" in body["error"], (base, loan, held)
             assert call(f"{base}/api/assets/akl-routes-7xx", ctx, rm)[0] == 403
+        # a loan's report: the API's roles and borrowers, on either worker; the worker not holding the loan
+        # forwards the request with its query (the language) over TLS and the answer keeps its report headers
+        for base in bases:
+            status, page, headers = fetch_page(f"{base}/loans/L-AKL-002/report?lang=zh&days=2", ctx, rm)
+            assert status == 200 and "<html lang='zh-CN'>" in page and "<h2>L-AKL-002</h2>" in page, page[:300]
+            assert headers["Cache-Control"] == "no-store" and "'sha256-" in headers["Content-Security-Policy"]
+            assert rm not in page
+            for loan in ("L-AKL-001", "L-AKL-003"):
+                status, text, headers = fetch_page(f"{base}/loans/{loan}/report", ctx, rm)
+                assert (status, json.loads(text)) == call(f"{base}/api/loans/{loan}", ctx, rm)[:2], (base, loan)
+                assert status == 403 and "<section" not in text and "Content-Security-Policy" not in headers
+            assert fetch_page(f"{base}/loans/L-AKL-002/report", ctx, secured["ops"])[0] == 403
+            assert fetch_page(f"{base}/loans/L-AKL-002/report", ctx, None)[0] == 401
+        reports = [
+            (e.subject, e.resource_id, e.status)
+            for e in map(AccessLogEntry.model_validate_json, (r.value for r in read_topic(env.settings, "access-log")))
+            if e.action == "read_report"
+        ]
+        assert sorted(x for x in reports if x[0] == "rm.zhang") == sorted(
+            [("rm.zhang", "L-AKL-002", 200), ("rm.zhang", "L-AKL-001", 403), ("rm.zhang", "L-AKL-003", 403)] * 2
+        )  # once per request, on the worker asked
+
         # a refused loan held by the other worker was among those asked: its 403 came from its owner
         assert {held["L-AKL-001"], held["L-AKL-003"]} - {bases[0]} or {held["L-AKL-001"], held["L-AKL-003"]} - {
             bases[1]
@@ -214,7 +236,7 @@ def test_http_security__tls_between_two_workers_tokens_roles_and_every_read_in_t
             e for e in entries if e.subject == "rm.zhang" and e.decision == "refused" and e.action == "read_loan"
         ]
         assert sorted((e.resource_id, e.status) for e in rm_refused) == sorted(
-            (loan, 403) for loan in ("L-AKL-001", "L-AKL-003") for _ in bases
+            (loan, 403) for loan in ("L-AKL-001", "L-AKL-003") for _ in bases for _asked in ("json", "beside report")
         )  # once per request, though half of them crossed to the other worker
         assert all(
             (e.remote or "").startswith("127.") and e.via == "jwt" and e.role == "relationship_manager"

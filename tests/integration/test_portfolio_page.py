@@ -6,12 +6,15 @@ on akl-routes-7xx takes L-AKL-002 from ok straight below its close-out line (cov
 its status is ``close_out`` with the margin call open (``issued``, its cure deadline days ahead); no
 loan of the demo passes through the status ``margin_call``. The shipped default rulebook's
 ``watch-margin-call`` rule puts it on the watch list in the same evaluation, and the page must show
-both, with the data the query API gives for the same loan.
+both, with the data the query API gives for the same loan. From the page, each loan's link opens its
+post-loan review (``/loans/{id}/report``), read from the output topics: L-AKL-002's shows that margin call.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -20,6 +23,8 @@ from typing import Any
 
 from monitor.display import CATEGORY_TERMS, format_time, format_yuan
 from monitor.portfolio import LABELS
+from monitor.report import LABELS as REPORT_LABELS
+from monitor.report import script_hashes
 from monitor.schemas import AccessLogEntry
 from tests.conftest import ROOT
 from tests.integration.conftest import Env, Worker, demo_input, read_topic, replay, wait_caught_up
@@ -82,8 +87,6 @@ def test_portfolio_page__the_demo_margin_call_and_watch_list_entry_in_headless_c
         assert [m["margin_call_id"] for m in issued] == [call["margin_call_id"]]
         assert issued[0]["cure_deadline"] == call["cure_deadline"]
 
-        import datetime as dt
-
         deadline = format_time(dt.datetime.fromisoformat(call["cure_deadline"]), tz)
         for lang in ("en", "zh"):
             t = LABELS[lang]
@@ -105,6 +108,40 @@ def test_portfolio_page__the_demo_margin_call_and_watch_list_entry_in_headless_c
             assert len(watched) == sum(1 for x in listed.values() if x["on_watch_list"]) >= 1
             links = [a.get("href") for tag, a in page.tags if tag == "a"]
             assert {f"/api/loans/{lid}" for lid in listed} <= set(links)
+
+        # each loan links to its post-loan review in the page's language: Chromium follows L-AKL-002's link and
+        # the review shows that loan only, its charts drawn (their scripts ran under the page's CSP) and the
+        # margin call's row exactly
+        (issued_call,) = [m for m in detail["margin_calls"] if m["margin_call_id"] == call["margin_call_id"]]
+        for lang in ("en", "zh"):
+            page = Doc(dom(f"{base}/portfolio?lang={lang}"))
+            reports = {a["href"] for tag, a in page.tags if tag == "a" and a.get("class") == "report"}
+            assert reports == {f"/loans/{lid}/report?lang={lang}" for lid in listed}
+            report = dom(f"{base}/loans/L-AKL-002/report?lang={lang}")
+            r = REPORT_LABELS[lang]
+            assert re.findall(r'<section id="([^"]*)">', report) == ["L-AKL-002"]
+            assert "<h2>L-AKL-002</h2>" in report
+            when = dt.datetime.fromisoformat(issued_call["updated_at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            top_up = format_yuan(issued_call["required_top_up_collateral"], up=True)
+            row = (
+                f'<tr class="call"><td>{when}</td><td>{r["call"]} ({r["issued"]})</td>'
+                f"<td>{issued_call['margin_call_id']}</td><td></td><td>{top_up}</td></tr>"
+            )
+            assert row in report, re.findall(r'<tr class="call">.*?</tr>', report)
+            svg_text = " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", report))
+            assert f"{r['close_out']} 110%" in svg_text, "the charts did not render"
+            assert f"L-AKL-002: {r['value']}" in svg_text
+        status, body, headers = get(f"{base}/loans/L-AKL-002/report?lang=zh&days=1")
+        assert status == 200 and headers["Content-Type"].startswith("text/html")
+        assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"
+        csp = dict(d.strip().split(" ", 1) for d in headers["Content-Security-Policy"].split(";"))
+        assert csp["default-src"] == "'none'" and csp["img-src"] == "data:"
+        assert csp["script-src"].split() == script_hashes(body.decode()) and len(csp["script-src"].split()) == 5
+        # an unknown loan: the API's 404; a bad language or period: 400; all JSON
+        assert get(f"{base}/loans/L-NOPE/report")[:2] == get(f"{base}/api/loans/L-NOPE")[:2]
+        assert get(f"{base}/loans/L-NOPE/report")[0] == 404
+        assert get(f"{base}/loans/L-AKL-002/report?lang=fr")[0] == 400
+        assert get(f"{base}/loans/L-AKL-002/report?days=0")[0] == 400
 
         # the concentrations: every row of the endpoint on the page, the demo's breach of B-AKL-EAST (the cut
         # leaves L-AKL-002 uncovered) highlighted
@@ -129,7 +166,9 @@ def test_portfolio_page__the_demo_margin_call_and_watch_list_entry_in_headless_c
         # each page read is one entry on the access log
         entries = [AccessLogEntry.model_validate_json(r.value) for r in read_topic(env.settings, "access-log")]
         pages = [e for e in entries if e.action == "read_portfolio"]
-        assert sorted(e.status for e in pages) == [200, 200, 200, 200, 400]
+        assert sorted(e.status for e in pages) == [200, 200, 200, 200, 200, 200, 400]
+        reports = [(e.resource_id, e.status) for e in entries if e.action == "read_report"]
+        assert sorted(reports) == sorted([("L-AKL-002", 200)] * 3 + [("L-NOPE", 404)] * 2 + [("L-AKL-002", 400)] * 2)
         assert w.alive()
     finally:
         w.stop()

@@ -178,7 +178,12 @@ def test_the_page_shows_status_coverage_lines_category_watch_reason_and_margin_c
     assert CATEGORY_TERMS[lang][real_loan.category] in text and t["margin-call-open"] in text
     reason = next(iter(real_loan.watch.values()))
     assert t["on_list"] in text and (reason.summary if lang == "zh" else reason.summary_en) in text
-    assert ("href", "/api/loans/L1") in [(k, v) for tag, a in doc.tags if tag == "a" for k, v in a.items()]
+    links = {a.get("class"): a["href"] for tag, a in doc.tags if tag == "a" and a.get("class")}
+    assert links == {
+        "report": f"/loans/L1/report?lang={lang}",
+        "json": "/api/loans/L1",
+    }  # the review in the page's language
+    assert t["report_link"] in text
     assert ("http-equiv", "refresh") in [(k, v) for tag, a in doc.tags if tag == "meta" for k, v in a.items()]
     assert page.count("<meta http-equiv='refresh' content='30'>") == 1
     assert f"<html lang='{t['lang']}'>" in page and t["title"] in text
@@ -202,6 +207,8 @@ def test_every_text_field_from_data_is_escaped(lang: str) -> None:
     (link,) = [a for t, a in doc.tags if t == "a" and (a.get("href") or "").startswith("/api/loans/")]
     assert link["href"] == "/api/loans/" + urllib.parse.quote(EVIL + "L", safe="")  # the id, never a path or markup
     assert "%3Cscript%3E" in link["href"] and "%2F" in link["href"]
+    (report,) = [a for t, a in doc.tags if t == "a" and a.get("class") == "report"]
+    assert report["href"] == f"/loans/{urllib.parse.quote(EVIL + 'L', safe='')}/report?lang={lang}"
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -17,7 +17,7 @@ import pytest
 from monitor.backtest import load_loan_book, run_backtest
 from monitor.errors import ConfigError
 from monitor.incidents import parse_incident
-from monitor.report import LABELS, build_report, histories
+from monitor.report import LABELS, build_report, histories, last_days, script_hashes
 from rules.rulebook import load_rulebook
 from tests.conftest import ROOT, sample_telemetry
 
@@ -134,3 +134,74 @@ def test_chinese_date_ticks_and_the_anomaly_warm_up_is_shaded(demo) -> None:  # 
     late = [v for v in loan.valuations if v.windows_seen > 32]
     loan.valuations = late
     assert not [s for s in _charts(loan, "en", tz, 0.85, 32)["anomaly"].layout.shapes if s.type == "rect"]
+
+
+def test_one_loans_report_is_the_clis_page_of_that_loan_over_its_last_days(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from monitor.report import loan_report, render_report
+
+    out = (demo.valuations, demo.snapshots, demo.alerts, demo.margin_calls)
+    page = loan_report(*out, loan_id="L-AKL-002", days=7, lang="zh", timezone="Asia/Shanghai")
+    # what the CLI writes for --loan L-AKL-002 --from <newest snapshot - 7 days>
+    newest = max(s.as_of for s in demo.snapshots if s.loan_id == "L-AKL-002")
+    (loan,) = histories(*out, loan_id="L-AKL-002", start=newest - dt.timedelta(days=7))
+    assert page == build_report([loan], tmp_path, lang="zh", png=False)[0].read_text(encoding="utf-8")
+    assert page == render_report([loan], "zh")
+    # the loan's snapshots since its opening (2016-04-30) are left out: the period is bounded
+    (whole,) = histories(*out, loan_id="L-AKL-002")
+    assert min(s.as_of for s in whole.snapshots) < newest - dt.timedelta(days=7) <= loan.snapshots[0].as_of
+    assert re.findall(r"<section id='([^']*)'>", page) == ["L-AKL-002"]  # no other loan
+    assert loan.alerts and all(f"<tr class=alert id='{a.alert_id}-{a.status}'>" in page for a in loan.alerts)
+
+    # one hour back from the newest snapshot: only that hour's records, the incident's earlier alerts gone
+    assert last_days(demo.snapshots, "L-AKL-002", 1 / 24) == newest - dt.timedelta(hours=1)
+    (hour,) = histories(*out, loan_id="L-AKL-002", start=newest - dt.timedelta(hours=1))
+    assert hour.valuations and all(v.window_end >= newest - dt.timedelta(hours=1) for v in hour.valuations)
+    assert len(hour.valuations) < len(loan.valuations) and hour.snapshots[0].as_of > loan.snapshots[0].as_of
+    short = loan_report(*out, loan_id="L-AKL-002", days=1 / 24, lang="en")
+    assert short == render_report([hour], "en")
+    gone = [a for a in loan.alerts if a.at < newest - dt.timedelta(hours=1)]
+    assert gone and not any(f"id='{a.alert_id}-{a.status}'" in short for a in gone)
+
+    assert last_days(demo.snapshots, "L-NOPE") is None
+    with pytest.raises(ConfigError, match="days: got 0"):
+        last_days(demo.snapshots, "L-AKL-002", 0)
+    with pytest.raises(ConfigError, match="--loan: got 'L-NOPE'"):
+        loan_report(*out, loan_id="L-NOPE")
+
+
+def test_script_hashes_cover_plotly_and_each_chart_and_data_never_adds_a_script(demo) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import dataclasses
+    import hashlib
+
+    import plotly.offline
+
+    from monitor.report import render_report
+    from streams.api import report_headers
+
+    (loan,) = histories(demo.valuations, demo.snapshots, demo.alerts, demo.margin_calls, loan_id="L-AKL-002")
+    page = render_report([loan], "en")
+    hashes = script_hashes(page)
+    assert len(hashes) == 1 + 4  # plotly.js, then one script per chart
+    lib = hashlib.sha256(plotly.offline.get_plotlyjs().encode()).digest()
+    assert hashes[0] == f"'sha256-{base64.b64encode(lib).decode()}'"
+    csp = report_headers(page)["Content-Security-Policy"]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["default-src"] == "'none'" and directives["img-src"] == "data:"
+    assert directives["script-src"].split() == hashes  # those scripts and nothing else: no host, no 'unsafe-inline'
+    assert directives["style-src"] == "'unsafe-inline'" and directives["frame-ancestors"] == "'none'"
+    headers = report_headers(page)
+    assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"
+
+    # a loan id from another system that is markup: escaped in the page, in plotly's JSON and in the ids
+    evil = "</script><script>alert(1)</script><p id='x"
+    bad = dataclasses.replace(
+        loan,
+        loan_id=evil,
+        snapshots=[s.model_copy(update={"loan_id": evil}) for s in loan.snapshots],
+    )
+    evil_page = render_report([bad], "en")
+    assert len(script_hashes(evil_page)) == 5 and "<script>alert(1)" not in evil_page
+    assert report_headers(evil_page)["Content-Security-Policy"].count("'sha256-") == 5
