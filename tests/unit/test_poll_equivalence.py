@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from monitor.backtest import load_loan_book
 from monitor.core import Monitor, Provenance, apply_telemetry_record, decode_loan_event
-from monitor.core.assets import AssetBook
+from monitor.core.assets import AssetBook, AssetMonitor
 from monitor.core.common import Output
 from monitor.core.decode import RejectedObservation, dead_letter, decode_telemetry_record, is_batch, telemetry_records
 from monitor.core.step import RecordEffects
@@ -268,3 +268,77 @@ def test_any_telemetry_cut_into_records_is_the_same_per_record_and_one_by_one(
     loans = [make_loan(), make_pledge()]
     _same(loans, records)
     _same([*loans, make_pledge(asset_id="A2", event_id="L1:pledged:A2")], records, tick=True)
+
+
+def _fleet_monitor() -> tuple[Monitor, list[tuple[str, bytes]]]:
+    fleet = Fleet(2, 20, seed=11)
+    mon = Monitor(_RULEBOOK, sensor=CountingSensor())
+    for raw in fleet.loan_book():
+        mon.on_loan_event(decode_loan_event(raw))
+    records = [(key.decode(), value) for key, value, _ in fleet.polls(6_000)]
+    for offset, (key, raw) in enumerate(records[: len(records) // 2]):
+        fx = apply_telemetry_record(mon.asset_book, raw, Provenance(partition=0, offset=offset), key, LIMITS, tick=True)
+        mon._route(fx.outputs)
+    return mon, records
+
+
+def test_a_checkpoint_packs_the_dedup_memory_and_old_checkpoints_still_restore() -> None:
+    mon, records = _fleet_monitor()
+    for asset in mon.assets.values():
+        assert len(asset.seen) > 100
+        state = asset.__getstate__()
+        assert isinstance(state["seen"], tuple)  # packed: ids in one string, two arrays
+        back = pickle.loads(pickle.dumps(asset))
+        assert list(back.seen.items()) == list(asset.seen.items())
+        old = asset.__getstate__()
+        old["seen"] = dict(asset.seen)  # a checkpoint from before issue 18 holds the dict
+        legacy = AssetMonitor.__new__(AssetMonitor)
+        legacy.__setstate__(old)
+        assert list(legacy.seen.items()) == list(asset.seen.items())
+    # the records of the first half delivered again after a restore: every one a duplicate, as without it
+    restored = Monitor(_RULEBOOK, sensor=CountingSensor())
+    for raw in Fleet(2, 20, seed=11).loan_book():
+        restored.on_loan_event(decode_loan_event(raw))
+    for asset in mon.assets.values():
+        restored.asset_book.restore(pickle.loads(pickle.dumps(asset)))
+    for book in (mon.asset_book, restored.asset_book):
+        for offset, (key, raw) in enumerate(records[:50]):
+            fx = apply_telemetry_record(book, raw, Provenance(partition=0, offset=offset), key, LIMITS, tick=False)
+            assert [o.topic for o in fx.outputs] == []
+    assert mon.sensor.events[("pledge.telemetry", "duplicate")] > 0  # type: ignore[attr-defined]
+    assert (
+        restored.sensor.events[("pledge.telemetry", "duplicate")]  # type: ignore[attr-defined]
+        == sum(len(orjson.loads(raw).get("observations", [None])) for _, raw in records[:50])
+    )
+
+
+def test_checkpoints_between_records_pack_the_memory_as_it_grows_and_is_pruned() -> None:
+    from monitor.core.assets import _unpack_seen
+
+    mon, records = _fleet_monitor()
+    book = mon.asset_book
+    for offset, (key, raw) in enumerate(records[len(records) // 2 :]):
+        fx = apply_telemetry_record(book, raw, Provenance(partition=0, offset=offset), key, LIMITS, tick=True)
+        mon._route(fx.outputs)
+        asset = book.assets[key]
+        if offset % 3 == 0:
+            packed = asset.__getstate__()["seen"]
+            assert list(_unpack_seen(packed).items()) == list(asset.seen.items())
+            assert list(pickle.loads(pickle.dumps(asset)).seen.items()) == list(asset.seen.items())
+    asset = next(iter(book.assets.values()))
+    asset.seen = {**asset.seen}
+    asset.__getstate__()
+    first = next(iter(asset.seen))
+    del asset.seen[first]  # a memory changed in place: packed whole again
+    asset.seen[first] = (1.0, 2)
+    assert list(_unpack_seen(asset.__getstate__()["seen"]).items()) == list(asset.seen.items())
+
+
+def test_a_memory_that_does_not_pack_stays_a_dict() -> None:
+    from monitor.core.assets import _pack_seen, _unpack_seen
+
+    odd = {"a\nb": (1.0, 2), "c": (2.0, 3)}
+    assert _pack_seen(odd) is odd and _unpack_seen(odd) is odd
+    assert _unpack_seen(_pack_seen({"x": (1.0, 2**64 - 1)})) == {"x": (1.0, 2**64 - 1)}
+    big = {"x": (1.0, 2**64)}
+    assert _pack_seen(big) is big
