@@ -60,6 +60,9 @@ class NullSensor:
     def on_event(self, topic: str, outcome: str) -> None:
         """Ignore."""
 
+    def on_events(self, topic: str, outcome: str, n: int) -> None:
+        """Ignore."""
+
     def on_dead_letter(self, reason: str) -> None:
         """Ignore."""
 
@@ -106,6 +109,10 @@ class CountingSensor(NullSensor):
     def on_event(self, topic: str, outcome: str) -> None:
         """Count by (topic, outcome)."""
         self.events[(topic, outcome)] += 1
+
+    def on_events(self, topic: str, outcome: str, n: int) -> None:
+        """Count ``n`` by (topic, outcome)."""
+        self.events[(topic, outcome)] += n
 
     def on_dead_letter(self, reason: str) -> None:
         """Count by reason."""

@@ -481,6 +481,13 @@ class PrometheusSensor:
             child = self._events[(topic, outcome)] = self.m.events.labels(topic, outcome)
         child.inc()
 
+    def on_events(self, topic: str, outcome: str, n: int) -> None:
+        """Count ``n`` input records of one outcome (one record's observations, counted once)."""
+        child = self._events.get((topic, outcome))
+        if child is None:
+            child = self._events[(topic, outcome)] = self.m.events.labels(topic, outcome)
+        child.inc(n)
+
     def on_dead_letter(self, reason: str) -> None:
         """Count one dead letter."""
         self.m.dead_letters.labels(reason).inc()

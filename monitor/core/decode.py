@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, NamedTuple
@@ -65,9 +66,10 @@ def _rejection(exc: ValidationError, raw: bytes | None) -> InputRejected:
 
 def _check_time(
     field: str, t: dt.datetime | None, now: float, max_skew_s: float, asset_id: str | None, earliest: float
-) -> None:
+) -> float:
+    """Check a time's plausibility; return it in POSIX seconds (NaN for None)."""
     if t is None:
-        return
+        return math.nan
     ts = t.timestamp()
     if ts < earliest or ts > now + max_skew_s:
         msg = (
@@ -75,6 +77,7 @@ def _check_time(
             f"{max_skew_s:.0f} s ahead of the clock ({_ts(now).isoformat()})"
         )
         raise InputRejected("implausible_time", msg, asset_id)
+    return ts
 
 
 #: Largest record decoded, bytes (Kafka's default ``message.max.bytes`` is about 1 MiB).
@@ -115,6 +118,13 @@ def decode_telemetry(
         With a reason code of :data:`monitor.schemas.REASON_CODES` (tombstone, undecodable,
         extra_field, non_finite, naive_time, implausible_time, schema_violation...).
     """
+    return _decode_one(raw, now, max_skew_s, earliest, max_bytes)[0]
+
+
+def _decode_one(
+    raw: bytes | None, now: float, max_skew_s: float, earliest: float, max_bytes: int
+) -> tuple[TelemetryEvent, float]:
+    """:func:`decode_telemetry`, with the event time in POSIX seconds."""
     if raw is None:
         raise InputRejected("tombstone", "record value is null (tombstone), expected a TelemetryEvent")
     _check_size(raw, max_bytes)
@@ -122,9 +132,9 @@ def decode_telemetry(
         ev = TelemetryEvent.model_validate_json(raw)
     except ValidationError as exc:
         raise _rejection(exc, raw) from None
-    _check_time("observed_at", ev.observed_at, now, max_skew_s, ev.asset_id, earliest)
+    ts = _check_time("observed_at", ev.observed_at, now, max_skew_s, ev.asset_id, earliest)
     _check_time("received_at", ev.received_at, now, max_skew_s, ev.asset_id, earliest)
-    return ev
+    return ev, ts
 
 
 #: A record holding this key is a :class:`~monitor.schemas.TelemetryBatch` (a TelemetryEvent has no
@@ -190,10 +200,23 @@ def decode_telemetry_record(
     >>> [e.event_id for e in events], [(r.index, r.error.reason) for r in rejected]
     (['e2'], [(0, 'naive_time')])
     """
+    events, _, rejected = decode_record_timed(raw, now, max_skew_s, earliest, max_bytes)
+    return events, rejected
+
+
+def decode_record_timed(
+    raw: bytes | None, now: float, max_skew_s: float = 300.0, earliest: float = EARLIEST, max_bytes: int = MAX_BYTES
+) -> tuple[list[TelemetryEvent], list[float], list[RejectedObservation]]:
+    """:func:`decode_telemetry_record` with each usable observation's event time (POSIX s), computed once.
+
+    Returns ``(events, times, rejected)``: ``times[i]`` is ``events[i].observed_at.timestamp()``.
+    """
     if raw is None or not is_batch(raw):
-        return [decode_telemetry(raw, now, max_skew_s, earliest, max_bytes)], []
+        ev, ts = _decode_one(raw, now, max_skew_s, earliest, max_bytes)
+        return [ev], [ts], []
     _check_size(raw, max_bytes)
     events: list[TelemetryEvent] = []
+    times: list[float] = []
     rejected: list[RejectedObservation] = []
     try:
         batch = TelemetryBatch.model_validate_json(raw)
@@ -202,13 +225,14 @@ def decode_telemetry_record(
     else:
         for i, ev in enumerate(batch.observations):
             try:
-                _check_time("observed_at", ev.observed_at, now, max_skew_s, ev.asset_id, earliest)
+                ts = _check_time("observed_at", ev.observed_at, now, max_skew_s, ev.asset_id, earliest)
                 _check_time("received_at", ev.received_at, now, max_skew_s, ev.asset_id, earliest)
             except InputRejected as exc:
                 rejected.append(RejectedObservation(i, ev.model_dump_json().encode(), exc))
             else:
                 events.append(ev)
-        return events, rejected
+                times.append(ts)
+        return events, times, rejected
     try:
         envelope = _BatchEnvelope.model_validate_json(raw)
     except ValidationError as exc:
@@ -216,7 +240,7 @@ def decode_telemetry_record(
     for i, item in enumerate(envelope.observations):
         one = orjson.dumps(item)
         try:
-            ev = decode_telemetry(one, now, max_skew_s, earliest, max_bytes)
+            ev, ts = _decode_one(one, now, max_skew_s, earliest, max_bytes)
             if ev.asset_id != envelope.asset_id:
                 msg = f"asset_id: got {ev.asset_id!r}, expected the batch's asset {envelope.asset_id!r}"
                 raise InputRejected("schema_violation", msg, envelope.asset_id)
@@ -225,7 +249,8 @@ def decode_telemetry_record(
             rejected.append(RejectedObservation(i, one, error))
         else:
             events.append(ev)
-    return events, rejected
+            times.append(ts)
+    return events, times, rejected
 
 
 def decode_loan_event(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from monitor.core.assets import AssetBook
 from monitor.core.common import Output
-from monitor.core.decode import Provenance, RejectedObservation, dead_letter, decode_telemetry_record, is_batch
+from monitor.core.decode import Provenance, RejectedObservation, dead_letter, decode_record_timed, is_batch
 from monitor.errors import InputRejected
 from monitor.schemas import TelemetryEvent
 
@@ -80,7 +80,7 @@ def apply_telemetry_record(
         Called with the asset id before its first observation is applied: the driver brings the
         asset's state into ``book`` (from a table after a restart or a rebalance).
     tick
-        Passed to :meth:`AssetBook.on_telemetry`: False when the driver ticks the clock itself.
+        Passed to :meth:`AssetBook.on_record`: False when the driver ticks the clock itself.
     on_observation
         Called with each decoded observation before it is applied (fault injection in tests).
 
@@ -115,7 +115,7 @@ def apply_telemetry_record(
         outputs.append(Output("dead-letter", key or "", dl))
 
     try:
-        observations, rejected = decode_telemetry_record(raw, *limits)
+        observations, times, rejected = decode_record_timed(raw, *limits)
     except InputRejected as exc:  # the record as a whole
         book.on_reject(exc)
         refuse(exc)
@@ -126,24 +126,17 @@ def apply_telemetry_record(
     asset_id = observations[0].asset_id if observations else None  # a batch holds one asset (decoder-checked)
     if asset_id is not None and load is not None:
         load(asset_id)
-    newest: float | None = None
     refused = {bad.index for bad in rejected}  # the decoded ones' indices in the record skip these
     indices = [i for i in range(len(observations) + len(refused)) if i not in refused]
-    for index, ev in zip(indices, observations, strict=True):
-        if on_observation is not None:
-            on_observation(ev)
-        source = Provenance(origin.topic, origin.partition, origin.offset, index if batch else None)
-        try:
-            outputs += book.on_telemetry(ev, tick=tick, source=source)
-        except InputRejected as exc:  # refused by the core (unknown metric, conflicting duplicate...)
-            book.on_reject(exc)
-            if batch:
-                rejected.append(RejectedObservation(index, ev.model_dump_json().encode(), exc))
-            else:
-                refuse(exc)
-            continue
-        ts = ev.observed_at.timestamp()
-        newest = ts if newest is None or ts > newest else newest
+    sources = [Provenance(origin.topic, origin.partition, origin.offset, i if batch else None) for i in indices]
+    made, failed, newest = book.on_record(observations, times, sources, tick=tick, on_observation=on_observation)
+    outputs += made
+    for pos, err in failed:  # refused by the core (unknown metric, conflicting duplicate...)
+        book.on_reject(err)
+        if batch:
+            rejected.append(RejectedObservation(indices[pos], observations[pos].model_dump_json().encode(), err))
+        else:
+            refuse(err)
     for bad in rejected:
         refuse(bad.error, bad)
     return RecordEffects(outputs, asset_id, newest)

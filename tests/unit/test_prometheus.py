@@ -226,3 +226,26 @@ def test_rebalance__a_loan_and_an_asset_are_reported_by_the_worker_holding_them_
     left = [k for k in scrape(old_metrics) if dict(k[1]).get("loan") == "L1" or dict(k[1]).get("asset") == "A1"]
     assert left == []
     assert before[fresh] > 0  # it was there before the revocation
+
+
+def test_a_poll_records_observations_are_counted_once_per_outcome_with_the_records_total(rulebook) -> None:  # type: ignore[no-untyped-def]
+    """One batch record through the worker's step: the events counter moves by its observations (issue 18)."""
+    import orjson
+
+    from monitor.core import Provenance, apply_telemetry_record
+
+    metrics = Metrics.create(CollectorRegistry())
+    mon = Monitor(rulebook, CoreParams(), PrometheusSensor(metrics))
+    mon.on_loan_event(make_loan())
+    mon.on_loan_event(make_pledge())
+    obs = [orjson.loads(make_event(event_id=f"p{i % 5}").model_dump_json()) for i in range(8)]  # 5 new, 3 repeats
+    raw = orjson.dumps({"schema_version": 1, "asset_id": "A1", "observations": obs})
+    limits = (T0.timestamp() + 86_400.0, 300.0, 0.0, 1_048_576)
+    apply_telemetry_record(mon.asset_book, raw, Provenance(partition=0, offset=1), "A1", limits)
+    got = scrape(metrics)
+    counted = {
+        dict(labels)["outcome"]: value
+        for (name, labels), value in got.items()
+        if name == "pledgewatch_events_total" and dict(labels).get("topic") == "pledge.telemetry"
+    }
+    assert counted == {"ok": 5.0, "duplicate": 3.0}
