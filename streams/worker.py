@@ -60,6 +60,7 @@ from monitor.settings import Settings
 from streams.backpressure import HoldBackpressure, LoanSideProbe
 from streams.clock import CLOCK_KEY, GroupClock
 from streams.faults import SlowRecordFault
+from streams.heap import FrozenState
 from streams.offsets import OffsetHoleRepair
 from streams.portfolio import PortfolioOwner
 from streams.publish import Publisher
@@ -184,6 +185,8 @@ class Node:
             LoanSideProbe(settings, settings.app_id, self.loan_topic, self.pledges_topic),
             metrics,
         )
+        #: the loaded states frozen out of the garbage collector's full passes (:mod:`streams.heap`)
+        self.heap = FrozenState()
         #: fault injection for the reliability tests only (case C05), None in production (:mod:`streams.faults`)
         self.fault_slow_record = SlowRecordFault.from_env()
 
@@ -419,6 +422,7 @@ class Node:
         so a partition another worker handled meanwhile looks kept (faults c and d then lost the frozen
         feed's last windows). Returns the ids forgotten (assets and loans).
         """
+        self.heap.thaw()  # the states forgotten below must be collectable (the reload freezes again)
         n = self.s.partitions
         telemetry = {tp.partition for tp in revoked if tp.topic == self.telemetry_topic}
         loans = {tp.partition for tp in revoked if tp.topic == self.loan_topic}
@@ -476,6 +480,8 @@ class Node:
             )
         elif self.assets.clock is None and self.assets.assets:
             log.info("loaded %d asset states of the assigned partitions", len(self.assets.assets))
+        if not rescan:  # the states of a new assignment are in: out of the collector's full passes (streams.heap)
+            self.heap.freeze("partitions assigned")
 
     def idle_advance(self) -> list[Output]:
         """Advance the stream clock by the processing time telemetry has been idle (dark feeds close windows).
@@ -594,6 +600,7 @@ class Node:
         await self.clock_tick()
         await self.check_hold()
         self.clock.check_held(now, statuses)
+        self.heap.maybe_refreeze()
         log.info(
             "clock: %s, core clock %s, %d assets, %d held",
             self.clock.describe(statuses, now),

@@ -28,6 +28,7 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
         dirty={revoked_part: {ids[0]}, (revoked_part + 1) % n: set()},
         loaded_for=frozenset({TP("it.telemetry", 0)}),
         backpressure=SimpleNamespace(forgotten=[], forget=lambda parts: node.backpressure.forgotten.append(set(parts))),
+        heap=SimpleNamespace(thawed=0, thaw=lambda: setattr(node.heap, "thawed", node.heap.thawed + 1)),
         sensor=SimpleNamespace(
             forgotten=[],
             on_loan_forgotten=lambda lid: node.sensor.forgotten.append(lid),
@@ -36,6 +37,7 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
     )
     revoked = {TP("it.telemetry", revoked_part), TP("it.loan-book", 1), TP("it.internal.asset-pledges", 2)}
     gone = Node.on_partitions_revoked(node, revoked)
+    assert node.heap.thawed == 1, "the heap is thawed so the forgotten states can be collected"
     assert ids[0] in gone
     assert all(part[a] != revoked_part for a in [*node.assets.assets, *node.assets.held])
     assert {a for a in ids if part[a] != revoked_part} == {*node.assets.assets, *node.assets.held}
@@ -75,7 +77,9 @@ def test_the_tables_are_rescanned_for_states_the_books_miss(caplog) -> None:  # 
         asset_partition={},
         assets=SimpleNamespace(clock=None, assets=assets, recheck=lambda: rechecks.append(1)),
         portfolio=SimpleNamespace(load=lambda: rebuilt.append(1)),
+        heap=SimpleNamespace(freeze=lambda why: frozen.append(why)),
     )
+    frozen: list[str] = []
     rechecks: list[int] = []
     rebuilt: list[int] = []
     Node.load_assigned(node, now=100.0)  # a new assignment: everything loaded, no warning
@@ -87,4 +91,5 @@ def test_the_tables_are_rescanned_for_states_the_books_miss(caplog) -> None:  # 
     assert "a2" not in assets
     Node.load_assigned(node, now=100.0 + LOAD_RESCAN_S)
     assert "a2" in assets and rechecks == [1]  # a rescan of the same assignment is no new assignment
+    assert frozen == ["partitions assigned"], "the heap is frozen after a new assignment's load, not at rescans"
     assert any("did not hold at the last scan" in r.getMessage() and "a2" in r.getMessage() for r in caplog.records)
