@@ -170,6 +170,8 @@ class LoanMonitor:
         #: alert id -> event time (POSIX s) it started firing, of the first alert of each warning episode
         #: of the last 30 days (:meth:`_note_warning`); ``loan.warnings_30d`` counts them
         self.warning_firings: dict[str, float] = {}
+        #: ids of firing alerts left out of the count as a collector's outage: not an open warning episode
+        self.outage_alerts: set[str] = set()
         #: whether the loan is listed for a reason other than the group criterion: (before the last
         #: change, event time of that change, now), so that the group's other loans read it as of an
         #: event time whatever order the loans are evaluated in (:meth:`listed_apart_from_group`)
@@ -187,6 +189,7 @@ class LoanMonitor:
         state.setdefault("asset_meta", {})  # ... before the portfolio's concentration existed (issue 19)
         state.setdefault("exposure_sent", None)
         state.setdefault("warning_firings", {})  # ... before the repeated-warnings criterion (issue 19)
+        state.setdefault("outage_alerts", set())
         state.setdefault("own_listing", (False, float("-inf"), bool(state.get("watch"))))
         self.__dict__.update(state)
 
@@ -936,12 +939,18 @@ class LoanMonitor:
         one every other asset of its collector shares (``asset.silent_alone_seconds`` 0 of a silence
         above 0: the collector's own outage, as ``watch-feed-dark`` reads it) is not a warning about
         the borrower and is not counted: on the Madison week the collector's evening stops would list
-        every healthy loan for three ``feed-silent`` episodes.
+        every healthy loan for three ``feed-silent`` episodes. Nor does it hold an episode open while it
+        fires: a real warning that starts during the collector's outage is counted.
         """
+        self.outage_alerts &= self.active_alerts.keys()  # those resolved since are forgotten
         if asset is not None and asset["silent_in_service_seconds"] > 0.0 and asset["silent_alone_seconds"] == 0.0:
+            self.outage_alerts.add(aid)
             return
         counted = {r.id for r in rulebook.rules if counts_as_warning(r)}
-        if not any(a.rule_id in counted and a.alert_id != aid for a in self.active_alerts.values()):
+        if not any(
+            a.rule_id in counted and a.alert_id != aid and a.alert_id not in self.outage_alerts
+            for a in self.active_alerts.values()
+        ):
             self.warning_firings.setdefault(aid, at)
 
     def _note_own_listing(self, group_rules: frozenset[str], at: float) -> None:

@@ -294,3 +294,21 @@ def test_warnings_30d__a_silence_the_collector_shares_is_no_warning_the_assets_o
     fired = [o.message for o in out if o.topic == "alerts" and o.message.status == "firing"]
     assert [a.loan_id for a in fired if a.rule_id == "feed-silent"] == ["L1"]
     assert mon.loans["L1"].warnings_30d() == 1 and mon.loans["L2"].warnings_30d() == 0
+
+
+def test_warnings_30d__a_warning_starting_during_the_collectors_outage_is_counted(rb) -> None:  # type: ignore[no-untyped-def]
+    """The collector's outage fires feed-silent on both loans (not counted); while it still fires, L1's
+    payment falls overdue (t-dpd-warning): that is a warning about the borrower and opens an episode."""
+    mon = two_loans(rb)
+    feed(mon, range(8), ("A1", "A2"))
+    out = feed(mon, range(14, 15), ("A1", "A2"))  # 1.5 h of nothing at all: feed-silent on both, still firing
+    silent = [o.message for o in out if o.topic == "alerts" and o.message.rule_id == "feed-silent"]
+    assert sorted((a.loan_id, a.status) for a in silent) == [("L1", "firing"), ("L2", "firing")]
+    assert mon.loans["L1"].warnings_30d() == 0
+    at = T0 + 14.5 * dt.timedelta(minutes=15)
+    ev = PaymentOverdue(event_id="L1:dpd", loan_id="L1", effective_at=at, days_past_due=3, as_of=at)
+    out = mon.on_loan_event(ev)
+    fired = [o.message.rule_id for o in out if o.topic == "alerts" and o.message.status == "firing"]
+    assert "t-dpd-warning" in fired
+    assert any(a.rule_id == "feed-silent" for a in mon.loans["L1"].active_alerts.values()), "the outage still fires"
+    assert mon.loans["L1"].warnings_30d() == 1 and mon.loans["L2"].warnings_30d() == 0
