@@ -28,8 +28,8 @@ class Sensor(Protocol):
     def on_valuation(self, valuation: CollateralValuation, fresh: bool = True) -> None:
         """An asset was revalued (``fresh``), or its last valuation was restored from the changelog.
 
-        A restored valuation is not fresh: its wall-clock time is not known to this worker and is not
-        reported as now.
+        A restored valuation is not fresh: its wall-clock time is not in the state, so a sensor may
+        report the time the worker took the asset over instead, never a later one.
         """
 
     def on_asset_forgotten(self, asset_id: str) -> None:

@@ -493,7 +493,7 @@ class PrometheusSensor:
         self.m.dead_letters.labels(reason).inc()
 
     def on_valuation(self, v: CollateralValuation, fresh: bool = True) -> None:
-        """Export an asset's latest valuation (``fresh=False``: restored, its wall-clock time left unreported)."""
+        """Export an asset's latest valuation (``fresh=False``: restored; its time is the takeover's, once)."""
         p, a = self.m.portfolio, (v.asset_id,)
         p.set("pledgewatch_asset_value_yuan", a, v.value)
         p.set("pledgewatch_asset_value_lower_yuan", a, v.value_lower)
@@ -506,14 +506,16 @@ class PrometheusSensor:
         p.set("pledgewatch_asset_anomaly_score", a, v.anomaly_score)
         if v.last_event_at is not None:
             p.set("pledgewatch_asset_last_event_timestamp_seconds", a, v.last_event_at.timestamp())
-        if fresh:
+        if fresh or p.get("pledgewatch_asset_last_valuation_timestamp_seconds", a) is None:
+            # restored: the time this worker took the asset over (the valuation's own wall-clock time is not
+            # in the state), so PledgewatchNoValuation fires if no valuation follows within its hour
             p.set("pledgewatch_asset_last_valuation_timestamp_seconds", a, time.time())
 
     def on_asset_forgotten(self, asset_id: str) -> None:
         """Drop the asset's series (its telemetry partition was revoked): the worker now holding it reports them.
 
         A stale copy here would count its value twice in a sum over workers, and its last-valuation time
-        would age until ``PledgewatchValuationStale`` fired for an asset another worker values.
+        would age until ``PledgewatchNoValuation`` fired for an asset another worker values.
         """
         p = self.m.portfolio
         for name, (_help, labels) in PORTFOLIO_FAMILIES.items():
