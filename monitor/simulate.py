@@ -189,7 +189,12 @@ class Fleet:
                 msg = f"--inject: got {inc.kind!r}, expected outage or cut (the incidents simulate generates)"
                 raise ConfigError(msg)
             if inc.asset_id not in ids:
-                msg = f"--inject: got asset {inc.asset_id!r}, expected one of sim-0000 … sim-{self.assets - 1:04d}"
+                if inc.asset_id.startswith("G-"):  # a borrower group: known only with groups, G-000 … G-(groups-1)
+                    known = "no group without --groups" if self.groups is None else f"G-000 … G-{self.groups - 1:03d}"
+                    msg = f"--inject: got group {inc.asset_id!r}, expected a group of the simulated loans ({known})"
+                else:
+                    last = f"sim-{self.assets - 1:04d}"
+                    msg = f"--inject: got asset {inc.asset_id!r}, expected one of sim-0000 … {last} or a group G-nnn"
                 raise ConfigError(msg)
         if self.sample is None:
             self.sample = load_fleet_sample()

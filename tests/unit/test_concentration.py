@@ -410,7 +410,9 @@ def test_simulate__groups_must_fit_the_loans_and_a_group_outage_names_a_group() 
 
     with pytest.raises(ConfigError, match="--groups: got 30, expected 1 to 20"):
         Fleet(20, 1, groups=30)
-    with pytest.raises(ConfigError, match="--inject: got asset 'G-099'"):
+    with pytest.raises(
+        ConfigError, match=r"--inject: got group 'G-099', expected a group of the simulated loans \(G-000 … G-004\)"
+    ):
         Fleet(20, 1, groups=5, incidents=[parse_incident("outage:G-099@1h")])
     plain = Fleet(3, 1).loan_book()
     assert b"borrower_group" not in b"".join(plain) and b"region" not in b"".join(plain)  # unchanged without groups

@@ -117,6 +117,8 @@ def test_a_cut_stops_its_trips_while_the_collector_keeps_polling_and_calls_margi
         ({"assets": 0, "vehicles": 5}, "expected at least 1 × 1"),
         ({"assets": 2, "vehicles": 5, "incidents": [parse_incident("freeze:sim-0000@1h")]}, "expected outage or cut"),
         ({"assets": 2, "vehicles": 5, "incidents": [parse_incident("outage:sim-0009@1h")]}, "sim-0009"),
+        ({"assets": 4, "vehicles": 1, "incidents": [parse_incident("cut:G-007@1h")]}, "no group without --groups"),
+        ({"assets": 4, "vehicles": 1, "groups": 2, "incidents": [parse_incident("cut:G-007@1h")]}, "G-000 … G-001"),
     ],
 )
 def test_bad_fleet_is_one_clear_error(sample, kwargs, needle) -> None:  # type: ignore[no-untyped-def]
