@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 import typer
@@ -23,6 +23,8 @@ from monitor.errors import ConfigError, FileProblems, PledgewatchError, ProfileE
 from monitor.settings import ROOT, Settings
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from monitor.stress import ConcentrationChange
 
 app = typer.Typer(
@@ -238,7 +240,10 @@ def backtest(
         return
     res = results[0]
     printer = AlertPrinter(timezone=zone, lang=lang)
-    for o in res.outputs:
+    # a timeline in event time: the core emits a loan's records when its evaluation runs, so a record of
+    # an earlier window (an asset's feed-silent closed by the clock) may come after a later one's margin call
+    shown = ("alerts", "margin-calls", "watch-list", "classification")
+    for o in sorted((o for o in res.outputs if o.topic in shown), key=_timeline_time):
         if o.topic == "alerts":
             printer.alert(o.message)  # type: ignore[arg-type]
         elif o.topic == "margin-calls":
@@ -274,6 +279,13 @@ def backtest(
         )
     if any(e.kind == "timepoint_departure" for e in events):
         _print_service(events, lang)
+
+
+def _timeline_time(o: Any) -> dt.datetime:
+    """The event time a timeline row shows: a margin call's last change, the others' ``at`` (sort key)."""
+    m = o.message
+    at: dt.datetime = m.updated_at if o.topic == "margin-calls" else m.at
+    return at
 
 
 @app.command()

@@ -204,6 +204,26 @@ def test_backtest_command__summary_in_the_language_asked() -> None:
     assert "48,713 telemetry records" in en.output and "margin calls issued: 1;" in en.output, en.output
 
 
+def test_backtest_cli__the_timeline_is_in_event_time_order() -> None:
+    """The demo with its outage: L-AKL-003's 06:15 watch-list entry (an asset's silence the clock closed late)
+    is printed before L-AKL-002's 06:30 margin call, not after it as the core emitted them (docs review)."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from monitor.cli import app
+
+    res = CliRunner().invoke(
+        app, ["backtest", "--inject", "cut:akl-routes-7xx@3h:0.6", "--inject", "outage:akl-routes-9xx@3h"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = re.findall(r"^(2016-05-20 \d\d:\d\d) \+08:00\s+(\S+)\s+(\S+)", res.output, flags=re.M)
+    times = [t for t, _, _ in rows]
+    assert len(rows) >= 10 and times == sorted(times), rows
+    order = [(loan, what) for _, loan, what in rows]
+    assert order.index(("L-AKL-003", "watch-list:entered")) < order.index(("L-AKL-002", "margin-call:issued"))
+
+
 def test_resolved_alerts_carry_a_resolved_message_not_the_firing_text(book, rulebook) -> None:  # type: ignore[no-untyped-def]
     """Issue 15 item 7: on the topic (and so in Alertmanager and the report, which read the same
     summary) a resolved alert says what holds now: 'resolved: coverage now 131.0%'."""
