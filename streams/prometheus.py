@@ -179,6 +179,14 @@ class FiringAlerts(Collector):
                 continue
         return Tally()
 
+    def forget(self, loan_id: str) -> None:
+        """Stop reporting the loan's zeros (its partition was revoked: the worker now holding it reports it).
+
+        Without this the set of (rule, severity, loan) reported before grew with every loan the worker
+        ever held, and a sum over workers showed the loan at 0 here beside its real value there.
+        """
+        self._reported = {k for k in self._reported if k[2] != loan_id}
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """One sample per (rule, severity, loan) firing now or reported before (then 0)."""
         firing = self._firing()
@@ -560,6 +568,7 @@ class PrometheusSensor:
             if "loan" in labels:
                 p.remove_where(name, labels.index("loan"), loan_id)
         self._pledged.pop(loan_id, None)
+        self.m.alerts_firing.forget(loan_id)
 
     def on_alert(self, rule_id: str, severity: str, status: str, shadow: bool, loan_id: str = "") -> None:
         """Count an alert transition (the firing gauge is derived from state: :class:`FiringAlerts`)."""

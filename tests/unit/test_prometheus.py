@@ -251,3 +251,25 @@ def test_a_poll_records_observations_are_counted_once_per_outcome_with_the_recor
         if name == "pledgewatch_events_total" and dict(labels).get("topic") == "pledge.telemetry"
     }
     assert counted == {"ok": 5.0, "duplicate": 3.0}
+
+
+def test_firing_alerts__a_forgotten_loans_zeros_are_no_longer_reported() -> None:
+    """A loan's alert that stopped firing stays at 0 (Prometheus sees it end), until the loan's partition is
+    revoked: then the worker now holding it reports it, and the zeros here would only accumulate."""
+    from types import SimpleNamespace
+
+    from streams.prometheus import FiringAlerts
+
+    gauge = FiringAlerts()
+    alerts = [SimpleNamespace(rule_id="feed-silent", severity="warning", loan_id="L1", status="firing", shadow=False)]
+    gauge.source = lambda: alerts
+
+    def samples() -> dict[tuple[str, ...], float]:
+        (family,) = list(gauge.collect())
+        return {tuple(s.labels.values()): s.value for s in family.samples}
+
+    assert samples() == {("feed-silent", "warning", "L1"): 1.0}
+    alerts.clear()
+    assert samples() == {("feed-silent", "warning", "L1"): 0.0}
+    gauge.forget("L1")
+    assert samples() == {}
