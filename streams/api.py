@@ -665,14 +665,21 @@ def register_api(
 
         return await guarded(web, request, "read_loan", loan_id, LOAN_READERS, answer)
 
-    async def loan_local(web: Any, loan_id: str, principal: Principal) -> tuple[Any, str | None]:
+    def readable_loan(web: Any, loan_id: str, principal: Principal) -> tuple[Any, tuple[Any, str | None] | None]:
+        """The loan this worker holds if ``principal`` may read it, else the refusal to answer (404 or 403)."""
         node.loan_state.load(loan_id)
         loan = node.loans.loans.get(loan_id)
         if loan is None:
-            return web.json({"error": f"loan_id: no loan {loan_id!r}"}, status=404), None
+            return None, (web.json({"error": f"loan_id: no loan {loan_id!r}"}, status=404), None)
         if not principal.may_read_borrower(loan.opened.borrower_id):
             msg = f"loan {loan_id!r} is not of a borrower assigned to {principal.subject!r}"
-            return web.json({"error": f"forbidden: {msg}"}, status=403), msg
+            return None, (web.json({"error": f"forbidden: {msg}"}, status=403), msg)
+        return loan, None
+
+    async def loan_local(web: Any, loan_id: str, principal: Principal) -> tuple[Any, str | None]:
+        loan, refusal = readable_loan(web, loan_id, principal)
+        if refusal is not None:
+            return refusal
         detail = LoanDetail(
             snapshot=loan.snapshot(),
             summary=loan_summary(loan),
@@ -703,13 +710,9 @@ def register_api(
         web: Any, loan_id: str, principal: Principal, lang: str, days: int
     ) -> tuple[Any, str | None]:
         """The report of a loan this worker holds: the checks of ``/api/loans/{id}``, then the topics read."""
-        node.loan_state.load(loan_id)
-        loan = node.loans.loans.get(loan_id)
-        if loan is None:
-            return web.json({"error": f"loan_id: no loan {loan_id!r}"}, status=404), None
-        if not principal.may_read_borrower(loan.opened.borrower_id):
-            msg = f"loan {loan_id!r} is not of a borrower assigned to {principal.subject!r}"
-            return web.json({"error": f"forbidden: {msg}"}, status=403), msg
+        _loan, refusal = readable_loan(web, loan_id, principal)
+        if refusal is not None:
+            return refusal
         if read_outputs is None:
             msg = "this worker does not read the output topics"
             return web.json({"error": f"the report of {loan_id!r} is not available: {msg}"}, status=503), msg
