@@ -3,9 +3,10 @@
 :class:`LoanMonitor` holds one loan's contract, balances, asset values, rule lifecycle and margin
 calls, watch list and suggested risk category; :class:`LoanBook` the loans of one worker.
 
-Why one module of about 870 lines: :class:`LoanMonitor` is one state machine (balances, the loan
-watermark, rule episodes, margin calls, the watch list and the suggested category move together on
-each event); its alert, margin-call, watch-list and classification records are its outputs. Cut
+Why one module of about 1,100 lines: :class:`LoanMonitor` is one state machine (balances, the loan
+watermark, rule episodes, margin calls, the watch list with its warning-episode count and group
+listing, and the suggested category move together on each event); its alert, margin-call, watch-list
+and classification records are its outputs. Cut
 apart, a reader would follow one transition across files. The classification criteria themselves
 are pure functions in :mod:`monitor.core.classification`.
 """
