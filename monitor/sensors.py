@@ -22,6 +22,9 @@ class Sensor(Protocol):
     def on_event(self, topic: str, outcome: str) -> None:
         """One input record with outcome ``ok``, ``invalid``, ``duplicate`` or ``late``."""
 
+    def on_events(self, topic: str, outcome: str, n: int) -> None:
+        """``n`` observations of one record with the same outcome (a poll record's, counted once)."""
+
     def on_dead_letter(self, reason: str) -> None:
         """One record sent to the dead-letter topic with a reason code."""
 

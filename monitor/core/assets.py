@@ -315,6 +315,11 @@ class AssetMonitor:
             w = self.windows[start] = WindowStats(start=start, length_s=self.grid.end(start) - start)
         return w
 
+    def far_ahead(self, ts: float) -> bool:
+        """Whether event time ``ts`` (POSIX s) is more than a window plus the lateness past the asset's newest (C19)."""
+        p = self.params
+        return self.max_ts is not None and ts > self.max_ts + p.window_s + p.allowed_lateness_s
+
     def screen(
         self, ev: TelemetryEvent, ts: float, source: Provenance | None = None
     ) -> tuple[Sequence[Held], Sequence[Held]]:
@@ -340,8 +345,7 @@ class AssetMonitor:
             ``unknown_metric`` / ``undefined_ratio`` for a record to hold that the profile refuses.
         """
         p = self.params
-        ahead = self.max_ts is not None and ts > self.max_ts + p.window_s + p.allowed_lateness_s
-        if not ahead:
+        if not self.far_ahead(ts):
             if not self.ahead:  # the per-record path: nothing held, nothing allocated but the triple
                 return ((ev, ts, source),), ()
             rejected, self.ahead = self.ahead, []
@@ -787,20 +791,13 @@ class AssetBook:
         if asset is not None and asset.peers_silent is None:
             self._attach(asset)
         tally: dict[str, int] = {}
-        p = self.params
-        window_s, lateness = p.window_s, p.allowed_lateness_s
         try:
             for i, ev in enumerate(events):
                 if on_observation is not None:
                     on_observation(ev)
                 ts = times[i]
                 try:
-                    if (
-                        asset is None
-                        or ev.asset_id != asset.asset_id
-                        or asset.ahead
-                        or (asset.max_ts is not None and ts > asset.max_ts + window_s + lateness)
-                    ):
+                    if asset is None or ev.asset_id != asset.asset_id or asset.ahead or asset.far_ahead(ts):
                         out.extend(self.on_telemetry(ev, tick=tick, source=sources[i]))
                         newest = ts if newest is None or ts > newest else newest
                         continue
@@ -817,17 +814,8 @@ class AssetBook:
                 newest = ts if newest is None or ts > newest else newest
         finally:
             for outcome, n in tally.items():
-                self._count(outcome, n)
+                sensor.on_events("pledge.telemetry", outcome, n)
         return out, refused, newest
-
-    def _count(self, outcome: str, n: int) -> None:
-        """Count ``n`` telemetry observations of one outcome (one call when the sensor takes a count)."""
-        many = getattr(self.sensor, "on_events", None)
-        if many is not None:
-            many("pledge.telemetry", outcome, n)
-        else:
-            for _ in range(n):
-                self.sensor.on_event("pledge.telemetry", outcome)
 
     def held_count(self) -> int:
         """Observations held, over all assets, for assets whose pledge has not arrived."""
