@@ -29,6 +29,7 @@ from monitor.schemas import (
     CollateralReleased,
     CollateralValuation,
     DeadLetter,
+    GroupListing,
     InterestAccrued,
     LinesChanged,
     LoanClosed,
@@ -69,6 +70,10 @@ MESSAGES: dict[str, tuple[Any, str]] = {
     "AccessLogEntry": (AccessLogEntry, "One read of loan or asset data on the query API, allowed or refused"),
     "WatchListEvent": (WatchListEvent, "A loan put on the watch list, its reasons changed, or taken off"),
     "LoanExposure": (LoanExposure, "One loan's exposure and collateral by asset, for the portfolio's concentration"),
+    "GroupListing": (
+        GroupListing,
+        "One loan's standing for its borrower group's watch-list criterion, read by every worker",
+    ),
     "ClassificationSuggestion": (
         ClassificationSuggestion,
         "A change of a loan's suggested risk category (five categories), with the criteria that give it",
@@ -337,6 +342,14 @@ def examples() -> dict[str, list[BaseModel]]:
         ],
         "ClassificationSuggestion": res.of("classification")[:1],
         "LoanExposure": res.of("portfolio-exposure")[:1],
+        "GroupListing": [
+            GroupListing(
+                loan_id=calls[0].loan_id,
+                borrower_group="GRP-AKL",
+                listed=True,
+                changed_at=calls[0].issued_at + dt.timedelta(minutes=15),
+            )
+        ],
         "AccessLogEntry": [
             AccessLogEntry(
                 at=published + dt.timedelta(hours=3),

@@ -52,6 +52,7 @@ __all__ = [
     "CollateralValuation",
     "DeadLetter",
     "ExposureSlice",
+    "GroupListing",
     "InterestAccrued",
     "LinesChanged",
     "LoanClosed",
@@ -812,6 +813,27 @@ class LoanExposure(_Strict):
     exposure: _FEN
     closed: bool = False
     slices: list[ExposureSlice] = Field(default_factory=list)
+
+
+class GroupListing(_Strict):
+    """One loan's standing for its borrower group's watch-list criterion (``internal.group-listing``).
+
+    Internal, keyed by loan on a compacted single-partition topic that every worker reads whole, so a
+    worker counts in ``loan.group_others_on_watch_list`` the loans of a group held by the others
+    (docs/architecture.md, *The borrower group on the watch list*). Sent by the worker holding the
+    loan when its standing changes. ``listed`` is whether the loan is on the watch list for a reason
+    other than a group criterion now; ``listed_before`` what it was before its last change, made at
+    event time ``changed_at`` (``None``: never changed), so a reader asks as of an event time as it
+    would ask a loan it holds (``LoanMonitor.listed_apart_from_group``). A closed loan counts for no one.
+    """
+
+    schema_version: Literal[1] = 1
+    loan_id: str
+    borrower_group: str
+    listed: bool
+    listed_before: bool = False
+    changed_at: AwareDatetime | None = None
+    closed: bool = False
 
 
 class MarginCall(_Strict):

@@ -37,13 +37,23 @@ TOPICS: dict[str, str] = {
     "asset-pledges": "internal.asset-pledges",
     "loan-valuations": "internal.loan-valuations",
     "portfolio-exposure": "internal.portfolio-exposure",
+    "group-listing": "internal.group-listing",
     "access-log": "access-log",
 }
 #: Topics kept compacted (latest value per key).
-COMPACTED = {"valuations", "loan-risk", "asset-pledges", "watch-list", "classification", "portfolio-exposure"}
-#: Topics of one partition, so that one worker reads them all: the portfolio's concentration spans every
-#: loan partition and has one owner (docs/architecture.md, *The portfolio*).
-SINGLE_PARTITION = {"portfolio-exposure"}
+COMPACTED = {
+    "valuations",
+    "loan-risk",
+    "asset-pledges",
+    "watch-list",
+    "classification",
+    "portfolio-exposure",
+    "group-listing",
+}
+#: Topics of one partition: the portfolio's concentration spans every loan partition and has one owner
+#: (docs/architecture.md, *The portfolio*); every worker reads the group listings whole, from one partition
+#: (*The borrower group on the watch list*).
+SINGLE_PARTITION = {"portfolio-exposure", "group-listing"}
 #: Topics kept forever, one partition: every published rulebook stays readable (audit trail; restart
 #: recovery), and every read of a customer's data stays on record (the access log, issue 22; a bank's
 #: retention policy may shorten it on the topic).

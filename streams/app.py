@@ -1,10 +1,11 @@
 """The worker process: the faust app, its agents and timers around one :class:`streams.worker.Node`.
 
-``create_app`` declares the two agents (telemetry and pledges by asset; loan events and valuations
-by loan), the state tables, the query API and the timers (stream clock, checkpoint, offset-hole
-repair, Alertmanager re-sends); ``run_worker`` creates the topics, serves ``/metrics`` and runs it.
-The agents hand every record to the Node, which orders what matters: the core's step, publishing,
-the checkpoint and the acknowledgement (``streams/worker.py``).
+``create_app`` declares the agents (telemetry and pledges by asset; loan events and valuations by
+loan; the portfolio), the reader of the loans' group listings, the state tables, the query API and
+the timers (stream clock, checkpoint, offset-hole repair, Alertmanager re-sends); ``run_worker``
+creates the topics, serves ``/metrics`` and runs it. The agents hand every record to the Node,
+which orders what matters: the core's step, publishing, the checkpoint and the acknowledgement
+(``streams/worker.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from monitor.sensors import Sensor
 from monitor.settings import Settings
 from rules.rulebook import Rulebook
 from streams.api import ApiSecurity, register_api
+from streams.group_listing import GroupListingFeed
 from streams.latest import read_outputs
 from streams.rules_control import Decision, follow, read_history
 from streams.security import Authenticator, ReloadingCertificate
@@ -212,6 +214,8 @@ def create_app(
     portfolio_table = app.Table(
         "portfolio-state", default=None, key_type=bytes, value_type=bytes, partitions=1, use_partitioner=True
     )
+    # every worker reads the loans' group listings whole, outside the group (streams.group_listing)
+    group_feed = GroupListingFeed(settings)
     node = Node(
         app,
         settings,
@@ -223,6 +227,7 @@ def create_app(
         metrics,
         pusher,
         portfolio_table,
+        group_feed,
     )
     app.node = node  # its shutdown drains the records waiting for a checkpoint
 
@@ -262,6 +267,10 @@ def create_app(
     async def portfolio_agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             await node.guarded(node.on_portfolio_record, event, "internal.portfolio-exposure")
+
+    @app.task
+    async def group_listings() -> None:
+        await group_feed.run()
 
     @app.task
     async def rules() -> None:

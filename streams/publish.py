@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Header of every output record caused by a telemetry record: that record's produce time, POSIX milliseconds.
 ORIGIN_HEADER = "pledgewatch-origin-ms"
-#: Topics the worker publishes to (logical names): the core's output streams, and the loan side's input the
-#: asset side routes valuations to
-OUTPUT_TOPICS = (*get_args(OutputTopic), "loan-valuations")
+#: Topics the worker publishes to (logical names): the core's output streams, the loan side's input the
+#: asset side routes valuations to, and the loans' group listings (:mod:`streams.group_listing`)
+OUTPUT_TOPICS = (*get_args(OutputTopic), "loan-valuations", "group-listing")
 
 
 class Publisher:

@@ -10,6 +10,7 @@ Data flow (``docs/topics.md``)::
                        (LoanBook, by loan)     pledge.margin-calls, internal.asset-pledges,
                                                internal.portfolio-exposure (key loan, 1 partition)
     internal.portfolio-exposure ─> portfolio agent (PortfolioBook, one owner) ─> pledge.alerts (scope portfolio)
+    loan side ─> internal.group-listing (key loan, 1 partition) ─> every worker's reader ─> LoanBook.remote
     bad input ────────────────────────────────> pledge.dead-letter
 
 Per record the Node makes one call into the core (:func:`monitor.core.apply_telemetry_record`, or the
@@ -60,6 +61,7 @@ from monitor.settings import Settings
 from streams.backpressure import HoldBackpressure, LoanSideProbe
 from streams.clock import CLOCK_KEY, GroupClock
 from streams.faults import SlowRecordFault
+from streams.group_listing import GroupListingFeed
 from streams.heap import FrozenState
 from streams.offsets import OffsetHoleRepair
 from streams.portfolio import PortfolioOwner
@@ -100,7 +102,12 @@ class Node:
         faust tables holding pickled per-asset / per-loan state.
     sensor
         Metrics sensor.
+    group_feed
+        The loans' group listings (:mod:`streams.group_listing`): published by the loan side, read into
+        ``loans.remote``; None without them (tests of the other parts).
     """
+
+    group_feed: GroupListingFeed | None = None
 
     def __init__(
         self,
@@ -114,6 +121,7 @@ class Node:
         metrics: Any = None,
         pusher: Any = None,
         portfolio_table: Any = None,
+        group_feed: GroupListingFeed | None = None,
     ) -> None:
         self.app = app
         self.s = settings
@@ -143,6 +151,10 @@ class Node:
             if portfolio_table is not None
             else None
         )
+        #: the other workers' loans for the group count (:mod:`streams.group_listing`); None in tests of other parts
+        self.group_feed = group_feed
+        if group_feed is not None:
+            loans.remote = group_feed.view
         #: the agents' input topics: the only ones whose offsets the group commits (the tables' changelog
         #: partitions are assigned too, for recovery and standbys, and are never committed)
         self.input_topics = frozenset(
@@ -437,6 +449,8 @@ class Node:
             del self.loans.loans[lid]
             self.sensor.on_loan_forgotten(lid)  # reported again by LoanBook.restore if the partition comes back
             gone.append(lid)
+            if self.group_feed is not None:
+                self.group_feed.forget([lid])  # counted from the view now, as the worker holding it publishes it
         for part in telemetry:
             self.dirty.pop(part, None)
         self.backpressure.forget(telemetry)
@@ -505,7 +519,13 @@ class Node:
         return self.assets.tick(max(times) + idle, self.owns)
 
     async def on_loan_record(self, event: faust.EventT) -> None:
-        """Handle one record of the loan agent (a loan event or a valuation routed to a loan)."""
+        """Handle one record of the loan agent (a loan event or a valuation routed to a loan).
+
+        Its outputs, then the loan's group listing if it changed (:mod:`streams.group_listing`), are
+        published before its state is checkpointed (C01).
+        """
+        if self.group_feed is not None:
+            await self.group_feed.wait_ready()  # the first record waits until the other workers' listings are in
         msg = event.message
         loan_key = msg.key.decode() if isinstance(msg.key, bytes) else str(msg.key)
         if msg.topic == self.s.topic("loan-valuations"):
@@ -528,6 +548,9 @@ class Node:
                 return
             loan_key = ev.loan_id
         await self.publish(outputs, msg.timestamp)  # effects before the state that records them (as above)
+        if self.group_feed is not None and (rec := self.group_feed.due(self.loans.loans.get(loan_key))) is not None:
+            await self.publisher.send("group-listing", loan_key, rec)
+            self.group_feed.published(rec)
         self.loan_state.save(loan_key)
 
     async def on_portfolio_record(self, event: faust.EventT) -> None:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from monitor.core.classification import Signals, criteria, line_held, suggest
 from monitor.core.common import Output, _event_digest, _ts
+from monitor.core.group_listing import GroupListings
 from monitor.core.margin import line_status, required_top_up
 from monitor.core.money import fen, ratio, yuan
 from monitor.errors import InputRejected
@@ -1031,6 +1032,9 @@ class LoanBook:
         self.loans: dict[str, LoanMonitor] = {}
         #: borrower group -> ids of the book's loans of it (loans without ``borrower_group`` are in none)
         self._groups: dict[str, set[str]] = {}
+        #: a stream worker's view of the loans it does not hold (``internal.group-listing``), else None:
+        #: the backtest's book holds every loan
+        self.remote: GroupListings | None = None
 
     def on_loan_event(self, ev: Any) -> list[Output]:
         """Apply one decoded loan event; returns snapshots, alerts, margin calls and pledges.
@@ -1085,9 +1089,10 @@ class LoanBook:
         A loan counts when it was on the watch list for a reason other than the group criterion just
         before the event time ``at`` (POSIX s; :meth:`LoanMonitor.listed_apart_from_group`), so two
         loans of a group listed by the group criterion alone never keep each other on the list. A
-        loan without ``borrower_group`` is a group of its own: 0. Only the loans of this book count:
-        the in-process ``Monitor`` holds every loan; a stream worker holds the loans of its
-        partitions (docs/rules.md, *The borrower group on the list*: the stream's limit).
+        loan without ``borrower_group`` is a group of its own: 0. The in-process ``Monitor`` holds
+        every loan; a stream worker holds the loans of its partitions and adds those of the group it
+        does not hold from :attr:`remote` (their latest records read, as of ``at`` alike; a loan it
+        holds counts once, from its own state), docs/rules.md, *The borrower group on the list*.
         """
         name = _group_of(loan)
         if name is None:
@@ -1103,4 +1108,7 @@ class LoanBook:
             peer = self.loans.get(lid)
             if peer is not None and peer is not loan and not peer.closed and peer.listed_apart_from_group(at):
                 n += 1
+        if self.remote is not None:
+            held = self.loans
+            n += self.remote.count(name, at, lambda lid: lid == loan.loan_id or lid in held)
         return n

@@ -149,3 +149,53 @@ def test_a_loan_records_alerts_are_published_before_the_loan_state_is_saved(monk
     )
     asyncio.run(node.on_loan_record(record))  # type: ignore[arg-type]
     assert order == ["publish ['alerts']", "save L-AKL-003"]
+
+
+def test_a_loan_records_group_listing_is_published_after_its_outputs_and_before_the_loan_state_is_saved(
+    monkeypatch: Any,
+) -> None:
+    """The loan's standing for its group (``internal.group-listing``) follows C01 too, and waits for the view."""
+    import streams.worker as worker
+    from monitor.schemas import GroupListing
+    from monitor.settings import Settings
+    from streams.group_listing import GroupListingFeed
+
+    order: list[str] = []
+    node = Node.__new__(Node)
+    node.s = SimpleNamespace(topic=lambda logical: f"it.{logical}")  # type: ignore[assignment]
+    node.ingress_limits = lambda: (0.0, 0.0, 0.0, 0)  # type: ignore[method-assign]
+    monkeypatch.setattr(worker, "decode_loan_event", lambda value, *limits: SimpleNamespace(loan_id="L1"))
+    node.loan_state = SimpleNamespace(  # type: ignore[assignment]
+        load=lambda key: None, save=lambda key: order.append(f"save {key}")
+    )
+    loan = SimpleNamespace(loan_id="L1")
+    node.loans = SimpleNamespace(  # type: ignore[assignment]
+        on_loan_event=lambda ev: [Output("alerts", ev.loan_id, Alert.model_construct())], loans={"L1": loan}
+    )
+    feed = GroupListingFeed(Settings())
+    feed.ready.set()
+    rec = GroupListing(loan_id="L1", borrower_group="G", listed=True)
+    monkeypatch.setattr(feed, "due", lambda held: rec if held is loan and "L1" not in feed.sent else None)
+    node.group_feed = feed
+
+    async def publish(outputs: list[Output], origin_ts: float | None = None) -> None:
+        order.append(f"publish {[o.topic for o in outputs]}")
+
+    async def send(logical: str, key: str, message: Any, *args: Any) -> None:
+        order.append(f"send {logical} {key} {message.listed}")
+
+    node.publish = publish  # type: ignore[method-assign]
+    node.publisher = SimpleNamespace(send=send)  # type: ignore[assignment]
+    record = SimpleNamespace(
+        message=SimpleNamespace(topic="it.loan-book", partition=1, key=b"L1", value=b"{}", offset=3, timestamp=None)
+    )
+    asyncio.run(node.on_loan_record(record))  # type: ignore[arg-type]
+    asyncio.run(node.on_loan_record(record))  # type: ignore[arg-type]  # nothing changed: not sent again
+    assert order == [
+        "publish ['alerts']",
+        "send group-listing L1 True",
+        "save L1",
+        "publish ['alerts']",
+        "save L1",
+    ]
+    assert feed.sent == {"L1": rec}

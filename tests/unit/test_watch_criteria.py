@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from monitor.core import CoreParams, LoanBook, Monitor
+from monitor.core.group_listing import GroupListings, standing
 from monitor.core.loans import WARNINGS_WINDOW_S, counts_as_warning
 from monitor.schemas import PaymentOverdue
 from monitor.sensors import CountingSensor, NullSensor
@@ -253,18 +254,29 @@ def test_watch_group_listed__the_listing_survives_a_restart(valued) -> None:  # 
     assert watch(out, "L2") == [("entered", "watch-group-listed")]
 
 
-def test_watch_group_listed__in_the_stream_a_worker_counts_only_the_loans_it_holds(valued) -> None:  # type: ignore[no-untyped-def]
-    """The stream's documented limit (docs/rules.md): loans of a group on two workers do not see each other."""
+def test_watch_group_listed__in_the_stream_a_worker_counts_the_loans_of_the_others_from_their_listings(valued) -> None:  # type: ignore[no-untyped-def]
+    """Loans of a group on two workers see each other through ``internal.group-listing`` (docs/rules.md)."""
     mon = fresh(valued)
-    dpd(mon, "L1", 0, 60)
+    out = dpd(mon, "L1", 0, 60)
     one, two = LoanBook(mon.loan_book.rulebook, NullSensor()), LoanBook(mon.loan_book.rulebook, NullSensor())
     one.restore(pickle.loads(pickle.dumps(mon.loans["L1"])))
     two.restore(pickle.loads(pickle.dumps(mon.loans["L2"])))
     at = START + DAY
     assert mon.loan_book.group_listed(mon.loans["L2"], at) == 1  # the backtest: every loan in hand
-    assert two.group_listed(two.loans["L2"], at) == 0  # a worker without L1's partition
-    one.restore(pickle.loads(pickle.dumps(mon.loans["L2"])))
-    assert one.group_listed(one.loans["L2"], at) == 1  # both on one worker: as in the backtest
+    assert two.group_listed(two.loans["L2"], at) == 0  # a worker without L1's partition, its listing not read yet
+    two.remote = GroupListings()
+    rec = standing(one.loans["L1"])  # what worker one publishes after L1's record, worker two reads
+    assert rec is not None and rec.listed and rec.changed_at == dt.datetime.fromtimestamp(START, dt.UTC)
+    two.remote.apply(rec)
+    assert two.group_listed(two.loans["L2"], START) == 0  # as of L1's listing's own event time: not yet
+    assert two.group_listed(two.loans["L2"], at) == 1  # as the backtest
+    ev = PaymentOverdue(event_id="L2:r", loan_id="L2", effective_at=_dt(at), days_past_due=0, as_of=_dt(at))
+    assert watch(two.on_loan_event(ev), "L2") == [("entered", "watch-group-listed")]
+    assert watch(dpd(mon, "L2", 1, 0), "L2") == watch(out, "L2") + [("entered", "watch-group-listed")]
+
+
+def _dt(ts: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
 def test_both_criteria_in_shadow_mode_record_alerts_and_list_no_one(valued) -> None:  # type: ignore[no-untyped-def]
