@@ -270,7 +270,7 @@ def create_app(
 
     @app.task
     async def group_listings() -> None:
-        await group_feed.run()
+        await group_feed.follow()
 
     @app.task
     async def rules() -> None:

@@ -27,12 +27,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from monitor.core.group_listing import GroupListings, never_listed, standing
+from monitor.core.group_listing import GroupListings, counts_for_no_one, standing
 from monitor.core.loans import LoanMonitor
 from monitor.schemas import GroupListing
 from monitor.settings import Settings
 
-__all__ = ["READY_WAIT_S", "GroupListingFeed"]
+__all__ = ["READY_WAIT_S", "RESTART_S", "GroupListingFeed"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 #: its end in this time meets a broker that does not serve the partition, and the loans go on rather
 #: than stall (counting what has arrived; a warning is logged).
 READY_WAIT_S = 30.0
+#: Seconds before a failed reader starts again: long enough not to spin on a broker that refuses it, short
+#: beside the lag a partner's listing may take anyway (its next evaluation, a window of 15 min by default).
+RESTART_S = 5.0
 
 
 class GroupListingFeed:
@@ -60,6 +63,9 @@ class GroupListingFeed:
         self.view = GroupListings() if view is None else view
         #: loan id -> the record this worker last published for it (not read back yet, perhaps)
         self.sent: dict[str, GroupListing] = {}
+        #: loan id -> (group, own listing, closed) when :meth:`due` last looked: the record is built only
+        #: when these moved (a loan's records are mostly valuations that move none of them)
+        self.checked: dict[str, tuple[Any, ...]] = {}
         #: set once the reader has read the topic up to its end offset at start
         self.ready = asyncio.Event()
         self.waited = False
@@ -68,16 +74,19 @@ class GroupListingFeed:
         """The loan's record to publish now, or ``None`` when it has no group or nothing changed.
 
         Compared with what this worker last published, else with the view's record (published by
-        this worker before a restart, or by another before a rebalance); a loan never listed nor
-        closed needs no record (it counts for no one).
+        this worker before a restart, or by another before a rebalance); a loan without a record
+        yet needs none while it counts for no one (:func:`counts_for_no_one`: never listed apart
+        from the group criterion, or closed).
         """
-        if loan is None:
+        if loan is None or (group := getattr(loan.opened, "borrower_group", None)) is None:
             return None
+        moved = (group, loan.own_listing, loan.closed)
+        if self.checked.get(loan.loan_id) == moved:
+            return None
+        self.checked[loan.loan_id] = moved
         rec = standing(loan)
-        if rec is None:
-            return None
         known = self.sent.get(loan.loan_id) or self.view.records.get(loan.loan_id)
-        if (known is None and never_listed(rec)) or known == rec:
+        if rec is None or (known is None and counts_for_no_one(rec)) or known == rec:
             return None
         return rec
 
@@ -89,6 +98,7 @@ class GroupListingFeed:
         """Drop what was published for loans this worker no longer holds (a revoked partition)."""
         for lid in loan_ids:
             self.sent.pop(lid, None)
+            self.checked.pop(lid, None)
 
     def on_record(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one record of the topic to the view (a tombstone forgets the loan; an unreadable one is logged)."""
@@ -114,6 +124,21 @@ class GroupListingFeed:
                 self.s.topic("group-listing"),
                 timeout,
             )
+
+    async def follow(self) -> None:
+        """:meth:`run` for ever: a reader that fails (the broker refuses the topic, a bug) is logged and restarted.
+
+        It reads again from the beginning (the view takes each loan's latest record again, so nothing
+        is counted twice) after :data:`RESTART_S`; meanwhile the loans count the records read so far.
+        """
+        while True:
+            try:
+                await self.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading %s failed; reading it again in %g s", self.s.topic("group-listing"), RESTART_S)
+                await asyncio.sleep(RESTART_S)
 
     async def run(self, consumer: Any = None) -> None:
         """Read the topic from its beginning for ever (aiokafka, no consumer group); set :attr:`ready` at its end.

@@ -23,7 +23,7 @@ from monitor.schemas import GroupListing
 if TYPE_CHECKING:
     from monitor.core.loans import LoanMonitor
 
-__all__ = ["GroupListings", "never_listed", "standing"]
+__all__ = ["GroupListings", "counts_for_no_one", "standing"]
 
 
 def standing(loan: LoanMonitor) -> GroupListing | None:
@@ -47,9 +47,13 @@ def standing(loan: LoanMonitor) -> GroupListing | None:
     )
 
 
-def never_listed(rec: GroupListing) -> bool:
-    """Whether the record says nothing a reader needs: open, never listed, never changed (a new loan's)."""
-    return not (rec.listed or rec.listed_before or rec.closed or rec.changed_at is not None)
+def counts_for_no_one(rec: GroupListing) -> bool:
+    """Whether the record counts for no partner at any event time: never listed apart from the group, or closed.
+
+    A loan whose first record would say so needs none (a reader without its record counts it for no one
+    alike); once a record of it was published, every change is published (a closing included).
+    """
+    return rec.closed or not (rec.listed or rec.listed_before)
 
 
 class GroupListings:
@@ -64,6 +68,8 @@ class GroupListings:
         self.records: dict[str, GroupListing] = {}
         #: borrower group -> ids of the loans of it in :attr:`records`
         self.groups: dict[str, set[str]] = {}
+        #: loan id -> (before, changed_at POSIX s or -inf, now, closed) of its record, as :meth:`count` reads it
+        self._read: dict[str, tuple[bool, float, bool, bool]] = {}
 
     def apply(self, rec: GroupListing) -> None:
         """Take one loan's newer record (its group index moves with it, should the group differ)."""
@@ -72,10 +78,13 @@ class GroupListings:
             self.groups.get(old.borrower_group, set()).discard(rec.loan_id)
         self.records[rec.loan_id] = rec
         self.groups.setdefault(rec.borrower_group, set()).add(rec.loan_id)
+        changed = rec.changed_at.timestamp() if rec.changed_at is not None else float("-inf")
+        self._read[rec.loan_id] = (rec.listed_before, changed, rec.listed, rec.closed)
 
     def delete(self, loan_id: str) -> None:
         """Forget a loan (a tombstone on the topic)."""
         old = self.records.pop(loan_id, None)
+        self._read.pop(loan_id, None)
         if old is not None:
             self.groups.get(old.borrower_group, set()).discard(loan_id)
 
@@ -91,10 +100,7 @@ class GroupListings:
         for lid in self.groups.get(group, ()):
             if skip(lid):
                 continue
-            rec = self.records[lid]
-            if rec.closed:
-                continue
-            changed = rec.changed_at.timestamp() if rec.changed_at is not None else float("-inf")
-            if rec.listed if changed < at else rec.listed_before:
+            before, changed, now, closed = self._read[lid]
+            if not closed and (now if changed < at else before):
                 n += 1
         return n

@@ -10,6 +10,7 @@ days-past-due reports (``t-watch-dpd``, the test rule of ``test_watch_criteria``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import pickle
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from monitor.core import LoanBook, Monitor
-from monitor.core.group_listing import GroupListings, never_listed, standing
+from monitor.core.group_listing import GroupListings, counts_for_no_one, standing
 from monitor.schemas import GroupListing, LoanClosed, PaymentOverdue
 from monitor.sensors import NullSensor
 from monitor.settings import Settings
@@ -65,7 +66,7 @@ def test_standing__of_a_loan_without_a_group_is_none_and_of_a_new_loan_says_noth
     assert standing(mon.loans["L3"]) is None  # no borrower_group: never counted, never published
     rec = standing(mon.loans["L1"])
     assert rec == GroupListing(loan_id="L1", borrower_group="G1", listed=False)
-    assert never_listed(rec)
+    assert counts_for_no_one(rec)
 
 
 def test_view__a_remote_listing_counts_from_just_after_its_event_time_and_its_exit_likewise(valued) -> None:  # type: ignore[no-untyped-def]
@@ -122,7 +123,7 @@ def test_group_listed__a_remote_loan_listed_only_by_the_group_criterion_does_not
     two.remote.apply(publish(one, "L1"))
     assert watch(dpd_on(two, "L2", 1, 0), "L2") == [("entered", "watch-group-listed")]
     rec = publish(two, "L2")
-    assert never_listed(rec)  # on the list, but by the group criterion only: nothing to tell the others
+    assert counts_for_no_one(rec)  # on the list, but by the group criterion only: nothing to tell the others
     one.remote.apply(rec)
     assert watch(dpd_on(one, "L1", 2, 0), "L1") == [("exited", "t-watch-dpd")]
     assert one.group_listed(one.loans["L1"], START + 3 * DAY) == 0
@@ -277,3 +278,45 @@ def test_feed__a_reader_that_never_catches_up_delays_the_loans_once_then_lets_th
 
     asyncio.run(go())
     assert "not read to its end within 0.01 s" in caplog.text
+
+
+def test_feed__a_loan_closing_is_published_once_it_has_a_record_and_never_before(valued) -> None:  # type: ignore[no-untyped-def]
+    mon = fresh(valued)
+    feed = GroupListingFeed(Settings())
+    at = dt.datetime.fromtimestamp(START, dt.UTC)
+    mon.on_loan_event(LoanClosed(event_id="L2:closed", loan_id="L2", effective_at=at))
+    assert feed.due(mon.loans["L2"]) is None  # never listed: a reader counts it for no one without a record
+    dpd(mon, "L1", 0, 60)
+    rec = feed.due(mon.loans["L1"])
+    assert rec is not None
+    feed.published(rec)
+    mon.on_loan_event(LoanClosed(event_id="L1:closed", loan_id="L1", effective_at=_dt(START + DAY)))
+    closed = feed.due(mon.loans["L1"])
+    assert closed is not None and closed.closed  # the readers must stop counting it
+
+
+def test_feed__a_failed_reader_is_logged_and_started_again(monkeypatch: Any, caplog: Any) -> None:
+    import streams.group_listing as gl
+
+    monkeypatch.setattr(gl, "RESTART_S", 0.0)
+    feed = GroupListingFeed(Settings())
+    runs: list[int] = []
+
+    async def run(consumer: Any = None) -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("topic refused")
+        feed.ready.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(feed, "run", run)
+
+    async def go() -> None:
+        task = asyncio.ensure_future(feed.follow())
+        await feed.wait_ready(timeout=5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert len(runs) == 2 and "reading" in caplog.text and "topic refused" in caplog.text
