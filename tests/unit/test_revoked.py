@@ -29,6 +29,7 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
         loaded_for=frozenset({TP("it.telemetry", 0)}),
         backpressure=SimpleNamespace(forgotten=[], forget=lambda parts: node.backpressure.forgotten.append(set(parts))),
         heap=SimpleNamespace(thawed=0, thaw=lambda: setattr(node.heap, "thawed", node.heap.thawed + 1)),
+        group_feed=SimpleNamespace(forgotten=[], forget=lambda lids: node.group_feed.forgotten.extend(lids)),
         sensor=SimpleNamespace(
             forgotten=[],
             on_loan_forgotten=lambda lid: node.sensor.forgotten.append(lid),
@@ -48,6 +49,7 @@ def test_revoked_partitions_assets_and_loans_are_forgotten_and_reloaded_from_the
     assert sorted(node.sensor.forgotten) == sorted((set(gone) - set(ids)) | valued), "their gauges are dropped"
     assert revoked_part not in node.dirty and node.loaded_for == frozenset()
     assert node.backpressure.forgotten == [{revoked_part}], "a revoked partition's pause is forgotten (faust's too)"
+    assert sorted(node.group_feed.forgotten) == sorted(set(gone) - set(ids)), "what was published for them is forgotten"
     # an asset whose records were seen on a partition is placed by that partition, not by its key
     node.assets.assets["odd"] = object()
     node.asset_partition["odd"] = revoked_part
