@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
+import msgspec
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -448,3 +449,60 @@ def test_a_fast_event_is_frozen_like_a_validated_one() -> None:
     assert ev is not None and ev.observed_at.tzinfo is dt.UTC and ev.observed_at.hour == 22
     with pytest.raises(ValidationError):
         ev.kind = "other"  # type: ignore[misc]
+
+
+def _bare(schema: Any) -> Any:
+    """A JSON Schema without titles and descriptions."""
+    if isinstance(schema, dict):
+        return {k: _bare(v) for k, v in schema.items() if k not in {"title", "description"}}
+    return [_bare(v) for v in schema] if isinstance(schema, list) else schema
+
+
+ID_SCHEMA = {"maxLength": 200, "minLength": 1, "pattern": "^[A-Za-z0-9._:@/\\-]+$", "type": "string"}
+
+
+def test_the_fast_path_copies_the_schemas_it_stands_for() -> None:
+    """The fast path is a copy of TelemetryEvent and TelemetryBatch: a change to them must change it too.
+
+    When this fails, the models changed (a field, a bound, a validator): make ``_FastEvent`` /
+    ``_FastBatch`` and ``_fast_event`` say the same, then update the snapshot here.
+    """
+    event = _bare(TelemetryEvent.model_json_schema())
+    assert event == {
+        "additionalProperties": False,
+        "properties": {
+            "schema_version": {"const": 1, "default": 1, "type": "integer"},
+            "event_id": ID_SCHEMA,
+            "asset_id": ID_SCHEMA,
+            "observed_at": {"format": "date-time", "type": "string"},
+            "received_at": {"anyOf": [{"format": "date-time", "type": "string"}, {"type": "null"}], "default": None},
+            "entity_id": {"anyOf": [{"maxLength": 200, "type": "string"}, {"type": "null"}], "default": None},
+            "kind": {"maxLength": 64, "minLength": 1, "type": "string"},
+            "metrics": {"additionalProperties": {"type": "number"}, "type": "object"},
+            "attributes": {"additionalProperties": {"type": "string"}, "type": "object"},
+        },
+        "required": ["event_id", "asset_id", "observed_at", "kind"],
+        "type": "object",
+    }
+    batch = _bare(TelemetryBatch.model_json_schema())
+    batch.pop("$defs")
+    assert batch["properties"]["asset_id"] == ID_SCHEMA and batch["required"] == ["asset_id", "observations"]
+    assert batch["properties"]["observations"]["maxItems"] == MAX_BATCH_OBSERVATIONS == 10_000
+    assert set(batch["properties"]) == {"schema_version", "asset_id", "observations"}
+    # the only validators: the times' RFC 3339 parser (which the fast path calls) and the batch's one-asset rule
+    for model, model_validators in ((TelemetryEvent, []), (TelemetryBatch, ["_one_asset"])):
+        found = model.__pydantic_decorators__
+        assert list(found.model_validators) == model_validators
+        assert not (found.field_validators or found.validators or found.root_validators)
+    for name in ("observed_at", "received_at"):
+        metadata = (
+            TelemetryEvent.model_fields[name].metadata
+            or TelemetryEvent.model_fields[name].annotation.__args__[0].__metadata__
+        )  # type: ignore[union-attr]
+        assert [m.func for m in metadata if hasattr(m, "func")] == [decode._rfc3339_only]
+    # and the copy: the same fields, required ones and bounds
+    fast = _bare(msgspec.json.schema(decode._FastEvent))["$defs"]["_FastEvent"]
+    assert list(fast["properties"]) == list(event["properties"]) and fast["required"] == event["required"]
+    for name in ("event_id", "asset_id", "kind"):
+        assert {k: v for k, v in event["properties"][name].items() if k != "pattern"} == fast["properties"][name]
+    assert "^" + decode._FAST_ID_CHARS.pattern + "$" == ID_SCHEMA["pattern"]
