@@ -24,6 +24,8 @@ from monitor.errors import InputRejected
 from monitor.schemas import (
     _ID,
     _PARSED,
+    _PARSED_MAX,
+    _RFC3339,
     MAX_BATCH_OBSERVATIONS,
     DeadLetter,
     LoanEventAdapter,
@@ -192,6 +194,13 @@ class _FastBatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
     observations: Annotated[list[_FastEvent], Meta(min_length=1, max_length=MAX_BATCH_OBSERVATIONS)]
 
 
+#: Lines that each begin as :data:`monitor.schemas._RFC3339` requires (the same pattern after each line
+#: break): the uncached time strings of a batch joined by line breaks match iff each begins so (each
+#: begins a line), the check :func:`~monitor.schemas._parse_rfc3339` makes before ``fromisoformat``,
+#: made once a record instead of once a string (it was ≈ 40 % of parsing one).
+_FAST_TIME_PREFIX = _RFC3339.pattern.removeprefix("^")
+_FAST_TIME_PREFIXES = re.compile(f"{_FAST_TIME_PREFIX}.*(?:\\n{_FAST_TIME_PREFIX}.*)*")
+_fromisoformat = dt.datetime.fromisoformat
 _FAST_EVENT_DECODER = msgspec.json.Decoder(_FastEvent)
 _FAST_BATCH_DECODER = msgspec.json.Decoder(_FastBatch)
 #: The fields a decoded event always has (required by the schema); the optional ones present are added.
@@ -204,15 +213,33 @@ _set_dict, _set_fields_set, _set_extra, _set_private = (
 )
 
 
-def _fast_event(ob: _FastEvent) -> TelemetryEvent | None:
+def _fresh_time(text: str, fresh: list[tuple[str, dt.datetime]] | None) -> dt.datetime:
+    """A time string not in the schema's cache, parsed as :func:`~monitor.schemas._parse_rfc3339` parses it.
+
+    With ``fresh`` None, by the schema's own :func:`~monitor.schemas._rfc3339_only`. Else by the same
+    ``fromisoformat`` call on the same text (``z`` read as ``Z``), the string and its time added to
+    ``fresh``: the caller then checks the RFC 3339 prefix of all of them in one match and caches them
+    (:func:`fast_telemetry_batch`). Raises what ``fromisoformat`` or the conversion to UTC raise.
+    """
+    if fresh is None:
+        parsed: dt.datetime = _rfc3339_only(text)  # a string in, a datetime out (or it raises)
+        return parsed
+    parsed = _fromisoformat(text[:-1] + "Z" if text.endswith("z") else text)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.UTC)
+    fresh.append((text, parsed))
+    return parsed
+
+
+def _fast_event(ob: _FastEvent, fresh: list[tuple[str, dt.datetime]] | None = None) -> TelemetryEvent | None:
     """The TelemetryEvent pydantic would build from ``ob``'s JSON, or None when its times need pydantic.
 
     The id characters are not checked here (the callers check all of a record's at once). A time string
-    goes through the schema's own cache and parser (:func:`~monitor.schemas._rfc3339_only`); what that
-    raises (a time that is not RFC 3339) propagates, for the caller to hand the record to pydantic.
+    comes from the schema's own cache, or :func:`_fresh_time`; what that raises (a time that is not
+    RFC 3339) propagates, for the caller to hand the record to pydantic.
     """
     text = ob.observed_at
-    observed = _PARSED.get(text) or _rfc3339_only(text)
+    observed = _PARSED.get(text) or _fresh_time(text, fresh)
     if observed.tzinfo is None:  # a naive time: pydantic's to reject
         return None
     fields_set = set(_REQUIRED_SET)
@@ -221,7 +248,10 @@ def _fast_event(ob: _FastEvent) -> TelemetryEvent | None:
     if received_text is not UNSET:
         fields_set.add("received_at")
         if received_text is not None:
-            received = _PARSED.get(received_text) or _rfc3339_only(received_text)
+            if received_text == text:  # a poll's first sight of an observation: received when observed
+                received = observed
+            else:
+                received = _PARSED.get(received_text) or _fresh_time(received_text, fresh)
             if received.tzinfo is None:
                 return None
     version = ob.schema_version
@@ -295,11 +325,12 @@ def fast_telemetry_batch(raw: bytes) -> list[TelemetryEvent] | None:
     asset = batch.asset_id
     events = []
     ids = [asset]
+    fresh: list[tuple[str, dt.datetime]] = []
     try:
         for ob in batch.observations:
             if ob.asset_id != asset:
                 return None
-            ev = _fast_event(ob)
+            ev = _fast_event(ob, fresh)
             if ev is None:
                 return None
             events.append(ev)
@@ -308,6 +339,13 @@ def fast_telemetry_batch(raw: bytes) -> list[TelemetryEvent] | None:
         return None
     if _FAST_ID_CHARS.fullmatch("".join(ids)) is None:
         return None
+    if fresh:
+        if _FAST_TIME_PREFIXES.fullmatch("\n".join([text for text, _ in fresh])) is None:
+            return None
+        for text, parsed in fresh:  # cached as _rfc3339_only caches
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[text] = parsed
     return events
 
 
