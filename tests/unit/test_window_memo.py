@@ -151,3 +151,20 @@ def test_a_record_back_in_an_earlier_open_window_lands_there_and_one_in_a_closed
     assert [len(c) for c in closed] == [1, 0, 0]  # d closes [0, 900) mid-stream: e is late, f lands in [900, 1800)
     assert closed[0][0][2] == 2
     assert memo.late_carry == 1 and memo.windows[t0 + 900.0].records == 3
+
+
+def test_the_content_digest_is_the_blake2b_of_its_sorted_json_as_checkpoints_keep_it() -> None:
+    import hashlib
+
+    import orjson
+
+    from monitor.core.common import _content_digest
+
+    for args in (
+        ("trip_completed", 1_463_700_000.25, "v1", {"trips": 1.0, "on_time_trips": 1.0}, {"trip_id": "t1"}),
+        ("feed_poll", 0.0, None, {}, {}),
+        ("vehicle_position", 1e9, "bus 7", {"lon": 174.7, "lat": -36.8}, {"b": "2", "a": "1"}),
+    ):
+        blob = orjson.dumps(args, option=orjson.OPT_SORT_KEYS)
+        assert _content_digest(*args) == int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big")
+    assert _content_digest("feed_poll", 0.0, None, {}, {}) == 1_823_224_711_083_044_397  # the value before issue 18
