@@ -3,7 +3,7 @@
 :class:`AssetMonitor` holds one pledged asset's windows, screening and valuation models;
 :class:`AssetBook` the assets of one worker with their stream clock and held early telemetry.
 
-Why one module of about 970 lines: the book and the monitor share one invariant (a record is
+Why one module of about 1,000 lines: the book and the monitor share one invariant (a record is
 screened, held or applied once, and windows close on one clock, whether it comes alone or in a
 poll record's per-record path), and the book is the monitor's only caller; apart, each would have to
 be read with the other open.
