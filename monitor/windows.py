@@ -21,7 +21,7 @@ from monitor.errors import InputRejected
 from monitor.profiles import AssetProfile
 from monitor.schemas import DIMENSIONS, ServiceArea, TelemetryEvent
 
-__all__ = ["RecordCheck", "WindowGrid", "WindowStats", "check_record", "window_start"]
+__all__ = ["RecordCheck", "WindowGrid", "WindowStats", "check_flags", "check_record", "window_start"]
 
 
 def window_start(ts: float, length_s: float) -> float:
@@ -103,31 +103,11 @@ class RecordCheck:
     normative: bool
 
 
-def check_record(profile: AssetProfile, ev: TelemetryEvent, area: ServiceArea | None = None) -> RecordCheck:
-    """Check one record against its asset profile.
+def check_flags(profile: AssetProfile, ev: TelemetryEvent, area: ServiceArea | None = None) -> tuple[bool, bool, bool]:
+    """:func:`check_record` as a tuple ``(complete, plausible, normative)``: the per-record path's form.
 
-    Parameters
-    ----------
-    profile
-        The asset's profile.
-    ev
-        A schema-valid telemetry event.
-    area
-        The asset's service area, if its pledge gives one: a position outside is implausible.
-
-    Returns
-    -------
-    RecordCheck
-        ``complete``: required metrics and attributes present; ``plausible``: every metric in
-        its plausible range, no (0, 0) position (GTFS-realtime validator E026) and no position
-        outside the service area (a swapped latitude / longitude lands there);
-        ``normative``: values in the profile's units (counts are whole numbers).
-
-    Raises
-    ------
-    InputRejected
-        ``unknown_metric`` for a kind or metric the profile does not know; ``undefined_ratio``
-        when a derived ratio has a zero denominator (e.g. 0 on-time trips of 0 trips).
+    Same checks, same errors (``InputRejected`` ``unknown_metric`` / ``undefined_ratio``), without
+    allocating a :class:`RecordCheck` (≈ 0.4 µs a record, issue 18).
     """
     spec = profile.kinds.get(ev.kind)
     if spec is None:
@@ -155,14 +135,47 @@ def check_record(profile: AssetProfile, ev: TelemetryEvent, area: ServiceArea | 
     for m in spec.required_metrics:
         if m not in metrics:
             complete = False
-    attrs = ev.attributes
-    for a in spec.required_attributes:
-        if a not in attrs:
-            complete = False
+            break
+    if complete:
+        attrs = ev.attributes
+        for a in spec.required_attributes:
+            if a not in attrs:
+                complete = False
+                break
     if plausible and "lat" in metrics and "lon" in metrics:
         lat, lon = metrics["lat"], metrics["lon"]
         if (lat == 0.0 and lon == 0.0) or (area is not None and not area.contains(lat, lon)):
             plausible = False
+    return complete, plausible, normative
+
+
+def check_record(profile: AssetProfile, ev: TelemetryEvent, area: ServiceArea | None = None) -> RecordCheck:
+    """Check one record against its asset profile.
+
+    Parameters
+    ----------
+    profile
+        The asset's profile.
+    ev
+        A schema-valid telemetry event.
+    area
+        The asset's service area, if its pledge gives one: a position outside is implausible.
+
+    Returns
+    -------
+    RecordCheck
+        ``complete``: required metrics and attributes present; ``plausible``: every metric in
+        its plausible range, no (0, 0) position (GTFS-realtime validator E026) and no position
+        outside the service area (a swapped latitude / longitude lands there);
+        ``normative``: values in the profile's units (counts are whole numbers).
+
+    Raises
+    ------
+    InputRejected
+        ``unknown_metric`` for a kind or metric the profile does not know; ``undefined_ratio``
+        when a derived ratio has a zero denominator (e.g. 0 on-time trips of 0 trips).
+    """
+    complete, plausible, normative = check_flags(profile, ev, area)
     return RecordCheck(complete=complete, plausible=plausible, normative=normative)
 
 
@@ -209,19 +222,35 @@ class WindowStats:
         older report time); it counts as untimely in the timeliness dimension whether or not the
         source gives a receive time, and adds nothing else a fresh fix would not.
         """
+        self.add_checked(profile, ev, check.complete, check.plausible, check.normative, ts, stale)
+
+    def add_checked(
+        self,
+        profile: AssetProfile,
+        ev: TelemetryEvent,
+        complete: bool,
+        plausible: bool,
+        normative: bool,
+        ts: float,
+        stale: bool = False,
+    ) -> None:
+        """:meth:`add` with the record's check as the three flags of :func:`check_flags` (the per-record path)."""
         self.records += 1
-        if self.max_ts is None or ts > self.max_ts:
+        max_ts = self.max_ts
+        if max_ts is None or ts > max_ts:
             self.max_ts = ts
-        self.normative += check.normative
-        self.complete += check.complete
+        self.normative += normative
+        self.complete += complete
         self.poll_slots.add(int((ts - self.start) // profile.poll_interval_s))
         if stale:
             self.timed += 1
-        elif ev.received_at is not None:
-            self.timed += 1
-            if ev.received_at.timestamp() - ts <= profile.latency_sla_s:
-                self.timely += 1
-        if not check.plausible:
+        else:
+            received = ev.received_at
+            if received is not None:
+                self.timed += 1
+                if received.timestamp() - ts <= profile.latency_sla_s:
+                    self.timely += 1
+        if not plausible:
             return
         self.plausible += 1
         kind = ev.kind

@@ -3,7 +3,7 @@
 :class:`AssetMonitor` holds one pledged asset's windows, screening and valuation models;
 :class:`AssetBook` the assets of one worker with their stream clock and held early telemetry.
 
-Why one module of about 970 lines: the book and the monitor share one invariant (a record is
+Why one module of about 1,000 lines: the book and the monitor share one invariant (a record is
 screened, held or applied once, and windows close on one clock, whether it comes alone or in a
 poll record's per-record path), and the book is the monitor's only caller; apart, each would have to
 be read with the other open.
@@ -36,7 +36,7 @@ from monitor.schemas import (
 )
 from monitor.sensors import Sensor
 from monitor.valuation import MODEL_VERSIONS, AssetValuer, model_stamp
-from monitor.windows import WindowGrid, WindowStats, check_record, window_start
+from monitor.windows import WindowGrid, WindowStats, check_flags, check_record, window_start
 
 #: a record the core holds: ``(record, event time in POSIX s, where it came from or None)``
 Held = tuple[TelemetryEvent, float, Provenance | None]
@@ -162,6 +162,14 @@ class AssetMonitor:
     #: silent in the window starting then; False without a peer
     peers_silent: Callable[[float], bool] | None = None
 
+    #: memo of the per-record path (never checkpointed; None after a restore): ``(grid, the grid's cached
+    #: local day, windows that day - 1)``, so :meth:`on_event` finds a record's window start without
+    #: the grid's calls while the day is still the grid's (it then computes what ``grid.start`` would)
+    _grid_memo: tuple[WindowGrid, tuple[float, float], int] | None = None
+    #: ``(closed_until, grid.end(closed_until), the grid's cached day then, grid)``: the end is the same
+    #: while ``closed_until`` and the cached day are (never checkpointed)
+    _end_memo: tuple[float, float, tuple[float, float], WindowGrid] | None = None
+
     def heard_in(self, start: float) -> bool:
         """Whether the asset had a record in its window starting at ``start`` (POSIX s), closed or open."""
         w = self.windows.get(start)
@@ -195,6 +203,8 @@ class AssetMonitor:
             self._valuer_blob = blob
         state["valuer"] = blob[2]
         state.pop("peers_silent", None)  # the book's, set again by the book that restores it
+        state.pop("_grid_memo", None)  # memos of the per-record path: rebuilt by the next record
+        state.pop("_end_memo", None)
         state.pop("_seen_packed", None)
         state["seen"] = self._packed_seen()
         state["model_stamp"] = model_stamp(self.profile, self.params.valuation)
@@ -383,11 +393,17 @@ class AssetMonitor:
         """
         if ts is None:
             ts = ev.observed_at.timestamp()
-        digest = _content_digest(ev.kind, ts, ev.entity_id, ev.metrics, ev.attributes)
-        prev = self.seen.get(ev.event_id)
+        kind = ev.kind
+        entity = ev.entity_id
+        metrics = ev.metrics
+        attrs = ev.attributes
+        digest = _content_digest(kind, ts, entity, metrics, attrs)
+        event_id = ev.event_id
+        prev = self.seen.get(event_id)
+        grid = self.grid
         if prev is not None:
             # counted in the record's own window when open, else in the newest open one, else the next
-            target = self.windows.get(self.grid.start(ts))
+            target = self.windows.get(grid.start(ts))
             if target is None and self.windows:
                 target = self.windows[max(self.windows)]
             if target is not None:
@@ -402,9 +418,26 @@ class AssetMonitor:
                 else:
                     tally["duplicate"] = tally.get("duplicate", 0) + 1
             return []
-        check = check_record(self.profile, ev, self.pledge.service_area)  # raises: the record never touches state
-        start = self.grid.start(ts)
-        if self.closed_until is not None and start < self.closed_until:
+        profile = self.profile
+        # raises: the record never touches state
+        complete, plausible, normative = check_flags(profile, ev, self.pledge.service_area)
+        # grid.start(ts), its arithmetic done here while the grid's cached local day is the one memoised
+        # (``_grid_memo``): the same numbers, and the grid's state left as the call would leave it
+        length = grid.length_s
+        if grid.local:
+            day = grid._day
+            memo = self._grid_memo
+            if memo is not None and memo[1] is day and memo[0] is grid and day[0] <= ts < day[1]:
+                k = math.floor((ts - day[0]) / length)
+                start = day[0] + (k if k < memo[2] else memo[2]) * length
+            else:
+                start = grid.start(ts)
+                day = grid._day
+                self._grid_memo = (grid, day, grid._per_day(*day) - 1)
+        else:
+            start = window_start(ts, length)
+        closed_until = self.closed_until
+        if closed_until is not None and start < closed_until:
             self.late_carry += 1
             if count:
                 if tally is None:
@@ -412,51 +445,61 @@ class AssetMonitor:
                 else:
                     tally["late"] = tally.get("late", 0) + 1
             return []
-        self.seen[ev.event_id] = (ts, digest)
-        w = self._window(start)
-        metrics = ev.metrics
+        self.seen[event_id] = (ts, digest)
+        w = self.windows.get(start)
+        if w is None:
+            w = self._window(start)
         stale = False
-        if ev.entity_id is not None and "lat" in metrics and "lon" in metrics:
+        if entity is not None and "lat" in metrics and "lon" in metrics:
             # a fix re-sent unchanged (same vehicle, same position, same or older report time) is
             # stale: untimely in quality, never fresh evidence (issue 15)
             lat, lon = metrics["lat"], metrics["lon"]
-            prev_fix = self.last_fix.get(ev.entity_id)
+            prev_fix = self.last_fix.get(entity)
             stale = prev_fix is not None and ts <= prev_fix[0] and prev_fix[1] == lat and prev_fix[2] == lon
             if prev_fix is None or ts >= prev_fix[0]:
-                self.last_fix[ev.entity_id] = (ts, lat, lon)
-        elif ev.kind == self.profile.poll_kind:
-            if self.last_poll_ts is not None and 0.0 < ts - self.last_poll_ts <= self.params.window_s:
-                self.cadence.update(ts - self.last_poll_ts)
-            if self.last_poll_ts is None or ts > self.last_poll_ts:
+                self.last_fix[entity] = (ts, lat, lon)
+        elif kind == profile.poll_kind:
+            last_poll = self.last_poll_ts
+            if last_poll is not None and 0.0 < ts - last_poll <= self.params.window_s:
+                self.cadence.update(ts - last_poll)
+            if last_poll is None or ts > last_poll:
                 self.last_poll_ts = ts
-        w.add(self.profile, ev, check, ts, stale)
-        if check.plausible and "lat" in metrics and "lon" in metrics:
+        w.add_checked(profile, ev, complete, plausible, normative, ts, stale)
+        if plausible and "lat" in metrics and "lon" in metrics:
             # the last-known position only moves forward in event time: a late fix is history (C19)
             if self.last_position_ts is None or ts >= self.last_position_ts:
                 self.last_position = (metrics["lat"], metrics["lon"])
                 self.last_position_ts = ts
-        attrs = ev.attributes
         trip_id = attrs.get("trip_id")
-        if trip_id is not None and ev.kind == "trip_update":
+        if trip_id is not None and kind == "trip_update":
             # one run of a trip: GTFS-realtime's trip_id + start_date + start_time (the runs of a
             # frequency-based trip share a trip_id, case C23), the trip_id alone when a feed gives no start
             run = (trip_id, attrs.get("start_date", ""), attrs.get("start_time", ""))
-            seq = ev.metrics.get("stop_sequence", 0.0)
+            seq = metrics.get("stop_sequence", 0.0)
             last = self.trips.get(run)
             if last is not None and (ts < last[0] or seq < last[1]):
                 w.contradictions += 1
             self.trips[run] = (max(ts, last[0]) if last else ts, max(seq, last[1]) if last else seq)
-        if self.closed_until is None:
-            self.closed_until = start
-        if self.max_ts is None or ts > self.max_ts:
-            self.max_ts = ts
+        if closed_until is None:
+            self.closed_until = closed_until = start
+        max_ts = self.max_ts
+        if max_ts is None or ts > max_ts:
+            self.max_ts = max_ts = ts
         if count:
             if tally is None:
                 sensor.on_event(topic, "ok")
             else:
                 tally["ok"] = tally.get("ok", 0) + 1
-        horizon = self.max_ts - self.params.allowed_lateness_s
-        if horizon < self.grid.end(self.closed_until):
+        horizon = max_ts - self.params.allowed_lateness_s
+        # grid.end(closed_until), remembered with the cached day it was computed on (``_end_memo``): while
+        # that day is still the grid's, the call would find it cached and return the same end
+        memo_end = self._end_memo
+        if memo_end is not None and memo_end[0] == closed_until and memo_end[2] is grid._day and memo_end[3] is grid:
+            end = memo_end[1]
+        else:
+            end = grid.end(closed_until)
+            self._end_memo = (closed_until, end, grid._day, grid)
+        if horizon < end:
             return []  # no window ends by the watermark: the common case, decided without a call
         return self._close_until(horizon, sensor)
 

@@ -141,13 +141,21 @@ def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
+#: an empty 8-byte BLAKE2b: copied per record, cheaper than building one with its parameters (≈ 0.1 µs)
+_BLAKE2B_8 = hashlib.blake2b(digest_size=8)
+_dumps = orjson.dumps
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+
+
 def _content_digest(kind: str, ts: float, entity: str | None, metrics: dict[str, float], attrs: dict[str, str]) -> int:
     """Stable 64-bit digest of a telemetry record's content (event id and receive time left out).
 
-    orjson with sorted keys, not ``repr`` of sorted items: ≈1 µs instead of ≈3 µs a record.
+    orjson with sorted keys, not ``repr`` of sorted items: ≈1 µs instead of ≈3 µs a record. The same
+    value as ``blake2b(blob, digest_size=8)`` (checkpoints keep it): a copy of the empty hash, updated.
     """
-    blob = orjson.dumps((kind, ts, entity, metrics, attrs), option=orjson.OPT_SORT_KEYS)
-    return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big")
+    h = _BLAKE2B_8.copy()
+    h.update(_dumps((kind, ts, entity, metrics, attrs), option=_SORT_KEYS))
+    return int.from_bytes(h.digest(), "big")
 
 
 #: Optional event fields added after events were first digested (issue 19, concentration): left out of
