@@ -179,7 +179,13 @@ def _parse_rfc3339(value: str) -> dt.datetime:
             f"an RFC 3339 time such as 2024-03-04T08:00:00+08:00 (epoch numbers are never guessed), got {value[:40]!r}"
         )
         raise ValueError(msg) from None
-    return parsed if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+    if parsed.tzinfo is None:
+        return parsed
+    try:
+        return parsed.astimezone(dt.UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: in UTC it falls before year 1
+        msg = f"a time within the years 0001 to 9999 once converted to UTC, got {value[:40]!r}"
+        raise ValueError(msg) from None
 
 
 #: An aware time given as an RFC 3339 string (or a datetime in Python); digit strings are refused, and

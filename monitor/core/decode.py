@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Iterable, Iterator
@@ -460,7 +461,7 @@ def decode_record_timed(
     except ValidationError as exc:
         raise _rejection(exc, raw) from None
     for i, item in enumerate(envelope.observations):
-        one = orjson.dumps(item)
+        one = _reencode(item)
         try:
             ev, ts = _decode_one(one, now, max_skew_s, earliest, max_bytes)
             if ev.asset_id != envelope.asset_id:
@@ -473,6 +474,18 @@ def decode_record_timed(
             events.append(ev)
             times.append(ts)
     return events, times, rejected
+
+
+def _reencode(item: Any) -> bytes:
+    """One observation of a batch (as parsed from JSON) as JSON bytes again, to be decoded on its own.
+
+    orjson writes integers of at most 64 bits; a larger one (valid JSON, which its own decode then
+    judges) goes through the standard library's encoder, which writes any integer exactly.
+    """
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def decode_loan_event(

@@ -327,10 +327,8 @@ def assert_same_event(got: TelemetryEvent, want: TelemetryEvent) -> None:
 def outcome(raw: bytes) -> tuple[str, Any]:
     """decode_record_timed's result, the rejection of the whole record, or whatever else it raises.
 
-    Two records make today's decoder raise other than InputRejected, and must go on doing exactly that
-    (the fast path changes no outcome; they are reported to be fixed on their own): a time whose
-    conversion to UTC leaves the calendar (``0001-01-01T00:00:00+01:00``: OverflowError), and a batch
-    with an invalid observation beside an integer beyond 64 bits (orjson re-encoding it: TypeError).
+    Anything raised other than InputRejected is compared too (the two paths must agree even there);
+    the two inputs that once raised so are tested on their own below.
     """
     try:
         return "ok", decode_record_timed(raw, NOW)
@@ -522,3 +520,40 @@ def test_the_fast_path_copies_the_schemas_it_stands_for() -> None:
     for name in ("event_id", "asset_id", "kind"):
         assert {k: v for k, v in event["properties"][name].items() if k != "pattern"} == fast["properties"][name]
     assert "^" + decode._FAST_ID_CHARS.pattern + "$" == ID_SCHEMA["pattern"]
+
+
+def test_a_time_that_leaves_the_calendar_in_utc_is_rejected_not_raised() -> None:
+    """``0001-01-01T00:00:00+01:00`` is year 0 in UTC: once an OverflowError out of the decoder (a crash of
+    the record's handling), now a schema violation naming the field and the value."""
+    ob = b'{"event_id":"e1","asset_id":"A1","observed_at":"0001-01-01T00:00:00+01:00","kind":"k"}'
+    with pytest.raises(InputRejected) as one:
+        decode_record_timed(ob, NOW)
+    assert one.value.reason == "schema_violation" and "observed_at" in one.value.message
+    assert "0001-01-01T00:00:00+01:00" in one.value.message
+    assert_same_outcome(ob)
+    good = b'{"event_id":"e2","asset_id":"A1","observed_at":"2024-05-20T10:00:00Z","kind":"k"}'
+    events, _, rejected = decode_record_timed(b'{"asset_id":"A1","observations":[' + ob + b"," + good + b"]}", NOW)
+    assert [e.event_id for e in events] == ["e2"]
+    assert [(r.index, r.error.reason) for r in rejected] == [(0, "schema_violation")]
+
+
+def test_an_integer_beyond_64_bits_beside_a_bad_observation_is_judged_per_observation() -> None:
+    """A batch not valid as a whole is decoded observation by observation, each re-encoded first; an
+    integer beyond 64 bits (valid JSON) once made that re-encoding raise TypeError and the whole record
+    fail. Now each observation gets its own verdict and the good one is used."""
+    huge = (
+        b'{"event_id":"e1","asset_id":"A1","observed_at":"2024-05-20T10:00:00Z","kind":"k","metrics":{"a":'
+        + b"9" * 30
+        + b"}}"
+    )
+    naive = b'{"event_id":"e2","asset_id":"A1","observed_at":"2024-05-20T10:00:00","kind":"k"}'
+    good = b'{"event_id":"e3","asset_id":"A1","observed_at":"2024-05-20T10:00:00Z","kind":"k","metrics":{"a":1}}'
+    raw = b'{"asset_id":"A1","observations":[' + b",".join((huge, naive, good)) + b"]}"
+    events, _, rejected = decode_record_timed(raw, NOW)
+    assert "e3" in [e.event_id for e in events]
+    assert (1, "naive_time") in [(r.index, r.error.reason) for r in rejected]
+    # the huge integer is judged as a record of its own would be (pydantic's strict float decides)
+    alone = outcome(huge)
+    assert alone[0] in ("ok", "rejected")
+    assert ("e1" in [e.event_id for e in events]) == (alone[0] == "ok")
+    assert_same_outcome(raw)
