@@ -446,12 +446,12 @@ def register_api(
     security: ApiSecurity | None = None,
     display_timezone: str = "Asia/Shanghai",
     portfolio_table: Any = None,
-    read_outputs: Callable[[float], Outputs] | None = None,
+    read_outputs: Callable[..., Outputs] | None = None,
     valuation: ValuationParams | None = None,
 ) -> None:
     """Add the views to the faust ``app``; ``node`` is the worker's :class:`streams.worker.Node`.
 
-    ``read_outputs(timeout_s)`` reads the output topics for a loan's report (blocking, run in an
+    ``read_outputs(timeout_s, loan_id=...)`` reads the output topics for a loan's report (blocking, run in an
     executor; :func:`streams.latest.read_outputs`; None: the report answers 503); ``valuation`` gives the
     report's anomaly threshold and warm-up (None: the defaults).
 
@@ -721,7 +721,7 @@ def register_api(
 
         def build() -> str:
             """Read the topics and render (both blocking: kafka-python, then plotly's figures)."""
-            out = reader(REPORT_READ_TIMEOUT_S)
+            out = reader(REPORT_READ_TIMEOUT_S, loan_id=loan_id)  # only its records decoded
             extra = {} if params is None else {"anomaly_threshold": params.anomaly_threshold,
                                                 "hst_window": params.hst_window}  # fmt: skip
             return loan_report(*out, loan_id=loan_id, days=days, lang=lang, timezone=display_timezone, **extra)

@@ -205,3 +205,38 @@ def test_script_hashes_cover_plotly_and_each_chart_and_data_never_adds_a_script(
     evil_page = render_report([bad], "en")
     assert len(script_hashes(evil_page)) == 5 and "<script>alert(1)" not in evil_page
     assert report_headers(evil_page)["Content-Security-Policy"].count("'sha256-") == 5
+
+
+def test_the_reports_prefilter_keeps_every_record_of_its_loan() -> None:
+    """``streams.latest.mentions_of``: a record the report skips undecoded is never one of its loan's.
+
+    Every output of the demo with its cut and outage (a margin call, alerts), serialised as the worker publishes it
+    (``model_dump_json``), is filtered by each loan's byte strings; the report's histories from what
+    passes equal those from everything. A loan id with ``/`` (JSON's one optional escape among an id's
+    characters) is matched in both spellings.
+    """
+    from streams.latest import mentions_of
+
+    result = run_backtest(
+        load_loan_book(ROOT / "examples" / "loan_book.jsonl"),
+        sample_telemetry(),
+        load_rulebook(ROOT / "rules" / "rulebooks" / "default.yaml"),
+        incidents=[parse_incident("cut:akl-routes-7xx@3h:0.6"), parse_incident("outage:akl-routes-9xx@3h")],
+    )
+    topics = {"valuations": [], "loan-risk": [], "alerts": [], "margin-calls": []}  # type: ignore[var-annotated]
+    for o in result.outputs:
+        if o.topic in topics:
+            topics[o.topic].append(o.message)
+    loans = sorted({s.loan_id for s in topics["loan-risk"]})
+    assert len(loans) >= 3 and topics["margin-calls"] and topics["alerts"]
+    for loan in loans:
+        needles = mentions_of(loan)
+        kept = {
+            t: [m for m in ms if any(n in m.model_dump_json().encode() for n in needles)] for t, ms in topics.items()
+        }
+        assert sum(map(len, kept.values())) < sum(map(len, topics.values()))  # it does skip other loans' records
+        whole = histories(topics["valuations"], topics["loan-risk"], topics["alerts"], topics["margin-calls"], loan)
+        part = histories(kept["valuations"], kept["loan-risk"], kept["alerts"], kept["margin-calls"], loan)
+        assert part == whole
+    assert set(mentions_of("L/1")) == {b'"L/1"', b'"L\\/1"'}
+    assert b'"L\\/1"' in b'{"loan_id":"L\\/1"}' and mentions_of("L-1") == (b'"L-1"',)

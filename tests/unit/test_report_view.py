@@ -78,7 +78,7 @@ REPORT = "/loans/{loan_id}/report"
 
 
 def test_topics_that_cannot_be_read_answer_503_with_the_reason() -> None:
-    def broken(timeout_s: float) -> Outputs:
+    def broken(timeout_s: float, loan_id: str) -> Outputs:
         raise ConnectionError("no broker")
 
     got = ask(views(broken), REPORT, "L1")
@@ -91,7 +91,7 @@ def test_a_read_past_its_time_answers_503(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(streams.api, "REPORT_RENDER_S", 0.05)
     seen: list[float] = []
 
-    def slow(timeout_s: float) -> Outputs:
+    def slow(timeout_s: float, loan_id: str) -> Outputs:
         seen.append(timeout_s)
         time.sleep(1.0)
         return Outputs([], [], [], [])
@@ -112,7 +112,7 @@ def test_a_read_past_its_time_answers_503(monkeypatch: pytest.MonkeyPatch) -> No
 def test_the_read_runs_off_the_event_loop() -> None:
     go = threading.Event()
 
-    def waits_for_the_loop(timeout_s: float) -> Outputs:
+    def waits_for_the_loop(timeout_s: float, loan_id: str) -> Outputs:
         # set by a coroutine on the loop: had the read blocked the loop, it would never be set
         if not go.wait(timeout=5):
             raise AssertionError("the event loop was blocked by the read")
@@ -136,7 +136,7 @@ def test_the_read_runs_off_the_event_loop() -> None:
 
 
 def test_an_unknown_loan_is_the_apis_404_and_bad_parameters_a_400() -> None:
-    def never(timeout_s: float) -> Outputs:
+    def never(timeout_s: float, loan_id: str) -> Outputs:
         raise AssertionError("topics read for a loan the worker does not hold")
 
     pages = views(never)
