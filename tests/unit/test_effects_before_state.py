@@ -122,26 +122,33 @@ def test_a_clock_record_is_a_report_merged_in_band_and_changes_no_asset() -> Non
     assert node.asset_handling is False
 
 
-def test_a_loan_records_alerts_are_published_before_the_loan_state_is_saved(monkeypatch: Any) -> None:
-    """The loan side: an alert the loan state records as firing must be on the broker first (C01)."""
+def _loan_node(monkeypatch: Any, order: list[str], loan_id: str, **loans: Any) -> Node:
+    """A Node with only what ``on_loan_record`` uses: a loan record of ``loan_id`` yields one alert; the
+    state's saves and the publishes are written to ``order`` (``loans``: more attributes of the loan book)."""
     import streams.worker as worker
 
-    order: list[str] = []
     node = Node.__new__(Node)
     node.s = SimpleNamespace(topic=lambda logical: f"it.{logical}")  # type: ignore[assignment]
     node.ingress_limits = lambda: (0.0, 0.0, 0.0, 0)  # type: ignore[method-assign]
-    monkeypatch.setattr(worker, "decode_loan_event", lambda value, *limits: SimpleNamespace(loan_id="L-AKL-003"))
+    monkeypatch.setattr(worker, "decode_loan_event", lambda value, *limits: SimpleNamespace(loan_id=loan_id))
     node.loan_state = SimpleNamespace(  # type: ignore[assignment]
         load=lambda key: None, save=lambda key: order.append(f"save {key}")
     )
     node.loans = SimpleNamespace(  # type: ignore[assignment]
-        on_loan_event=lambda ev: [Output("alerts", ev.loan_id, Alert.model_construct())]
+        on_loan_event=lambda ev: [Output("alerts", ev.loan_id, Alert.model_construct())], **loans
     )
 
     async def publish(outputs: list[Output], origin_ts: float | None = None) -> None:
         order.append(f"publish {[o.topic for o in outputs]}")
 
     node.publish = publish  # type: ignore[method-assign]
+    return node
+
+
+def test_a_loan_records_alerts_are_published_before_the_loan_state_is_saved(monkeypatch: Any) -> None:
+    """The loan side: an alert the loan state records as firing must be on the broker first (C01)."""
+    order: list[str] = []
+    node = _loan_node(monkeypatch, order, "L-AKL-003")
     record = SimpleNamespace(
         message=SimpleNamespace(
             topic="it.loan-book", partition=1, key=b"L-AKL-003", value=b"{}", offset=3, timestamp=None
@@ -155,36 +162,22 @@ def test_a_loan_records_group_listing_is_published_after_its_outputs_and_before_
     monkeypatch: Any,
 ) -> None:
     """The loan's standing for its group (``internal.group-listing``) follows C01 too, and waits for the view."""
-    import streams.worker as worker
     from monitor.schemas import GroupListing
     from monitor.settings import Settings
     from streams.group_listing import GroupListingFeed
 
     order: list[str] = []
-    node = Node.__new__(Node)
-    node.s = SimpleNamespace(topic=lambda logical: f"it.{logical}")  # type: ignore[assignment]
-    node.ingress_limits = lambda: (0.0, 0.0, 0.0, 0)  # type: ignore[method-assign]
-    monkeypatch.setattr(worker, "decode_loan_event", lambda value, *limits: SimpleNamespace(loan_id="L1"))
-    node.loan_state = SimpleNamespace(  # type: ignore[assignment]
-        load=lambda key: None, save=lambda key: order.append(f"save {key}")
-    )
     loan = SimpleNamespace(loan_id="L1")
-    node.loans = SimpleNamespace(  # type: ignore[assignment]
-        on_loan_event=lambda ev: [Output("alerts", ev.loan_id, Alert.model_construct())], loans={"L1": loan}
-    )
+    node = _loan_node(monkeypatch, order, "L1", loans={"L1": loan})
     feed = GroupListingFeed(Settings())
     feed.ready.set()
     rec = GroupListing(loan_id="L1", borrower_group="G", listed=True)
     monkeypatch.setattr(feed, "due", lambda held: rec if held is loan and "L1" not in feed.sent else None)
     node.group_feed = feed
 
-    async def publish(outputs: list[Output], origin_ts: float | None = None) -> None:
-        order.append(f"publish {[o.topic for o in outputs]}")
-
     async def send(logical: str, key: str, message: Any, *args: Any) -> None:
         order.append(f"send {logical} {key} {message.listed}")
 
-    node.publish = publish  # type: ignore[method-assign]
     node.publisher = SimpleNamespace(send=send)  # type: ignore[assignment]
     record = SimpleNamespace(
         message=SimpleNamespace(topic="it.loan-book", partition=1, key=b"L1", value=b"{}", offset=3, timestamp=None)
