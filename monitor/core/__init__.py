@@ -4,6 +4,7 @@ Modules, each one concept:
 
 - :mod:`monitor.core.common`: :class:`CoreParams`, the :class:`Output` type, stable digests;
 - :mod:`monitor.core.decode`: bytes to checked events, and the dead-letter builder;
+- :mod:`monitor.core.decode_fast`: its fast path for the common valid telemetry record (msgspec);
 - :mod:`monitor.core.margin`: line status and the top-up that restores the warning line;
 - :mod:`monitor.core.assets`: :class:`AssetMonitor` and :class:`AssetBook` (windows, stream clock);
 - :mod:`monitor.core.loans`: :class:`LoanMonitor` and :class:`LoanBook` (rules, margin calls);

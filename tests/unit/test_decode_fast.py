@@ -1,6 +1,6 @@
 """The msgspec fast path of telemetry decoding changes no decision, reason, message or value (issue 18).
 
-:func:`monitor.core.decode.fast_telemetry_batch` and :func:`~monitor.core.decode.fast_telemetry_event`
+:func:`monitor.core.decode_fast.fast_telemetry_batch` and :func:`~monitor.core.decode_fast.fast_telemetry_event`
 either give exactly the events pydantic gives (field by field: types, float bits, dict order, UTC
 times, ``model_fields_set``) or say "not sure", and the record goes to pydantic. Checked here on
 records generated field by field from valid and invalid pieces (JSON text, so NaN tokens, duplicate
@@ -24,8 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from monitor.core import decode
-from monitor.core.decode import decode_record_timed, fast_telemetry_batch, fast_telemetry_event, telemetry_records
+from monitor.core import decode, decode_fast
+from monitor.core.decode import decode_record_timed, telemetry_records
+from monitor.core.decode_fast import fast_telemetry_batch, fast_telemetry_event
 from monitor.errors import InputRejected
 from monitor.schemas import _PARSED, MAX_BATCH_OBSERVATIONS, TelemetryBatch, TelemetryEvent
 from tests.conftest import sample_telemetry
@@ -513,13 +514,13 @@ def test_the_fast_path_copies_the_schemas_it_stands_for() -> None:
             TelemetryEvent.model_fields[name].metadata
             or TelemetryEvent.model_fields[name].annotation.__args__[0].__metadata__
         )  # type: ignore[union-attr]
-        assert [m.func for m in metadata if hasattr(m, "func")] == [decode._rfc3339_only]
+        assert [m.func for m in metadata if hasattr(m, "func")] == [decode_fast._rfc3339_only]
     # and the copy: the same fields, required ones and bounds
-    fast = _bare(msgspec.json.schema(decode._FastEvent))["$defs"]["_FastEvent"]
+    fast = _bare(msgspec.json.schema(decode_fast._FastEvent))["$defs"]["_FastEvent"]
     assert list(fast["properties"]) == list(event["properties"]) and fast["required"] == event["required"]
     for name in ("event_id", "asset_id", "kind"):
         assert {k: v for k, v in event["properties"][name].items() if k != "pattern"} == fast["properties"][name]
-    assert "^" + decode._FAST_ID_CHARS.pattern + "$" == ID_SCHEMA["pattern"]
+    assert "^" + decode_fast._FAST_ID_CHARS.pattern + "$" == ID_SCHEMA["pattern"]
 
 
 def test_a_time_that_leaves_the_calendar_in_utc_is_rejected_not_raised() -> None:
