@@ -16,17 +16,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from monitor.schemas import GroupListing
 
-if TYPE_CHECKING:
-    from monitor.core.loans import LoanMonitor
-
-__all__ = ["GroupListings", "counts_for_no_one", "standing"]
+__all__ = ["GroupListings", "Listable", "counts_for_no_one", "standing"]
 
 
-def standing(loan: LoanMonitor) -> GroupListing | None:
+class Listable(Protocol):
+    """What :func:`standing` reads of a loan (:class:`~monitor.core.loans.LoanMonitor` has it).
+
+    A protocol rather than the class: :mod:`monitor.core.loans` imports this module, not the reverse.
+    """
+
+    loan_id: str
+    opened: Any
+    closed: bool
+    own_listing: tuple[bool, float, bool]
+
+
+def standing(loan: Listable) -> GroupListing | None:
     """The loan's record for ``internal.group-listing``, or ``None`` for a loan without ``borrower_group``.
 
     Built from :attr:`LoanMonitor.own_listing` ``(before, changed_at POSIX s, now)`` and ``closed``;
