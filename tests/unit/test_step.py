@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 
 import orjson
+import pytest
 
 from monitor.core import Monitor, Provenance, apply_telemetry_record
 from monitor.schemas import DeadLetter, TelemetryEvent
@@ -107,3 +108,29 @@ def test_the_step_and_the_in_process_router_leave_the_same_state(rulebook) -> No
     assert [v.window_start for v in outs] == [v.window_start for v in routed_outs] and outs
     a, b = stepped.assets["A1"], routed.assets["A1"]
     assert (a.seen, a.closed_until, a.max_ts) == (b.seen, b.closed_until, b.max_ts)
+
+
+def test_record_sources_are_the_provenance_list_the_step_built_before() -> None:
+    # the lazy sequence (issue 18: no tuple per observation on the common path) must equal, item by item,
+    # [Provenance(topic, partition, offset, i if batch else None) for i in indices]
+    from monitor.core.step import RecordSources
+
+    for indices, batch in (([0, 1, 3, 4], True), (range(5), True), (range(1), False), ([], True)):
+        lazy = RecordSources(ORIGIN, indices, batch)
+        eager = [Provenance(ORIGIN.topic, ORIGIN.partition, ORIGIN.offset, i if batch else None) for i in indices]
+        assert len(lazy) == len(eager) and list(lazy) == eager and lazy[1:3] == eager[1:3]
+        if eager:
+            assert lazy[-1] == eager[-1]
+        with pytest.raises(IndexError):
+            lazy[len(eager)]
+
+
+def test_a_held_observation_of_a_batch_keeps_its_index_in_the_record(rulebook) -> None:  # type: ignore[no-untyped-def]
+    mon = Monitor(rulebook)
+    mon.on_loan_event(make_loan())  # no pledge yet: the asset's observations are held with their origin
+    raw = _batch(make_event(event_id="h0"), make_event(event_id="h1", attributes={"trip_id": "t2"}))
+    raw = raw.replace(b'"event_id":"h0"', b'"event_id":"h0","passanger_count":3', 1)  # refused by the decoder
+    fx = apply_telemetry_record(mon.asset_book, raw, ORIGIN, "A1", LIMITS)
+    assert [(d.reason, d.observation_index) for d in _dead(fx)] == [("extra_field", 0)]
+    [(ev, source)] = mon.asset_book.held["A1"]
+    assert ev.event_id == "h1" and source == Provenance(ORIGIN.topic, 2, 41, 1)
