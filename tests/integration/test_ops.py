@@ -34,7 +34,12 @@ def test_runbook__rewind_refuses_a_running_group_then_replays_from_offset_0_with
     records = replay(env.settings, book, events)  # batch records, one per asset and poll
     wait_caught_up(env.settings, env.run)
     assert 0 < records < len(events) and committed(env) == records
-    ok_before = worker.metric("pledgewatch_events_total", topic="pledge.telemetry", outcome="ok")
+    # taken at first sight: "ok", or "held" when a record came before its asset's pledge had reached the
+    # asset side (it is applied once the pledge arrives, and counted once, on arrival: docs/metrics.md);
+    # which of the two depends on how the loan side's pledge races the telemetry, never on the code
+    taken_before = sum(
+        worker.metric("pledgewatch_events_total", topic="pledge.telemetry", outcome=o) for o in ("ok", "held")
+    )
 
     refused = subprocess.run(
         [str(BIN / "pledgewatch"), "topics", "rewind", "--to-offset", "0"],
@@ -58,7 +63,7 @@ def test_runbook__rewind_refuses_a_running_group_then_replays_from_offset_0_with
         # every replayed record was already in the restored state: counted, never applied twice
         assert again.metric("pledgewatch_events_total", topic="pledge.telemetry", outcome="ok") == 0
         replayed = again.metric("pledgewatch_events_total", topic="pledge.telemetry")
-        assert replayed == len(events) and ok_before > 0
+        assert replayed == len(events) and taken_before > 0
     finally:
         again.stop()
 
