@@ -168,21 +168,27 @@ def _rfc3339_only(value: Any) -> Any:
     return parsed
 
 
+def _iso_in_utc(value: str) -> dt.datetime:
+    """``value`` (``z`` read as ``Z``) by ``datetime.fromisoformat``, an aware time converted to UTC.
+
+    Raises ValueError for text ``fromisoformat`` refuses, OverflowError for an aware time that leaves
+    the calendar in UTC. No RFC 3339 check: :func:`_parse_rfc3339` makes it (the decoder's fast path,
+    ``monitor.core.decode_fast``, makes it once for a whole record).
+    """
+    parsed = dt.datetime.fromisoformat(value[:-1] + "Z" if value.endswith("z") else value)
+    return parsed if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
 def _parse_rfc3339(value: str) -> dt.datetime:
-    text = value[:-1] + "Z" if value.endswith("z") else value
     try:
-        if not _RFC3339.match(text):
-            raise ValueError(text)
-        parsed = dt.datetime.fromisoformat(text)
+        if not _RFC3339.match(value):
+            raise ValueError(value)
+        return _iso_in_utc(value)
     except ValueError:
         msg = (
             f"an RFC 3339 time such as 2024-03-04T08:00:00+08:00 (epoch numbers are never guessed), got {value[:40]!r}"
         )
         raise ValueError(msg) from None
-    if parsed.tzinfo is None:
-        return parsed
-    try:
-        return parsed.astimezone(dt.UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: in UTC it falls before year 1
         msg = f"a time within the years 0001 to 9999 once converted to UTC, got {value[:40]!r}"
         raise ValueError(msg) from None

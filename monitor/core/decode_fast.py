@@ -16,7 +16,15 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 from pydantic import BaseModel
 
-from monitor.schemas import _PARSED, _PARSED_MAX, _RFC3339, MAX_BATCH_OBSERVATIONS, TelemetryEvent, _rfc3339_only
+from monitor.schemas import (
+    _PARSED,
+    _PARSED_MAX,
+    _RFC3339,
+    MAX_BATCH_OBSERVATIONS,
+    TelemetryEvent,
+    _iso_in_utc,
+    _rfc3339_only,
+)
 
 __all__ = ["fast_telemetry_batch", "fast_telemetry_event"]
 
@@ -75,7 +83,6 @@ class _FastBatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=Fa
 #: made once a record instead of once a string (it was ≈ 40 % of parsing one).
 _FAST_TIME_PREFIX = _RFC3339.pattern.removeprefix("^")
 _FAST_TIME_PREFIXES = re.compile(f"{_FAST_TIME_PREFIX}.*(?:\\n{_FAST_TIME_PREFIX}.*)*")
-_fromisoformat = dt.datetime.fromisoformat
 _FAST_EVENT_DECODER = msgspec.json.Decoder(_FastEvent)
 _FAST_BATCH_DECODER = msgspec.json.Decoder(_FastBatch)
 #: The fields a decoded event always has (required by the schema); the optional ones present are added.
@@ -91,17 +98,15 @@ _set_dict, _set_fields_set, _set_extra, _set_private = (
 def _fresh_time(text: str, fresh: list[tuple[str, dt.datetime]] | None) -> dt.datetime:
     """A time string not in the schema's cache, parsed as :func:`~monitor.schemas._parse_rfc3339` parses it.
 
-    With ``fresh`` None, by the schema's own :func:`~monitor.schemas._rfc3339_only`. Else by the same
-    ``fromisoformat`` call on the same text (``z`` read as ``Z``), the string and its time added to
-    ``fresh``: the caller then checks the RFC 3339 prefix of all of them in one match and caches them
-    (:func:`fast_telemetry_batch`). Raises what ``fromisoformat`` or the conversion to UTC raise.
+    With ``fresh`` None, by the schema's own :func:`~monitor.schemas._rfc3339_only`. Else by the
+    schema's own parsing without its RFC 3339 check (:func:`~monitor.schemas._iso_in_utc`), the string
+    and its time added to ``fresh``: the caller then checks the RFC 3339 prefix of all of them in one
+    match and caches them (:func:`fast_telemetry_batch`). Raises what ``fromisoformat`` or the conversion to UTC raise.
     """
     if fresh is None:
         parsed: dt.datetime = _rfc3339_only(text)  # a string in, a datetime out (or it raises)
         return parsed
-    parsed = _fromisoformat(text[:-1] + "Z" if text.endswith("z") else text)
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC)
+    parsed = _iso_in_utc(text)
     fresh.append((text, parsed))
     return parsed
 
