@@ -548,7 +548,13 @@ def main() -> None:
     ap.add_argument(
         "--catch-up-only",
         action="store_true",
-        help="only (h) and the latency of polls at --rate; prints JSON, writes no result",
+        help="only (h) and the latency of polls at --rate; prints JSON, writes no result unless --save",
+    )
+    ap.add_argument(
+        "--save",
+        metavar="NAME",
+        help="with --catch-up-only: also write benchmarks/results/NAME.json (e.g. catch_up_1h for --outage 3600, "
+        "which docs/benchmarks.md's targets table shows beside make bench's extrapolation)",
     )
     args = ap.parse_args()
     if args.polls_only:
@@ -561,6 +567,10 @@ def main() -> None:
                 "latency_polls": latency(Path(t), args.rate, args.seconds, polls=True),
             }
         print(json.dumps(quick, indent=2))
+        if args.save:
+            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
+            saved = {**header(args.save), "commit": commit.strip(), "broker": bootstrap(), **quick}
+            (Path(__file__).parent / "results" / f"{args.save}.json").write_text(json.dumps(saved, indent=2) + "\n")
         return
     fleet = Fleet(20, 50, seed=3)
     backlog = list(fleet.records(args.backlog))
