@@ -1,7 +1,8 @@
 """The performance targets (issues 8 and 18) against the latest results: the "Targets" section of docs/benchmarks.md.
 
 Run last by ``make bench`` (``deploy/bench.sh``): reads ``benchmarks/results/{core_backtest,e2e,memory}.json``
-(and ``catch_up_1h.json``, a real one-hour outage run by hand, when present) and rewrites the part of ``docs/benchmarks.md`` between ``<!-- targets -->`` and ``<!-- /targets -->``.
+(and ``catch_up_1h.json``, a real one-hour outage run by hand, when present) and rewrites the part of
+``docs/benchmarks.md`` between ``<!-- targets -->`` and ``<!-- /targets -->``.
 """
 
 from __future__ import annotations
