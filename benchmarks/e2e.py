@@ -189,11 +189,13 @@ def saturation(
     window_s: float,
     observations: int | None = None,
     ceilings: bool = True,
+    peer: bool = True,
 ):
     """(b)/(c)/(g): observations/s of ``n_workers`` working off ``backlog``; returns a result dict.
 
     ``observations``: how many the backlog holds when its records are batches (default: one a record).
     ``ceilings``: also measure the bare aiokafka loop and the decode-only faust agent (one worker only).
+    ``peer``: also run the Quix Streams peer over the backlog (one worker only).
     """
     observations = observations or len(backlog)
     with Run(f"sat{n_workers}{'b' if observations > len(backlog) else ''}", tmp) as run:
@@ -214,8 +216,10 @@ def saturation(
             w.stop()
         bare = bare_loop(run.settings, len(backlog)) if n_workers == 1 and ceilings else None
         floor = faust_floor(run, len(backlog)) if n_workers == 1 and ceilings else None
-        peer = (
-            {mode: peer_quix(run, observations, mode) for mode in ("window", "decode-only")} if n_workers == 1 else None
+        quix = (
+            {mode: peer_quix(run, observations, mode) for mode in ("window", "decode-only")}
+            if n_workers == 1 and peer
+            else None
         )
         return {
             "workers": n_workers,
@@ -228,7 +232,7 @@ def saturation(
             "worker_cpu_share": [round((b - a) / (t1 - t0), 2) for a, b in zip(cpu0, cpu1, strict=True)],
             "bare_loop": bare,
             "faust_floor": floor,
-            "peer_quix": peer,
+            "peer_quix": quix,
             "profile": top,
         }
 
@@ -532,6 +536,28 @@ def polls_only(backlog: int, window: float) -> None:
     print(json.dumps(result, indent=2))
 
 
+def single_only(backlog: int, window: float) -> None:
+    """(b) alone: one worker on single-observation records with its ceilings (bare loop, decode-only faust agent).
+
+    The same fleet and backlog as the full run's (b); prints JSON with the worker's ratio to the
+    decode-only faust agent and the worker's CPU µs a record, and writes no result file.
+    """
+    fleet = Fleet(20, 50, seed=3)
+    records = list(fleet.records(backlog))
+    with tempfile.TemporaryDirectory(prefix="pledgewatch-bench-") as t:
+        result = saturation(Path(t), 1, records, fleet, window, peer=False)
+    floor = result["faust_floor"]
+    if floor:
+        result["ratio_to_faust_floor"] = round(result["events_per_s"] / floor["events_per_s"], 3)
+    if result["events_per_s"]:
+        result["worker_cpu_us_per_record"] = round(result["worker_cpu_share"][0] / result["events_per_s"] * 1e6, 1)
+        if floor and floor.get("cpu_us_per_record"):  # the same ratio in CPU time, less exposed to the shared cores
+            result["cpu_ratio_faust_floor_to_worker"] = round(
+                floor["cpu_us_per_record"] / result["worker_cpu_us_per_record"], 3
+            )
+    print(json.dumps(result, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backlog", type=int, default=600_000, help="records given to the saturated workers")
@@ -543,6 +569,12 @@ def main() -> None:
         "--polls-only",
         action="store_true",
         help="only (g), one worker fed polls, with the Quix peer over the same backlog; prints JSON, writes no result",
+    )
+    ap.add_argument(
+        "--single-only",
+        action="store_true",
+        help="only (b), one worker on single-observation records, with the bare loop and the decode-only faust "
+        "agent over the same backlog; prints JSON, writes no result",
     )
     ap.add_argument("--outage", type=float, default=180.0, help="seconds the worker is down in (h), the catch-up")
     ap.add_argument(
@@ -557,6 +589,9 @@ def main() -> None:
         "which docs/benchmarks.md's targets table shows beside make bench's extrapolation)",
     )
     args = ap.parse_args()
+    if args.single_only:
+        single_only(args.backlog, args.window)
+        return
     if args.polls_only:
         polls_only(args.backlog, args.window)
         return

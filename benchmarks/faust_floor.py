@@ -3,7 +3,8 @@
 Started by ``benchmarks/e2e.py`` as ``python faust_floor.py TOPIC TOTAL OUT`` (environment:
 ``KAFKA_BOOTSTRAP_SERVERS``). One agent reads TOPIC (raw bytes) from the earliest offset,
 ``orjson.loads`` each value and acks it, like pledgewatch's telemetry agent minus the work; after
-TOTAL records it writes ``{"records", "seconds", "events_per_s"}`` (first record to last) to OUT and exits.
+TOTAL records it writes ``{"records", "seconds", "events_per_s", "cpu_us_per_record"}`` (first record to last;
+CPU time of the process, ``time.process_time``, over the same span) to OUT and exits.
 Between the bare aiokafka loop and pledgewatch's worker, it separates what faust costs from what
 pledgewatch costs.
 """
@@ -33,18 +34,24 @@ def main() -> None:
         topic_disable_leader=True,
     )
     topic = app.topic(topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    seen = {"n": 0, "t0": 0.0}
+    seen = {"n": 0, "t0": 0.0, "cpu0": 0.0}
 
     @app.agent(topic)
     async def floor(stream: faust.StreamT) -> None:
         async for event in stream.events():
             if seen["n"] == 0:
-                seen["t0"] = time.monotonic()
+                seen["t0"], seen["cpu0"] = time.monotonic(), time.process_time()
             orjson.loads(event.value)
             seen["n"] += 1
             if seen["n"] >= total:
                 seconds = time.monotonic() - seen["t0"]
-                result = {"records": seen["n"], "seconds": round(seconds, 2), "events_per_s": round(total / seconds)}
+                cpu_us = (time.process_time() - seen["cpu0"]) / total * 1e6
+                result = {
+                    "records": seen["n"],
+                    "seconds": round(seconds, 2),
+                    "events_per_s": round(total / seconds),
+                    "cpu_us_per_record": round(cpu_us, 1),
+                }
                 with open(out, "w") as f:
                     json.dump(result, f)
                 os._exit(0)

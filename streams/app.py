@@ -509,9 +509,10 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     ConfigError
         When the metrics port cannot be bound or no broker answers.
     """
-    from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+    from faust.sensors.prometheus import FaustMetrics
     from prometheus_client import REGISTRY
 
+    from streams.faust_sensor import FaustPrometheusMonitor
     from streams.prometheus import Metrics, PrometheusSensor, serve_metrics
     from streams.topics import create_topics
 
@@ -555,8 +556,9 @@ def run_worker(settings: Settings, rulebook: Rulebook, params: CoreParams, logle
     # the tables' changelogs exist, and are in the metadata, before faust subscribes (create_topics)
     create_topics(settings, extra=changelog_topics(app))
     # faust's own sensor (consumer offsets and lag, commit latency, rebalances) on the same registry and
-    # endpoint, under a fixed prefix so dashboards do not depend on the consumer group name
-    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
+    # endpoint, under a fixed prefix so dashboards do not depend on the consumer group name; faust's
+    # PrometheusMonitor with its per-record label lookups cached (streams.faust_sensor: the same series)
+    app.monitor = FaustPrometheusMonitor(metrics=FaustMetrics.create(REGISTRY, "faust"))
     count_commit_failures(app, metrics.commit_failures)
     lifecycle.info(
         "worker %s: broker %s, topics %s*, metrics %s://%s:%s/metrics, query API %s/api (%s), rulebook %s v%s",

@@ -375,8 +375,12 @@ class Node:
                 self.asset_partition[fx.asset_id] = part
             if fx.newest is not None and fx.asset_id is not None:
                 self.dirty.setdefault(part, set()).add(fx.asset_id)
-                self.clock.watermarks.delivered(part, msg.offset, fx.newest, time.monotonic())
-                wm = self.clock.watermark()
+                now = time.monotonic()
+                self.clock.watermarks.delivered(part, msg.offset, fx.newest, now)
+                # the group's clock is read whole only when this record's partition does not alone hold it
+                # below the next window boundary (then no tick can be due: GroupClock.below)
+                below = self.clock.below(part, self.assets.next_tick, now)
+                wm = None if below else self.clock.watermark()
                 if wm is not None and self.assets.tick_due(wm):
                     # every asset of the assigned partitions takes part, silent ones too, even before
                     # the first clock tick after a restart has loaded them
@@ -386,7 +390,8 @@ class Node:
         # effects first, then the state that records them: a state in the changelog that has closed a
         # window whose valuation never reached the broker would, after a crash, lose that valuation
         # for good (the re-read record is a duplicate of the restored state and emits nothing)
-        await self.publish(outputs, msg.timestamp)
+        if outputs:  # most records close no window: nothing to publish (Publisher.publish of none does nothing)
+            await self.publish(outputs, msg.timestamp)
         now = time.monotonic()
         if msg.topic != self.telemetry_topic or now - self.persisted_at.get(part, 0.0) >= CHECKPOINT_INTERVAL_S:
             self.persist(part, changed)

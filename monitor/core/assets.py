@@ -960,6 +960,20 @@ class AssetBook:
         """
         self._next_tick = None
 
+    @property
+    def next_tick(self) -> float | None:
+        """The stream time (POSIX s) from which :meth:`tick` checks the assets again; None: at any time.
+
+        :meth:`tick_due` is true exactly from here on: a driver that knows the stream clock cannot reach
+        it need not read the clock at all.
+
+        >>> from monitor.sensors import NullSensor
+        >>> m = AssetBook(CoreParams(), NullSensor())
+        >>> m.next_tick is None, m.tick(1_463_700_000.0), m.next_tick - 1_463_700_000.0 <= m.params.window_s
+        (True, [], True)
+        """
+        return self._next_tick
+
     def tick_due(self, stream_time: float) -> bool:
         """Whether :meth:`tick` at ``stream_time`` (POSIX s) would check the assets: a window boundary passed.
 

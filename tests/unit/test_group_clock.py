@@ -242,3 +242,37 @@ def test_a_rebalance_that_never_ends_is_named_once_a_minute(caplog: Any) -> None
         assert not clock.check_rebalancing(False, 200.0)  # it ended: the count starts again
         assert not clock.check_rebalancing(True, 201.0) and not clock.check_rebalancing(True, 200.0 + CLOCK_HELD_WARN_S)
         assert clock.check_rebalancing(True, 201.0 + CLOCK_HELD_WARN_S)
+
+
+def test_below__true_only_when_the_records_partition_alone_keeps_the_clock_under_the_bound() -> None:
+    """The per-record shortcut never says "below" when the whole clock could reach the bound (issue 18).
+
+    For every case where :meth:`GroupClock.below` is True, the group's clock is None or under the
+    bound, so the worker's skipped read of the whole clock could not have found a tick due.
+    """
+    consumer = FakeConsumer([0, 1], {0: 100, 1: 100})
+    node = ClockNode(consumer, partitions=2)
+    node.on_clock_record(json.dumps({"worker": "w2", "sent_at": time.time(), "partitions": {}}).encode())
+    node.delivered(0, 10, 1_000.0)  # backlog (high watermark 100): partition 0 holds at 1,000
+    node.delivered(1, 10, 5_000.0)
+    now = time.monotonic()
+    assert node.clock.below(0, 2_000.0, now) and node.watermark() == 1_000.0
+    assert not node.clock.below(0, 1_000.0, now)  # at the bound: the clock may reach it (tick due at >=)
+    assert not node.clock.below(1, 2_000.0, now)  # partition 1 is past the bound: the others decide
+    assert not node.clock.below(0, None, now)  # no boundary yet: a tick is due at any clock
+    assert not node.clock.below(3, 2_000.0, now)  # not assigned here
+    consumer.hw[0] = 11  # caught up and quiet for longer than the idle time: idle, does not hold
+    node.delivered(0, 10, 1_000.0, ago_s=IDLE_PARTITION_S + 1)
+    assert not node.clock.below(0, 2_000.0, time.monotonic())
+    assert node.watermark() == 5_000.0
+
+
+def test_below__a_partition_revoked_since_the_cached_assignment_reads_it_again() -> None:
+    consumer = FakeConsumer([0], {0: 100})
+    node = ClockNode(consumer, partitions=1)
+    node.delivered(0, 10, 1_000.0)
+    now = time.monotonic()
+    assert node.clock.below(0, 2_000.0, now)
+    consumer.assigned = set()  # revoked; the cached assignment still names it
+    assert not node.clock.below(0, 2_000.0, now)
+    assert node.clock._assigned == (-1.0, [])
