@@ -32,6 +32,8 @@ from monitor.settings import Settings
 __all__ = ["CLOCK_HELD_WARN_S", "CLOCK_KEY", "GroupClock"]
 
 log = logging.getLogger(__name__)
+#: what :meth:`GroupClock._status` returns for a partition revoked since the cached assignment was read
+_REVOKED = object()
 
 #: Key of the report records on ``internal.asset-pledges`` (no asset id can be it: ids are checked).
 CLOCK_KEY = b"__clock__"
@@ -100,19 +102,29 @@ class GroupClock:
         as last fetched. A partition revoked since the cached assignment was read is left out (and
         the assignment is read again next time).
         """
-        consumer = self.app.consumer
         statuses: dict[int, Status] = {}
         for tp in self.telemetry_partitions(now):
-            try:
-                highwater = consumer.highwater(tp)
-            except AssertionError:  # revoked since the cached assignment was read: re-read it next time
-                self._assigned = (-1.0, [])
-                continue
-            committed = consumer._committed_offset.get(
-                tp
-            )  # private: faust keeps no public committed offset (docs/kafka.md)
-            statuses[tp.partition] = self.watermarks.status(tp.partition, committed, highwater, now)
+            status = self._status(tp, now)
+            if status is not _REVOKED:
+                statuses[tp.partition] = status
         return statuses
+
+    def _status(self, tp: Any, now: float) -> Status | object:
+        """One assigned partition's :meth:`Watermarks.status`, or ``_REVOKED``.
+
+        ``_REVOKED`` when the partition was revoked since the cached assignment was read; the
+        assignment is then read again next time.
+        """
+        consumer = self.app.consumer
+        try:
+            highwater = consumer.highwater(tp)
+        except AssertionError:  # revoked since the cached assignment was read: re-read it next time
+            self._assigned = (-1.0, [])
+            return _REVOKED
+        committed = consumer._committed_offset.get(
+            tp
+        )  # private: faust keeps no public committed offset (docs/kafka.md)
+        return self.watermarks.status(tp.partition, committed, highwater, now)
 
     def below(self, partition: int, bound: float | None, now: float) -> bool:
         """Whether this worker's ``partition`` alone holds the group's clock below ``bound`` (POSIX s).
@@ -131,14 +143,7 @@ class GroupClock:
         for tp in self.telemetry_partitions(now):
             if tp.partition != partition:
                 continue
-            consumer = self.app.consumer
-            try:
-                highwater = consumer.highwater(tp)
-            except AssertionError:  # revoked since the cached assignment was read: re-read it next time
-                self._assigned = (-1.0, [])
-                return False
-            committed = consumer._committed_offset.get(tp)  # private, as in own_statuses (docs/kafka.md)
-            status = self.watermarks.status(partition, committed, highwater, now)
+            status = self._status(tp, now)
             return isinstance(status, float) and status < bound
         return False
 
