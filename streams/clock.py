@@ -32,8 +32,6 @@ from monitor.settings import Settings
 __all__ = ["CLOCK_HELD_WARN_S", "CLOCK_KEY", "GroupClock"]
 
 log = logging.getLogger(__name__)
-#: what :meth:`GroupClock._status` returns for a partition revoked since the cached assignment was read
-_REVOKED = object()
 
 #: Key of the report records on ``internal.asset-pledges`` (no asset id can be it: ids are checked).
 CLOCK_KEY = b"__clock__"
@@ -105,25 +103,23 @@ class GroupClock:
         statuses: dict[int, Status] = {}
         for tp in self.telemetry_partitions(now):
             status = self._status(tp, now)
-            if status is not _REVOKED:
+            if status is not None:
                 statuses[tp.partition] = status
         return statuses
 
-    def _status(self, tp: Any, now: float) -> Status | object:
-        """One assigned partition's :meth:`Watermarks.status`, or ``_REVOKED``.
+    def _status(self, tp: Any, now: float) -> Status | None:
+        """One assigned partition's :meth:`Watermarks.status`, or None if it was revoked.
 
-        ``_REVOKED`` when the partition was revoked since the cached assignment was read; the
-        assignment is then read again next time.
+        Revoked since the cached assignment was read: the assignment is then read again next time.
         """
         consumer = self.app.consumer
         try:
             highwater = consumer.highwater(tp)
         except AssertionError:  # revoked since the cached assignment was read: re-read it next time
             self._assigned = (-1.0, [])
-            return _REVOKED
-        committed = consumer._committed_offset.get(
-            tp
-        )  # private: faust keeps no public committed offset (docs/kafka.md)
+            return None
+        # private: faust keeps no public committed offset (docs/kafka.md)
+        committed = consumer._committed_offset.get(tp)
         return self.watermarks.status(tp.partition, committed, highwater, now)
 
     def below(self, partition: int, bound: float | None, now: float) -> bool:
