@@ -705,7 +705,7 @@ class AssetBook:
 
         >>> from monitor.sensors import NullSensor
         >>> book = AssetBook(CoreParams(), NullSensor())
-        >>> book.peers_silent(None, 0.0)  # type: ignore[arg-type]
+        >>> book.peers_silent(None, 0.0)  # type: ignore[arg-type]  # no asset: the guard the example shows
         False
         """
         zone = asset.pledge.asset_timezone if asset is not None else None
